@@ -1,0 +1,40 @@
+# Small helpers shared by the folders' CMakeLists.
+
+# Warnings for the project's own code (never for generated code).
+function(farm_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Werror=return-type)
+endfunction()
+
+# farm_proto_library(NAME PROTOS a.proto b.proto [GRPC])
+# Generates C++ (and gRPC stubs with GRPC) for protos under ${CMAKE_CURRENT_SOURCE_DIR}, which
+# is the import root, and builds them into a static library.
+function(farm_proto_library name)
+  cmake_parse_arguments(ARG "GRPC" "" "PROTOS;DEPS" ${ARGN})
+  set(srcs)
+  set(hdrs)
+  set(out ${CMAKE_CURRENT_BINARY_DIR})
+  foreach(proto ${ARG_PROTOS})
+    get_filename_component(dir ${proto} DIRECTORY)
+    get_filename_component(base ${proto} NAME_WE)
+    set(stem ${out}/${dir}/${base})
+    set(outputs ${stem}.pb.cc ${stem}.pb.h)
+    set(grpc_args)
+    if(ARG_GRPC)
+      list(APPEND outputs ${stem}.grpc.pb.cc ${stem}.grpc.pb.h)
+      set(grpc_args --grpc_out=${out} --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>)
+    endif()
+    add_custom_command(
+      OUTPUT ${outputs}
+      COMMAND protobuf::protoc --proto_path=${CMAKE_CURRENT_SOURCE_DIR} --cpp_out=${out}
+              ${grpc_args} ${CMAKE_CURRENT_SOURCE_DIR}/${proto}
+      DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${proto} protobuf::protoc
+      COMMENT "protoc ${proto}")
+    list(APPEND srcs ${stem}.pb.cc)
+    if(ARG_GRPC)
+      list(APPEND srcs ${stem}.grpc.pb.cc)
+    endif()
+  endforeach()
+  add_library(${name} STATIC ${srcs})
+  target_include_directories(${name} PUBLIC ${out})
+  target_link_libraries(${name} PUBLIC protobuf::libprotobuf gRPC::grpc++ ${ARG_DEPS})
+endfunction()

@@ -1,0 +1,19 @@
+// Durations as users write them ("500ms", "60s", "10m", "1h30m") and as farm prints them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace farm::common {
+
+// "0", "500ms", "1.5s", "10m", "1h30m" → milliseconds. INVALID_ARGUMENT on anything else,
+// on negative values, and on sub-millisecond precision.
+absl::StatusOr<int64_t> ParseDurationMs(absl::string_view text);
+
+// 1234 → "1.234s", 61000 → "1m1s", 0 → "0s".
+std::string FormatDurationMs(int64_t ms);
+
+}  // namespace farm::common

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds (Ninja, ccache) and runs the whole test suite through CTest.
+# Usage: tests/run.sh [extra ctest args, e.g. -L unit or -R Store]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./deploy/install-deps.sh
+
+build_dir=${FARM_BUILD_DIR:-build}
+jobs=$(nproc)
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/farm-ccache}
+
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=${FARM_BUILD_TYPE:-RelWithDebInfo}
+cmake --build "$build_dir" -j "$jobs"
+cd "$build_dir"
+ctest --output-on-failure -j "$jobs" --timeout 600 "$@"
