@@ -35,17 +35,28 @@ MATCHER_P2(StatusIsWithMessage, code, message_matcher, "") {
          ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
 }
 
+// IsOkAndHolds(matcher) for StatusOr<T>.
+MATCHER_P(IsOkAndHolds, value_matcher, "") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status().ToString();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
 }  // namespace farm::testing
 
+// The status is copied (cheap: it is reference-counted): GetStatus() returns a reference into
+// `expr`, which dies at the end of the statement when `expr` is a temporary.
 #define ASSERT_OK(expr)                                               \
   do {                                                                \
-    const auto& farm_s_ = ::farm::testing::GetStatus(expr);           \
+    const ::absl::Status farm_s_ = ::farm::testing::GetStatus(expr);  \
     ASSERT_TRUE(farm_s_.ok()) << #expr << ": " << farm_s_.ToString(); \
   } while (0)
 
 #define EXPECT_OK(expr)                                               \
   do {                                                                \
-    const auto& farm_s_ = ::farm::testing::GetStatus(expr);           \
+    const ::absl::Status farm_s_ = ::farm::testing::GetStatus(expr);  \
     EXPECT_TRUE(farm_s_.ok()) << #expr << ": " << farm_s_.ToString(); \
   } while (0)
 

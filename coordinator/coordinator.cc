@@ -1,0 +1,132 @@
+#include "coordinator/coordinator.h"
+
+#include <fcntl.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/channel.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "coordinator/service/agent_service.h"
+#include "coordinator/service/job_service.h"
+#include "coordinator/store/rocksdb_store.h"
+
+namespace farm::coordinator {
+namespace {
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << content;
+    out.close();
+    if (!out) return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CoordinatorOptions::Validate() const {
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen=", listen, " is not HOST:PORT (port 0 picks a free port)"));
+  }
+  if (data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  if (lease_ttl_ms < 300 || lease_ttl_ms > 3600'000) {
+    return absl::InvalidArgumentError("--lease_ttl must be between 300ms and 1h");
+  }
+  if (agent_loss_retries < 0 || agent_loss_retries > 100) {
+    return absl::InvalidArgumentError("--agent_loss_retries must be between 0 and 100");
+  }
+  if (max_log_bytes_per_job < 1024) {
+    return absl::InvalidArgumentError("--max_log_bytes_per_job must be at least 1024");
+  }
+  return absl::OkStatus();
+}
+
+Coordinator::Coordinator(CoordinatorOptions options) : options_(std::move(options)) {}
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+absl::Status Coordinator::Init() {
+  FARM_RETURN_IF_ERROR(options_.Validate());
+  RocksDbStoreOptions store_options;
+  store_options.path = options_.data_dir + "/db";
+  FARM_ASSIGN_OR_RETURN(store_, RocksDbStore::Open(store_options));
+  SchedulerOptions sched;
+  sched.lease_ttl_ms = options_.lease_ttl_ms;
+  sched.agent_loss_retries = options_.agent_loss_retries;
+  sched.max_log_bytes_per_job = options_.max_log_bytes_per_job;
+  scheduler_ = std::make_unique<Scheduler>(store_.get(), common::RealClock(), &hub_, sched);
+  FARM_RETURN_IF_ERROR(scheduler_->Init());
+  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_);
+  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
+  admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get());
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Start() {
+  scheduler_->Start();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
+  builder.SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
+  // Let idle agents keep their connections (keepalive pings without calls).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.RegisterService(job_service_.get());
+  builder.RegisterService(agent_service_.get());
+  builder.RegisterService(admin_service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen, " (address in use or not local?)"));
+  }
+  address_ = absl::StrCat(options_.listen.substr(0, options_.listen.rfind(':')), ":", port);
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  FARM_LOG(INFO) << "farm-coordinator serving on " << address_ << " (data in " << options_.data_dir
+                 << ")";
+  if (!options_.port_file.empty()) {
+    FARM_RETURN_IF_ERROR(WriteFileAtomically(options_.port_file, address_ + "\n"));
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    // Parked calls and log followers would hold the shutdown until its deadline: answer them
+    // now (clients reconnect to the next coordinator process).
+    scheduler_->StopParking();
+    hub_.Shutdown();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_->Wait();
+  }
+  if (scheduler_ != nullptr) scheduler_->Stop();
+  server_.reset();
+  scheduler_.reset();
+  store_.reset();
+  FARM_LOG(INFO) << "farm-coordinator stopped";
+}
+
+}  // namespace farm::coordinator

@@ -1,0 +1,65 @@
+// The coordinator process: owns the store, the scheduler, the services and the gRPC server,
+// with an explicit lifecycle Init → Start → Shutdown (Kudu's Master is the model).
+// Not thread-safe except Shutdown, which may be called from any thread once.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "coordinator/logs/log_hub.h"
+#include "coordinator/scheduler/scheduler.h"
+#include "coordinator/store/store.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace farm::coordinator {
+
+class JobServiceImpl;
+class AgentServiceImpl;
+class AdminServiceImpl;
+
+struct CoordinatorOptions {
+  std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
+  std::string data_dir;
+  std::string port_file;  // when set, the bound HOST:PORT is written here once serving
+  int64_t lease_ttl_ms = 30'000;
+  int agent_loss_retries = 2;
+  int64_t max_log_bytes_per_job = int64_t{1} << 30;
+
+  // INVALID_ARGUMENT naming the flag that is wrong.
+  absl::Status Validate() const;
+};
+
+class Coordinator {
+ public:
+  explicit Coordinator(CoordinatorOptions options);
+  ~Coordinator();
+
+  // Opens the store and recovers the queue and the leases.
+  absl::Status Init();
+  // Binds and serves; writes the port file.
+  absl::Status Start();
+  // Stops accepting calls, answers parked ones, finishes in-flight writes. Idempotent.
+  void Shutdown();
+
+  // The address actually bound, e.g. "127.0.0.1:40123" (after Start).
+  const std::string& address() const { return address_; }
+
+ private:
+  const CoordinatorOptions options_;
+  std::unique_ptr<Store> store_;
+  LogHub hub_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace farm::coordinator

@@ -1,0 +1,55 @@
+#include "coordinator/logs/log_hub.h"
+
+#include <vector>
+
+namespace farm::coordinator {
+
+void LogHub::Subscribe(uint64_t seq, std::shared_ptr<JobWatcher> watcher) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!shut_down_) {
+      const JobWatcher* key = watcher.get();
+      watchers_[seq][key] = std::move(watcher);
+      return;
+    }
+  }
+  watcher->OnShutdown();
+}
+
+void LogHub::Unsubscribe(uint64_t seq, const JobWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  auto it = watchers_.find(seq);
+  if (it == watchers_.end()) return;
+  it->second.erase(watcher);
+  if (it->second.empty()) watchers_.erase(it);
+}
+
+void LogHub::Notify(uint64_t seq) {
+  std::vector<std::shared_ptr<JobWatcher>> targets;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = watchers_.find(seq);
+    if (it == watchers_.end()) return;
+    targets.reserve(it->second.size());
+    for (const auto& [key, w] : it->second) targets.push_back(w);
+  }
+  for (const auto& w : targets) w->OnJobChanged();
+}
+
+}  // namespace farm::coordinator
+
+namespace farm::coordinator {
+
+void LogHub::Shutdown() {
+  std::vector<std::shared_ptr<JobWatcher>> targets;
+  {
+    absl::MutexLock lock(&mu_);
+    shut_down_ = true;
+    for (const auto& [seq, set] : watchers_) {
+      for (const auto& [key, w] : set) targets.push_back(w);
+    }
+  }
+  for (const auto& w : targets) w->OnShutdown();
+}
+
+}  // namespace farm::coordinator

@@ -1,0 +1,55 @@
+#include "coordinator/logs/log_reader.h"
+
+#include "coordinator/store/keys.h"
+
+namespace farm::coordinator {
+
+absl::StatusOr<std::vector<StoredChunk>> ReadLog(Store* store, uint64_t seq, uint32_t attempt,
+                                                 uint32_t step, int64_t offset, size_t max_bytes) {
+  const std::string prefix = keys::LogStepPrefix(seq, attempt, step);
+  const std::string end = keys::PrefixEnd(prefix);
+  std::vector<StoredChunk> out;
+  size_t total = 0;
+  // The chunk that holds `offset` may start before it: find the last chunk starting at or
+  // before offset first.
+  std::string start = keys::LogKey(seq, attempt, step, static_cast<uint64_t>(offset));
+  absl::Status s = store->Scan(
+      Cf::kLogs, prefix, keys::LogKey(seq, attempt, step, static_cast<uint64_t>(offset) + 1),
+      [&](absl::string_view key, absl::string_view value) {
+        start = std::string(key);
+        return false;
+      },
+      /*reverse=*/true);
+  if (!s.ok()) return s;
+  s = store->Scan(Cf::kLogs, start, end, [&](absl::string_view key, absl::string_view value) {
+    const int64_t chunk_offset = static_cast<int64_t>(keys::DecodeLogKey(key).offset);
+    const int64_t chunk_end = chunk_offset + static_cast<int64_t>(value.size());
+    if (chunk_end <= offset) return true;
+    const size_t skip = offset > chunk_offset ? static_cast<size_t>(offset - chunk_offset) : 0;
+    StoredChunk c;
+    c.offset = chunk_offset + static_cast<int64_t>(skip);
+    c.data = std::string(value.substr(skip));
+    total += c.data.size();
+    out.push_back(std::move(c));
+    return total < max_bytes;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<int64_t> CommittedLogLength(Store* store, uint64_t seq, uint32_t attempt,
+                                           uint32_t step) {
+  const std::string prefix = keys::LogStepPrefix(seq, attempt, step);
+  int64_t length = 0;
+  absl::Status s = store->Scan(
+      Cf::kLogs, prefix, keys::PrefixEnd(prefix),
+      [&](absl::string_view key, absl::string_view value) {
+        length = static_cast<int64_t>(keys::DecodeLogKey(key).offset + value.size());
+        return false;
+      },
+      /*reverse=*/true);
+  if (!s.ok()) return s;
+  return length;
+}
+
+}  // namespace farm::coordinator

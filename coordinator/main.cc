@@ -1,0 +1,64 @@
+// farm-coordinator: flags → CoordinatorOptions → Coordinator. See README.md.
+#include <csignal>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/synchronization/notification.h"
+#include "common/duration.h"
+#include "common/logging.h"
+#include "coordinator/coordinator.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "HOST:PORT to serve on; port 0 picks a free port");
+ABSL_FLAG(std::string, data_dir, "", "directory for the store (required)");
+ABSL_FLAG(std::string, port_file, "", "write the bound HOST:PORT to this file once serving");
+ABSL_FLAG(std::string, lease_ttl, "30s", "how long a lease lives without a heartbeat");
+ABSL_FLAG(int, agent_loss_retries, 2, "requeues after a lost agent before a job fails");
+ABSL_FLAG(int64_t, max_log_bytes_per_job, int64_t{1} << 30,
+          "output kept per job; the rest is dropped behind a truncation marker");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "farm-coordinator: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "farm-coordinator --listen=HOST:PORT --data_dir=DIR [--port_file=FILE] [--lease_ttl=30s]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) return Fail(std::string("unexpected argument: ") + rest[1]);
+
+  // Block the stop signals before any thread starts, and wait for them on this thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  farm::coordinator::CoordinatorOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+  auto ttl = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_ttl));
+  if (!ttl.ok()) return Fail("--lease_ttl: " + std::string(ttl.status().message()));
+  options.lease_ttl_ms = *ttl;
+  options.agent_loss_retries = absl::GetFlag(FLAGS_agent_loss_retries);
+  options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
+  if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
+
+  farm::coordinator::Coordinator coordinator(options);
+  if (absl::Status s = coordinator.Init(); !s.ok()) return Fail(s.ToString());
+  if (absl::Status s = coordinator.Start(); !s.ok()) return Fail(s.ToString());
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  FARM_LOG(INFO) << "received signal " << sig << ", shutting down";
+  coordinator.Shutdown();
+  return 0;
+}

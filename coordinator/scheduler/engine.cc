@@ -1,0 +1,178 @@
+#include "coordinator/scheduler/engine.h"
+
+#include "absl/time/time.h"
+#include "common/logging.h"
+
+namespace farm::coordinator {
+
+absl::StatusOr<std::optional<std::string>> Txn::Get(Cf cf, absl::string_view key) {
+  auto it = overlay_.find({static_cast<int>(cf), std::string(key)});
+  if (it != overlay_.end()) return it->second;
+  return store_->Get(cf, key);
+}
+
+absl::Status Txn::Scan(Cf cf, absl::string_view start, absl::string_view limit,
+                       const Store::ScanFn& fn) {
+  const int c = static_cast<int>(cf);
+  auto ov = overlay_.lower_bound({c, std::string(start)});
+  auto ov_in_range = [&] {
+    return ov != overlay_.end() && ov->first.first == c &&
+           (limit.empty() || ov->first.second < limit);
+  };
+  bool stopped = false;
+  // Emits overlay entries that sort before `key` (all of them when key is null).
+  auto drain_overlay = [&](const absl::string_view* key) {
+    while (!stopped && ov_in_range() && (key == nullptr || ov->first.second < *key)) {
+      if (ov->second.has_value() && !fn(ov->first.second, *ov->second)) stopped = true;
+      ++ov;
+    }
+  };
+  absl::Status status = store_->Scan(
+      cf, start, limit,
+      [&](absl::string_view key, absl::string_view value) {
+        drain_overlay(&key);
+        if (stopped) return false;
+        if (ov_in_range() && ov->first.second == key) {
+          // The group rewrote or deleted this key: the overlay wins.
+          if (ov->second.has_value() && !fn(key, *ov->second)) stopped = true;
+          ++ov;
+          return !stopped;
+        }
+        if (!fn(key, value)) stopped = true;
+        return !stopped;
+      },
+      /*reverse=*/false);
+  if (!status.ok()) return status;
+  drain_overlay(nullptr);
+  return absl::OkStatus();
+}
+
+void Txn::Put(Cf cf, std::string key, std::string value) {
+  overlay_[{static_cast<int>(cf), key}] = value;
+  batch_.Put(cf, std::move(key), std::move(value));
+}
+
+void Txn::Delete(Cf cf, std::string key) {
+  overlay_[{static_cast<int>(cf), key}] = std::nullopt;
+  batch_.Delete(cf, std::move(key));
+}
+
+void Txn::OnCommit(std::function<void(const absl::Status&)> fn) {
+  callbacks_.push_back(std::move(fn));
+}
+
+Engine::Engine(Store* store, common::Clock* clock, EngineOptions options)
+    : store_(store), clock_(clock), options_(options) {}
+
+Engine::~Engine() { Stop(); }
+
+void Engine::Start() {
+  thread_ = std::thread([this] { Run(); });
+  thread_id_ = thread_.get_id();
+}
+
+void Engine::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    wake_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Engine::Post(Command cmd) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return false;
+  queue_.push_back(std::move(cmd));
+  wake_ = true;
+  return true;
+}
+
+Engine::TimerId Engine::AddTimer(int64_t due_ms, Command fn) {
+  FARM_CHECK(OnEngineThread());
+  TimerId id = next_timer_++;
+  timers_.emplace(due_ms, std::make_pair(id, std::move(fn)));
+  timer_due_[id] = due_ms;
+  return id;
+}
+
+void Engine::CancelTimer(TimerId id) {
+  FARM_CHECK(OnEngineThread());
+  auto it = timer_due_.find(id);
+  if (it == timer_due_.end()) return;
+  auto range = timers_.equal_range(it->second);
+  for (auto t = range.first; t != range.second; ++t) {
+    if (t->second.first == id) {
+      timers_.erase(t);
+      break;
+    }
+  }
+  timer_due_.erase(it);
+}
+
+void Engine::SetWriteFailureHandler(std::function<void(const absl::Status&)> fn) {
+  on_write_failure_ = std::move(fn);
+}
+
+void Engine::Run() {
+  while (true) {
+    std::deque<Command> batch;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_; };
+      if (!wake_) {
+        if (timers_.empty()) {
+          mu_.Await(absl::Condition(&ready));
+        } else {
+          int64_t wait = timers_.begin()->first - clock_->MonotonicMs();
+          if (wait > 0) mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(wait));
+        }
+      }
+      batch.swap(queue_);
+      wake_ = false;
+      stopping = stopping_;
+    }
+
+    Txn txn(store_);
+    // Due timers first: they are older than anything just posted.
+    const int64_t now = clock_->MonotonicMs();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      auto node = timers_.extract(timers_.begin());
+      timer_due_.erase(node.mapped().first);
+      node.mapped().second(txn);
+    }
+    while (!batch.empty()) {
+      Command cmd = std::move(batch.front());
+      batch.pop_front();
+      cmd(txn);
+      if (txn.batch_.byte_size() >= options_.max_group_bytes && !batch.empty()) {
+        // Leave the rest for the next group, ahead of anything posted meanwhile.
+        absl::MutexLock lock(&mu_);
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+        batch.clear();
+        wake_ = true;
+      }
+    }
+
+    absl::Status status;
+    if (!txn.batch_.empty()) {
+      status = store_->Write(txn.batch_, options_.sync);
+      ++groups_written_;
+      if (!status.ok()) {
+        FARM_LOG(ERROR) << "store write of " << txn.batch_.ops().size()
+                        << " operations failed: " << status;
+        if (on_write_failure_) on_write_failure_(status);
+      }
+    }
+    for (auto& cb : txn.callbacks_) cb(status);
+
+    if (stopping) {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty()) break;
+    }
+  }
+}
+
+}  // namespace farm::coordinator

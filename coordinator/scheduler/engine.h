@@ -1,0 +1,112 @@
+// The coordinator's state-machine thread. Every change to jobs, leases and agents runs here,
+// one command at a time, so domain state needs no locks; and every change is made durable by
+// group commit: the commands that queued up while the previous batch was syncing are applied
+// together and written as ONE synced WriteBatch, then all their completion callbacks run.
+// Throughput is therefore not bounded by one fsync per call.
+//
+// A command sees a Txn: reads through it see the writes of earlier commands of the same group.
+// In-memory state may be changed by commands before the write; if the write fails, the
+// failure handler runs first (the owner rebuilds its memory from the store), then every
+// callback of the group gets the error. No reply is ever sent before its write is durable.
+//
+// Thread-safety: Post() from any thread. AddTimer/CancelTimer only on the engine thread (from
+// inside commands and timers).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "coordinator/store/store.h"
+
+namespace farm::coordinator {
+
+class Txn {
+ public:
+  explicit Txn(Store* store) : store_(store) {}
+
+  absl::StatusOr<std::optional<std::string>> Get(Cf cf, absl::string_view key);
+  // Keys in [start, limit) in order as this group sees them (store merged with the writes
+  // of earlier commands), until fn returns false.
+  absl::Status Scan(Cf cf, absl::string_view start, absl::string_view limit,
+                    const Store::ScanFn& fn);
+  void Put(Cf cf, std::string key, std::string value);
+  void Delete(Cf cf, std::string key);
+
+  // fn runs on the engine thread once the group is written: OK, or the write error.
+  void OnCommit(std::function<void(const absl::Status&)> fn);
+
+  Store* store() const { return store_; }
+  const WriteBatch& batch() const { return batch_; }
+
+ private:
+  friend class Engine;
+  Store* store_;
+  WriteBatch batch_;
+  std::map<std::pair<int, std::string>, std::optional<std::string>> overlay_;
+  std::vector<std::function<void(const absl::Status&)>> callbacks_;
+};
+
+struct EngineOptions {
+  bool sync = true;                   // fsync each group (off only in benchmarks' A/B)
+  size_t max_group_bytes = 32 << 20;  // stop adding commands to a group past this
+};
+
+class Engine {
+ public:
+  using Command = std::function<void(Txn&)>;
+  using TimerId = uint64_t;
+
+  Engine(Store* store, common::Clock* clock, EngineOptions options = {});
+  ~Engine();
+
+  void Start();
+  // Runs everything already posted, writes it, then joins the thread. Later Posts fail.
+  void Stop();
+
+  // Queues cmd for the engine thread. Returns false (and drops cmd) once stopping.
+  bool Post(Command cmd);
+
+  // Engine thread only. fn runs in a group at or after the monotonic time due_ms.
+  TimerId AddTimer(int64_t due_ms, Command fn);
+  void CancelTimer(TimerId id);
+
+  // Runs on the engine thread after a failed group write, before the callbacks.
+  void SetWriteFailureHandler(std::function<void(const absl::Status&)> fn);
+
+  bool OnEngineThread() const { return std::this_thread::get_id() == thread_id_; }
+  int64_t groups_written() const { return groups_written_; }
+
+ private:
+  void Run();
+
+  Store* const store_;
+  common::Clock* const clock_;
+  const EngineOptions options_;
+  std::function<void(const absl::Status&)> on_write_failure_;
+
+  absl::Mutex mu_;
+  std::deque<Command> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Engine thread only.
+  std::multimap<int64_t, std::pair<TimerId, Command>> timers_;
+  std::map<TimerId, int64_t> timer_due_;
+  TimerId next_timer_ = 1;
+  int64_t groups_written_ = 0;
+
+  std::thread thread_;
+  std::thread::id thread_id_;
+};
+
+}  // namespace farm::coordinator

@@ -1,0 +1,78 @@
+// Key layouts of the column families. Integers are big-endian and fixed-width so that byte
+// order is numeric order and scans come out sorted.
+//
+//   jobs:     seq(8)                                   → farm.v1.Job
+//   queue:    labelset(8) | 1000-priority(4) | pos(8)  → seq(8)
+//   active:   seq(8)                                   → ""
+//   logs:     seq(8) | attempt(4) | step(4) | offset(8) → bytes
+//   requests: request id                               → seq(8) | submitted_ms(8)
+//   meta:     "next_seq", "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace farm::coordinator::keys {
+
+void AppendU32(std::string& out, uint32_t v);
+void AppendU64(std::string& out, uint64_t v);
+uint32_t ReadU32(absl::string_view in, size_t pos);
+uint64_t ReadU64(absl::string_view in, size_t pos);
+
+std::string U64(uint64_t v);
+
+// Job ids on the wire are the decimal submit sequence.
+std::string JobId(uint64_t seq);
+std::optional<uint64_t> ParseJobId(absl::string_view id);
+
+std::string JobKey(uint64_t seq);
+
+// Position in a priority class: new jobs after every requeued one, each group in order.
+uint64_t NewJobPosition(uint64_t seq);
+uint64_t RequeuePosition(uint64_t lost_epoch);
+
+struct QueueKey {
+  uint64_t labelset = 0;
+  int32_t priority = 0;
+  uint64_t pos = 0;
+
+  std::string Encode() const;
+  static QueueKey Decode(absl::string_view key);
+  // Dispatch order inside one label set: priority descending, then position.
+  bool operator<(const QueueKey& o) const {
+    if (priority != o.priority) return priority > o.priority;
+    return pos < o.pos;
+  }
+  bool operator==(const QueueKey& o) const {
+    return labelset == o.labelset && priority == o.priority && pos == o.pos;
+  }
+};
+std::string QueuePrefix(uint64_t labelset);
+
+std::string LogKey(uint64_t seq, uint32_t attempt, uint32_t step, uint64_t offset);
+std::string LogStepPrefix(uint64_t seq, uint32_t attempt, uint32_t step);
+struct LogKeyParts {
+  uint64_t seq;
+  uint32_t attempt;
+  uint32_t step;
+  uint64_t offset;
+};
+LogKeyParts DecodeLogKey(absl::string_view key);
+
+inline constexpr absl::string_view kNextSeq = "next_seq";
+inline constexpr absl::string_view kNextEpoch = "next_epoch";
+inline constexpr absl::string_view kLabelSetPrefix = "labelset/";
+
+// A canonical text for a label set ("k=v\n" sorted) and its 64-bit id.
+std::string CanonicalLabels(const std::map<std::string, std::string>& labels);
+uint64_t LabelSetId(absl::string_view canonical);
+std::map<std::string, std::string> ParseCanonicalLabels(absl::string_view canonical);
+
+// The smallest key greater than every key that starts with prefix.
+std::string PrefixEnd(absl::string_view prefix);
+
+}  // namespace farm::coordinator::keys

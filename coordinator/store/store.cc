@@ -1,0 +1,43 @@
+#include "coordinator/store/store.h"
+
+namespace farm::coordinator {
+
+const char* CfName(Cf cf) {
+  switch (cf) {
+    case Cf::kMeta:
+      return "meta";
+    case Cf::kJobs:
+      return "jobs";
+    case Cf::kQueue:
+      return "queue";
+    case Cf::kActive:
+      return "active";
+    case Cf::kLogs:
+      return "logs";
+    case Cf::kRequests:
+      return "requests";
+  }
+  return "?";
+}
+
+void WriteBatch::Put(Cf cf, std::string key, std::string value) {
+  bytes_ += key.size() + value.size();
+  ops_.push_back(Op{cf, false, std::move(key), std::move(value)});
+}
+
+void WriteBatch::Delete(Cf cf, std::string key) {
+  bytes_ += key.size();
+  ops_.push_back(Op{cf, true, std::move(key), {}});
+}
+
+void WriteBatch::Append(const WriteBatch& other) {
+  ops_.insert(ops_.end(), other.ops_.begin(), other.ops_.end());
+  bytes_ += other.bytes_;
+}
+
+void WriteBatch::Clear() {
+  ops_.clear();
+  bytes_ = 0;
+}
+
+}  // namespace farm::coordinator

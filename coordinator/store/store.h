@@ -1,0 +1,74 @@
+// The coordinator's durable key-value store: column families of ordered keys, atomic batches.
+// Domain code sees only this interface (never RocksDB types), so it runs against the in-memory
+// fake in unit tests. Implementations are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace farm::coordinator {
+
+// One column family per record kind (see keys.h for the key layouts).
+enum class Cf : int {
+  kMeta = 0,      // counters, label sets
+  kJobs = 1,      // job seq → farm.v1.Job
+  kQueue = 2,     // label set | priority | position → job seq (queued jobs only)
+  kActive = 3,    // job seq → "" for jobs that hold a lease (RUNNING)
+  kLogs = 4,      // job seq | attempt | step | offset → output bytes
+  kRequests = 5,  // submit request id → job seq | submit time
+};
+inline constexpr int kNumCfs = 6;
+const char* CfName(Cf cf);
+
+// An atomic group of writes. Later operations on the same key win.
+class WriteBatch {
+ public:
+  struct Op {
+    Cf cf;
+    bool is_delete;
+    std::string key;
+    std::string value;
+  };
+
+  void Put(Cf cf, std::string key, std::string value);
+  void Delete(Cf cf, std::string key);
+  void Append(const WriteBatch& other);
+  void Clear();
+
+  bool empty() const { return ops_.empty(); }
+  size_t byte_size() const { return bytes_; }
+  const std::vector<Op>& ops() const { return ops_; }
+
+ private:
+  std::vector<Op> ops_;
+  size_t bytes_ = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // nullopt when the key is absent. UNAVAILABLE/INTERNAL on I/O errors.
+  virtual absl::StatusOr<std::optional<std::string>> Get(Cf cf, absl::string_view key) = 0;
+
+  // Calls fn(key, value) for keys in [start, limit) in key order (descending when reverse),
+  // until fn returns false. An empty limit means "to the end of the family".
+  using ScanFn = std::function<bool(absl::string_view key, absl::string_view value)>;
+  virtual absl::Status Scan(Cf cf, absl::string_view start, absl::string_view limit,
+                            const ScanFn& fn, bool reverse = false) = 0;
+
+  // Applies the batch atomically. With sync, it is on stable storage when this returns OK.
+  // RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE for other write errors after which
+  // the store may recover by itself.
+  virtual absl::Status Write(const WriteBatch& batch, bool sync) = 0;
+};
+
+}  // namespace farm::coordinator

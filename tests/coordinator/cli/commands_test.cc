@@ -1,0 +1,504 @@
+// farmctl end to end: every command through RunCommand/RunFarmctl, over real gRPC, against the
+// in-process FakeFarm.
+#include "coordinator/cli/commands.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/clock.h"
+#include "coordinator/cli/options.h"
+#include "tests/coordinator/cli/fake_farm.h"
+
+namespace farm::cli {
+namespace {
+
+using ::farm::testing::FakeFarm;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::StartsWith;
+
+constexpr char kHelloYaml[] = R"(name: hello
+labels: {os: linux}
+priority: 5
+env: {GREETING: hello}
+steps:
+  - name: greet
+    run: echo "$GREETING"
+  - name: build
+    run: make
+    timeout: 60s
+)";
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+template <typename T>
+T ParseJson(const std::string& json) {
+  T message;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &message);
+  EXPECT_TRUE(status.ok()) << status.ToString() << "\n" << json;
+  return message;
+}
+
+// Runs farmctl with `args` against `coordinator` (as if from $FARM_COORDINATOR), with short
+// retry delays.
+Result RunAgainst(const std::string& coordinator, const std::vector<std::string>& args,
+                  const std::string& stdin_text = "") {
+  static common::FakeClock clock;
+  std::ostringstream out;
+  std::ostringstream err;
+  std::istringstream in(stdin_text);
+  CliIo io{out, err, in, clock, absl::UTCTimeZone()};
+  absl::StatusOr<CliOptions> options = ParseArgs(args, coordinator);
+  if (!options.ok()) return {kExitUsage, "", std::string(options.status().message())};
+  options->retry_initial_backoff_ms = 5;
+  options->retry_max_backoff_ms = 20;
+  const int code = RunCommand(*options, io);
+  return {code, out.str(), err.str()};
+}
+
+class FarmctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = ::testing::TempDir() + "/farmctl_test.XXXXXX";
+    ASSERT_NE(mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+
+  Result Run(const std::vector<std::string>& args, const std::string& stdin_text = "") {
+    return RunAgainst(farm_.address(), args, stdin_text);
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+
+  // A job as the coordinator would report it after running; returns its id.
+  std::string AddEndedJob(farm::v1::JobState state, const std::string& reason = "") {
+    farm::v1::Job job;
+    job.set_state(state);
+    job.set_reason(reason);
+    job.mutable_spec()->set_name("built");
+    for (const char* name : {"greet", "build"}) {
+      farm::v1::StepSpec* step = job.mutable_spec()->add_steps();
+      step->set_name(name);
+      step->set_run("true");
+    }
+    return farm_.AddJob(job);
+  }
+
+  std::string AddRunningJob() {
+    farm::v1::Job job;
+    job.set_state(farm::v1::RUNNING);
+    job.mutable_spec()->add_steps()->set_name("only");
+    return farm_.AddJob(job);
+  }
+
+  FakeFarm farm_;
+  std::string dir_;
+};
+
+// --- submit ------------------------------------------------------------------------------------
+
+TEST_F(FarmctlTest, SubmitPrintsTheJobIdAndSendsTheParsedJob) {
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_EQ(r.err, "");
+  const auto requests = farm_.submit_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_THAT(requests[0].request_id(), MatchesRegex("[0-9a-f]{32}"));
+  const farm::v1::JobSpec& spec = requests[0].spec();
+  EXPECT_EQ(spec.name(), "hello");
+  EXPECT_EQ(spec.priority(), 5);
+  ASSERT_EQ(spec.steps_size(), 2);
+  EXPECT_EQ(spec.steps(1).name(), "build");
+  EXPECT_EQ(spec.steps(1).timeout_ms(), 60'000);
+}
+
+TEST_F(FarmctlTest, SubmitJsonPrintsTheResponse) {
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml), "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto response = ParseJson<farm::v1::SubmitJobResponse>(r.out);
+  EXPECT_EQ(response.job_id(), "1");
+  EXPECT_THAT(r.out, HasSubstr("\"existing\": false"));
+}
+
+TEST_F(FarmctlTest, SubmitReadsStdin) {
+  const Result r = Run({"submit", "-"}, "steps: [{run: make}]\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  const Result bad = Run({"submit", "-"}, "steps: [{rnu: make}]\n");
+  EXPECT_EQ(bad.code, kExitError);
+  EXPECT_THAT(bad.err, StartsWith("<stdin>:1:10: unknown key \"rnu\""));
+}
+
+TEST_F(FarmctlTest, EachSubmitIsANewRequest) {
+  const std::string path = WriteFile("hello.yaml", kHelloYaml);
+  EXPECT_EQ(Run({"submit", path}).out, "1\n");
+  EXPECT_EQ(Run({"submit", path}).out, "2\n");
+  const auto requests = farm_.submit_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_NE(requests[0].request_id(), requests[1].request_id());
+}
+
+TEST_F(FarmctlTest, SubmitRetriesUnavailableWithTheSameRequestId) {
+  farm_.FailNextSubmits(2, grpc::StatusCode::UNAVAILABLE);
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  const auto requests = farm_.submit_requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[1].request_id(), requests[0].request_id());
+  EXPECT_EQ(requests[2].request_id(), requests[0].request_id());
+  EXPECT_FALSE(farm_.GetJob("2").has_value()) << "a retry made a second job";
+}
+
+TEST_F(FarmctlTest, SubmitGivesUpAfterBoundedRetries) {
+  farm_.FailNextSubmits(1000, grpc::StatusCode::UNAVAILABLE);
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, absl::StrCat("farmctl: cannot reach the coordinator at ", farm_.address(),
+                                " (injected failure)\n"));
+  EXPECT_EQ(farm_.submit_requests().size(), 5u);
+}
+
+TEST_F(FarmctlTest, SubmitDoesNotRetryARefusal) {
+  farm_.FailNextSubmits(1, grpc::StatusCode::INVALID_ARGUMENT);
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.err, "farmctl: the coordinator refused the job: injected failure\n");
+  EXPECT_EQ(farm_.submit_requests().size(), 1u);
+}
+
+TEST_F(FarmctlTest, ABadJobFileIsReportedWithItsPositionAndNothingIsSubmitted) {
+  const std::string path = WriteFile("bad.yaml", "name: x\nsteps:\n  - run: make\n    tmeout: 5s\n");
+  const Result r = Run({"submit", path});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith(path + ":4:5: unknown key \"tmeout\" in steps[0]; did you mean "
+                                       "\"timeout\"?"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  EXPECT_TRUE(farm_.submit_requests().empty());
+
+  const Result missing = Run({"submit", dir_ + "/nope.yaml"});
+  EXPECT_EQ(missing.code, kExitError);
+  EXPECT_EQ(missing.err, dir_ + "/nope.yaml: cannot open: No such file or directory\n");
+}
+
+// Scripts a two-step run of every submitted job that ends in `state`.
+void RunSubmittedJobs(FakeFarm& farm, farm::v1::JobState state, const std::string& reason = "") {
+  farm.OnSubmit([state, reason](FakeFarm& f, const std::string& id) {
+    f.SetState(id, farm::v1::RUNNING);
+    f.AppendLog(id, 1, 0, "greet", "hello\n");
+    f.AppendLog(id, 1, 1, "build", "building\n");
+    f.AppendLog(id, 1, 1, "build", std::string("bin\0ary\n", 8));
+    f.SetState(id, state, reason);
+  });
+}
+
+TEST_F(FarmctlTest, SubmitFollowStreamsTheOutputAndExitsWithTheOutcome) {
+  RunSubmittedJobs(farm_, farm::v1::SUCCEEDED);
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml), "--follow"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, std::string("1\nhello\nbuilding\nbin\0ary\n", 24));
+  EXPECT_EQ(r.err, "==> step greet\n==> step build\n==> job 1 SUCCEEDED\n");
+}
+
+TEST_F(FarmctlTest, SubmitWaitExitCodes) {
+  const std::string path = WriteFile("hello.yaml", kHelloYaml);
+  RunSubmittedJobs(farm_, farm::v1::FAILED, "step build exited with 2");
+  Result r = Run({"submit", path, "--wait"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_EQ(r.err, "==> job 1 FAILED: step build exited with 2\n");
+
+  RunSubmittedJobs(farm_, farm::v1::CANCELLED, "cancelled by user");
+  r = Run({"submit", path, "--wait"});
+  EXPECT_EQ(r.code, 2) << r.err;
+
+  RunSubmittedJobs(farm_, farm::v1::SUCCEEDED);
+  r = Run({"submit", path, "--wait"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST_F(FarmctlTest, SubmitFollowJsonKeepsStdoutOneDocument) {
+  RunSubmittedJobs(farm_, farm::v1::FAILED, "step build exited with 2");
+  const Result r =
+      Run({"submit", WriteFile("hello.yaml", kHelloYaml), "--follow", "--output=json"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  const auto job = ParseJson<farm::v1::Job>(r.out);
+  EXPECT_EQ(job.id(), "1");
+  EXPECT_EQ(job.state(), farm::v1::FAILED);
+  EXPECT_THAT(r.out, HasSubstr("\"state\": \"FAILED\""));
+  EXPECT_THAT(r.err, HasSubstr("hello\n"));
+}
+
+// --- get, list, cancel, agents -------------------------------------------------------------------
+
+TEST_F(FarmctlTest, GetShowsTheJob) {
+  const std::string id = AddEndedJob(farm::v1::FAILED, "step build exited with 2");
+  const Result r = Run({"get", id});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("state:     FAILED\n"));
+  EXPECT_THAT(r.out, HasSubstr("reason:    step build exited with 2\n"));
+  EXPECT_THAT(r.out, HasSubstr("  build  PENDING"));
+}
+
+TEST_F(FarmctlTest, GetJsonIsTheJob) {
+  const std::string id = AddEndedJob(farm::v1::SUCCEEDED);
+  const Result r = Run({"get", id, "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(ParseJson<farm::v1::Job>(r.out),
+                                                                 *farm_.GetJob(id)));
+  EXPECT_THAT(r.out, HasSubstr("\"state\": \"SUCCEEDED\""));
+}
+
+TEST_F(FarmctlTest, AnUnknownJobIsNotFoundInOneLine) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "99"}, {"logs", "99"}, {"wait", "99"},
+                                             {"cancel", "99"}}) {
+    const Result r = Run(args);
+    EXPECT_EQ(r.code, kExitError) << args[0];
+    EXPECT_EQ(r.err, "farmctl: job 99 not found\n") << args[0];
+    EXPECT_EQ(r.out, "") << args[0];
+  }
+}
+
+TEST_F(FarmctlTest, ListFiltersAndPrintsATable) {
+  AddEndedJob(farm::v1::SUCCEEDED);
+  const std::string running = AddRunningJob();
+  const Result r = Run({"list", "--state=running", "--limit=5"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto requests = farm_.list_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].state(), farm::v1::RUNNING);
+  EXPECT_EQ(requests[0].limit(), 5);
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  EXPECT_THAT(lines[0], MatchesRegex("ID +STATE +NAME +PRIORITY +AGE +DURATION"));
+  EXPECT_THAT(lines[1], StartsWith(running + "   RUNNING"));
+}
+
+TEST_F(FarmctlTest, ListJson) {
+  AddEndedJob(farm::v1::SUCCEEDED);
+  AddRunningJob();
+  const Result r = Run({"list", "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto response = ParseJson<farm::v1::ListJobsResponse>(r.out);
+  ASSERT_EQ(response.jobs_size(), 2);
+  EXPECT_EQ(response.jobs(0).id(), "2");  // newest first
+}
+
+TEST_F(FarmctlTest, CancelAQueuedAndARunningJob) {
+  farm::v1::Job queued;
+  queued.set_state(farm::v1::QUEUED);
+  const std::string queued_id = farm_.AddJob(queued);
+  Result r = Run({"cancel", queued_id});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("job ", queued_id, " CANCELLED\n"));
+
+  const std::string running_id = AddRunningJob();
+  r = Run({"cancel", running_id, "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto job = ParseJson<farm::v1::Job>(r.out);
+  EXPECT_TRUE(job.cancel_requested());
+  EXPECT_EQ(job.state(), farm::v1::RUNNING);
+
+  r = Run({"cancel", running_id});
+  EXPECT_EQ(r.out, absl::StrCat("job ", running_id, ": cancel requested (it was RUNNING)\n"));
+}
+
+TEST_F(FarmctlTest, Agents) {
+  farm::v1::ListAgentsResponse agents;
+  farm::v1::AgentInfo* agent = agents.add_agents();
+  agent->set_name("builder-1");
+  agent->set_state("busy");
+  agent->set_slots(2);
+  agent->add_jobs("7");
+  (*agent->mutable_labels())["os"] = "linux";
+  farm_.SetAgents(agents);
+  Result r = Run({"agents"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("builder-1  busy   1/2    os=linux  7"));
+  r = Run({"agents", "--output=json"});
+  EXPECT_EQ(ParseJson<farm::v1::ListAgentsResponse>(r.out).agents(0).name(), "builder-1");
+}
+
+// --- logs and wait ------------------------------------------------------------------------------
+
+TEST_F(FarmctlTest, LogsPrintsTheStoredOutputWithStepHeadersOnStderr) {
+  const std::string id = AddEndedJob(farm::v1::SUCCEEDED);
+  farm_.AppendLog(id, 1, 0, "greet", "hello\n");
+  farm_.AppendLog(id, 1, 1, "build", "one\n");
+  farm_.AppendLog(id, 1, 1, "build", "two\n");
+  Result r = Run({"logs", id});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "hello\none\ntwo\n");
+  EXPECT_EQ(r.err, "==> step greet\n==> step build\n");
+
+  r = Run({"logs", id, "--step=build"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "one\ntwo\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(farm_.watch_requests().back().step(), "build");
+
+  r = Run({"logs", id, "--step=nope"});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.err,
+            absl::StrCat("farmctl: job ", id, " has no step named \"nope\" (its steps: greet, build)\n"));
+}
+
+TEST_F(FarmctlTest, LogsJsonIsOneDocument) {
+  const std::string id = AddEndedJob(farm::v1::SUCCEEDED);
+  farm_.AppendLog(id, 1, 0, "greet", "hello\n");
+  farm_.AppendLog(id, 1, 1, "build", "built\n");
+  const Result r = Run({"logs", id, "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto response = ParseJson<farm::v1::WatchLogsResponse>(r.out);
+  ASSERT_EQ(response.chunks_size(), 2);
+  EXPECT_EQ(response.chunks(1).data(), "built\n");
+  EXPECT_EQ(response.final_state(), farm::v1::SUCCEEDED);
+}
+
+TEST_F(FarmctlTest, LogsFollowReconnectsWithoutRepeatingOutput) {
+  const std::string id = AddEndedJob(farm::v1::FAILED);
+  farm_.AppendLog(id, 1, 0, "greet", "a\n");
+  farm_.AppendLog(id, 1, 0, "greet", "b\n");
+  farm_.AppendLog(id, 1, 1, "build", "c\n");
+  farm_.BreakNextWatches(2, 2);  // two streams die after two chunks each
+  const Result r = Run({"logs", id, "--follow"});
+  EXPECT_EQ(r.code, 1) << r.err;  // the job FAILED
+  EXPECT_EQ(r.out, "a\nb\nc\n");
+  EXPECT_THAT(r.err, HasSubstr("connection reset); reconnecting\n"));
+  EXPECT_EQ(farm_.watch_requests().size(), 3u);
+}
+
+TEST_F(FarmctlTest, LogsFollowStreamsOutputAsItArrives) {
+  const std::string id = AddRunningJob();
+  farm_.AppendLog(id, 1, 0, "only", "first\n");
+  Result r;
+  std::thread follower([&] { r = Run({"logs", id, "--follow"}); });
+  const bool watching = farm_.AwaitOpenWatches(1, absl::Seconds(30));
+  farm_.AppendLog(id, 1, 0, "only", "second\n");
+  farm_.SetState(id, farm::v1::SUCCEEDED);
+  follower.join();
+  ASSERT_TRUE(watching);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "first\nsecond\n");
+  EXPECT_EQ(r.err, "");  // one step: no headers
+}
+
+TEST_F(FarmctlTest, LogsFollowJsonIsOneMessagePerLine) {
+  const std::string id = AddEndedJob(farm::v1::SUCCEEDED);
+  farm_.AppendLog(id, 1, 0, "greet", "hello\n");
+  const Result r = Run({"logs", id, "--follow", "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  EXPECT_EQ(ParseJson<farm::v1::WatchLogsResponse>(lines[0]).chunks(0).data(), "hello\n");
+  EXPECT_EQ(ParseJson<farm::v1::WatchLogsResponse>(lines[1]).final_state(), farm::v1::SUCCEEDED);
+}
+
+TEST_F(FarmctlTest, WaitBlocksUntilTheJobEnds) {
+  const std::string id = AddRunningJob();
+  Result r;
+  std::thread waiter([&] { r = Run({"wait", id}); });
+  const bool watching = farm_.AwaitOpenWatches(1, absl::Seconds(30));
+  farm_.SetState(id, farm::v1::FAILED, "step only exited with 3");
+  waiter.join();
+  ASSERT_TRUE(watching);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("job ", id, " FAILED: step only exited with 3\n"));
+}
+
+TEST_F(FarmctlTest, WaitOnAnEndedJobAnswersAtOnce) {
+  const std::string id = AddEndedJob(farm::v1::CANCELLED, "cancelled by user");
+  const Result r = Run({"wait", id, "--output=json"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(ParseJson<farm::v1::Job>(r.out).state(), farm::v1::CANCELLED);
+  EXPECT_TRUE(farm_.watch_requests().empty());
+}
+
+TEST_F(FarmctlTest, WaitTimeoutExitsThree) {
+  const std::string id = AddRunningJob();
+  Result r = Run({"wait", id, "--timeout=100ms"});
+  EXPECT_EQ(r.code, kExitWaitTimedOut) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, absl::StrCat("farmctl: job ", id, " is still RUNNING after 100ms\n"));
+
+  r = Run({"wait", id, "--timeout=0", "--output=json"});
+  EXPECT_EQ(r.code, kExitWaitTimedOut) << r.err;
+  EXPECT_EQ(ParseJson<farm::v1::Job>(r.out).state(), farm::v1::RUNNING);
+}
+
+// --- no coordinator, usage --------------------------------------------------------------------
+
+TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
+  std::string address;
+  {
+    FakeFarm farm;  // listen, learn the port, stop: nothing listens there now
+    address = farm.address();
+  }
+  std::string templ = ::testing::TempDir() + "/job.XXXXXX.yaml";
+  const int fd = mkstemps(templ.data(), 5);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(templ) << kHelloYaml;
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"get", "1"}, {"list"}, {"agents"}, {"cancel", "1"}, {"wait", "1"},
+           {"logs", "1", "--follow"}, {"submit", templ, "--follow"}}) {
+    const Result r = RunAgainst(address, args);
+    EXPECT_EQ(r.code, kExitError) << args[0];
+    EXPECT_EQ(r.out, "") << args[0];
+    EXPECT_EQ(r.err,
+              absl::StrCat("farmctl: cannot reach the coordinator at ", address,
+                           " (connection refused)\n"))
+        << args[0];
+  }
+  std::remove(templ.c_str());
+}
+
+TEST(RunFarmctlTest, UsageErrorsExit64) {
+  common::FakeClock clock;
+  std::ostringstream out;
+  std::ostringstream err;
+  std::istringstream in;
+  CliIo io{out, err, in, clock, absl::UTCTimeZone()};
+
+  EXPECT_EQ(RunFarmctl({}, "", io), kExitUsage);
+  EXPECT_THAT(err.str(), HasSubstr("Commands:"));
+  EXPECT_THAT(err.str(), HasSubstr("submit FILE"));
+
+  err.str("");
+  EXPECT_EQ(RunFarmctl({"get", "1", "--follow"}, "", io), kExitUsage);
+  EXPECT_EQ(err.str(), "farmctl: 'get' does not take --follow (run 'farmctl help get')\n");
+
+  err.str("");
+  EXPECT_EQ(RunFarmctl({"help"}, "", io), 0);
+  EXPECT_EQ(err.str(), "");
+  for (const char* command : {"submit", "get", "list", "logs", "wait", "cancel", "agents"}) {
+    EXPECT_THAT(out.str(), HasSubstr(absl::StrCat("\n  ", command, " ")));
+  }
+}
+
+}  // namespace
+}  // namespace farm::cli

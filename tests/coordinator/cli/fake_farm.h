@@ -1,0 +1,106 @@
+// An in-process fake of the coordinator's JobService and AdminService for farmctl's tests: a
+// real gRPC server on 127.0.0.1:0 whose jobs, logs and failures the test scripts. Only the
+// behaviour farmctl observes is modelled (ids, states, log chunks with offsets, final_state,
+// request_id deduplication); there is no scheduler.
+//
+// Thread-safe: tests change the state from their own thread while farmctl calls in.
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "farm/v1/farm.grpc.pb.h"
+
+namespace farm::testing {
+
+class FakeFarm {
+ public:
+  // Starts serving; FARM_CHECKs that the server started.
+  FakeFarm();
+  ~FakeFarm();
+
+  // "127.0.0.1:PORT".
+  const std::string& address() const { return address_; }
+
+  // Stops serving; open WatchLogs streams end with UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+  // Adds a job as if submitted (id assigned when empty: "1", "2", ...). Returns its id.
+  std::string AddJob(farm::v1::Job job);
+  std::optional<farm::v1::Job> GetJob(const std::string& id) const;
+  // Sets the state (and reason); an ended state ends the job's log streams with it as
+  // final_state.
+  void SetState(const std::string& id, farm::v1::JobState state, const std::string& reason = "");
+  // Appends output to a step of an attempt; offsets follow from what was appended before.
+  void AppendLog(const std::string& id, uint32_t attempt, uint32_t step_index,
+                 const std::string& step, const std::string& data);
+
+  // Runs (outside the lock) after every Submit that made a new job, e.g. to script its run.
+  void OnSubmit(std::function<void(FakeFarm&, const std::string& id)> hook);
+  // The next `count` Submit calls fail with `code` before doing anything.
+  void FailNextSubmits(int count, grpc::StatusCode code);
+  // The next `count` WatchLogs calls end with UNAVAILABLE after sending `after_messages`
+  // messages, as if the coordinator died.
+  void BreakNextWatches(int count, int after_messages);
+  void SetAgents(farm::v1::ListAgentsResponse agents);
+
+  // What farmctl sent.
+  std::vector<farm::v1::SubmitJobRequest> submit_requests() const;
+  std::vector<farm::v1::WatchLogsRequest> watch_requests() const;
+  std::vector<farm::v1::ListJobsRequest> list_requests() const;
+
+  // Waits until `count` WatchLogs calls are open at the same time; false on timeout.
+  bool AwaitOpenWatches(int count, absl::Duration timeout) const;
+
+ private:
+  class JobServiceImpl;
+  class AdminServiceImpl;
+
+  struct JobRecord {
+    farm::v1::Job job;
+    std::vector<farm::v1::LogChunk> chunks;
+  };
+
+  grpc::Status Submit(const farm::v1::SubmitJobRequest& request,
+                      farm::v1::SubmitJobResponse* response);
+  grpc::Status Get(const farm::v1::GetJobRequest& request, farm::v1::Job* response);
+  grpc::Status List(const farm::v1::ListJobsRequest& request, farm::v1::ListJobsResponse* response);
+  grpc::Status Cancel(const farm::v1::CancelJobRequest& request,
+                      farm::v1::CancelJobResponse* response);
+  grpc::Status WatchLogs(grpc::ServerContext* context, const farm::v1::WatchLogsRequest& request,
+                         grpc::ServerWriter<farm::v1::WatchLogsResponse>* writer);
+  grpc::Status ListAgents(farm::v1::ListAgentsResponse* response);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> job_by_request_id_ ABSL_GUARDED_BY(mu_);
+  int next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  std::function<void(FakeFarm&, const std::string&)> on_submit_ ABSL_GUARDED_BY(mu_);
+  int submits_to_fail_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::StatusCode submit_failure_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNAVAILABLE;
+  int watches_to_break_ ABSL_GUARDED_BY(mu_) = 0;
+  int break_after_messages_ ABSL_GUARDED_BY(mu_) = 0;
+  int open_watches_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  farm::v1::ListAgentsResponse agents_ ABSL_GUARDED_BY(mu_);
+  std::vector<farm::v1::SubmitJobRequest> submit_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<farm::v1::WatchLogsRequest> watch_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<farm::v1::ListJobsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
+
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+}  // namespace farm::testing

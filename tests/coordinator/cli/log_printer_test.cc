@@ -1,0 +1,83 @@
+#include "coordinator/cli/log_printer.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+
+namespace farm::cli {
+namespace {
+
+farm::v1::LogChunk Chunk(uint32_t attempt, uint32_t step_index, const std::string& step,
+                         int64_t offset, const std::string& data) {
+  farm::v1::LogChunk chunk;
+  chunk.set_attempt(attempt);
+  chunk.set_step_index(step_index);
+  chunk.set_step(step);
+  chunk.set_offset(offset);
+  chunk.set_data(data);
+  return chunk;
+}
+
+TEST(LogPrinterTest, WritesEachByteOnceAcrossAReplay) {
+  std::ostringstream out;
+  LogPrinter printer(&out, nullptr);
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, "hello ")));
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 6, "wor")));
+  // A reconnected stream starts over, cut at other boundaries.
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, "hel")));
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 3, "lo world\n")));
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, "hello world\n")));
+  EXPECT_EQ(out.str(), "hello world\n");
+}
+
+TEST(LogPrinterTest, KeepsBinaryDataIntact) {
+  std::ostringstream out;
+  LogPrinter printer(&out, nullptr);
+  const std::string data("\0\xff\x01\n\r", 5);
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, data)));
+  EXPECT_EQ(out.str(), data);
+}
+
+TEST(LogPrinterTest, HeadersGoToTheirOwnStreamBeforeEachStep) {
+  std::ostringstream out;
+  std::ostringstream headers;
+  LogPrinter printer(&out, &headers);
+  printer.Write(Chunk(1, 0, "greet", 0, "hi\n"));
+  printer.Write(Chunk(1, 0, "greet", 3, "again\n"));
+  printer.Write(Chunk(1, 1, "build", 0, "built\n"));
+  printer.Write(Chunk(1, 1, "build", 0, "built\n"));  // a replay: no output, no header
+  printer.Write(Chunk(2, 0, "greet", 0, "retry\n"));
+  EXPECT_EQ(out.str(), "hi\nagain\nbuilt\nretry\n");
+  EXPECT_EQ(headers.str(), "==> step greet\n==> step build\n==> step greet (attempt 2)\n");
+}
+
+TEST(LogPrinterTest, FreshTrimsTheOverlapAndKeepsOffsets) {
+  std::ostringstream out;
+  LogPrinter printer(&out, nullptr);
+  printer.Fresh(Chunk(1, 0, "a", 0, "abcd"));
+  const farm::v1::LogChunk fresh = printer.Fresh(Chunk(1, 0, "a", 2, "cdef"));
+  EXPECT_EQ(fresh.offset(), 4);
+  EXPECT_EQ(fresh.data(), "ef");
+  EXPECT_EQ(printer.Fresh(Chunk(1, 0, "a", 0, "abcdef")).data(), "");
+  // Another step's offsets are its own.
+  EXPECT_EQ(printer.Fresh(Chunk(1, 1, "b", 0, "xy")).data(), "xy");
+}
+
+TEST(LogPrinterTest, OutputAfterAGapIsWritten) {
+  std::ostringstream out;
+  LogPrinter printer(&out, nullptr);
+  printer.Write(Chunk(1, 0, "a", 0, "ab"));
+  printer.Write(Chunk(1, 0, "a", 10, "xy"));
+  EXPECT_EQ(out.str(), "abxy");
+}
+
+TEST(LogPrinterTest, ReportsAFailedOutputStream) {
+  std::ostringstream out;
+  out.setstate(std::ios::badbit);
+  LogPrinter printer(&out, nullptr);
+  EXPECT_FALSE(printer.Write(Chunk(1, 0, "a", 0, "ab")));
+}
+
+}  // namespace
+}  // namespace farm::cli

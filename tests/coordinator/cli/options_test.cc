@@ -1,0 +1,139 @@
+#include "coordinator/cli/options.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/testing/status_matchers.h"
+
+namespace farm::cli {
+namespace {
+
+using ::farm::testing::StatusIsWithMessage;
+using ::testing::HasSubstr;
+
+absl::StatusOr<CliOptions> Parse(std::vector<std::string> args, absl::string_view env = "") {
+  return ParseArgs(args, env);
+}
+
+void ExpectUsageError(std::vector<std::string> args, const std::string& fragment) {
+  EXPECT_THAT(Parse(args), StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr(fragment)))
+      << ::testing::PrintToString(args);
+}
+
+TEST(ParseArgsTest, SubmitWithFlagsAfterTheFile) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o, Parse({"submit", "job.yaml", "--wait", "--follow"}));
+  EXPECT_EQ(o.command, Command::kSubmit);
+  EXPECT_EQ(o.file, "job.yaml");
+  EXPECT_TRUE(o.wait);
+  EXPECT_TRUE(o.follow);
+  EXPECT_EQ(o.output, OutputFormat::kText);
+}
+
+TEST(ParseArgsTest, GlobalFlagsBeforeTheCommand) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o,
+                       Parse({"--coordinator=farm:9000", "-output", "json", "get", "17"}));
+  EXPECT_EQ(o.command, Command::kGet);
+  EXPECT_EQ(o.job_id, "17");
+  EXPECT_EQ(o.coordinator, "farm:9000");
+  EXPECT_EQ(o.output, OutputFormat::kJson);
+}
+
+TEST(ParseArgsTest, CoordinatorComesFromTheFlagThenTheEnvironmentThenTheDefault) {
+  EXPECT_EQ(Parse({"agents"})->coordinator, "127.0.0.1:7070");
+  EXPECT_EQ(Parse({"agents"}, "env:1")->coordinator, "env:1");
+  EXPECT_EQ(Parse({"agents", "--coordinator", "flag:2"}, "env:1")->coordinator, "flag:2");
+}
+
+TEST(ParseArgsTest, ListFlags) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o, Parse({"list", "--state=running", "--limit", "20"}));
+  EXPECT_EQ(o.command, Command::kList);
+  EXPECT_EQ(o.state, farm::v1::RUNNING);
+  EXPECT_EQ(o.limit, 20);
+  ASSERT_OK_AND_ASSIGN(CliOptions all, Parse({"list"}));
+  EXPECT_EQ(all.state, farm::v1::JOB_STATE_UNSPECIFIED);
+  EXPECT_EQ(all.limit, 0);
+}
+
+TEST(ParseArgsTest, LogsFlags) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o, Parse({"logs", "3", "--follow", "--step=build"}));
+  EXPECT_EQ(o.command, Command::kLogs);
+  EXPECT_EQ(o.job_id, "3");
+  EXPECT_TRUE(o.follow);
+  EXPECT_EQ(o.step, "build");
+}
+
+TEST(ParseArgsTest, WaitTimeoutTakesDurationsAndBareSeconds) {
+  EXPECT_EQ(Parse({"wait", "3", "--timeout=90s"})->timeout_ms, 90'000);
+  EXPECT_EQ(Parse({"wait", "3", "--timeout=1h30m"})->timeout_ms, 5'400'000);
+  EXPECT_EQ(Parse({"wait", "3", "--timeout", "5"})->timeout_ms, 5'000);
+  EXPECT_FALSE(Parse({"wait", "3"})->timeout_ms.has_value());
+}
+
+TEST(ParseArgsTest, BooleanFlagsTakeExplicitValues) {
+  EXPECT_FALSE(Parse({"submit", "f", "--wait=false"})->wait);
+  EXPECT_TRUE(Parse({"submit", "f", "--wait=true"})->wait);
+}
+
+TEST(ParseArgsTest, CancelAndAgents) {
+  EXPECT_EQ(Parse({"cancel", "9"})->command, Command::kCancel);
+  EXPECT_EQ(Parse({"cancel", "9"})->job_id, "9");
+  EXPECT_EQ(Parse({"agents"})->command, Command::kAgents);
+}
+
+TEST(ParseArgsTest, DoubleDashEndsFlagsAndDashIsStdin) {
+  EXPECT_EQ(Parse({"get", "--", "-5"})->job_id, "-5");
+  EXPECT_EQ(Parse({"submit", "-"})->file, "-");
+}
+
+TEST(ParseArgsTest, HelpForms) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o, Parse({"help"}));
+  EXPECT_EQ(o.command, Command::kHelp);
+  EXPECT_EQ(o.help_topic, "");
+  EXPECT_EQ(Parse({"help", "logs"})->help_topic, "logs");
+  EXPECT_EQ(Parse({"logs", "--help"})->help_topic, "logs");
+  EXPECT_EQ(Parse({"-h"})->command, Command::kHelp);
+}
+
+TEST(ParseArgsTest, UsageErrors) {
+  ExpectUsageError({}, "no command given");
+  ExpectUsageError({"frob"}, "unknown command 'frob'");
+  ExpectUsageError({"get", "1", "--frob"}, "unknown flag --frob (run 'farmctl help get')");
+  ExpectUsageError({"get", "1", "--wait"}, "'get' does not take --wait");
+  ExpectUsageError({"list", "--follow"}, "'list' does not take --follow");
+  ExpectUsageError({"agents", "--step=x"}, "'agents' does not take --step");
+  ExpectUsageError({"get"}, "missing JOB");
+  ExpectUsageError({"submit"}, "missing FILE");
+  ExpectUsageError({"get", "1", "2"}, "unexpected argument '2'");
+  ExpectUsageError({"agents", "x"}, "unexpected argument 'x'");
+  ExpectUsageError({"get", "1", "--output=yaml"}, "--output takes text or json");
+  ExpectUsageError({"list", "--state=done"}, "--state takes queued, running");
+  ExpectUsageError({"list", "--state=job_state_unspecified"}, "--state takes");
+  ExpectUsageError({"list", "--limit=0"}, "--limit takes a number from 1 to 1000");
+  ExpectUsageError({"list", "--limit=many"}, "--limit takes a number");
+  ExpectUsageError({"list", "--limit"}, "--limit needs a value");
+  ExpectUsageError({"wait", "1", "--timeout=soon"}, "--timeout: expected a duration");
+  ExpectUsageError({"submit", "f", "--wait=maybe"}, "--wait takes true or false");
+  ExpectUsageError({"get", "1", "--coordinator="}, "--coordinator needs HOST:PORT");
+  ExpectUsageError({"help", "frob"}, "unknown command 'frob'");
+}
+
+TEST(UsageTextTest, ListsEveryCommandAndTheExitCodes) {
+  const std::string usage = UsageText();
+  for (const char* command : {"submit FILE [--wait] [--follow]", "get JOB",
+                              "list [--state=S] [--limit=N]", "logs JOB [--follow] [--step=NAME]",
+                              "wait JOB [--timeout=D]", "cancel JOB", "agents", "--output=text|json",
+                              "--coordinator=HOST:PORT", "FARM_COORDINATOR"}) {
+    EXPECT_THAT(usage, HasSubstr(command));
+  }
+  EXPECT_THAT(usage, HasSubstr("64  a usage error"));
+  EXPECT_THAT(usage, HasSubstr("3   wait --timeout"));
+  EXPECT_THAT(CommandUsageText("wait"), HasSubstr("--timeout=D"));
+  EXPECT_THAT(CommandUsageText("wait"), ::testing::Not(HasSubstr("--follow")));
+}
+
+}  // namespace
+}  // namespace farm::cli

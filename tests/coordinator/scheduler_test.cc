@@ -1,0 +1,480 @@
+// The scheduler's state machine against the in-memory store and a fake clock.
+#include "coordinator/scheduler/scheduler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "coordinator/logs/log_reader.h"
+#include "coordinator/store/memory_store.h"
+#include "tests/testing/status_matchers.h"
+
+namespace farm::coordinator {
+namespace {
+
+using farm::testing::IsOkAndHolds;
+using farm::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// Result of an asynchronous call, waited for with a deadline.
+template <typename T>
+class Pending {
+ public:
+  Scheduler::Done<T> Callback() {
+    return [this](absl::StatusOr<T> r) {
+      absl::MutexLock lock(&mu_);
+      result_ = std::move(r);
+    };
+  }
+  bool Ready() {
+    absl::MutexLock lock(&mu_);
+    return result_.has_value();
+  }
+  // Waits up to 10 s (a condition with a deadline, not a fixed sleep).
+  absl::StatusOr<T> Get() {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return result_.has_value(); };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(10))) {
+      return absl::DeadlineExceededError("no answer within 10 s");
+    }
+    return *result_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::optional<absl::StatusOr<T>> result_ ABSL_GUARDED_BY(mu_);
+};
+
+template <typename T, typename F>
+absl::StatusOr<T> Await(F&& start) {
+  Pending<T> p;
+  start(p.Callback());
+  return p.Get();
+}
+
+farm::v1::JobSpec Spec(const std::string& name, int priority = 0,
+                       std::map<std::string, std::string> labels = {}, int steps = 1) {
+  farm::v1::JobSpec spec;
+  spec.set_name(name);
+  spec.set_priority(priority);
+  for (const auto& [k, v] : labels) (*spec.mutable_labels())[k] = v;
+  for (int i = 0; i < steps; ++i) {
+    auto* s = spec.add_steps();
+    s->set_name("s" + std::to_string(i));
+    s->set_run("true");
+  }
+  return spec;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Boot(); }
+  void TearDown() override { Shutdown(); }
+
+  void Boot(size_t window = 256) {
+    SchedulerOptions opts;
+    opts.lease_ttl_ms = 3000;
+    opts.queue_window = window;
+    opts.agent_loss_retries = 1;
+    opts.max_log_bytes_per_job = 1000;
+    scheduler_ = std::make_unique<Scheduler>(&store_, &clock_, &hub_, opts);
+    ASSERT_OK(scheduler_->Init());
+    scheduler_->Start();
+  }
+  void Shutdown() {
+    if (scheduler_) scheduler_->Stop();
+    scheduler_.reset();
+  }
+  // Simulates a coordinator restart on the same store.
+  void Restart(size_t window = 256) {
+    Shutdown();
+    Boot(window);
+  }
+
+  std::string Submit(farm::v1::JobSpec spec, std::string request_id = "") {
+    auto r = Await<farm::v1::SubmitJobResponse>(
+        [&](auto cb) { scheduler_->Submit(spec, request_id, cb); });
+    EXPECT_OK(r);
+    return r.ok() ? r->job_id() : "";
+  }
+
+  void Register(const std::string& name, std::map<std::string, std::string> labels = {},
+                const std::string& session = "s1") {
+    farm::v1::RegisterRequest req;
+    req.set_name(name);
+    req.set_slots(4);
+    req.set_session_id(session);
+    for (const auto& [k, v] : labels) (*req.mutable_labels())[k] = v;
+    ASSERT_OK(Await<farm::v1::RegisterResponse>([&](auto cb) { scheduler_->Register(req, cb); }));
+  }
+
+  absl::StatusOr<farm::v1::LeaseResponse> Lease(const std::string& agent, int64_t wait_ms = 0,
+                                                const std::string& session = "s1") {
+    farm::v1::LeaseRequest req;
+    req.set_agent(agent);
+    req.set_session_id(session);
+    return Await<farm::v1::LeaseResponse>(
+        [&](auto cb) { scheduler_->Lease(req, wait_ms, scheduler_->NewCallId(), cb); });
+  }
+
+  absl::Status Complete(const farm::v1::LeaseRef& ref, farm::v1::AttemptOutcome outcome) {
+    farm::v1::CompleteJobRequest req;
+    *req.mutable_lease() = ref;
+    req.set_outcome(outcome);
+    return Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }).status();
+  }
+
+  absl::StatusOr<int64_t> Append(const farm::v1::LeaseRef& ref, uint32_t step, int64_t offset,
+                                 const std::string& data) {
+    farm::v1::LogUploadChunk c;
+    *c.mutable_lease() = ref;
+    c.set_step_index(step);
+    c.set_offset(offset);
+    c.set_data(data);
+    return Await<int64_t>([&](auto cb) { scheduler_->AppendLog(c, cb); });
+  }
+
+  farm::v1::Job Job(const std::string& id) {
+    auto j = scheduler_->GetJob(id);
+    EXPECT_OK(j);
+    return j.ok() ? *j : farm::v1::Job();
+  }
+
+  // Advances time past the lease TTL and lets the sweep run.
+  void ExpireLeases() {
+    clock_.AdvanceMs(3001);
+    // The sweep timer fires in the next group that runs; post until it has.
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
+      clock_.AdvanceMs(1000);
+    }
+  }
+
+  MemoryStore store_;
+  common::FakeClock clock_;
+  LogHub hub_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, HigherPriorityFirstThenSubmitOrder) {
+  const std::string low = Submit(Spec("low", -1));
+  const std::string a = Submit(Spec("a", 5));
+  const std::string b = Submit(Spec("b", 5));
+  const std::string mid = Submit(Spec("mid", 0));
+  Register("agent");
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+    ASSERT_TRUE(lease.has_job());
+    order.push_back(lease.job().id());
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{a, b, mid, low}));
+  ASSERT_OK_AND_ASSIGN(auto none, Lease("agent"));
+  EXPECT_FALSE(none.has_job());
+}
+
+TEST_F(SchedulerTest, OrderHoldsAcrossWindowRefillsAndRestarts) {
+  Shutdown();
+  Boot(/*window=*/2);
+  std::vector<std::string> want_high, want_low;
+  for (int i = 0; i < 7; ++i) want_low.push_back(Submit(Spec("low", 0)));
+  for (int i = 0; i < 5; ++i) want_high.push_back(Submit(Spec("high", 3)));
+  Restart(/*window=*/2);
+  Register("agent");
+  std::vector<std::string> got;
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+    ASSERT_TRUE(lease.has_job()) << i;
+    got.push_back(lease.job().id());
+  }
+  std::vector<std::string> want = want_high;
+  want.insert(want.end(), want_low.begin(), want_low.end());
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(SchedulerTest, AJobRunsOnlyOnAnAgentWithAllItsLabels) {
+  const std::string gpu = Submit(Spec("gpu", 0, {{"gpu", "yes"}, {"os", "linux"}}));
+  const std::string any = Submit(Spec("any", 0));
+  Register("plain", {{"os", "linux"}});
+  Register("big", {{"os", "linux"}, {"gpu", "yes"}, {"extra", "1"}});
+  ASSERT_OK_AND_ASSIGN(auto p1, Lease("plain"));
+  ASSERT_TRUE(p1.has_job());
+  EXPECT_EQ(p1.job().id(), any);
+  ASSERT_OK_AND_ASSIGN(auto p2, Lease("plain"));
+  EXPECT_FALSE(p2.has_job());
+  ASSERT_OK_AND_ASSIGN(auto b, Lease("big"));
+  ASSERT_TRUE(b.has_job());
+  EXPECT_EQ(b.job().id(), gpu);
+}
+
+TEST_F(SchedulerTest, AParkedLeaseGetsWorkTheMomentItIsSubmitted) {
+  Register("agent", {{"os", "linux"}});
+  Pending<farm::v1::LeaseResponse> parked;
+  farm::v1::LeaseRequest req;
+  req.set_agent("agent");
+  req.set_session_id("s1");
+  scheduler_->Lease(req, /*wait_ms=*/60'000, scheduler_->NewCallId(), parked.Callback());
+  // Not for this agent: stays parked.
+  Submit(Spec("mac", 0, {{"os", "mac"}}));
+  EXPECT_FALSE(parked.Ready());
+  const std::string id = Submit(Spec("linux", 0, {{"os", "linux"}}));
+  ASSERT_OK_AND_ASSIGN(auto lease, parked.Get());
+  ASSERT_TRUE(lease.has_job());
+  EXPECT_EQ(lease.job().id(), id);
+  EXPECT_EQ(Job(id).state(), farm::v1::RUNNING);
+}
+
+TEST_F(SchedulerTest, AParkedLeaseAnswersEmptyAfterItsWait) {
+  Register("agent");
+  Pending<farm::v1::LeaseResponse> parked;
+  farm::v1::LeaseRequest req;
+  req.set_agent("agent");
+  req.set_session_id("s1");
+  scheduler_->Lease(req, 500, scheduler_->NewCallId(), parked.Callback());
+  // A round trip through the engine: the lease is parked once this returns.
+  ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
+  EXPECT_FALSE(parked.Ready());
+  clock_.AdvanceMs(501);
+  ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
+  ASSERT_OK_AND_ASSIGN(auto lease, parked.Get());
+  EXPECT_FALSE(lease.has_job());
+}
+
+TEST_F(SchedulerTest, UnknownAgentIsNotFoundAndOldSessionIsRefused) {
+  EXPECT_THAT(Lease("ghost"), StatusIs(absl::StatusCode::kNotFound));
+  Register("agent", {}, "s1");
+  Register("agent", {}, "s2");
+  EXPECT_THAT(Lease("agent", 0, "s1"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_OK(Lease("agent", 0, "s2"));
+}
+
+TEST_F(SchedulerTest, EpochsIncreaseAndStaleCallsChangeNothing) {
+  const std::string id = Submit(Spec("j", 0, {}, 2));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto first, Lease("agent"));
+  farm::v1::LeaseRef stale = first.lease();
+  stale.set_epoch(stale.epoch() + 100);
+  EXPECT_THAT(Append(stale, 0, 0, "x"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Complete(stale, farm::v1::ATTEMPT_SUCCEEDED),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(Job(id).state(), farm::v1::RUNNING);
+
+  const std::string id2 = Submit(Spec("j2"));
+  ASSERT_OK_AND_ASSIGN(auto second, Lease("agent"));
+  EXPECT_GT(second.lease().epoch(), first.lease().epoch());
+
+  ASSERT_OK(Complete(first.lease(), farm::v1::ATTEMPT_SUCCEEDED));
+  // A retried completion with the same result is accepted once more, and changes nothing.
+  EXPECT_OK(Complete(first.lease(), farm::v1::ATTEMPT_SUCCEEDED));
+  EXPECT_THAT(Complete(first.lease(), farm::v1::ATTEMPT_FAILED),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  farm::v1::Job done = Job(id);
+  EXPECT_EQ(done.state(), farm::v1::SUCCEEDED);
+  ASSERT_EQ(done.attempts_size(), 1);
+  // Steps never reported are skipped.
+  EXPECT_EQ(done.attempts(0).steps(1).state(), farm::v1::STEP_SKIPPED);
+  // After the end, the lease is stale for everything else.
+  EXPECT_THAT(Append(first.lease(), 0, 0, "late"), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(SchedulerTest, LogAppendsDeduplicateByOffsetAndRefuseGaps) {
+  Submit(Spec("j", 0, {}, 2));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  EXPECT_THAT(Append(lease.lease(), 0, 0, "hello "), IsOkAndHolds(6));
+  EXPECT_THAT(Append(lease.lease(), 0, 0, "hello "), IsOkAndHolds(6));     // resent
+  EXPECT_THAT(Append(lease.lease(), 0, 3, "lo world"), IsOkAndHolds(11));  // overlap
+  EXPECT_THAT(Append(lease.lease(), 0, 20, "gap"), StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_THAT(Append(lease.lease(), 5, 0, "x"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Append(lease.lease(), 1, 0, "second"), IsOkAndHolds(6));
+  ASSERT_OK_AND_ASSIGN(auto len, CommittedLogLength(&store_, 1, 1, 0));
+  EXPECT_EQ(len, 11);
+  // A restart recovers the committed offsets.
+  Restart();
+  EXPECT_THAT(Append(lease.lease(), 0, 11, "!"), IsOkAndHolds(12));
+}
+
+TEST_F(SchedulerTest, OutputPastTheJobLimitIsDroppedBehindAMarker) {
+  Submit(Spec("j"));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  const std::string big(900, 'a');
+  EXPECT_THAT(Append(lease.lease(), 0, 0, big), IsOkAndHolds(900));
+  EXPECT_THAT(Append(lease.lease(), 0, 900, big), IsOkAndHolds(1800));
+  EXPECT_THAT(Append(lease.lease(), 0, 1800, big), IsOkAndHolds(2700));
+  auto len = CommittedLogLength(&store_, 1, 1, 0);
+  ASSERT_OK(len);
+  EXPECT_LT(*len, 1200);
+  auto tail = store_.Get(Cf::kLogs, keys::LogKey(1, 1, 0, 900));
+  ASSERT_OK(tail);
+  ASSERT_TRUE(tail->has_value());
+  EXPECT_THAT(**tail, HasSubstr("output truncated"));
+}
+
+TEST_F(SchedulerTest, SubmitWithTheSameRequestIdMakesOneJob) {
+  const std::string a = Submit(Spec("j"), "req-1");
+  const std::string b = Submit(Spec("j"), "req-1");
+  const std::string c = Submit(Spec("j"), "req-2");
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  Restart();
+  EXPECT_EQ(Submit(Spec("j"), "req-1"), a);
+  auto list = scheduler_->ListJobs({});
+  ASSERT_OK(list);
+  EXPECT_EQ(list->jobs_size(), 2);
+}
+
+TEST_F(SchedulerTest, InvalidSpecsAreRejectedWithTheReason) {
+  farm::v1::JobSpec empty;
+  EXPECT_THAT(
+      Await<farm::v1::SubmitJobResponse>([&](auto cb) { scheduler_->Submit(empty, "", cb); }),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  farm::v1::JobSpec prio = Spec("p", 5000);
+  auto r = Await<farm::v1::SubmitJobResponse>([&](auto cb) { scheduler_->Submit(prio, "", cb); });
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("priority"));
+}
+
+TEST_F(SchedulerTest, CancelQueuedJobRemovesItFromTheQueue) {
+  const std::string id = Submit(Spec("j"));
+  ASSERT_OK_AND_ASSIGN(auto job,
+                       Await<farm::v1::Job>([&](auto cb) { scheduler_->Cancel(id, cb); }));
+  EXPECT_EQ(job.state(), farm::v1::CANCELLED);
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  EXPECT_FALSE(lease.has_job());
+  EXPECT_THAT(Await<farm::v1::Job>([&](auto cb) { scheduler_->Cancel("999", cb); }),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, CancelRunningJobWakesTheAgentsParkedHeartbeat) {
+  const std::string id = Submit(Spec("j"));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  farm::v1::HeartbeatRequest hb;
+  hb.set_agent("agent");
+  hb.set_session_id("s1");
+  *hb.add_leases() = lease.lease();
+  Pending<farm::v1::HeartbeatResponse> parked;
+  scheduler_->Heartbeat(hb, 60'000, scheduler_->NewCallId(), parked.Callback());
+  ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
+  EXPECT_FALSE(parked.Ready());
+  ASSERT_OK(Await<farm::v1::Job>([&](auto cb) { scheduler_->Cancel(id, cb); }));
+  ASSERT_OK_AND_ASSIGN(auto resp, parked.Get());
+  ASSERT_EQ(resp.leases_size(), 1);
+  EXPECT_TRUE(resp.leases(0).valid());
+  EXPECT_TRUE(resp.leases(0).cancel());
+  ASSERT_OK(Complete(lease.lease(), farm::v1::ATTEMPT_CANCELLED));
+  EXPECT_EQ(Job(id).state(), farm::v1::CANCELLED);
+}
+
+TEST_F(SchedulerTest, StaleLeaseInHeartbeatIsReportedInvalidAtOnce) {
+  Register("agent");
+  farm::v1::HeartbeatRequest hb;
+  hb.set_agent("agent");
+  hb.set_session_id("s1");
+  auto* ref = hb.add_leases();
+  ref->set_job_id("1");
+  ref->set_attempt(1);
+  ref->set_epoch(77);
+  ASSERT_OK_AND_ASSIGN(auto resp, Await<farm::v1::HeartbeatResponse>([&](auto cb) {
+                         scheduler_->Heartbeat(hb, 60'000, scheduler_->NewCallId(), cb);
+                       }));
+  ASSERT_EQ(resp.leases_size(), 1);
+  EXPECT_FALSE(resp.leases(0).valid());
+}
+
+TEST_F(SchedulerTest, AnExpiredLeaseIsRequeuedInFrontThenFailsAsAgentLost) {
+  const std::string id = Submit(Spec("j"));
+  const std::string other = Submit(Spec("other"));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto first, Lease("agent"));
+  ASSERT_EQ(first.job().id(), id);
+  ExpireLeases();
+  farm::v1::Job j = Job(id);
+  EXPECT_EQ(j.state(), farm::v1::QUEUED);
+  EXPECT_EQ(j.attempts(0).outcome(), farm::v1::ATTEMPT_LOST);
+  // Requeued in front of `other`, which was submitted later but never ran.
+  ASSERT_OK_AND_ASSIGN(auto second, Lease("agent"));
+  EXPECT_EQ(second.job().id(), id);
+  EXPECT_GT(second.lease().epoch(), first.lease().epoch());
+  EXPECT_THAT(Complete(first.lease(), farm::v1::ATTEMPT_SUCCEEDED),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ExpireLeases();  // second loss: retries (1) exhausted
+  j = Job(id);
+  EXPECT_EQ(j.state(), farm::v1::FAILED);
+  EXPECT_THAT(j.reason(), HasSubstr("agent_lost"));
+  ASSERT_OK_AND_ASSIGN(auto third, Lease("agent"));
+  EXPECT_EQ(third.job().id(), other);
+}
+
+TEST_F(SchedulerTest, RunningLeasesSurviveARestart) {
+  const std::string id = Submit(Spec("j"));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  Restart();
+  // The agent is unknown to the new process until it registers again; its lease is kept.
+  EXPECT_THAT(Lease("agent"), StatusIs(absl::StatusCode::kNotFound));
+  Register("agent");
+  ASSERT_OK(Complete(lease.lease(), farm::v1::ATTEMPT_SUCCEEDED));
+  EXPECT_EQ(Job(id).state(), farm::v1::SUCCEEDED);
+  // Epochs continue after the restart.
+  Submit(Spec("k"));
+  ASSERT_OK_AND_ASSIGN(auto next, Lease("agent"));
+  EXPECT_GT(next.lease().epoch(), lease.lease().epoch());
+}
+
+TEST_F(SchedulerTest, AnAgentThatRestartsReleasesItsLeasesAtOnce) {
+  const std::string id = Submit(Spec("j"));
+  Register("agent", {}, "s1");
+  ASSERT_OK(Lease("agent", 0, "s1"));
+  Register("agent", {}, "s2");
+  farm::v1::Job j = Job(id);
+  EXPECT_EQ(j.state(), farm::v1::QUEUED);
+  EXPECT_EQ(j.attempts(0).outcome(), farm::v1::ATTEMPT_LOST);
+}
+
+TEST_F(SchedulerTest, AFailedWriteLeavesNothingVisibleAndTheSchedulerRecovers) {
+  Register("agent");
+  store_.FailWrites(absl::ResourceExhaustedError("disk full"));
+  auto r =
+      Await<farm::v1::SubmitJobResponse>([&](auto cb) { scheduler_->Submit(Spec("j"), "", cb); });
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kResourceExhausted));
+  store_.FailWrites(absl::OkStatus());
+  ASSERT_OK_AND_ASSIGN(auto none, Lease("agent"));
+  EXPECT_FALSE(none.has_job());
+  const std::string id = Submit(Spec("k"));
+  EXPECT_EQ(id, "1");  // the failed submit's id was never acknowledged, so it is reused
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  EXPECT_EQ(lease.job().id(), id);
+}
+
+TEST_F(SchedulerTest, ListIsNewestFirstWithStateFilterAndPages) {
+  for (int i = 0; i < 5; ++i) Submit(Spec("j" + std::to_string(i)));
+  ASSERT_OK(Await<farm::v1::Job>([&](auto cb) { scheduler_->Cancel("2", cb); }));
+  farm::v1::ListJobsRequest req;
+  req.set_limit(2);
+  ASSERT_OK_AND_ASSIGN(auto page1, scheduler_->ListJobs(req));
+  ASSERT_EQ(page1.jobs_size(), 2);
+  EXPECT_EQ(page1.jobs(0).id(), "5");
+  EXPECT_EQ(page1.jobs(1).id(), "4");
+  req.set_page_token(page1.next_page_token());
+  ASSERT_OK_AND_ASSIGN(auto page2, scheduler_->ListJobs(req));
+  EXPECT_EQ(page2.jobs(0).id(), "3");
+  farm::v1::ListJobsRequest cancelled;
+  cancelled.set_state(farm::v1::CANCELLED);
+  ASSERT_OK_AND_ASSIGN(auto c, scheduler_->ListJobs(cancelled));
+  ASSERT_EQ(c.jobs_size(), 1);
+  EXPECT_EQ(c.jobs(0).id(), "2");
+  farm::v1::ListJobsRequest bad;
+  bad.set_limit(5000);
+  EXPECT_THAT(scheduler_->ListJobs(bad), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace farm::coordinator
