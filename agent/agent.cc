@@ -1,0 +1,418 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/backoff.h"
+#include "common/channel.h"
+#include "common/duration.h"
+#include "common/logging.h"
+
+extern char** environ;
+
+namespace farm::agent {
+namespace {
+
+int64_t MonoMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string RandomHex(int bytes) {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < bytes; ++i) absl::StrAppendFormat(&out, "%02x", rd() & 0xff);
+  return out;
+}
+
+// Used when the coordinator sends no (or a nonsensical) heartbeat interval.
+constexpr int64_t kDefaultHeartbeatIntervalMs = 5'000;
+// Heartbeats are never sent more often than this, even when the coordinator answers at once
+// (it does for as long as a cancelled job's step is being killed).
+constexpr int64_t kMinHeartbeatSpacingMs = 100;
+
+}  // namespace
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)), clock_(common::RealClock()) {}
+
+Agent::~Agent() { Shutdown(); }
+
+absl::Status Agent::Init() {
+  options_ = WithDefaults(std::move(options_));
+  if (absl::Status s = options_.Validate(); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::create_directories(options_.work_dir, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("--work_dir: cannot create ", options_.work_dir, ": ", ec.message()));
+  }
+  options_.work_dir = std::filesystem::absolute(options_.work_dir, ec).lexically_normal();
+  if (ec) {
+    return absl::InternalError(absl::StrCat("--work_dir: ", ec.message()));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      common::MakeChannel(options_.coordinator);
+  if (!channel.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--coordinator: ", channel.status().message()));
+  }
+  client_ = std::make_unique<CoordinatorClient>(*channel);
+  session_id_ = RandomHex(16);
+  log_prefix_ = absl::StrCat("[agent=", options_.name, "]");
+
+  attempt_context_.client = client_.get();
+  attempt_context_.agent_name = options_.name;
+  attempt_context_.work_dir = options_.work_dir;
+  attempt_context_.keep_failed = options_.keep_failed;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    attempt_context_.base_env.emplace_back(*e);
+  }
+  attempt_context_.clock = clock_;
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Start() {
+  if (client_ == nullptr) return absl::FailedPreconditionError("Agent::Init() was not called");
+  {
+    absl::MutexLock lock(&mu_);
+    if (started_) return absl::FailedPreconditionError("Agent::Start() called twice");
+    started_ = true;
+    active_slots_ = options_.slots;
+  }
+  std::vector<std::string> labels;
+  for (const auto& [key, value] : options_.labels) labels.push_back(absl::StrCat(key, "=", value));
+  FARM_LOG(INFO) << log_prefix_ << " starting: coordinator " << options_.coordinator << ", "
+                 << options_.slots << " slots, labels " << absl::StrJoin(labels, ",")
+                 << ", work dir " << options_.work_dir << ", session " << session_id_;
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  for (int i = 0; i < options_.slots; ++i) {
+    slot_threads_.emplace_back([this, i] { SlotLoop(i); });
+  }
+  return absl::OkStatus();
+}
+
+int64_t Agent::registrations() const {
+  absl::MutexLock lock(&mu_);
+  return generation_;
+}
+
+int Agent::running_jobs() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(running_.size());
+}
+
+bool Agent::GiveUp(Waiter waiter) const {
+  if (stopping_) return true;
+  if (waiter == Waiter::kSlot) return draining_;
+  return draining_ && running_.empty();
+}
+
+void Agent::KickHeartbeat() {
+  if (heartbeat_call_ != nullptr) heartbeat_call_->Cancel();
+}
+
+bool Agent::EnsureRegistered(int64_t stale_generation, int64_t* generation, Waiter waiter) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return generation_ > stale_generation || !registering_ || GiveUp(waiter);
+    };
+    mu_.Await(absl::Condition(&ready));
+    if (generation_ > stale_generation) {
+      *generation = generation_;
+      return true;
+    }
+    if (GiveUp(waiter)) return false;
+    registering_ = true;  // this thread registers; the others wait for it
+  }
+
+  farm::v1::RegisterRequest request;
+  request.set_name(options_.name);
+  request.mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
+  request.set_slots(options_.slots);
+  request.set_session_id(session_id_);
+  request.set_version(options_.version);
+  common::Backoff backoff;
+  for (int failures = 0;; ++failures) {
+    absl::StatusOr<farm::v1::RegisterResponse> response =
+        client_->Register(request, &stop_canceller_);
+    absl::MutexLock lock(&mu_);
+    if (response.ok()) {
+      registering_ = false;
+      ++generation_;
+      *generation = generation_;
+      lease_ttl_ms_ = response->lease_ttl_ms();
+      heartbeat_interval_ms_ = response->heartbeat_interval_ms() > 0
+                                   ? response->heartbeat_interval_ms()
+                                   : kDefaultHeartbeatIntervalMs;
+      last_heartbeat_ok_ms_ = MonoMs();
+      FARM_LOG(INFO) << log_prefix_ << " registered with " << options_.coordinator << " (lease TTL "
+                     << common::FormatDurationMs(lease_ttl_ms_) << ", heartbeat every "
+                     << common::FormatDurationMs(heartbeat_interval_ms_) << ")";
+      return true;
+    }
+    if (failures % 10 == 0 && !stop_canceller_.cancelled()) {
+      FARM_LOG(WARNING) << log_prefix_ << " registering with " << options_.coordinator
+                        << " failed, retrying: " << response.status();
+    }
+    auto give_up = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return GiveUp(waiter); };
+    if (mu_.AwaitWithTimeout(absl::Condition(&give_up),
+                             absl::Milliseconds(backoff.NextDelayMs()))) {
+      registering_ = false;
+      return false;
+    }
+  }
+}
+
+void Agent::SlotLoop(int slot) {
+  common::Backoff backoff;
+  int64_t generation = 0;
+  int64_t stale = 0;  // 0: any registration will do
+  int failures = 0;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (draining_ || stopping_) break;
+    }
+    if (!EnsureRegistered(stale, &generation, Waiter::kSlot)) break;
+    stale = 0;
+    farm::v1::LeaseRequest request;
+    request.set_agent(options_.name);
+    request.set_session_id(session_id_);
+    request.set_wait_ms(options_.lease_wait_ms);
+    absl::StatusOr<farm::v1::LeaseResponse> response = client_->Lease(request, &lease_canceller_);
+    if (response.ok()) {
+      failures = 0;
+      backoff.Reset();
+      // A job that arrives after Drain() cancelled the call is still run: it is ours now.
+      if (response->has_job()) RunLeasedJob(response->lease(), response->job(), generation);
+      continue;
+    }
+    const absl::Status& status = response.status();
+    if (status.code() == absl::StatusCode::kCancelled && lease_canceller_.cancelled()) break;
+    if (IsNotRegistered(status)) {
+      stale = generation;
+      continue;
+    }
+    if (failures++ % 10 == 0) {
+      FARM_LOG(WARNING) << log_prefix_ << " slot " << slot
+                        << ": Lease failed, retrying: " << status;
+    }
+    if (lease_canceller_.SleepFor(backoff.NextDelayMs())) break;
+  }
+  absl::MutexLock lock(&mu_);
+  --active_slots_;
+}
+
+void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& job,
+                         int64_t generation) {
+  // The attempt's own view of the registration generation, so that repeated "not
+  // registered" answers each force a newer registration instead of spinning.
+  auto seen = std::make_shared<std::atomic<int64_t>>(generation);
+  AttemptContext context = attempt_context_;
+  context.reregister = [this, seen]() {
+    int64_t g = 0;
+    const bool ok = EnsureRegistered(seen->load(), &g, Waiter::kJob);
+    if (ok) seen->store(g);
+    return ok;
+  };
+  AttemptRunner runner(context, lease, job);
+  const std::string key = absl::StrCat(lease.job_id(), "/", lease.attempt());
+  {
+    absl::MutexLock lock(&mu_);
+    running_[key] = &runner;
+    KickHeartbeat();  // so that a cancel of this job reaches the agent without delay
+    if (!cancel_all_reason_.empty()) runner.Cancel(cancel_all_reason_);
+  }
+  runner.Run();
+  absl::MutexLock lock(&mu_);
+  running_.erase(key);
+}
+
+void Agent::HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response) {
+  absl::MutexLock lock(&mu_);
+  for (const farm::v1::LeaseStatus& status : response.leases()) {
+    auto it = running_.find(absl::StrCat(status.lease().job_id(), "/", status.lease().attempt()));
+    if (it == running_.end() || it->second->lease().epoch() != status.lease().epoch()) continue;
+    if (!status.valid()) {
+      it->second->Abandon("the coordinator says the lease is no longer valid");
+    } else if (status.cancel()) {
+      it->second->Cancel("cancelled");
+    }
+  }
+}
+
+void Agent::HeartbeatLoop() {
+  common::Backoff backoff;
+  int64_t generation = 0;
+  int64_t stale = 0;
+  int failures = 0;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+    }
+    if (!EnsureRegistered(stale, &generation, Waiter::kJob)) {
+      // Drained with nothing running (or stopping): wait for Shutdown().
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !running_.empty(); };
+      mu_.Await(absl::Condition(&wake));
+      continue;
+    }
+    stale = 0;
+
+    farm::v1::HeartbeatRequest request;
+    request.set_agent(options_.name);
+    request.set_session_id(session_id_);
+    CallCanceller call;
+    int64_t lease_ttl_ms;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      for (const auto& [key, runner] : running_) {
+        if (!runner->abandoned()) *request.add_leases() = runner->lease();
+      }
+      request.set_draining(draining_);
+      request.set_wait_ms(heartbeat_interval_ms_);
+      lease_ttl_ms = lease_ttl_ms_;
+      heartbeat_call_ = &call;
+    }
+    const int64_t sent_ms = MonoMs();
+    absl::StatusOr<farm::v1::HeartbeatResponse> response = client_->Heartbeat(request, &call);
+    {
+      absl::MutexLock lock(&mu_);
+      heartbeat_call_ = nullptr;
+    }
+    if (response.ok()) {
+      failures = 0;
+      backoff.Reset();
+      {
+        absl::MutexLock lock(&mu_);
+        last_heartbeat_ok_ms_ = MonoMs();
+      }
+      HandleLeaseStatuses(*response);
+      const int64_t spent = MonoMs() - sent_ms;
+      if (spent < kMinHeartbeatSpacingMs) {
+        stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
+      }
+      continue;
+    }
+    const absl::Status& status = response.status();
+    if (status.code() == absl::StatusCode::kCancelled && call.cancelled()) {
+      continue;  // KickHeartbeat(): send the new state now
+    }
+    if (IsNotRegistered(status)) {
+      FARM_LOG(INFO) << log_prefix_ << " the coordinator does not know this agent (it restarted?); "
+                     << "registering again";
+      stale = generation;
+      continue;
+    }
+    if (failures++ % 10 == 0) {
+      FARM_LOG(WARNING) << log_prefix_ << " Heartbeat failed, retrying: " << status;
+    }
+    {
+      // Self-fencing: after a lease TTL without an acknowledged heartbeat the coordinator
+      // has given our leases up, so their results would be refused anyway.
+      absl::MutexLock lock(&mu_);
+      const int64_t silent_ms = MonoMs() - last_heartbeat_ok_ms_;
+      const int64_t limit_ms = std::max(lease_ttl_ms, 2 * heartbeat_interval_ms_);
+      if (lease_ttl_ms > 0 && silent_ms > limit_ms) {
+        for (const auto& [key, runner] : running_) {
+          runner->Abandon(absl::StrCat("no heartbeat acknowledged for ",
+                                       common::FormatDurationMs(silent_ms),
+                                       "; the lease has expired"));
+        }
+      }
+    }
+    stop_canceller_.SleepFor(backoff.NextDelayMs());
+  }
+}
+
+void Agent::Drain() {
+  int running;
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) return;
+    draining_ = true;
+    drain_started_ms_ = MonoMs();
+    running = static_cast<int>(running_.size());
+    KickHeartbeat();
+  }
+  FARM_LOG(INFO) << log_prefix_ << " draining: no new jobs; " << running
+                 << " running job(s) may take up to "
+                 << common::FormatDurationMs(options_.drain_timeout_ms);
+  lease_canceller_.Cancel();
+}
+
+void Agent::CancelRunningJobs(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (cancel_all_reason_.empty()) cancel_all_reason_ = reason;
+  for (const auto& [key, runner] : running_) runner->Cancel(reason);
+}
+
+void Agent::WaitUntilDrained() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&draining_));
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return active_slots_ == 0 && running_.empty();
+  };
+  const absl::Time deadline =
+      absl::Now() + absl::Milliseconds(drain_started_ms_ + options_.drain_timeout_ms - MonoMs());
+  if (!mu_.AwaitWithDeadline(absl::Condition(&idle), deadline)) {
+    const std::string reason =
+        absl::StrCat("agent shutting down: drain timeout of ",
+                     common::FormatDurationMs(options_.drain_timeout_ms), " expired");
+    FARM_LOG(WARNING) << log_prefix_ << " " << reason << "; cancelling " << running_.size()
+                      << " job(s)";
+    if (cancel_all_reason_.empty()) cancel_all_reason_ = reason;
+    for (const auto& [key, runner] : running_) runner->Cancel(reason);
+    mu_.Await(absl::Condition(&idle));
+  }
+}
+
+void Agent::Shutdown() {
+  bool started;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    started = started_;
+  }
+  if (!started) return;
+  Drain();
+  CancelRunningJobs("agent shutting down");
+  for (std::thread& t : slot_threads_) t.join();
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    KickHeartbeat();
+  }
+  stop_canceller_.Cancel();
+  heartbeat_thread_.join();
+
+  bool registered;
+  {
+    absl::MutexLock lock(&mu_);
+    registered = generation_ > 0;
+  }
+  if (registered) {
+    // Best effort: tell the coordinator at once that this agent is going away.
+    farm::v1::HeartbeatRequest request;
+    request.set_agent(options_.name);
+    request.set_session_id(session_id_);
+    request.set_draining(true);
+    request.set_wait_ms(0);
+    absl::StatusOr<farm::v1::HeartbeatResponse> ignored =
+        client_->Heartbeat(request, nullptr, /*fail_fast=*/true);
+  }
+  FARM_LOG(INFO) << log_prefix_ << " stopped";
+}
+
+}  // namespace farm::agent

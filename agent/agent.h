@@ -1,0 +1,113 @@
+// The farm agent: registers with the coordinator, leases jobs on N slots, runs them, keeps
+// their leases alive with heartbeats, and drains on request.
+//
+// Lifecycle (one owner, Kudu style): Init() → Start() → [Drain() → WaitUntilDrained()] →
+// Shutdown(). Threads: one per slot (a slot runs its leased job on its own thread, which the
+// step processes' parent-death signal is tied to) and one heartbeat thread. Registration is
+// retried with backoff in the background; when any call says the agent is "not registered"
+// (the coordinator restarted), the agent registers again and carries on.
+//
+// Thread-safe: Drain(), CancelRunningJobs() and the accessors may be called from any thread
+// (the signal-handling thread) once Start() has returned.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/attempt_runner.h"
+#include "agent/coordinator_client.h"
+#include "agent/options.h"
+#include "common/clock.h"
+
+namespace farm::agent {
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions options);
+  ~Agent();  // Shutdown()
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Fills defaults (name, os/arch labels), validates the options (INVALID_ARGUMENT naming the
+  // flag), creates --work_dir (INTERNAL when it cannot) and the coordinator channel.
+  absl::Status Init();
+
+  // Starts the heartbeat and slot threads and returns at once; registration happens in the
+  // background, retried until it works or the agent drains.
+  absl::Status Start();
+
+  // Stop taking work: parked Lease calls are cancelled, heartbeats say draining=true, running
+  // jobs go on. Idempotent.
+  void Drain();
+
+  // Cancels every running job; each completes as CANCELLED with `reason`.
+  void CancelRunningJobs(const std::string& reason);
+
+  // Blocks until Drain() has been called and no job runs any more. Jobs still running
+  // --drain_timeout after Drain() are cancelled.
+  void WaitUntilDrained();
+
+  // Drains, cancels what still runs, joins every thread and tells the coordinator the agent
+  // is leaving. Idempotent.
+  void Shutdown();
+
+  // The options completed by Init().
+  const AgentOptions& options() const { return options_; }
+  const std::string& session_id() const { return session_id_; }
+  // How many times the agent registered so far (0: not yet).
+  int64_t registrations() const;
+  int running_jobs() const;
+
+ private:
+  enum class Waiter { kSlot, kJob };
+
+  void SlotLoop(int slot);
+  void HeartbeatLoop();
+  void RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& job, int64_t generation);
+  // Returns once a registration newer than `stale_generation` exists (registering if nobody
+  // else is), storing its generation in `*generation`. False when `waiter` should give up:
+  // slots give up on drain, jobs and the heartbeat when the agent stops or drained.
+  bool EnsureRegistered(int64_t stale_generation, int64_t* generation, Waiter waiter);
+  bool GiveUp(Waiter waiter) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes the parked heartbeat so that the next one carries the current leases and state.
+  void KickHeartbeat() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response);
+
+  AgentOptions options_;
+  std::string session_id_;
+  std::string log_prefix_;  // "[agent=NAME]" for operator log lines
+  common::Clock* const clock_;
+  std::unique_ptr<CoordinatorClient> client_;
+  AttemptContext attempt_context_;
+  CallCanceller lease_canceller_;  // fired by Drain(): ends parked Lease calls
+  CallCanceller stop_canceller_;   // fired by Shutdown(): ends registration attempts
+
+  mutable absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t drain_started_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cancel_all_reason_ ABSL_GUARDED_BY(mu_);  // non-empty once jobs were cancelled
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;         // registrations so far
+  bool registering_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t lease_ttl_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t heartbeat_interval_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_heartbeat_ok_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  int active_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  // Running attempts by "job_id/attempt"; owned by the slot threads running them.
+  absl::flat_hash_map<std::string, AttemptRunner*> running_ ABSL_GUARDED_BY(mu_);
+  CallCanceller* heartbeat_call_ ABSL_GUARDED_BY(mu_) = nullptr;  // the parked heartbeat
+
+  std::vector<std::thread> slot_threads_;
+  std::thread heartbeat_thread_;
+};
+
+}  // namespace farm::agent

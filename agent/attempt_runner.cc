@@ -1,0 +1,317 @@
+#include "agent/attempt_runner.h"
+
+#include <chrono>
+#include <limits>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "agent/workspace.h"
+#include "common/duration.h"
+#include "common/job_limits.h"
+#include "common/logging.h"
+
+namespace farm::agent {
+namespace {
+
+using farm::v1::AttemptOutcome;
+using farm::v1::StepState;
+
+int64_t MonoMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string StepName(const farm::v1::JobSpec& spec, int index) {
+  const std::string& name = spec.steps(index).name();
+  return name.empty() ? absl::StrCat("step-", index + 1) : name;
+}
+
+// How many times one call may make the agent register again before the attempt gives up:
+// a coordinator that keeps forgetting the agent is not one to keep reporting to.
+constexpr int kMaxReregistrations = 3;
+
+}  // namespace
+
+AttemptRunner::AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease,
+                             farm::v1::Job job)
+    : context_(context),
+      lease_(std::move(lease)),
+      job_(std::move(job)),
+      log_prefix_(absl::StrCat("[job=", lease_.job_id(), " attempt=", lease_.attempt(),
+                               " agent=", context_.agent_name, "]")) {}
+
+bool AttemptRunner::abandoned() const {
+  absl::MutexLock lock(&mu_);
+  return abandoned_;
+}
+
+void AttemptRunner::Cancel(const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || abandoned_ || reported_) return;
+    cancelled_ = true;
+    cancel_reason_ = reason;
+  }
+  FARM_LOG(INFO) << log_prefix_ << " cancelling: " << reason;
+  step_runner_.Cancel();
+}
+
+void AttemptRunner::Abandon(const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (abandoned_ || reported_) return;
+    abandoned_ = true;
+    if (log_sender_ != nullptr) log_sender_->Abort();
+  }
+  FARM_LOG(WARNING) << log_prefix_ << " abandoning the attempt: " << reason;
+  step_runner_.Cancel();
+  canceller_.Cancel();
+}
+
+absl::Status AttemptRunner::Report(const char* what, const std::function<absl::Status()>& call) {
+  absl::Status status;
+  for (int i = 0;; ++i) {
+    status = call();
+    if (!IsNotRegistered(status) || i >= kMaxReregistrations) break;
+    FARM_LOG(INFO) << log_prefix_ << " " << what << ": the coordinator does not know this "
+                   << "agent (it restarted?); registering again";
+    if (!context_.reregister || !context_.reregister()) break;
+  }
+  if (status.ok()) return status;
+  if (status.code() == absl::StatusCode::kFailedPrecondition) {
+    Abandon(absl::StrCat(what, " refused, the lease is stale: ", status.message()));
+  } else if (!abandoned()) {
+    Abandon(absl::StrCat(what, " failed: ", status.ToString()));
+  }
+  return status;
+}
+
+StepCommand AttemptRunner::MakeCommand(int index, const std::string& step_name,
+                                       const std::string& workspace, int64_t timeout_ms) const {
+  const farm::v1::JobSpec& spec = job_.spec();
+  const farm::v1::StepSpec& step = spec.steps(index);
+  StepCommand command;
+  if (spec.shell_size() > 0) {
+    command.argv.assign(spec.shell().begin(), spec.shell().end());
+  } else {
+    command.argv = {"/bin/sh", "-e", "-c"};
+  }
+  command.argv.push_back(step.run());
+
+  // Later layers win: agent environment < job env < step env < FARM_* variables.
+  std::map<std::string, std::string> env;
+  for (const std::string& kv : context_.base_env) {
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos && eq > 0) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [key, value] : spec.env()) env[key] = value;
+  for (const auto& [key, value] : step.env()) env[key] = value;
+  env["FARM_JOB_ID"] = lease_.job_id();
+  env["FARM_ATTEMPT"] = absl::StrCat(lease_.attempt());
+  env["FARM_WORKSPACE"] = workspace;
+  env["FARM_STEP"] = step_name;
+  for (const auto& [key, value] : env) command.env.push_back(absl::StrCat(key, "=", value));
+
+  command.cwd = workspace;
+  command.timeout_ms = timeout_ms;
+  command.kill_grace_ms =
+      spec.kill_grace_ms() > 0 ? spec.kill_grace_ms() : common::kDefaultKillGraceMs;
+  return command;
+}
+
+AttemptRunner::StepVerdict AttemptRunner::Judge(const std::string& name, const StepOutcome& outcome,
+                                                bool job_bound, int64_t timeout_ms) const {
+  StepVerdict v;
+  switch (outcome.kind) {
+    case StepOutcome::Kind::kExited:
+      if (outcome.exit_code == 0) {
+        v.state = farm::v1::STEP_SUCCEEDED;
+      } else {
+        v.state = farm::v1::STEP_FAILED;
+        v.message = absl::StrCat("exited with code ", outcome.exit_code);
+      }
+      break;
+    case StepOutcome::Kind::kSignaled:
+      v.state = farm::v1::STEP_FAILED;
+      v.message = absl::StrCat("killed by signal ", outcome.signal);
+      break;
+    case StepOutcome::Kind::kTimedOut:
+      v.state = farm::v1::STEP_TIMED_OUT;
+      if (job_bound) {
+        v.message = absl::StrCat("job timed out after ",
+                                 common::FormatDurationMs(job_.spec().timeout_ms()));
+        v.reason = v.message;
+      } else {
+        v.message = absl::StrCat("timed out after ", common::FormatDurationMs(timeout_ms));
+      }
+      break;
+    case StepOutcome::Kind::kCancelled: {
+      absl::MutexLock lock(&mu_);
+      v.state = farm::v1::STEP_CANCELLED;
+      v.message = cancel_reason_.empty() ? "cancelled" : cancel_reason_;
+      v.reason = v.message;
+      break;
+    }
+    case StepOutcome::Kind::kFailedToStart:
+      v.state = farm::v1::STEP_FAILED;
+      v.message = absl::StrCat("failed to start: ", outcome.message);
+      break;
+  }
+  if (v.state != farm::v1::STEP_SUCCEEDED && v.reason.empty()) {
+    v.reason = absl::StrCat("step ", name, " ", v.message);
+  }
+  return v;
+}
+
+AttemptOutcome AttemptRunner::Run() {
+  const farm::v1::JobSpec& spec = job_.spec();
+  FARM_LOG(INFO) << log_prefix_ << " leased job \"" << spec.name() << "\" (" << spec.steps_size()
+                 << " steps, epoch " << lease_.epoch() << ")";
+
+  AttemptOutcome outcome = farm::v1::ATTEMPT_SUCCEEDED;
+  std::string reason;
+  absl::StatusOr<Workspace> workspace =
+      Workspace::Create(context_.work_dir, lease_.job_id(), lease_.attempt());
+  if (!workspace.ok()) {
+    FARM_LOG(ERROR) << log_prefix_ << " " << workspace.status();
+    outcome = farm::v1::ATTEMPT_FAILED;
+    reason = std::string(workspace.status().message());
+  }
+
+  LogSender log_sender(context_.client, lease_, log_prefix_, context_.reregister,
+                       context_.log_options);
+  log_sender.Start();
+  {
+    absl::MutexLock lock(&mu_);
+    log_sender_ = &log_sender;
+    if (abandoned_) log_sender.Abort();
+  }
+
+  const int64_t job_timeout_ms = spec.timeout_ms();
+  int64_t job_started_ms = -1;
+  for (int i = 0; workspace.ok() && i < spec.steps_size(); ++i) {
+    if (abandoned()) break;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) {
+        outcome = farm::v1::ATTEMPT_CANCELLED;
+        reason = cancel_reason_;
+        break;
+      }
+    }
+    const std::string name = StepName(spec, i);
+    const int64_t now = MonoMs();
+    if (job_started_ms < 0) job_started_ms = now;
+    // The tighter of the step's timeout and what is left of the job's.
+    int64_t timeout_ms = spec.steps(i).timeout_ms();
+    bool job_bound = false;
+    if (job_timeout_ms > 0) {
+      const int64_t left = job_started_ms + job_timeout_ms - now;
+      if (left <= 0) {
+        outcome = farm::v1::ATTEMPT_FAILED;
+        reason = absl::StrCat("job timed out after ", common::FormatDurationMs(job_timeout_ms));
+        break;
+      }
+      if (timeout_ms == 0 || left < timeout_ms) {
+        timeout_ms = left;
+        job_bound = true;
+      }
+    }
+
+    farm::v1::StepResult result;
+    result.set_name(name);
+    result.set_started_ms(context_.clock->NowMs());
+    farm::v1::StepStartedRequest started;
+    *started.mutable_lease() = lease_;
+    started.set_step_index(i);
+    started.set_started_ms(result.started_ms());
+    if (!Report("StepStarted", [&] {
+           return context_.client->StepStarted(started, &canceller_);
+         }).ok()) {
+      break;
+    }
+
+    const StepCommand command = MakeCommand(i, name, workspace->path(), timeout_ms);
+    const StepOutcome step = step_runner_.Run(command, [&](int64_t offset, absl::string_view data) {
+      log_sender.Append(i, offset, data);
+    });
+    const StepVerdict verdict = Judge(name, step, job_bound, timeout_ms);
+    FARM_LOG(INFO) << log_prefix_ << " step " << name << ": "
+                   << (verdict.message.empty() ? "succeeded" : verdict.message) << " in "
+                   << common::FormatDurationMs(step.duration_ms) << ", " << step.output_bytes
+                   << " output bytes";
+    if (abandoned()) break;
+
+    // The step's report must not overtake its output.
+    absl::Status flushed = log_sender.Flush(i);
+    if (!flushed.ok()) {
+      if (flushed.code() == absl::StatusCode::kFailedPrecondition) {
+        Abandon(absl::StrCat("log upload refused, the lease is stale: ", flushed.message()));
+      }
+      break;
+    }
+
+    result.set_state(verdict.state);
+    result.set_exit_code(step.exit_code);
+    result.set_signal(step.signal);
+    result.set_duration_ms(step.duration_ms);
+    result.set_log_bytes(step.output_bytes);
+    result.set_message(verdict.message);
+    farm::v1::StepFinishedRequest finished;
+    *finished.mutable_lease() = lease_;
+    finished.set_step_index(i);
+    *finished.mutable_result() = result;
+    if (!Report("StepFinished", [&] {
+           return context_.client->StepFinished(finished, &canceller_);
+         }).ok()) {
+      break;
+    }
+    if (verdict.state != farm::v1::STEP_SUCCEEDED) {
+      outcome = verdict.state == farm::v1::STEP_CANCELLED ? farm::v1::ATTEMPT_CANCELLED
+                                                          : farm::v1::ATTEMPT_FAILED;
+      reason = verdict.reason;
+      break;
+    }
+  }
+
+  if (abandoned()) {
+    log_sender.Abort();
+  }
+  log_sender.Stop();
+  {
+    absl::MutexLock lock(&mu_);
+    log_sender_ = nullptr;
+  }
+
+  if (!abandoned()) {
+    farm::v1::CompleteJobRequest complete;
+    *complete.mutable_lease() = lease_;
+    complete.set_outcome(outcome);
+    complete.set_reason(reason);
+    const absl::Status completed =
+        Report("CompleteJob", [&] { return context_.client->CompleteJob(complete, &canceller_); });
+    if (completed.ok()) {
+      // The coordinator has the result: a late "lease no longer valid" is about this very
+      // completion and must not turn the attempt into a lost one.
+      absl::MutexLock lock(&mu_);
+      reported_ = true;
+    }
+  }
+  const bool lost = abandoned();
+  if (lost) outcome = farm::v1::ATTEMPT_LOST;
+
+  if (workspace.ok()) {
+    if (outcome == farm::v1::ATTEMPT_FAILED && context_.keep_failed) {
+      FARM_LOG(INFO) << log_prefix_
+                     << " keeping the workspace of the failed attempt: " << workspace->path();
+    } else if (absl::Status removed = workspace->Remove(); !removed.ok()) {
+      FARM_LOG(WARNING) << log_prefix_ << " " << removed;
+    }
+  }
+  FARM_LOG(INFO) << log_prefix_ << " attempt ended: " << farm::v1::AttemptOutcome_Name(outcome)
+                 << (reason.empty() ? "" : absl::StrCat(" (", reason, ")"));
+  return outcome;
+}
+
+}  // namespace farm::agent

@@ -1,0 +1,93 @@
+// Runs one leased attempt of a job from start to end: workspace, steps in order, live logs,
+// step and job reports to the coordinator, cleanup.
+//
+// Threads: Run() runs on the slot thread that leased the job (the step processes' parent
+// death signal is tied to it) and returns when the attempt is over. Cancel() and Abandon()
+// may be called from any thread (the heartbeat thread) at any time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/coordinator_client.h"
+#include "agent/log_sender.h"
+#include "agent/step_runner.h"
+#include "common/clock.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm::agent {
+
+// What every attempt of this agent shares. Pointers are not owned and outlive the attempt.
+struct AttemptContext {
+  CoordinatorClient* client = nullptr;
+  std::string agent_name;
+  std::string work_dir;  // absolute
+  bool keep_failed = false;
+  // The agent's own environment ("NAME=value"), the base of every step's environment.
+  std::vector<std::string> base_env;
+  // Blocks until the agent registered again after a NOT_FOUND "not registered"; false when
+  // the agent gives up (it is shutting down). Called from the attempt's threads.
+  std::function<bool()> reregister;
+  common::Clock* clock = nullptr;
+  LogSender::Options log_options;
+};
+
+class AttemptRunner {
+ public:
+  AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease, farm::v1::Job job);
+  AttemptRunner(const AttemptRunner&) = delete;
+  AttemptRunner& operator=(const AttemptRunner&) = delete;
+
+  // Runs the attempt and reports it (StepStarted/StepFinished per step, CompleteJob at the
+  // end) unless it was abandoned. Returns the outcome reported, or ATTEMPT_LOST when the
+  // attempt was abandoned and nothing more was reported.
+  farm::v1::AttemptOutcome Run();
+
+  // Stops the attempt and completes it as CANCELLED with `reason` ("cancelled" for a user's
+  // cancel): the running step's process group gets SIGTERM, SIGKILL after the job's grace.
+  void Cancel(const std::string& reason);
+  // Stops the attempt without reporting anything more (the lease is stale or lost): kills the
+  // step, drops pending output, cancels calls in flight.
+  void Abandon(const std::string& reason);
+
+  const farm::v1::LeaseRef& lease() const { return lease_; }
+  const std::string& log_prefix() const { return log_prefix_; }
+  // True once Abandon() was called: the lease is no longer ours, so heartbeats stop listing
+  // it. (A cancelled attempt stays listed, keeping its lease alive while the step is killed.)
+  bool abandoned() const;
+
+ private:
+  // The reason for the job's outcome when step `name` ended with `outcome`.
+  struct StepVerdict {
+    farm::v1::StepState state;
+    std::string message;  // for StepResult.message
+    std::string reason;   // for CompleteJob.reason; empty when the step succeeded
+  };
+  StepVerdict Judge(const std::string& name, const StepOutcome& outcome, bool job_bound,
+                    int64_t timeout_ms) const;
+  StepCommand MakeCommand(int index, const std::string& step_name, const std::string& workspace,
+                          int64_t timeout_ms) const;
+  // Runs a call about the job, registering again when the coordinator forgot the agent.
+  // On any failure the attempt is abandoned (a stale lease is FAILED_PRECONDITION).
+  absl::Status Report(const char* what, const std::function<absl::Status()>& call);
+
+  const AttemptContext& context_;
+  const farm::v1::LeaseRef lease_;
+  const farm::v1::Job job_;
+  const std::string log_prefix_;
+  StepRunner step_runner_;
+  CallCanceller canceller_;  // fired on Abandon(): ends the job's calls in flight
+
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  bool reported_ ABSL_GUARDED_BY(mu_) = false;            // CompleteJob was acknowledged
+  LogSender* log_sender_ ABSL_GUARDED_BY(mu_) = nullptr;  // while Run() has one
+};
+
+}  // namespace farm::agent

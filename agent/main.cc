@@ -1,0 +1,105 @@
+// farm-agent: flags → AgentOptions → Agent. SIGTERM/SIGINT drain the agent (no new jobs,
+// running jobs finish, bounded by --drain_timeout); a second signal cancels running jobs.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "agent/agent.h"
+#include "agent/options.h"
+#include "common/duration.h"
+#include "common/logging.h"
+
+ABSL_FLAG(std::string, coordinator, "", "Coordinator address, HOST:PORT (required).");
+ABSL_FLAG(std::string, name, "", "Agent name, unique per machine (default: the host name).");
+ABSL_FLAG(std::string, labels, "",
+          "Agent labels, k=v,k2=v2. os and arch are added unless given explicitly.");
+ABSL_FLAG(int32_t, slots, 1, "How many jobs run at once.");
+ABSL_FLAG(std::string, work_dir, "", "Directory for job workspaces (required; created).");
+ABSL_FLAG(bool, keep_failed, false, "Keep the workspace of a failed attempt.");
+ABSL_FLAG(std::string, drain_timeout, "10m",
+          "After SIGTERM, how long running jobs may take before they are cancelled.");
+ABSL_FLAG(std::string, lease_wait, "20s",
+          "How long one Lease call may wait at the coordinator for work.");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "farm-agent: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Runs build jobs for a farm coordinator.\n"
+      "  farm-agent --coordinator=HOST:PORT --work_dir=DIR [--name=NAME] [--labels=k=v,...]\n"
+      "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    return Fail(absl::StrCat("unexpected argument \"", rest[1], "\" (flags only)"));
+  }
+
+  farm::agent::AgentOptions options;
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  options.name = absl::GetFlag(FLAGS_name);
+  absl::StatusOr<std::map<std::string, std::string>> labels =
+      farm::agent::ParseLabels(absl::GetFlag(FLAGS_labels));
+  if (!labels.ok()) return Fail(std::string(labels.status().message()));
+  options.labels = *labels;
+  options.slots = absl::GetFlag(FLAGS_slots);
+  options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  options.keep_failed = absl::GetFlag(FLAGS_keep_failed);
+  absl::StatusOr<int64_t> drain = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_drain_timeout));
+  if (!drain.ok()) return Fail(absl::StrCat("--drain_timeout: ", drain.status().message()));
+  options.drain_timeout_ms = *drain;
+  absl::StatusOr<int64_t> wait = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_wait));
+  if (!wait.ok()) return Fail(absl::StrCat("--lease_wait: ", wait.status().message()));
+  options.lease_wait_ms = *wait;
+  options.version = FARM_VERSION;
+
+  // Signals are taken synchronously by one thread; every other thread (and so gRPC's) has
+  // them blocked. The step runner unblocks them in each step's process.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // internal: ends the signal thread at exit
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  farm::agent::Agent agent(options);
+  if (absl::Status s = agent.Init(); !s.ok()) return Fail(std::string(s.message()));
+  if (absl::Status s = agent.Start(); !s.ok()) return Fail(std::string(s.message()));
+
+  std::thread signal_thread([&agent, &signals] {
+    int received = 0;
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGUSR1) return;
+      ++received;
+      if (received == 1) {
+        FARM_LOG(INFO) << "received " << strsignal(sig) << ": draining";
+        agent.Drain();
+      } else {
+        FARM_LOG(INFO) << "received " << strsignal(sig) << " again: cancelling running jobs";
+        agent.CancelRunningJobs("agent shutting down: cancelled by a second signal");
+      }
+    }
+  });
+
+  agent.WaitUntilDrained();
+  agent.Shutdown();
+  pthread_kill(signal_thread.native_handle(), SIGUSR1);
+  signal_thread.join();
+  return 0;
+}

@@ -1,0 +1,41 @@
+// The agent's configuration, filled by main.cc from flags (libraries never read flags).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace farm::agent {
+
+struct AgentOptions {
+  std::string coordinator;  // HOST:PORT (or any gRPC target)
+  std::string name;         // empty: the host name
+  std::map<std::string, std::string> labels;
+  int slots = 1;
+  std::string work_dir;
+  bool keep_failed = false;            // keep the workspace of a failed attempt
+  int64_t drain_timeout_ms = 600'000;  // after a drain request, cancel jobs still running
+  int64_t lease_wait_ms = 20'000;      // how long the coordinator may park a Lease call
+  std::string version;
+
+  // INVALID_ARGUMENT naming the offending flag (--slots, --labels, ...).
+  absl::Status Validate() const;
+};
+
+// "k=v,k2=v2" → labels. Empty text → no labels. INVALID_ARGUMENT on an entry without '=', an
+// empty key, or a key given twice.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(absl::string_view text);
+
+// The `os` and `arch` labels of this machine from uname(2): os is the lower-case system name
+// ("linux"); arch is "amd64" for x86_64, "arm64" for aarch64, else the machine name as is.
+std::map<std::string, std::string> HostLabels();
+
+// Fills what the user may leave out: name (host name), os/arch labels when not given.
+// Returns the completed options; does not validate.
+AgentOptions WithDefaults(AgentOptions options);
+
+}  // namespace farm::agent

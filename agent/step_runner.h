@@ -1,0 +1,86 @@
+// Runs one step's process: its own process group, one pipe for stdout+stderr read with poll(),
+// output cut into chunks, step/job timeouts and cancellation with SIGTERM → SIGKILL escalation.
+//
+// Lifetime and threads: Run() blocks the calling thread until the step is over. Because the
+// child gets PR_SET_PDEATHSIG(SIGKILL), which fires when the *forking thread* exits, Run()
+// must be called from a thread that lives at least as long as the step. Cancel() may be called
+// from any thread at any time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace farm::agent {
+
+// Output is cut into chunks of at most this many bytes...
+inline constexpr int64_t kMaxChunkBytes = 64 << 10;
+// ...or when the oldest unsent byte has waited this long, whichever comes first.
+inline constexpr int64_t kChunkFlushMs = 100;
+
+struct StepCommand {
+  // argv[0] is resolved against the PATH in `env` when it has no '/'.
+  std::vector<std::string> argv;
+  // The complete environment of the process, as "NAME=value".
+  std::vector<std::string> env;
+  std::string cwd;
+  // 0: no timeout. Measured from the moment the process started.
+  int64_t timeout_ms = 0;
+  // SIGTERM → SIGKILL grace for timeouts, cancels and leftover processes. Must be > 0.
+  int64_t kill_grace_ms = 10'000;
+};
+
+struct StepOutcome {
+  enum class Kind {
+    kExited,         // exit_code is valid
+    kSignaled,       // signal is valid
+    kTimedOut,       // the timeout fired; exit_code/signal say how the process then ended
+    kCancelled,      // Cancel() was called; exit_code/signal say how the process then ended
+    kFailedToStart,  // message says why; no process ran
+  };
+  Kind kind = Kind::kFailedToStart;
+  int exit_code = 0;
+  int signal = 0;
+  std::string message;
+  int64_t duration_ms = 0;
+  int64_t output_bytes = 0;
+  pid_t pid = 0;  // the step's process (and process group) id; 0 when it did not start
+
+  // True when the step counts as successful: it exited with code 0 on its own.
+  bool ok() const { return kind == Kind::kExited && exit_code == 0; }
+};
+
+class StepRunner {
+ public:
+  // Receives each output chunk: its byte offset within the step's output and the bytes.
+  // Called on the thread running Run(); it may block (back-pressure), which pauses reading.
+  using OutputSink = std::function<void(int64_t offset, absl::string_view data)>;
+
+  StepRunner();
+  ~StepRunner();
+  StepRunner(const StepRunner&) = delete;
+  StepRunner& operator=(const StepRunner&) = delete;
+
+  // Starts the command and returns when the process has exited, been reaped, and its output
+  // has been delivered to `sink`. The process group is SIGKILLed when the step ends, so no
+  // background process of the step outlives it. If the leader exits while descendants keep the
+  // pipe open, they get SIGTERM at once and SIGKILL after the grace, and reading stops then.
+  StepOutcome Run(const StepCommand& command, const OutputSink& sink);
+
+  // Asks the running step (and every later Run() on this object) to stop: SIGTERM to the
+  // process group now, SIGKILL after the command's grace. Sticky and idempotent.
+  void Cancel();
+  bool cancelled() const { return cancelled_.load(); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  int cancel_fd_ = -1;  // eventfd; becomes readable (and stays so) on Cancel()
+};
+
+}  // namespace farm::agent

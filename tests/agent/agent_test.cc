@@ -1,0 +1,392 @@
+// The Agent object against an in-process fake AgentService: lease → run → logs → complete,
+// cancel, stale leases, timeouts, re-registration and drain.
+#include "agent/agent.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "tests/agent/fake_agent_service.h"
+#include "tests/agent/test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace farm::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using ::farm::agent::testing::FakeAgentService;
+using ::farm::agent::testing::ProcessGone;
+using ::farm::agent::testing::TempDir;
+using ::farm::agent::testing::WaitFor;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::StartsWith;
+using State = FakeAgentService::State;
+
+farm::v1::StepSpec* AddStep(farm::v1::JobSpec* spec, const std::string& name,
+                            const std::string& run) {
+  farm::v1::StepSpec* step = spec->add_steps();
+  step->set_name(name);
+  step->set_run(run);
+  return step;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    address_ = fake_.Start();
+    ASSERT_FALSE(address_.empty());
+    fake_.SetTimings(/*lease_ttl_ms=*/30'000, /*heartbeat_interval_ms=*/200);
+    options_.coordinator = address_;
+    options_.name = "test-agent";
+    options_.labels["pool"] = "test";
+    options_.slots = 1;
+    options_.work_dir = dir_.path() + "/work";
+    options_.lease_wait_ms = 500;
+    options_.drain_timeout_ms = 60'000;
+    options_.version = "test";
+  }
+
+  void StartAgent() {
+    agent_ = std::make_unique<Agent>(options_);
+    ASSERT_OK(agent_->Init());
+    ASSERT_OK(agent_->Start());
+  }
+
+  bool WaitCompleted(const std::string& job) {
+    return fake_.WaitUntil([&](const State& s) {
+      auto it = s.jobs.find(job);
+      return it != s.jobs.end() && it->second.completions > 0;
+    });
+  }
+  bool WaitForLog(const std::string& job, uint32_t step, const std::string& text) {
+    return fake_.WaitUntil([&](const State& s) {
+      auto it = s.jobs.find(job);
+      if (it == s.jobs.end()) return false;
+      auto log = it->second.logs.find(step);
+      return log != it->second.logs.end() && log->second.find(text) != std::string::npos;
+    });
+  }
+  FakeAgentService::FakeJob Job(const std::string& id) { return fake_.Snapshot().jobs[id]; }
+  // "pid=123" in a step's output → 123.
+  pid_t PidFromLog(const std::string& job, uint32_t step) {
+    const std::string log = Job(job).logs[step];
+    const size_t at = log.find("pid=");
+    int pid = 0;
+    if (at == std::string::npos) return 0;
+    const size_t end = log.find('\n', at);
+    if (!absl::SimpleAtoi(log.substr(at + 4, end - at - 4), &pid)) return 0;
+    return pid;
+  }
+  bool WorkDirEmpty() { return fs::is_empty(options_.work_dir); }
+
+  TempDir dir_;
+  FakeAgentService fake_;
+  std::string address_;
+  AgentOptions options_;
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(AgentTest, RegistersWithLabelsSlotsAndSession) {
+  StartAgent();
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return !s.registrations.empty(); }));
+  const farm::v1::RegisterRequest reg = fake_.Snapshot().registrations[0];
+  EXPECT_EQ(reg.name(), "test-agent");
+  EXPECT_EQ(reg.slots(), 1u);
+  EXPECT_THAT(reg.labels(), Contains(Pair("pool", "test")));
+  EXPECT_THAT(reg.labels(), Contains(Pair("os", "linux")));
+  EXPECT_TRUE(reg.labels().contains("arch"));
+  EXPECT_EQ(reg.session_id().size(), 32u);
+  EXPECT_EQ(reg.session_id(), agent_->session_id());
+  EXPECT_EQ(reg.version(), "test");
+}
+
+TEST_F(AgentTest, RunsAJobAndReportsStepsLogsAndOutcome) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_name("hello");
+  (*spec.mutable_env())["GREETING"] = "hello";
+  AddStep(&spec, "greet",
+          "echo \"$GREETING from $FARM_JOB_ID attempt $FARM_ATTEMPT step $FARM_STEP\"; "
+          "echo to-stderr >&2");
+  farm::v1::StepSpec* build =
+      AddStep(&spec, "build",
+              "mkdir -p out; echo data > out/result.txt; echo \"$GREETING\"; "
+              "echo \"ws=$FARM_WORKSPACE\"; pwd");
+  (*build->mutable_env())["GREETING"] = "bye";
+  fake_.AddJob("job-1", spec);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
+  EXPECT_EQ(job.reason, "");
+  EXPECT_THAT(job.started_steps, ElementsAre(0u, 1u));
+  EXPECT_EQ(job.logs.at(0), "hello from job-1 attempt 1 step greet\nto-stderr\n");
+  const std::string& log1 = job.logs.at(1);
+  EXPECT_THAT(log1, StartsWith("bye\nws=" + options_.work_dir + "/job-1-1-"));
+  ASSERT_EQ(job.finished.size(), 2u);
+  const farm::v1::StepResult& greet = job.finished.at(0);
+  EXPECT_EQ(greet.name(), "greet");
+  EXPECT_EQ(greet.state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(greet.exit_code(), 0);
+  EXPECT_EQ(greet.log_bytes(), static_cast<int64_t>(job.logs.at(0).size()));
+  EXPECT_GT(greet.started_ms(), 0);
+  EXPECT_EQ(job.finished.at(1).log_bytes(), static_cast<int64_t>(log1.size()));
+  // The workspace is removed after a successful attempt.
+  EXPECT_TRUE(WaitFor([&] { return WorkDirEmpty(); }));
+}
+
+TEST_F(AgentTest, FailingStepFailsTheJobAndSkipsTheRest) {
+  options_.keep_failed = true;
+  StartAgent();
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "prepare", "echo prepared");
+  AddStep(&spec, "build", "echo building; exit 2");
+  AddStep(&spec, "never", "touch never-ran");
+  fake_.AddJob("job-1", spec);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "step build exited with code 2");
+  EXPECT_THAT(job.started_steps, ElementsAre(0u, 1u));
+  EXPECT_FALSE(job.finished.contains(2));
+  EXPECT_EQ(job.finished.at(1).state(), farm::v1::STEP_FAILED);
+  EXPECT_EQ(job.finished.at(1).exit_code(), 2);
+  EXPECT_EQ(job.logs.at(1), "building\n");
+  // --keep_failed: the workspace stays, without the skipped step's file.
+  ASSERT_TRUE(WaitFor([&] { return agent_->running_jobs() == 0; }));
+  std::vector<fs::path> kept;
+  for (const auto& entry : fs::directory_iterator(options_.work_dir)) kept.push_back(entry.path());
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_FALSE(fs::exists(kept[0] / "never-ran"));
+}
+
+TEST_F(AgentTest, StepKilledBySignalIsReported) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "test", "kill -9 $$");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "step test killed by signal 9");
+  EXPECT_EQ(job.finished.at(0).signal(), 9);
+}
+
+TEST_F(AgentTest, UserCancelReachesTheRunningStep) {
+  // A long heartbeat interval: the cancel can only arrive this fast because the agent
+  // re-issues its parked heartbeat with the new lease as soon as the job starts.
+  fake_.SetTimings(30'000, 60'000);
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
+  const pid_t pid = PidFromLog("job-1", 0);
+  ASSERT_GT(pid, 0);
+
+  fake_.CancelJob("job-1");
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_CANCELLED);
+  EXPECT_EQ(job.reason, "cancelled");
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_CANCELLED);
+  EXPECT_EQ(job.finished.at(0).signal(), SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+}
+
+TEST_F(AgentTest, StaleLeaseAbandonsTheAttemptWithoutReporting) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  AddStep(&spec, "after", "true");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
+  const pid_t pid = PidFromLog("job-1", 0);
+  ASSERT_GT(pid, 0);
+
+  fake_.InvalidateLease("job-1");
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  EXPECT_TRUE(WaitFor([&] { return agent_->running_jobs() == 0; }));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.completions, 0);
+  EXPECT_TRUE(job.finished.empty());
+  EXPECT_TRUE(WorkDirEmpty());
+}
+
+TEST_F(AgentTest, NoHeartbeatForALeaseTtlAbandonsTheAttempt) {
+  // The coordinator stays unreachable for heartbeats: after a lease TTL it has given the lease
+  // up, so the agent stops the step instead of running on for nothing.
+  fake_.SetTimings(/*lease_ttl_ms=*/500, /*heartbeat_interval_ms=*/100);
+  fake_.FailNext("Heartbeat", 1'000'000, grpc::StatusCode::UNAVAILABLE);
+  StartAgent();
+  const std::string pid_file = dir_.path() + "/pid";
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", absl::StrCat("echo $$ > ", pid_file, "; exec sleep 1000"));
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitFor([&] { return !testing::ReadFile(pid_file).empty(); }));
+  int pid = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(testing::ReadFile(pid_file)), &pid));
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  EXPECT_TRUE(WaitFor([&] { return agent_->running_jobs() == 0; }));
+  EXPECT_EQ(Job("job-1").completions, 0);
+}
+
+TEST_F(AgentTest, StepTimeoutFailsTheJob) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(100);
+  AddStep(&spec, "slow", "sleep 1000")->set_timeout_ms(200);
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "step slow timed out after 200ms");
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_TIMED_OUT);
+}
+
+TEST_F(AgentTest, JobTimeoutCoversAllSteps) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_timeout_ms(400);
+  spec.set_kill_grace_ms(100);
+  AddStep(&spec, "first", "sleep 0.1");
+  AddStep(&spec, "second", "sleep 1000")->set_timeout_ms(60'000);
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "job timed out after 400ms");
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(job.finished.at(1).state(), farm::v1::STEP_TIMED_OUT);
+}
+
+TEST_F(AgentTest, RetriesReportsAndLogsOnUnavailable) {
+  fake_.FailNext("StepStarted", 2, grpc::StatusCode::UNAVAILABLE);
+  fake_.FailNext("StepFinished", 2, grpc::StatusCode::UNAVAILABLE);
+  fake_.FailNext("UploadLogs", 2, grpc::StatusCode::UNAVAILABLE);
+  fake_.FailNext("CompleteJob", 2, grpc::StatusCode::UNAVAILABLE);
+  StartAgent();
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "build", "echo one; echo two");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
+  EXPECT_EQ(job.logs.at(0), "one\ntwo\n");
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(fake_.Snapshot().failed_calls, 8);
+}
+
+TEST_F(AgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {
+  StartAgent();
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.registrations.size() == 1; }));
+  fake_.ForgetAgents();
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.registrations.size() >= 2; }));
+  EXPECT_EQ(fake_.Snapshot().registrations[1].session_id(), agent_->session_id());
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "after-restart", "echo ok");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  EXPECT_EQ(Job("job-1").outcome, farm::v1::ATTEMPT_SUCCEEDED);
+}
+
+TEST_F(AgentTest, RegistrationIsRetriedUntilItWorks) {
+  fake_.FailNext("Register", 3, grpc::StatusCode::UNAVAILABLE);
+  StartAgent();
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.registrations.size() == 1; }));
+  EXPECT_EQ(fake_.Snapshot().failed_calls, 3);
+}
+
+TEST_F(AgentTest, SlotsRunJobsConcurrently) {
+  options_.slots = 2;
+  StartAgent();
+  // Each job waits for the other's file: with one slot they could never both finish.
+  const std::string meet = dir_.path() + "/meet";
+  fs::create_directories(meet);
+  for (const std::string self : {"a", "b"}) {
+    const std::string other = self == "a" ? "b" : "a";
+    farm::v1::JobSpec spec;
+    AddStep(&spec, "meet",
+            absl::StrCat("touch ", meet, "/", self, "; while [ ! -f ", meet, "/", other,
+                         " ]; do sleep 0.01; done"))
+        ->set_timeout_ms(20'000);
+    fake_.AddJob("job-" + self, spec);
+  }
+  ASSERT_TRUE(WaitCompleted("job-a"));
+  ASSERT_TRUE(WaitCompleted("job-b"));
+  EXPECT_EQ(Job("job-a").outcome, farm::v1::ATTEMPT_SUCCEEDED);
+  EXPECT_EQ(Job("job-b").outcome, farm::v1::ATTEMPT_SUCCEEDED);
+}
+
+TEST_F(AgentTest, DrainStopsLeasingAndLetsRunningJobsFinish) {
+  StartAgent();
+  const std::string gate = dir_.path() + "/gate";
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "wait",
+          absl::StrCat("echo started; while [ ! -f ", gate, " ]; do sleep 0.01; done; echo done"));
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "started"));
+
+  agent_->Drain();
+  ASSERT_TRUE(fake_.WaitUntil(
+      [](const State& s) { return !s.heartbeats.empty() && s.heartbeats.back().draining(); }));
+  farm::v1::JobSpec next;
+  AddStep(&next, "x", "true");
+  fake_.AddJob("job-2", next);
+  std::ofstream(gate) << "open";
+  agent_->WaitUntilDrained();
+
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
+  EXPECT_EQ(job.logs.at(0), "started\ndone\n");
+  EXPECT_FALSE(Job("job-2").leased);
+  agent_->Shutdown();
+}
+
+TEST_F(AgentTest, DrainTimeoutCancelsRunningJobs) {
+  options_.drain_timeout_ms = 200;
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "forever", "echo started; exec sleep 1000");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "started"));
+  agent_->Drain();
+  agent_->WaitUntilDrained();
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_CANCELLED);
+  EXPECT_THAT(job.reason, HasSubstr("drain timeout"));
+  agent_->Shutdown();
+}
+
+TEST_F(AgentTest, ShutdownWithoutACoordinatorReturns) {
+  options_.coordinator = "127.0.0.1:1";  // nothing listens there
+  StartAgent();
+  agent_->Shutdown();
+  EXPECT_EQ(agent_->registrations(), 0);
+}
+
+TEST_F(AgentTest, InitRejectsBadOptions) {
+  options_.slots = 0;
+  Agent agent(options_);
+  EXPECT_THAT(agent.Init(), ::farm::testing::StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                                                 HasSubstr("--slots")));
+}
+
+}  // namespace
+}  // namespace farm::agent
