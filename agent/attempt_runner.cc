@@ -1,6 +1,7 @@
 #include "agent/attempt_runner.h"
 
 #include <chrono>
+#include <future>
 #include <limits>
 #include <map>
 
@@ -226,16 +227,19 @@ AttemptOutcome AttemptRunner::Run() {
     *started.mutable_lease() = lease_;
     started.set_step_index(i);
     started.set_started_ms(result.started_ms());
-    if (!Report("StepStarted", [&] {
-           return context_.client->StepStarted(started, &canceller_);
-         }).ok()) {
-      break;
-    }
+    // The step starts without waiting for the coordinator to record that it did (a durable
+    // write): the report runs alongside, and a refusal abandons the attempt, which kills the
+    // step. It is joined before the step's result is reported, so reports stay in order.
+    std::future<absl::Status> started_report = std::async(std::launch::async, [&] {
+      return Report("StepStarted",
+                    [&] { return context_.client->StepStarted(started, &canceller_); });
+    });
 
     const StepCommand command = MakeCommand(i, name, workspace->path(), timeout_ms);
     const StepOutcome step = step_runner_.Run(command, [&](int64_t offset, absl::string_view data) {
       log_sender.Append(i, offset, data);
     });
+    if (!started_report.get().ok()) break;
     const StepVerdict verdict = Judge(name, step, job_bound, timeout_ms);
     FARM_LOG(INFO) << log_prefix_ << " step " << name << ": "
                    << (verdict.message.empty() ? "succeeded" : verdict.message) << " in "

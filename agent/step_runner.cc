@@ -118,8 +118,9 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
     return outcome;
   }
 
-  // Everything the child needs is prepared before fork(): between fork and exec only
-  // async-signal-safe calls are allowed (other threads may hold malloc's locks).
+  // Everything the child needs is prepared before vfork(): between vfork and exec the child
+  // shares our memory and only makes system calls (no allocation, no locks, no stores the
+  // parent relies on except `error`, which it writes before the parent resumes).
   std::vector<char*> argv;
   for (const std::string& a : command.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -150,9 +151,12 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
   const char* cwd = command.cwd.c_str();
   const char* path = program.c_str();
 
-  const pid_t pid = ::fork();
+  // vfork, not fork: the agent has many threads and mappings, and copying its page tables
+  // made fork the largest part of starting a step (about 5 ms of 17 here). The child gets its
+  // own signal handler table (no CLONE_SIGHAND), so resetting dispositions below is safe.
+  const pid_t pid = ::vfork();
   if (pid < 0) {
-    outcome.message = absl::StrCat("fork: ", ErrnoText(errno));
+    outcome.message = absl::StrCat("vfork: ", ErrnoText(errno));
     return outcome;
   }
   if (pid == 0) {
