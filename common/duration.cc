@@ -15,7 +15,12 @@ absl::StatusOr<int64_t> ParseDurationMs(absl::string_view text) {
   if (d < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat("duration \"", text, "\" is negative"));
   }
-  return absl::ToInt64Milliseconds(d);
+  const int64_t ms = absl::ToInt64Milliseconds(d);
+  if (absl::Milliseconds(ms) != d) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("duration \"", text, "\" is finer than a millisecond"));
+  }
+  return ms;
 }
 
 std::string FormatDurationMs(int64_t ms) {

@@ -13,7 +13,7 @@ namespace farm::common {
 // on negative values, and on sub-millisecond precision.
 absl::StatusOr<int64_t> ParseDurationMs(absl::string_view text);
 
-// 1234 → "1.234s", 61000 → "1m1s", 0 → "0s".
+// 1234 → "1.234s", 61000 → "1m1s", 999 → "999ms", 0 → "0ms".
 std::string FormatDurationMs(int64_t ms);
 
 }  // namespace farm::common

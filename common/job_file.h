@@ -2,6 +2,7 @@
 // The format is documented in README.md ("Job files").
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,12 +13,21 @@ namespace farm::common {
 
 // Parses `text`; `filename` is only used in messages. Errors are INVALID_ARGUMENT with
 // "FILE:LINE:COLUMN: what was wrong and what was expected" (1-based line and column), for
-// malformed YAML/JSON, unknown keys, wrong types, bad durations and empty steps. The result has
-// passed ValidateJobSpec and ApplyJobDefaults.
+// malformed YAML/JSON, several documents in one file, unknown or duplicate keys, wrong types,
+// bad durations, missing `run` and missing or empty `steps`. Errors about the file as a whole
+// (over kMaxJobFileBytes, empty, a limit of job_limits.h broken) are "FILE: message". The
+// result has had ApplyJobDefaults applied and has passed ValidateJobSpec.
+// Thread-safe; never throws.
 absl::StatusOr<farm::v1::JobSpec> ParseJobFile(absl::string_view text, const std::string& filename);
 
-// Reads and parses a file; NOT_FOUND / PERMISSION_DENIED when it cannot be read,
-// INVALID_ARGUMENT when it is larger than kMaxJobFileBytes.
+// Reads and parses a file; NOT_FOUND / PERMISSION_DENIED when it cannot be read (message
+// "PATH: ..."), INVALID_ARGUMENT when it is a directory or larger than kMaxJobFileBytes, and
+// ParseJobFile's errors.
 absl::StatusOr<farm::v1::JobSpec> LoadJobFile(const std::string& path);
+
+// A duration as job files and farmctl flags accept it: anything ParseDurationMs accepts
+// ("500ms", "10m", "1h30m"), or a bare non-negative number, which is seconds ("600", "1.5").
+// INVALID_ARGUMENT otherwise (the message quotes `text` and gives examples).
+absl::StatusOr<int64_t> ParseJobDurationMs(absl::string_view text);
 
 }  // namespace farm::common

@@ -413,6 +413,28 @@ TEST_F(SchedulerTest, AnExpiredLeaseIsRequeuedInFrontThenFailsAsAgentLost) {
   EXPECT_EQ(third.job().id(), other);
 }
 
+TEST_F(SchedulerTest, AWaiterWhoseWaitIsOverGetsNoWorkAfterAPause) {
+  const std::string id = Submit(Spec("j"));
+  Register("holder");
+  Register("waiter");
+  ASSERT_OK_AND_ASSIGN(auto held, Lease("holder"));
+  ASSERT_EQ(held.job().id(), id);
+  Pending<farm::v1::LeaseResponse> parked;
+  farm::v1::LeaseRequest req;
+  req.set_agent("waiter");
+  req.set_session_id("s1");
+  scheduler_->Lease(req, 5000, scheduler_->NewCallId(), parked.Callback());
+  ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
+  // As if the coordinator were paused: the lease expires and the waiter's wait is over in the
+  // same moment. The expiry sweep runs first and requeues the job, which must not go to a
+  // caller that has stopped waiting.
+  clock_.AdvanceMs(6000);
+  ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
+  ASSERT_OK_AND_ASSIGN(auto answer, parked.Get());
+  EXPECT_FALSE(answer.has_job());
+  EXPECT_EQ(Job(id).state(), farm::v1::QUEUED);
+}
+
 TEST_F(SchedulerTest, RunningLeasesSurviveARestart) {
   const std::string id = Submit(Spec("j"));
   Register("agent");

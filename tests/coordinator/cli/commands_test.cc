@@ -2,9 +2,9 @@
 // in-process FakeFarm.
 #include "coordinator/cli/commands.h"
 
+#include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -190,7 +190,8 @@ TEST_F(FarmctlTest, SubmitDoesNotRetryARefusal) {
 }
 
 TEST_F(FarmctlTest, ABadJobFileIsReportedWithItsPositionAndNothingIsSubmitted) {
-  const std::string path = WriteFile("bad.yaml", "name: x\nsteps:\n  - run: make\n    tmeout: 5s\n");
+  const std::string path =
+      WriteFile("bad.yaml", "name: x\nsteps:\n  - run: make\n    tmeout: 5s\n");
   const Result r = Run({"submit", path});
   EXPECT_EQ(r.code, kExitError);
   EXPECT_EQ(r.out, "");
@@ -219,7 +220,7 @@ TEST_F(FarmctlTest, SubmitFollowStreamsTheOutputAndExitsWithTheOutcome) {
   RunSubmittedJobs(farm_, farm::v1::SUCCEEDED);
   const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml), "--follow"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, std::string("1\nhello\nbuilding\nbin\0ary\n", 24));
+  EXPECT_EQ(r.out, std::string("1\nhello\nbuilding\nbin\0ary\n", 25));
   EXPECT_EQ(r.err, "==> step greet\n==> step build\n==> job 1 SUCCEEDED\n");
 }
 
@@ -273,9 +274,8 @@ TEST_F(FarmctlTest, GetJsonIsTheJob) {
 }
 
 TEST_F(FarmctlTest, AnUnknownJobIsNotFoundInOneLine) {
-  for (const std::vector<std::string>& args :
-       std::vector<std::vector<std::string>>{{"get", "99"}, {"logs", "99"}, {"wait", "99"},
-                                             {"cancel", "99"}}) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"get", "99"}, {"logs", "99"}, {"wait", "99"}, {"cancel", "99"}}) {
     const Result r = Run(args);
     EXPECT_EQ(r.code, kExitError) << args[0];
     EXPECT_EQ(r.err, "farmctl: job 99 not found\n") << args[0];
@@ -363,8 +363,8 @@ TEST_F(FarmctlTest, LogsPrintsTheStoredOutputWithStepHeadersOnStderr) {
 
   r = Run({"logs", id, "--step=nope"});
   EXPECT_EQ(r.code, kExitError);
-  EXPECT_EQ(r.err,
-            absl::StrCat("farmctl: job ", id, " has no step named \"nope\" (its steps: greet, build)\n"));
+  EXPECT_EQ(r.err, absl::StrCat("farmctl: job ", id,
+                                " has no step named \"nope\" (its steps: greet, build)\n"));
 }
 
 TEST_F(FarmctlTest, LogsJsonIsOneDocument) {
@@ -463,15 +463,19 @@ TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
   ASSERT_GE(fd, 0);
   close(fd);
   std::ofstream(templ) << kHelloYaml;
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"get", "1"}, {"list"}, {"agents"}, {"cancel", "1"}, {"wait", "1"},
-           {"logs", "1", "--follow"}, {"submit", templ, "--follow"}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "1"},
+                                             {"list"},
+                                             {"agents"},
+                                             {"cancel", "1"},
+                                             {"wait", "1"},
+                                             {"logs", "1", "--follow"},
+                                             {"submit", templ, "--follow"}}) {
     const Result r = RunAgainst(address, args);
     EXPECT_EQ(r.code, kExitError) << args[0];
     EXPECT_EQ(r.out, "") << args[0];
-    EXPECT_EQ(r.err,
-              absl::StrCat("farmctl: cannot reach the coordinator at ", address,
-                           " (connection refused)\n"))
+    EXPECT_EQ(r.err, absl::StrCat("farmctl: cannot reach the coordinator at ", address,
+                                  " (connection refused)\n"))
         << args[0];
   }
   std::remove(templ.c_str());

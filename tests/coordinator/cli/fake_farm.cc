@@ -14,8 +14,7 @@ namespace farm::testing {
 namespace {
 
 bool Ended(farm::v1::JobState state) {
-  return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED ||
-         state == farm::v1::CANCELLED;
+  return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED || state == farm::v1::CANCELLED;
 }
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -228,7 +227,8 @@ grpc::Status FakeFarm::List(const farm::v1::ListJobsRequest& request,
       jobs.push_back(&record.job);
     }
   }
-  std::sort(jobs.begin(), jobs.end(), [](const auto* a, const auto* b) { return a->seq() > b->seq(); });
+  std::sort(jobs.begin(), jobs.end(),
+            [](const auto* a, const auto* b) { return a->seq() > b->seq(); });
   const size_t limit = request.limit() == 0 ? 50 : static_cast<size_t>(request.limit());
   for (size_t i = 0; i < jobs.size() && i < limit; ++i) *response->add_jobs() = *jobs[i];
   return grpc::Status::OK;

@@ -1,7 +1,7 @@
 #include "coordinator/cli/format.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -108,8 +108,9 @@ TEST(FormatJobTextTest, ShowsStateTimesAttemptsAndSteps) {
   EXPECT_THAT(text, HasSubstr("submitted: 2023-11-14 22:13:20 UTC\n"));
   EXPECT_THAT(text, HasSubstr("started:   2023-11-14 22:13:21 UTC (queued 1s)\n"));
   EXPECT_THAT(text, HasSubstr("finished:  2023-11-14 22:13:24 UTC (ran 3.5s)\n"));
-  EXPECT_THAT(text, HasSubstr("  1        a1     6      LOST       1s        lease expired\n"));
-  EXPECT_THAT(text, HasSubstr("  2        a2     7      FAILED     2.5s      step build exited"));
+  EXPECT_THAT(text, HasSubstr("  1        a1     6      LOST     1s        lease expired\n"));
+  EXPECT_THAT(text,
+              HasSubstr("  2        a2     7      FAILED   2.5s      step build exited with 2\n"));
   EXPECT_THAT(text, HasSubstr("steps (attempt 2):\n"));
   EXPECT_THAT(text, HasSubstr("  greet  SUCCEEDED  0     12ms\n"));
   EXPECT_THAT(text, HasSubstr("  build  FAILED     2     1.234s\n"));

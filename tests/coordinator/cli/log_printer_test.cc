@@ -21,7 +21,7 @@ farm::v1::LogChunk Chunk(uint32_t attempt, uint32_t step_index, const std::strin
 
 TEST(LogPrinterTest, WritesEachByteOnceAcrossAReplay) {
   std::ostringstream out;
-  LogPrinter printer(&out, nullptr);
+  LogPrinter printer(&out, nullptr, /*step_headers=*/false);
   ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, "hello ")));
   ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 6, "wor")));
   // A reconnected stream starts over, cut at other boundaries.
@@ -33,7 +33,7 @@ TEST(LogPrinterTest, WritesEachByteOnceAcrossAReplay) {
 
 TEST(LogPrinterTest, KeepsBinaryDataIntact) {
   std::ostringstream out;
-  LogPrinter printer(&out, nullptr);
+  LogPrinter printer(&out, nullptr, /*step_headers=*/false);
   const std::string data("\0\xff\x01\n\r", 5);
   ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, data)));
   EXPECT_EQ(out.str(), data);
@@ -42,7 +42,7 @@ TEST(LogPrinterTest, KeepsBinaryDataIntact) {
 TEST(LogPrinterTest, HeadersGoToTheirOwnStreamBeforeEachStep) {
   std::ostringstream out;
   std::ostringstream headers;
-  LogPrinter printer(&out, &headers);
+  LogPrinter printer(&out, &headers, /*step_headers=*/true);
   printer.Write(Chunk(1, 0, "greet", 0, "hi\n"));
   printer.Write(Chunk(1, 0, "greet", 3, "again\n"));
   printer.Write(Chunk(1, 1, "build", 0, "built\n"));
@@ -52,9 +52,20 @@ TEST(LogPrinterTest, HeadersGoToTheirOwnStreamBeforeEachStep) {
   EXPECT_EQ(headers.str(), "==> step greet\n==> step build\n==> step greet (attempt 2)\n");
 }
 
+TEST(LogPrinterTest, WithoutStepHeadersARetryIsStillAnnounced) {
+  std::ostringstream out;
+  std::ostringstream notices;
+  LogPrinter printer(&out, &notices, /*step_headers=*/false);
+  printer.Write(Chunk(1, 0, "only", 0, "one\n"));
+  printer.Write(Chunk(1, 0, "only", 4, "two\n"));
+  printer.Write(Chunk(2, 0, "only", 0, "one\n"));
+  EXPECT_EQ(out.str(), "one\ntwo\none\n");
+  EXPECT_EQ(notices.str(), "==> attempt 2\n");
+}
+
 TEST(LogPrinterTest, FreshTrimsTheOverlapAndKeepsOffsets) {
   std::ostringstream out;
-  LogPrinter printer(&out, nullptr);
+  LogPrinter printer(&out, nullptr, /*step_headers=*/false);
   printer.Fresh(Chunk(1, 0, "a", 0, "abcd"));
   const farm::v1::LogChunk fresh = printer.Fresh(Chunk(1, 0, "a", 2, "cdef"));
   EXPECT_EQ(fresh.offset(), 4);
@@ -66,7 +77,7 @@ TEST(LogPrinterTest, FreshTrimsTheOverlapAndKeepsOffsets) {
 
 TEST(LogPrinterTest, OutputAfterAGapIsWritten) {
   std::ostringstream out;
-  LogPrinter printer(&out, nullptr);
+  LogPrinter printer(&out, nullptr, /*step_headers=*/false);
   printer.Write(Chunk(1, 0, "a", 0, "ab"));
   printer.Write(Chunk(1, 0, "a", 10, "xy"));
   EXPECT_EQ(out.str(), "abxy");
@@ -75,7 +86,7 @@ TEST(LogPrinterTest, OutputAfterAGapIsWritten) {
 TEST(LogPrinterTest, ReportsAFailedOutputStream) {
   std::ostringstream out;
   out.setstate(std::ios::badbit);
-  LogPrinter printer(&out, nullptr);
+  LogPrinter printer(&out, nullptr, /*step_headers=*/false);
   EXPECT_FALSE(printer.Write(Chunk(1, 0, "a", 0, "ab")));
 }
 

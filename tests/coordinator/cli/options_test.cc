@@ -19,8 +19,8 @@ absl::StatusOr<CliOptions> Parse(std::vector<std::string> args, absl::string_vie
 }
 
 void ExpectUsageError(std::vector<std::string> args, const std::string& fragment) {
-  EXPECT_THAT(Parse(args), StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
-                                               HasSubstr(fragment)))
+  EXPECT_THAT(Parse(args),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr(fragment)))
       << ::testing::PrintToString(args);
 }
 
@@ -123,16 +123,17 @@ TEST(ParseArgsTest, UsageErrors) {
 
 TEST(UsageTextTest, ListsEveryCommandAndTheExitCodes) {
   const std::string usage = UsageText();
-  for (const char* command : {"submit FILE [--wait] [--follow]", "get JOB",
-                              "list [--state=S] [--limit=N]", "logs JOB [--follow] [--step=NAME]",
-                              "wait JOB [--timeout=D]", "cancel JOB", "agents", "--output=text|json",
-                              "--coordinator=HOST:PORT", "FARM_COORDINATOR"}) {
+  for (const char* command :
+       {"submit FILE [--wait] [--follow]", "get JOB", "list [--state=S] [--limit=N]",
+        "logs JOB [--follow] [--step=NAME]", "wait JOB [--timeout=D]", "cancel JOB", "agents",
+        "--output=text|json", "--coordinator=HOST:PORT", "FARM_COORDINATOR"}) {
     EXPECT_THAT(usage, HasSubstr(command));
   }
   EXPECT_THAT(usage, HasSubstr("64  a usage error"));
   EXPECT_THAT(usage, HasSubstr("3   wait --timeout"));
   EXPECT_THAT(CommandUsageText("wait"), HasSubstr("--timeout=D"));
-  EXPECT_THAT(CommandUsageText("wait"), ::testing::Not(HasSubstr("--follow")));
+  EXPECT_THAT(CommandUsageText("wait"), ::testing::Not(HasSubstr("  --follow ")));
+  EXPECT_THAT(CommandUsageText("logs"), HasSubstr("  --follow "));
 }
 
 }  // namespace

@@ -1,0 +1,454 @@
+#include "coordinator/cli/commands.h"
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/backoff.h"
+#include "common/channel.h"
+#include "common/duration.h"
+#include "common/grpc_status.h"
+#include "common/job_file.h"
+#include "common/job_limits.h"
+#include "common/status_macros.h"
+#include "coordinator/cli/format.h"
+#include "coordinator/cli/log_printer.h"
+#include "farm/v1/farm.grpc.pb.h"
+
+namespace farm::cli {
+namespace {
+
+using farm::v1::Job;
+using farm::v1::JobState;
+
+// A request id no other client will choose: 128 random bits.
+std::string NewRequestId() {
+  std::random_device device;
+  std::uniform_int_distribution<uint64_t> dist;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device());
+  return absl::StrFormat("%016x%016x", dist(rng), dist(rng));
+}
+
+// Reads a job file from `in`, one byte past the limit at most, and parses it.
+absl::StatusOr<farm::v1::JobSpec> ReadJobFromStream(std::istream& in, const std::string& name) {
+  std::string text;
+  char buffer[64 << 10];
+  while (text.size() <= static_cast<size_t>(common::kMaxJobFileBytes) && in.good()) {
+    in.read(buffer, sizeof(buffer));
+    text.append(buffer, static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat(name, ": cannot read"));
+  if (text.size() > static_cast<size_t>(common::kMaxJobFileBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": the job file is larger than the limit of ", common::kMaxJobFileBytes, " bytes"));
+  }
+  return common::ParseJobFile(text, name);
+}
+
+class Client {
+ public:
+  Client(const CliOptions& options, CliIo& io, std::shared_ptr<grpc::Channel> channel)
+      : options_(options),
+        io_(io),
+        channel_(channel),
+        jobs_(farm::v1::JobService::NewStub(channel)),
+        admin_(farm::v1::AdminService::NewStub(channel)) {}
+
+  int Run() {
+    switch (options_.command) {
+      case Command::kSubmit:
+        return Submit();
+      case Command::kGet:
+        return Get();
+      case Command::kList:
+        return List();
+      case Command::kLogs:
+        return Logs();
+      case Command::kWait:
+        return Wait();
+      case Command::kCancel:
+        return Cancel();
+      case Command::kAgents:
+        return Agents();
+      case Command::kHelp:
+        break;
+    }
+    io_.out << UsageText();
+    return kExitSucceeded;
+  }
+
+ private:
+  bool json() const { return options_.output == OutputFormat::kJson; }
+
+  TextContext Context() const { return {io_.clock.NowMs(), io_.time_zone}; }
+
+  int Fail(const absl::Status& status, absl::string_view job_id = "") {
+    io_.err << "farmctl: " << DescribeRpcError(status, options_.coordinator, job_id) << "\n";
+    io_.err.flush();
+    return kExitError;
+  }
+
+  int Print(const std::string& text) {
+    io_.out << text;
+    io_.out.flush();
+    return kExitSucceeded;
+  }
+
+  void SetDeadline(grpc::ClientContext& context) const {
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(options_.rpc_timeout_ms));
+  }
+
+  absl::StatusOr<Job> GetJob(const std::string& job_id) {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    farm::v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    Job job;
+    FARM_RETURN_IF_ERROR(common::FromGrpcStatus(jobs_->Get(&context, request, &job)));
+    return job;
+  }
+
+  // Calls Submit until it answers, retrying UNAVAILABLE and DEADLINE_EXCEEDED a bounded number
+  // of times; the shared request_id makes the retries safe.
+  absl::StatusOr<farm::v1::SubmitJobResponse> SubmitWithRetries(
+      const farm::v1::SubmitJobRequest& request) {
+    common::Backoff backoff(options_.retry_initial_backoff_ms, options_.retry_max_backoff_ms);
+    for (int attempt = 1;; ++attempt) {
+      grpc::ClientContext context;
+      SetDeadline(context);
+      farm::v1::SubmitJobResponse response;
+      absl::Status status = common::FromGrpcStatus(jobs_->Submit(&context, request, &response));
+      if (status.ok()) return response;
+      const bool retryable = status.code() == absl::StatusCode::kUnavailable ||
+                             status.code() == absl::StatusCode::kDeadlineExceeded;
+      if (!retryable || attempt >= options_.submit_attempts) return status;
+      absl::SleepFor(absl::Milliseconds(backoff.NextDelayMs()));
+    }
+  }
+
+  // Reads WatchLogs for `request`, passing every message to `on_message`, until the stream ends.
+  // With request.follow, a stream broken by UNAVAILABLE (or closed by the coordinator without
+  // a final state, e.g. as it shuts down) is reopened with backoff; the new stream starts over,
+  // so `on_message` sees old chunks again (LogPrinter skips them).
+  // Returns the job's final state (UNSPECIFIED when not following and the job has not ended);
+  // DEADLINE_EXCEEDED when `deadline` passes first; the stream's error otherwise.
+  absl::StatusOr<JobState> Watch(
+      const farm::v1::WatchLogsRequest& request,
+      const std::function<bool(const farm::v1::WatchLogsResponse&)>& on_message,
+      std::optional<absl::Time> deadline) {
+    common::Backoff backoff(options_.retry_initial_backoff_ms, options_.retry_max_backoff_ms);
+    std::optional<absl::Time> outage_since;
+    for (;;) {
+      grpc::ClientContext context;
+      if (deadline.has_value()) context.set_deadline(absl::ToChronoTime(*deadline));
+      std::unique_ptr<grpc::ClientReader<farm::v1::WatchLogsResponse>> reader =
+          jobs_->WatchLogs(&context, request);
+      farm::v1::WatchLogsResponse message;
+      JobState final_state = farm::v1::JOB_STATE_UNSPECIFIED;
+      bool output_ok = true;
+      while (reader->Read(&message)) {
+        outage_since.reset();
+        backoff.Reset();
+        if (!on_message(message)) {
+          output_ok = false;
+          context.TryCancel();
+          break;
+        }
+        if (message.final_state() != farm::v1::JOB_STATE_UNSPECIFIED) {
+          final_state = message.final_state();
+        }
+      }
+      const absl::Status status = common::FromGrpcStatus(reader->Finish());
+      if (!output_ok) return absl::DataLossError("cannot write the output");
+      if (final_state != farm::v1::JOB_STATE_UNSPECIFIED) return final_state;
+      if (status.ok() && !request.follow()) return final_state;
+      if (deadline.has_value() && absl::Now() >= *deadline) {
+        return absl::DeadlineExceededError("timed out waiting for the job");
+      }
+      const bool broken = status.ok() || status.code() == absl::StatusCode::kUnavailable;
+      if (!request.follow() || !broken) return status;
+
+      const absl::Time now = absl::Now();
+      if (!outage_since.has_value()) {
+        outage_since = now;
+        io_.err << "farmctl: "
+                << (status.ok() ? absl::StrCat("the coordinator at ", options_.coordinator,
+                                               " closed the stream")
+                                : DescribeRpcError(status, options_.coordinator))
+                << "; reconnecting\n";
+        io_.err.flush();
+      } else if (now - *outage_since > absl::Milliseconds(options_.reconnect_give_up_ms)) {
+        return status.ok() ? absl::UnavailableError("the coordinator keeps closing the stream")
+                           : status;
+      }
+      absl::Duration delay = absl::Milliseconds(backoff.NextDelayMs());
+      if (deadline.has_value()) delay = std::min(delay, *deadline - now);
+      if (channel_->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY) {
+        absl::SleepFor(delay);  // the coordinator itself said UNAVAILABLE: back off
+      } else {
+        // The connection is down: retry the moment it is back, or after the delay.
+        channel_->WaitForConnected(absl::ToChronoTime(now + delay));
+      }
+    }
+  }
+
+  // Follows a job's output to the end, writing it through `printer` (null: discard).
+  absl::StatusOr<JobState> FollowJob(const std::string& job_id, const std::string& step,
+                                     LogPrinter* printer, std::optional<absl::Time> deadline) {
+    farm::v1::WatchLogsRequest request;
+    request.set_job_id(job_id);
+    request.set_follow(true);
+    request.set_step(step);
+    return Watch(
+        request,
+        [printer](const farm::v1::WatchLogsResponse& message) {
+          if (printer == nullptr) return true;
+          for (const farm::v1::LogChunk& chunk : message.chunks()) {
+            if (!printer->Write(chunk)) return false;
+          }
+          return true;
+        },
+        deadline);
+  }
+
+  int Submit() {
+    absl::StatusOr<farm::v1::JobSpec> spec = options_.file == "-"
+                                                 ? ReadJobFromStream(io_.in, "<stdin>")
+                                                 : common::LoadJobFile(options_.file);
+    if (!spec.ok()) {
+      // The parser's "FILE:LINE:COLUMN: ..." is the whole message, as compilers print it.
+      io_.err << OneLine(spec.status().message()) << "\n";
+      return kExitError;
+    }
+    const int step_count = spec->steps_size();
+    farm::v1::SubmitJobRequest request;
+    *request.mutable_spec() = *std::move(spec);
+    request.set_request_id(NewRequestId());
+    absl::StatusOr<farm::v1::SubmitJobResponse> response = SubmitWithRetries(request);
+    if (!response.ok()) {
+      if (response.status().code() == absl::StatusCode::kInvalidArgument) {
+        io_.err << "farmctl: the coordinator refused the job: "
+                << OneLine(response.status().message()) << "\n";
+        return kExitError;
+      }
+      return Fail(response.status());
+    }
+    const std::string& job_id = response->job_id();
+    if (!options_.wait && !options_.follow) {
+      return Print(json() ? ToJson(*response) : absl::StrCat(job_id, "\n"));
+    }
+    if (!json()) Print(absl::StrCat(job_id, "\n"));
+
+    // With JSON output stdout holds one document, so followed output goes to stderr.
+    std::optional<LogPrinter> printer;
+    if (options_.follow) {
+      std::ostream& logs = json() ? io_.err : io_.out;
+      printer.emplace(&logs, &io_.err, /*step_headers=*/step_count > 1);
+    }
+    absl::StatusOr<JobState> final_state =
+        FollowJob(job_id, "", printer.has_value() ? &*printer : nullptr, std::nullopt);
+    if (!final_state.ok()) return Fail(final_state.status(), job_id);
+    return Finish(job_id, *final_state);
+  }
+
+  // Reports a job that has ended: the Job as JSON, or a summary line on stderr (stdout of
+  // `submit` holds the job id and the job's output only). Returns the outcome's exit code.
+  int Finish(const std::string& job_id, JobState final_state) {
+    absl::StatusOr<Job> job = GetJob(job_id);
+    if (!job.ok()) {
+      if (json()) return Fail(job.status(), job_id);
+      job = Job();
+      job->set_id(job_id);
+      job->set_state(final_state);
+    }
+    if (json()) {
+      Print(ToJson(*job));
+    } else {
+      io_.err << "==> " << FormatOutcomeLine(*job) << "\n";
+      io_.err.flush();
+    }
+    return ExitCodeForState(job->state());
+  }
+
+  int Get() {
+    absl::StatusOr<Job> job = GetJob(options_.job_id);
+    if (!job.ok()) return Fail(job.status(), options_.job_id);
+    return Print(json() ? ToJson(*job) : FormatJobText(*job, Context()));
+  }
+
+  int List() {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    farm::v1::ListJobsRequest request;
+    request.set_state(options_.state);
+    request.set_limit(options_.limit);
+    farm::v1::ListJobsResponse response;
+    const absl::Status status = common::FromGrpcStatus(jobs_->List(&context, request, &response));
+    if (!status.ok()) return Fail(status);
+    return Print(json() ? ToJson(response) : FormatJobListText(response, Context()));
+  }
+
+  int Agents() {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    farm::v1::ListAgentsResponse response;
+    const absl::Status status = common::FromGrpcStatus(
+        admin_->ListAgents(&context, farm::v1::ListAgentsRequest(), &response));
+    if (!status.ok()) return Fail(status);
+    return Print(json() ? ToJson(response) : FormatAgentsText(response, Context()));
+  }
+
+  int Cancel() {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    farm::v1::CancelJobRequest request;
+    request.set_job_id(options_.job_id);
+    farm::v1::CancelJobResponse response;
+    const absl::Status status = common::FromGrpcStatus(jobs_->Cancel(&context, request, &response));
+    if (!status.ok()) return Fail(status, options_.job_id);
+    const Job& job = response.job();
+    if (json()) return Print(ToJson(job));
+    if (IsTerminal(job.state())) {
+      return Print(job.state() == farm::v1::CANCELLED
+                       ? absl::StrCat("job ", options_.job_id, " CANCELLED\n")
+                       : absl::StrCat("job ", options_.job_id,
+                                      " had already ended: ", JobStateName(job.state()), "\n"));
+    }
+    return Print(absl::StrCat("job ", options_.job_id, ": cancel requested (it was ",
+                              JobStateName(job.state()), ")\n"));
+  }
+
+  int Logs() {
+    absl::StatusOr<Job> job = GetJob(options_.job_id);
+    if (!job.ok()) return Fail(job.status(), options_.job_id);
+    std::vector<std::string> names;
+    for (const auto& step : job->spec().steps()) names.push_back(step.name());
+    if (!options_.step.empty() &&
+        std::find(names.begin(), names.end(), options_.step) == names.end()) {
+      io_.err << "farmctl: job " << options_.job_id << " has no step named \"" << options_.step
+              << "\" (its steps: " << absl::StrJoin(names, ", ") << ")\n";
+      return kExitError;
+    }
+
+    farm::v1::WatchLogsRequest request;
+    request.set_job_id(options_.job_id);
+    request.set_follow(options_.follow);
+    request.set_step(options_.step);
+    LogPrinter printer(&io_.out, json() ? nullptr : &io_.err,
+                       /*step_headers=*/options_.step.empty() && names.size() > 1);
+    farm::v1::WatchLogsResponse merged;  // JSON without --follow: one document at the end
+    absl::StatusOr<JobState> final_state = Watch(
+        request,
+        [&](const farm::v1::WatchLogsResponse& message) {
+          if (!json()) {
+            for (const farm::v1::LogChunk& chunk : message.chunks()) {
+              if (!printer.Write(chunk)) return false;
+            }
+            return true;
+          }
+          farm::v1::WatchLogsResponse fresh;
+          fresh.set_final_state(message.final_state());
+          for (const farm::v1::LogChunk& chunk : message.chunks()) {
+            farm::v1::LogChunk part = printer.Fresh(chunk);
+            if (!part.data().empty()) *fresh.add_chunks() = std::move(part);
+          }
+          if (!options_.follow) {
+            merged.MergeFrom(fresh);
+            return true;
+          }
+          // Following: JSON Lines, one message per line as it arrives.
+          if (fresh.chunks().empty() && fresh.final_state() == farm::v1::JOB_STATE_UNSPECIFIED) {
+            return true;
+          }
+          io_.out << ToJson(fresh, /*pretty=*/false);
+          io_.out.flush();
+          return io_.out.good();
+        },
+        std::nullopt);
+    if (!final_state.ok()) return Fail(final_state.status(), options_.job_id);
+    if (json() && !options_.follow) {
+      merged.set_final_state(*final_state);
+      Print(ToJson(merged));
+    }
+    return options_.follow ? ExitCodeForState(*final_state) : kExitSucceeded;
+  }
+
+  int Wait() {
+    std::optional<absl::Time> deadline;
+    if (options_.timeout_ms.has_value()) {
+      deadline = absl::Now() + absl::Milliseconds(*options_.timeout_ms);
+    }
+    absl::StatusOr<Job> job = GetJob(options_.job_id);
+    if (!job.ok()) return Fail(job.status(), options_.job_id);
+    if (!IsTerminal(job->state())) {
+      absl::StatusOr<JobState> final_state =
+          FollowJob(options_.job_id, "", /*printer=*/nullptr, deadline);
+      if (!final_state.ok() && final_state.status().code() == absl::StatusCode::kDeadlineExceeded &&
+          deadline.has_value()) {
+        if (absl::StatusOr<Job> now = GetJob(options_.job_id); now.ok()) job = std::move(now);
+        if (json()) Print(ToJson(*job));
+        io_.err << "farmctl: job " << options_.job_id << " is still " << JobStateName(job->state())
+                << " after " << common::FormatDurationMs(*options_.timeout_ms) << "\n";
+        return kExitWaitTimedOut;
+      }
+      if (!final_state.ok()) return Fail(final_state.status(), options_.job_id);
+      absl::StatusOr<Job> ended = GetJob(options_.job_id);
+      if (!ended.ok()) return Fail(ended.status(), options_.job_id);
+      job = std::move(ended);
+    }
+    Print(json() ? ToJson(*job) : absl::StrCat(FormatOutcomeLine(*job), "\n"));
+    return ExitCodeForState(job->state());
+  }
+
+  const CliOptions& options_;
+  CliIo& io_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
+  std::unique_ptr<farm::v1::AdminService::Stub> admin_;
+};
+
+}  // namespace
+
+int RunCommand(const CliOptions& options, CliIo& io) {
+  if (options.command == Command::kHelp) {
+    io.out << (options.help_topic.empty() ? UsageText() : CommandUsageText(options.help_topic));
+    io.out.flush();
+    return kExitSucceeded;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = common::MakeChannel(options.coordinator);
+  if (!channel.ok()) {
+    io.err << "farmctl: " << OneLine(channel.status().message()) << "\n";
+    return kExitUsage;
+  }
+  return Client(options, io, *std::move(channel)).Run();
+}
+
+int RunFarmctl(const std::vector<std::string>& args, absl::string_view env_coordinator, CliIo& io) {
+  if (args.empty()) {
+    io.err << UsageText();
+    return kExitUsage;
+  }
+  absl::StatusOr<CliOptions> options = ParseArgs(args, env_coordinator);
+  if (!options.ok()) {
+    io.err << "farmctl: " << options.status().message() << "\n";
+    return kExitUsage;
+  }
+  return RunCommand(*options, io);
+}
+
+}  // namespace farm::cli

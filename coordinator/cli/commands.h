@@ -1,0 +1,42 @@
+// farmctl's commands: each one a few JobService/AdminService calls over a channel to the
+// coordinator, with output to the given streams. A pure gRPC client: it links no coordinator
+// code.
+//
+// Every unary call has a deadline (CliOptions::rpc_timeout_ms). Submit retries on UNAVAILABLE
+// and DEADLINE_EXCEEDED with backoff, reusing one request_id so that the coordinator never makes
+// a second job. Follow streams have no deadline (except `wait --timeout`); the channel's
+// keepalive notices a dead coordinator, and they reconnect on UNAVAILABLE, skipping the output
+// already written.
+#pragma once
+
+#include <istream>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/cli/options.h"
+
+namespace farm::cli {
+
+// Where a command reads and writes. Not owned; must outlive the call.
+struct CliIo {
+  std::ostream& out;  // results: job ids, tables, JSON documents, raw log bytes
+  std::ostream& err;  // errors (one line each), step headers, notices
+  std::istream& in;   // the job file of `submit -`
+  const common::Clock& clock;
+  absl::TimeZone time_zone;
+};
+
+// The whole of farmctl: parses `args` (argv without argv[0]; `env_coordinator` is
+// $FARM_COORDINATOR or empty), runs the command, and returns the process exit code (see
+// options.h). Usage errors print one line to `io.err` and return kExitUsage; no arguments at
+// all prints the usage text to `io.err`.
+int RunFarmctl(const std::vector<std::string>& args, absl::string_view env_coordinator, CliIo& io);
+
+// Runs one parsed command; returns the exit code.
+int RunCommand(const CliOptions& options, CliIo& io);
+
+}  // namespace farm::cli

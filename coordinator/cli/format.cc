@@ -1,0 +1,355 @@
+#include "coordinator/cli/format.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "common/duration.h"
+#include "coordinator/cli/options.h"
+
+namespace farm::cli {
+namespace {
+
+using farm::v1::Job;
+using farm::v1::JobState;
+using farm::v1::StepResult;
+using farm::v1::StepState;
+
+// Left-aligned columns separated by two spaces; the last column is not padded.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+
+  std::string Render(absl::string_view indent = "") const {
+    std::vector<size_t> widths;
+    for (const auto& row : rows_) {
+      widths.resize(std::max(widths.size(), row.size()), 0);
+      for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    }
+    std::string out;
+    for (const auto& row : rows_) {
+      std::string line(indent);
+      for (size_t i = 0; i < row.size(); ++i) {
+        absl::StrAppend(&line, row[i]);
+        if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+      }
+      absl::StripTrailingAsciiWhitespace(&line);
+      absl::StrAppend(&out, line, "\n");
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::string OrDash(absl::string_view s) { return s.empty() ? "-" : std::string(s); }
+
+std::string FormatTime(int64_t ms, const TextContext& context) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S %Z", absl::FromUnixMillis(ms), context.time_zone);
+}
+
+// Sorted "k=v,k=v": proto maps iterate in no particular order.
+std::string FormatLabels(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::map<std::string, std::string> sorted(labels.begin(), labels.end());
+  return OrDash(absl::StrJoin(sorted, ",", absl::PairFormatter("=")));
+}
+
+std::string StepStateName(StepState state) {
+  if (!farm::v1::StepState_IsValid(state) || state == farm::v1::STEP_STATE_UNSPECIFIED) {
+    return "-";
+  }
+  return std::string(absl::StripPrefix(farm::v1::StepState_Name(state), "STEP_"));
+}
+
+std::string OutcomeName(farm::v1::AttemptOutcome outcome) {
+  if (!farm::v1::AttemptOutcome_IsValid(outcome) ||
+      outcome == farm::v1::ATTEMPT_OUTCOME_UNSPECIFIED) {
+    return "-";
+  }
+  return std::string(absl::StripPrefix(farm::v1::AttemptOutcome_Name(outcome), "ATTEMPT_"));
+}
+
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  if (abbrev == nullptr) return absl::StrCat("signal ", signal);
+  return absl::StrCat("SIG", abbrev);
+}
+
+// How a step ended: its exit code, or the signal that killed it; "-" if it did not end.
+std::string FormatExit(const StepResult& step) {
+  switch (step.state()) {
+    case farm::v1::STEP_SUCCEEDED:
+    case farm::v1::STEP_FAILED:
+    case farm::v1::STEP_TIMED_OUT:
+    case farm::v1::STEP_CANCELLED:
+      if (step.signal() != 0) return SignalName(step.signal());
+      return absl::StrCat(step.exit_code());
+    default:
+      return "-";
+  }
+}
+
+std::string FormatStepDuration(const StepResult& step, const TextContext& context) {
+  switch (step.state()) {
+    case farm::v1::STEP_RUNNING:
+      if (step.started_ms() <= 0) return "-";
+      return common::FormatDurationMs(std::max<int64_t>(0, context.now_ms - step.started_ms()));
+    case farm::v1::STEP_SUCCEEDED:
+    case farm::v1::STEP_FAILED:
+    case farm::v1::STEP_TIMED_OUT:
+    case farm::v1::STEP_CANCELLED:
+      return common::FormatDurationMs(step.duration_ms());
+    default:
+      return "-";
+  }
+}
+
+// The job's run time so far: from its first lease to its end, or to now while it runs.
+std::string FormatRunTime(const Job& job, const TextContext& context) {
+  if (job.started_ms() <= 0) return "-";
+  const int64_t end = job.finished_ms() > 0 ? job.finished_ms() : context.now_ms;
+  return common::FormatDurationMs(std::max<int64_t>(0, end - job.started_ms()));
+}
+
+// Matches the latest attempt's results to the spec's steps: by name, which the coordinator
+// copies from the spec, else by position.
+const StepResult* FindResult(const farm::v1::Attempt& attempt, const farm::v1::StepSpec& spec,
+                             int index) {
+  for (const StepResult& result : attempt.steps()) {
+    if (result.name() == spec.name()) return &result;
+  }
+  if (index < attempt.steps_size() && attempt.steps(index).name().empty()) {
+    return &attempt.steps(index);
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string ToJson(const google::protobuf::Message& message, bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = pretty;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  // Fails only for messages with unresolvable Any fields, which farm.v1 has none of.
+  const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) return absl::StrCat("{\"error\": \"", status.ToString(), "\"}\n");
+  if (json.empty() || json.back() != '\n') json.push_back('\n');
+  return json;
+}
+
+std::string JobStateName(JobState state) {
+  if (!farm::v1::JobState_IsValid(state)) return "UNKNOWN";
+  return farm::v1::JobState_Name(state);
+}
+
+bool IsTerminal(JobState state) {
+  return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED || state == farm::v1::CANCELLED;
+}
+
+int ExitCodeForState(JobState state) {
+  switch (state) {
+    case farm::v1::SUCCEEDED:
+      return kExitSucceeded;
+    case farm::v1::FAILED:
+      return kExitJobFailed;
+    case farm::v1::CANCELLED:
+      return kExitJobCancelled;
+    default:
+      return kExitError;
+  }
+}
+
+std::string FormatJobText(const Job& job, const TextContext& context) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  fields.emplace_back("id", job.id());
+  fields.emplace_back("name", OrDash(job.spec().name()));
+  std::string state = JobStateName(job.state());
+  if (job.cancel_requested() && !IsTerminal(job.state())) state += " (cancel requested)";
+  fields.emplace_back("state", state);
+  if (!job.reason().empty()) fields.emplace_back("reason", job.reason());
+  fields.emplace_back("priority", absl::StrCat(job.spec().priority()));
+  fields.emplace_back("labels", FormatLabels(job.spec().labels()));
+  if (job.submitted_ms() > 0)
+    fields.emplace_back("submitted", FormatTime(job.submitted_ms(), context));
+  if (job.started_ms() > 0) {
+    std::string started = FormatTime(job.started_ms(), context);
+    if (job.submitted_ms() > 0) {
+      absl::StrAppend(
+          &started, " (queued ",
+          common::FormatDurationMs(std::max<int64_t>(0, job.started_ms() - job.submitted_ms())),
+          ")");
+    }
+    fields.emplace_back("started", started);
+  }
+  if (job.finished_ms() > 0) {
+    fields.emplace_back("finished", absl::StrCat(FormatTime(job.finished_ms(), context), " (ran ",
+                                                 FormatRunTime(job, context), ")"));
+  }
+  std::string out;
+  for (const auto& [key, value] : fields) {
+    std::string label = absl::StrCat(key, ":");
+    label.resize(11, ' ');
+    absl::StrAppend(&out, label, value, "\n");
+  }
+
+  if (job.attempts_size() > 0) {
+    Table attempts({"ATTEMPT", "AGENT", "EPOCH", "OUTCOME", "DURATION", "REASON"});
+    for (const farm::v1::Attempt& attempt : job.attempts()) {
+      std::string duration = "-";
+      if (attempt.started_ms() > 0) {
+        const int64_t end = attempt.ended_ms() > 0 ? attempt.ended_ms() : context.now_ms;
+        duration = common::FormatDurationMs(std::max<int64_t>(0, end - attempt.started_ms()));
+      }
+      attempts.AddRow({absl::StrCat(attempt.number()), OrDash(attempt.agent()),
+                       absl::StrCat(attempt.epoch()), OutcomeName(attempt.outcome()), duration,
+                       OneLine(attempt.reason())});
+    }
+    absl::StrAppend(&out, "\nattempts:\n", attempts.Render("  "));
+  }
+
+  const farm::v1::Attempt* latest =
+      job.attempts_size() > 0 ? &job.attempts(job.attempts_size() - 1) : nullptr;
+  Table steps({"STEP", "STATE", "EXIT", "DURATION", "NOTE"});
+  for (int i = 0; i < job.spec().steps_size(); ++i) {
+    const farm::v1::StepSpec& spec = job.spec().steps(i);
+    const StepResult* result = latest == nullptr ? nullptr : FindResult(*latest, spec, i);
+    if (result == nullptr) {
+      steps.AddRow({spec.name(), "PENDING", "-", "-", ""});
+      continue;
+    }
+    steps.AddRow({spec.name(), StepStateName(result->state()), FormatExit(*result),
+                  FormatStepDuration(*result, context), OneLine(result->message())});
+  }
+  if (job.spec().steps_size() > 0) {
+    absl::StrAppend(&out, "\nsteps",
+                    latest == nullptr ? "" : absl::StrCat(" (attempt ", latest->number(), ")"),
+                    ":\n", steps.Render("  "));
+  }
+  return out;
+}
+
+std::string FormatJobListText(const farm::v1::ListJobsResponse& response,
+                              const TextContext& context) {
+  if (response.jobs().empty()) return "no jobs\n";
+  Table table({"ID", "STATE", "NAME", "PRIORITY", "AGE", "DURATION"});
+  for (const Job& job : response.jobs()) {
+    const std::string age =
+        job.submitted_ms() > 0 ? FormatAge(context.now_ms - job.submitted_ms()) : "-";
+    table.AddRow({job.id(), JobStateName(job.state()), OrDash(OneLine(job.spec().name())),
+                  absl::StrCat(job.spec().priority()), age, FormatRunTime(job, context)});
+  }
+  return table.Render();
+}
+
+std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
+                             const TextContext& context) {
+  if (response.agents().empty()) return "no agents\n";
+  std::vector<const farm::v1::AgentInfo*> agents;
+  for (const auto& agent : response.agents()) agents.push_back(&agent);
+  std::sort(agents.begin(), agents.end(),
+            [](const auto* a, const auto* b) { return a->name() < b->name(); });
+  Table table({"NAME", "STATE", "SLOTS", "LABELS", "JOBS", "SEEN"});
+  for (const farm::v1::AgentInfo* agent : agents) {
+    const std::string seen =
+        agent->last_seen_ms() > 0
+            ? absl::StrCat(FormatAge(context.now_ms - agent->last_seen_ms()), " ago")
+            : "-";
+    table.AddRow({agent->name(), OrDash(agent->state()),
+                  absl::StrCat(agent->jobs_size(), "/", agent->slots()),
+                  FormatLabels(agent->labels()), OrDash(absl::StrJoin(agent->jobs(), ",")), seen});
+  }
+  return table.Render();
+}
+
+std::string FormatOutcomeLine(const Job& job) {
+  std::string line = absl::StrCat("job ", job.id(), " ", JobStateName(job.state()));
+  if (!job.reason().empty()) absl::StrAppend(&line, ": ", OneLine(job.reason()));
+  return line;
+}
+
+std::string DescribeRpcError(const absl::Status& status, absl::string_view coordinator,
+                             absl::string_view job_id) {
+  const std::string lower = absl::AsciiStrToLower(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable: {
+      // gRPC's connect failures carry the OS error deep in a long message; name the cause.
+      static constexpr std::pair<absl::string_view, absl::string_view> kCauses[] = {
+          {"connection refused", "connection refused"},
+          {"dns resolution failed", "cannot resolve the host name"},
+          {"name resolution", "cannot resolve the host name"},
+          {"domain name not found", "cannot resolve the host name"},
+          {"no route to host", "no route to host"},
+          {"network is unreachable", "network is unreachable"},
+          {"connection timed out", "connection timed out"},
+          {"connection reset", "connection reset"},
+          {"broken pipe", "connection lost"},
+          {"socket closed", "connection lost"},
+          {"goaway", "the coordinator closed the connection"},
+          {"keepalive", "no answer to keepalive pings"},
+          {"failed to connect", "connection failed"},
+      };
+      absl::string_view cause;
+      for (const auto& [needle, text] : kCauses) {
+        if (absl::StrContains(lower, needle)) {
+          cause = text;
+          break;
+        }
+      }
+      const std::string detail =
+          !cause.empty() ? std::string(cause)
+                         : (status.message().empty() ? "unavailable" : OneLine(status.message()));
+      return absl::StrCat("cannot reach the coordinator at ", coordinator, " (", detail, ")");
+    }
+    case absl::StatusCode::kDeadlineExceeded:
+      return absl::StrCat("the coordinator at ", coordinator, " did not answer in time");
+    case absl::StatusCode::kNotFound:
+      if (!job_id.empty()) return absl::StrCat("job ", job_id, " not found");
+      break;
+    case absl::StatusCode::kUnimplemented:
+      return absl::StrCat("the coordinator at ", coordinator,
+                          " does not support this request (is it an older version?)");
+    default:
+      break;
+  }
+  if (status.message().empty()) {
+    return absl::StrCat("the coordinator answered ", absl::StatusCodeToString(status.code()));
+  }
+  return OneLine(status.message());
+}
+
+std::string OneLine(absl::string_view text) {
+  std::string line = absl::StrReplaceAll(absl::StripAsciiWhitespace(text),
+                                         {{"\r\n", "; "}, {"\n", "; "}, {"\r", "; "}});
+  constexpr size_t kMaxLine = 300;
+  if (line.size() > kMaxLine) {
+    line.resize(kMaxLine - 3);
+    line += "...";
+  }
+  return line;
+}
+
+std::string FormatAge(int64_t ms) {
+  const int64_t s = std::max<int64_t>(0, ms) / 1000;
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) return absl::StrCat(s / 60, "m");
+  if (s < 86400) return absl::StrCat(s / 3600, "h");
+  return absl::StrCat(s / 86400, "d");
+}
+
+}  // namespace farm::cli

@@ -1,0 +1,60 @@
+// How farmctl shows things: JSON documents, text tables, job summaries, and one-line error
+// messages. Pure functions of their arguments (no I/O, no clock); thread-safe.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm::cli {
+
+// What the text formats need besides the message: "now" (for ages and running durations) and
+// the zone times are shown in.
+struct TextContext {
+  int64_t now_ms = 0;
+  absl::TimeZone time_zone = absl::UTCTimeZone();
+};
+
+// Protobuf JSON with proto field names and every field present (so that `state` and zero
+// values always appear); enums print by name ("SUCCEEDED"). Ends with a newline. `pretty`
+// indents; otherwise the document is one line (for JSON Lines).
+std::string ToJson(const google::protobuf::Message& message, bool pretty = true);
+
+// "QUEUED", "RUNNING", ...; "UNKNOWN" for values this build does not know.
+std::string JobStateName(farm::v1::JobState state);
+bool IsTerminal(farm::v1::JobState state);
+
+// The exit code of a job's outcome: 0 SUCCEEDED, 1 FAILED, 2 CANCELLED; kExitError otherwise.
+int ExitCodeForState(farm::v1::JobState state);
+
+// `get`: the job's fields, its attempts, and a table of the latest attempt's steps.
+std::string FormatJobText(const farm::v1::Job& job, const TextContext& context);
+// `list`: a table of ID, STATE, NAME, PRIORITY, AGE and DURATION ("no jobs" when empty).
+std::string FormatJobListText(const farm::v1::ListJobsResponse& response,
+                              const TextContext& context);
+// `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS and JOBS ("no agents" when empty).
+std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
+                             const TextContext& context);
+// "job 17 SUCCEEDED", or "job 17 FAILED: step build exited with 2".
+std::string FormatOutcomeLine(const farm::v1::Job& job);
+
+// One line (no newline) telling a user what went wrong with a call to the coordinator at
+// `coordinator`, without gRPC's debug text: "cannot reach the coordinator at HOST:PORT
+// (connection refused)", "job 42 not found" (NOT_FOUND when `job_id` is set), or the
+// coordinator's own message.
+std::string DescribeRpcError(const absl::Status& status, absl::string_view coordinator,
+                             absl::string_view job_id = "");
+
+// `text` with line breaks folded into "; " and cut to a sane length, for one-line messages.
+std::string OneLine(absl::string_view text);
+
+// Compact ages for tables: "45s", "12m", "3h", "2d".
+std::string FormatAge(int64_t ms);
+
+}  // namespace farm::cli

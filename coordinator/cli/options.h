@@ -1,0 +1,73 @@
+// farmctl's command line: the subcommands, their flags, the usage text and the exit codes.
+//
+// farmctl parses its own arguments (rather than through absl flags, which are process-global,
+// exit 1 on a bad flag, and know nothing of subcommands) so that every usage error exits 64
+// with one line naming the problem, a flag is accepted only by the commands it applies to, and
+// the parsing is unit-testable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm::cli {
+
+// Exit codes, as documented in the usage text. The job outcomes (0-3) are what `wait`,
+// `submit --wait/--follow` and `logs --follow` return; every other failure is kExitError so
+// that a script can tell "the job failed" from "farmctl could not find out".
+inline constexpr int kExitSucceeded = 0;
+inline constexpr int kExitJobFailed = 1;
+inline constexpr int kExitJobCancelled = 2;
+inline constexpr int kExitWaitTimedOut = 3;
+inline constexpr int kExitError = 4;
+inline constexpr int kExitUsage = 64;  // EX_USAGE
+
+inline constexpr char kDefaultCoordinator[] = "127.0.0.1:7070";
+
+enum class Command { kHelp, kSubmit, kGet, kList, kLogs, kWait, kCancel, kAgents };
+enum class OutputFormat { kText, kJson };
+
+struct CliOptions {
+  Command command = Command::kHelp;
+  std::string help_topic;  // kHelp: a command's name, or empty for the overview
+
+  std::string coordinator = kDefaultCoordinator;
+  OutputFormat output = OutputFormat::kText;
+
+  std::string file;                                            // submit; "-" is stdin
+  std::string job_id;                                          // get, logs, wait, cancel
+  bool wait = false;                                           // submit
+  bool follow = false;                                         // submit, logs
+  farm::v1::JobState state = farm::v1::JOB_STATE_UNSPECIFIED;  // list; UNSPECIFIED = any
+  int limit = 0;                                               // list; 0 = the coordinator's
+  std::string step;                                            // logs; empty = every step
+  std::optional<int64_t> timeout_ms;                           // wait; none = forever
+
+  // Not flags: timing knobs, so that tests need not wait for production delays.
+  int64_t rpc_timeout_ms = 10'000;         // deadline of every unary call
+  int submit_attempts = 5;                 // tries of Submit on UNAVAILABLE/DEADLINE_EXCEEDED
+  int64_t retry_initial_backoff_ms = 200;  // first delay of submit retries and reconnects
+  int64_t retry_max_backoff_ms = 3'000;
+  // A follow stream that cannot reconnect for this long gives up with an error.
+  int64_t reconnect_give_up_ms = 120'000;
+};
+
+// Parses the arguments after argv[0]. Flags may come before or after the command and its
+// operands, as --name=value, --name value, or -name; `--` ends the flags. `env_coordinator` is
+// $FARM_COORDINATOR (empty when unset); --coordinator overrides it.
+// INVALID_ARGUMENT with a one-line message (naming the flag or operand and pointing at `farmctl
+// help COMMAND`) for every usage error, including no arguments at all.
+absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
+                                     absl::string_view env_coordinator);
+
+// The overview: every command, the common flags and the exit codes.
+std::string UsageText();
+// One command's synopsis and flags; the overview for an unknown name.
+std::string CommandUsageText(absl::string_view command);
+
+}  // namespace farm::cli

@@ -1,0 +1,177 @@
+#include "common/job_limits.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/status_matchers.h"
+
+namespace farm::common {
+namespace {
+
+using ::farm::testing::StatusIsWithMessage;
+using ::testing::HasSubstr;
+
+farm::v1::JobSpec ValidSpec() {
+  farm::v1::JobSpec spec;
+  spec.set_name("hello");
+  (*spec.mutable_labels())["os"] = "linux";
+  (*spec.mutable_env())["GREETING"] = "hello";
+  spec.set_priority(5);
+  spec.set_timeout_ms(600'000);
+  farm::v1::StepSpec* step = spec.add_steps();
+  step->set_name("greet");
+  step->set_run("echo hi");
+  return spec;
+}
+
+// Asserts that `spec` is rejected with INVALID_ARGUMENT and a message containing `fragment`.
+void ExpectRejected(const farm::v1::JobSpec& spec, const std::string& fragment) {
+  EXPECT_THAT(ValidateJobSpec(spec),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr(fragment)));
+}
+
+TEST(ValidateJobSpecTest, AcceptsAValidJob) {
+  EXPECT_EQ(ValidateJobSpec(ValidSpec()), absl::OkStatus());
+}
+
+TEST(ValidateJobSpecTest, AcceptsTheLimitsThemselves) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.set_priority(kMaxPriority);
+  spec.set_timeout_ms(kMaxTimeoutMs);
+  spec.set_name(std::string(kMaxNameBytes, 'n'));
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+  spec.set_priority(kMinPriority);
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+}
+
+TEST(ValidateJobSpecTest, RejectsAJobWithoutSteps) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.clear_steps();
+  ExpectRejected(spec, "at least one step");
+}
+
+TEST(ValidateJobSpecTest, RejectsTooManySteps) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.clear_steps();
+  for (int i = 0; i <= kMaxSteps; ++i) spec.add_steps()->set_run("true");
+  ExpectRejected(spec, absl::StrCat("limit is ", kMaxSteps));
+}
+
+TEST(ValidateJobSpecTest, RejectsPriorityOutOfRange) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.set_priority(kMaxPriority + 1);
+  ExpectRejected(spec, "priority");
+  spec.set_priority(kMinPriority - 1);
+  ExpectRejected(spec, "priority");
+}
+
+TEST(ValidateJobSpecTest, RejectsALongName) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.set_name(std::string(kMaxNameBytes + 1, 'n'));
+  ExpectRejected(spec, absl::StrCat("limit is ", kMaxNameBytes));
+}
+
+TEST(ValidateJobSpecTest, RejectsBadLabels) {
+  farm::v1::JobSpec spec = ValidSpec();
+  (*spec.mutable_labels())["a=b"] = "c";
+  ExpectRejected(spec, "labels");
+
+  spec = ValidSpec();
+  (*spec.mutable_labels())[""] = "c";
+  ExpectRejected(spec, "labels");
+
+  spec = ValidSpec();
+  for (int i = 0; i <= kMaxLabels; ++i) (*spec.mutable_labels())[absl::StrCat("k", i)] = "v";
+  ExpectRejected(spec, absl::StrCat("limit is ", kMaxLabels));
+}
+
+TEST(ValidateJobSpecTest, RejectsBadEnv) {
+  farm::v1::JobSpec spec = ValidSpec();
+  (*spec.mutable_env())["1BAD"] = "x";
+  ExpectRejected(spec, "1BAD");
+
+  spec = ValidSpec();
+  (*spec.mutable_steps(0)->mutable_env())["WITH-DASH"] = "x";
+  ExpectRejected(spec, "steps[0] (greet)");
+
+  spec = ValidSpec();
+  (*spec.mutable_env())["BIG"] = std::string(kMaxEnvValueBytes + 1, 'x');
+  ExpectRejected(spec, absl::StrCat("limit is ", kMaxEnvValueBytes));
+
+  spec = ValidSpec();
+  (*spec.mutable_env())["NUL"] = std::string("a\0b", 3);
+  ExpectRejected(spec, "NUL");
+}
+
+TEST(ValidateJobSpecTest, RejectsTimeoutsOverAWeek) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.set_timeout_ms(kMaxTimeoutMs + 1);
+  ExpectRejected(spec, "timeout");
+
+  spec = ValidSpec();
+  spec.set_kill_grace_ms(-1);
+  ExpectRejected(spec, "kill_grace");
+
+  spec = ValidSpec();
+  spec.mutable_steps(0)->set_timeout_ms(kMaxTimeoutMs + 1);
+  ExpectRejected(spec, "steps[0] (greet): timeout");
+}
+
+TEST(ValidateJobSpecTest, RejectsBadSteps) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.mutable_steps(0)->clear_run();
+  ExpectRejected(spec, "run is empty");
+
+  spec = ValidSpec();
+  spec.mutable_steps(0)->set_run(std::string(kMaxScriptBytes + 1, 'x'));
+  ExpectRejected(spec, absl::StrCat("limit is ", kMaxScriptBytes));
+
+  spec = ValidSpec();
+  *spec.add_steps() = spec.steps(0);
+  ExpectRejected(spec, "duplicate step name \"greet\"");
+}
+
+TEST(ValidateJobSpecTest, RejectsEmptyShellArguments) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.add_shell("/bin/bash");
+  spec.add_shell("");
+  ExpectRejected(spec, "shell");
+}
+
+TEST(ValidateJobSpecTest, RejectsAnOversizedSpec) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.clear_steps();
+  // Each script is within its own limit; together they are over the encoded-size limit.
+  for (int64_t total = 0; total <= kMaxSerializedSpecBytes; total += kMaxScriptBytes) {
+    spec.add_steps()->set_run(std::string(kMaxScriptBytes, 'x'));
+  }
+  ExpectRejected(spec, absl::StrCat("limit is ", kMaxSerializedSpecBytes));
+}
+
+TEST(ApplyJobDefaultsTest, NamesUnnamedStepsByPosition) {
+  farm::v1::JobSpec spec;
+  spec.add_steps()->set_run("a");
+  spec.add_steps()->set_run("b");
+  ApplyJobDefaults(spec);
+  EXPECT_EQ(spec.steps(0).name(), "step-1");
+  EXPECT_EQ(spec.steps(1).name(), "step-2");
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+}
+
+TEST(ApplyJobDefaultsTest, NeverCollidesWithAGivenName) {
+  farm::v1::JobSpec spec;
+  spec.add_steps()->set_run("a");
+  farm::v1::StepSpec* named = spec.add_steps();
+  named->set_name("step-1");
+  named->set_run("b");
+  ApplyJobDefaults(spec);
+  EXPECT_NE(spec.steps(0).name(), "step-1");
+  EXPECT_EQ(spec.steps(1).name(), "step-1");
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+}
+
+}  // namespace
+}  // namespace farm::common
