@@ -46,6 +46,18 @@ std::string LeaseName(const farm::v1::LeaseRef& ref) {
                       ")");
 }
 
+// Answers `done` with `value` once the group is durable, or with the write error.
+template <typename T>
+void ReplyAfterCommit(Txn& txn, const Scheduler::Done<T>& done, T value) {
+  txn.OnCommit([done, value = std::move(value)](const absl::Status& s) {
+    if (s.ok()) {
+      done(value);
+    } else {
+      done(s);
+    }
+  });
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Store* store, common::Clock* clock, LogHub* hub, SchedulerOptions options,
@@ -327,20 +339,25 @@ farm::v1::LeaseResponse Scheduler::GrantLease(Txn& txn, Job job, const std::stri
 
 void Scheduler::AnswerLeaseWaiter(Txn& txn, LeaseWaiter waiter, farm::v1::LeaseResponse resp) {
   engine_.CancelTimer(waiter.timer);
-  txn.OnCommit([done = std::move(waiter.done), resp = std::move(resp)](const absl::Status& s) {
-    if (s.ok()) {
-      done(resp);
-    } else {
-      done(s);
-    }
-  });
+  ReplyAfterCommit(txn, waiter.done, std::move(resp));
 }
 
 void Scheduler::DispatchToWaiters(Txn& txn, uint64_t labelset) {
   auto ls_it = labelsets_.find(labelset);
   if (ls_it == labelsets_.end()) return;
   LabelSet& ls = ls_it->second;
+  const int64_t now = clock_->MonotonicMs();
   for (auto it = lease_waiters_.begin(); it != lease_waiters_.end();) {
+    if (it->due_ms <= now) {
+      // Its wait is over (its timer has not run yet, e.g. after the process was paused):
+      // the client may have given up, so it must not be handed a lease.
+      LeaseWaiter expired = std::move(*it);
+      lease_waiter_index_.erase(expired.call_id);
+      it = lease_waiters_.erase(it);
+      engine_.CancelTimer(expired.timer);
+      expired.done(farm::v1::LeaseResponse());
+      continue;
+    }
     if (ls.window.empty() && !ls.complete) {
       if (!RefillWindow(txn, labelset, ls).ok()) return;  // the waiters retry on their own
     }
@@ -468,13 +485,7 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
             resp.set_job_id(keys::JobId(keys::ReadU64(**existing, 0)));
             resp.set_existing(true);
             // Answer after the group commits: the original submit may be in this same group.
-            txn.OnCommit([resp, done](const absl::Status& s) {
-              if (s.ok()) {
-                done(resp);
-              } else {
-                done(s);
-              }
-            });
+            ReplyAfterCommit(txn, done, resp);
             return;
           }
         }
@@ -494,13 +505,7 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
         if (absl::Status s = Enqueue(txn, job); !s.ok()) return done(s);
         resp.set_job_id(job.id());
         NotifyAfterCommit(txn, seq);
-        txn.OnCommit([resp, done](const absl::Status& s) {
-          if (s.ok()) {
-            done(resp);
-          } else {
-            done(s);
-          }
-        });
+        ReplyAfterCommit(txn, done, resp);
       },
       [&](absl::Status s) { done(s); });
 }
@@ -541,13 +546,7 @@ void Scheduler::Cancel(std::string job_id, Done<Job> done) {
           WakeHeartbeat(txn, it->second.agent);
         }
         NotifyAfterCommit(txn, seq);
-        txn.OnCommit([job, done](const absl::Status& s) {
-          if (s.ok()) {
-            done(job);
-          } else {
-            done(s);
-          }
-        });
+        ReplyAfterCommit(txn, done, job);
       },
       [&](absl::Status s) { done(s); });
 }
@@ -661,13 +660,7 @@ void Scheduler::Register(farm::v1::RegisterRequest req, Done<farm::v1::RegisterR
         farm::v1::RegisterResponse resp;
         resp.set_lease_ttl_ms(options_.lease_ttl_ms);
         resp.set_heartbeat_interval_ms(std::max<int64_t>(options_.lease_ttl_ms / 3, 100));
-        txn.OnCommit([resp, done](const absl::Status& s) {
-          if (s.ok()) {
-            done(resp);
-          } else {
-            done(s);
-          }
-        });
+        ReplyAfterCommit(txn, done, resp);
       },
       [&](absl::Status s) { done(s); });
 }
@@ -694,7 +687,7 @@ void Scheduler::Lease(farm::v1::LeaseRequest req, int64_t wait_ms, uint64_t call
             auto job = LoadJob(txn, **seq);
             if (!job.ok()) return done(job.status());
             if (job->has_value()) {
-              LeaseWaiter w{call_id, req.agent(), std::move(done), 0};
+              LeaseWaiter w{call_id, req.agent(), std::move(done), 0, 0};
               farm::v1::LeaseResponse resp = GrantLease(txn, std::move(**job), req.agent());
               AnswerLeaseWaiter(txn, std::move(w), std::move(resp));
               return;
@@ -706,8 +699,8 @@ void Scheduler::Lease(farm::v1::LeaseRequest req, int64_t wait_ms, uint64_t call
         }
         if (parking_stopped_) return done(Stopping());
         if (wait_ms <= 0) return done(farm::v1::LeaseResponse());
-        LeaseWaiter w{call_id, req.agent(), std::move(done), 0};
-        w.timer = engine_.AddTimer(clock_->MonotonicMs() + wait_ms, [this, call_id](Txn&) {
+        LeaseWaiter w{call_id, req.agent(), std::move(done), 0, clock_->MonotonicMs() + wait_ms};
+        w.timer = engine_.AddTimer(w.due_ms, [this, call_id](Txn&) {
           auto it = lease_waiter_index_.find(call_id);
           if (it == lease_waiter_index_.end()) return;
           LeaseWaiter waiter = std::move(*it->second);
@@ -882,13 +875,7 @@ void Scheduler::AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done) {
                 std::move(data));
         NotifyAfterCommit(txn, l.job.seq());
         const int64_t result = committed;
-        txn.OnCommit([result, done](const absl::Status& s) {
-          if (s.ok()) {
-            done(result);
-          } else {
-            done(s);
-          }
-        });
+        ReplyAfterCommit(txn, done, result);
       },
       [&](absl::Status s) { done(s); });
 }
@@ -911,13 +898,7 @@ void Scheduler::StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack
           PutJob(txn, job);
           NotifyAfterCommit(txn, job.seq());
         }
-        txn.OnCommit([done](const absl::Status& s) {
-          if (s.ok()) {
-            done(farm::v1::Ack());
-          } else {
-            done(s);
-          }
-        });
+        ReplyAfterCommit(txn, done, farm::v1::Ack());
       },
       [&](absl::Status s) { done(s); });
 }
@@ -942,13 +923,7 @@ void Scheduler::StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::A
         step->set_name(name);
         PutJob(txn, job);
         NotifyAfterCommit(txn, job.seq());
-        txn.OnCommit([done](const absl::Status& s) {
-          if (s.ok()) {
-            done(farm::v1::Ack());
-          } else {
-            done(s);
-          }
-        });
+        ReplyAfterCommit(txn, done, farm::v1::Ack());
       },
       [&](absl::Status s) { done(s); });
 }
@@ -962,13 +937,6 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
   }
   PostOrFail(
       [this, req = std::move(req), done](Txn& txn) {
-        auto ack = [done](const absl::Status& s) {
-          if (s.ok()) {
-            done(farm::v1::Ack());
-          } else {
-            done(s);
-          }
-        };
         auto lease = CheckLease(req.lease());
         if (!lease.ok()) {
           // A retry of a completion that was accepted is accepted again, and changes nothing.
@@ -978,7 +946,7 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
             if (job.ok() && job->has_value() && !(*job)->attempts().empty()) {
               const Attempt& last = (*job)->attempts((*job)->attempts_size() - 1);
               if (last.epoch() == req.lease().epoch() && last.outcome() == req.outcome()) {
-                txn.OnCommit(ack);
+                ReplyAfterCommit(txn, done, farm::v1::Ack());
                 return;
               }
             }
@@ -991,7 +959,7 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
                        << "] ended: " << farm::v1::AttemptOutcome_Name(req.outcome())
                        << (req.reason().empty() ? "" : " (" + req.reason() + ")");
         EndAttempt(txn, seq, req.outcome(), req.reason());
-        txn.OnCommit(ack);
+        ReplyAfterCommit(txn, done, farm::v1::Ack());
       },
       [&](absl::Status s) { done(s); });
 }

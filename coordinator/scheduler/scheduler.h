@@ -122,6 +122,7 @@ class Scheduler {
     std::string agent;
     Done<farm::v1::LeaseResponse> done;
     Engine::TimerId timer;
+    int64_t due_ms;  // monotonic; past it the client has stopped waiting for this answer
   };
   struct HeartbeatWaiter {
     farm::v1::HeartbeatRequest req;
