@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/job_limits.h"
 #include "common/logging.h"
@@ -56,6 +57,35 @@ void ReplyAfterCommit(Txn& txn, const Scheduler::Done<T>& done, T value) {
       done(s);
     }
   });
+}
+
+// Artifacts come from agents: untrusted. At most kMaxArtifacts, relative '/'-paths that stay
+// inside the workspace, SHA-256 hex digests.
+constexpr int kMaxArtifacts = 10'000;
+absl::Status ValidateArtifacts(const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& list) {
+  if (list.size() > kMaxArtifacts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(list.size(), " artifacts; the limit is ", kMaxArtifacts));
+  }
+  for (const auto& a : list) {
+    const std::string& p = a.path();
+    bool bad_path =
+        p.empty() || p.size() > 4096 || p[0] == '/' || p.find('\0') != std::string::npos;
+    for (absl::string_view part : absl::StrSplit(p, '/')) {
+      if (part.empty() || part == "." || part == "..") bad_path = true;
+    }
+    if (bad_path) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact path \"", p, "\" is not a relative path inside the workspace"));
+    }
+    bool bad_hash = a.hash().size() != 64;
+    for (char c : a.hash()) bad_hash |= !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (bad_hash || a.size() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact ", p, " has a malformed digest ", a.hash(), "/", a.size()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -398,8 +428,9 @@ absl::StatusOr<Scheduler::ActiveLease*> Scheduler::CheckLease(const farm::v1::Le
   return &it->second;
 }
 
-void Scheduler::EndAttempt(Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outcome,
-                           const std::string& reason) {
+void Scheduler::EndAttempt(
+    Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outcome, const std::string& reason,
+    const google::protobuf::RepeatedPtrField<farm::v1::Artifact>* artifacts) {
   auto it = active_.find(seq);
   FARM_CHECK(it != active_.end());
   Job job = std::move(it->second.job);
@@ -414,6 +445,7 @@ void Scheduler::EndAttempt(Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outc
   at->set_outcome(outcome);
   at->set_ended_ms(now);
   at->set_reason(reason);
+  if (artifacts != nullptr) *at->mutable_artifacts() = *artifacts;
   for (auto& step : *at->mutable_steps()) {
     if (step.state() == farm::v1::STEP_RUNNING) {
       step.set_state(outcome == farm::v1::ATTEMPT_CANCELLED ? farm::v1::STEP_CANCELLED
@@ -461,6 +493,7 @@ void Scheduler::EndAttempt(Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outc
   job.set_state(final_state);
   job.set_reason(job_reason);
   job.set_finished_ms(now);
+  *job.mutable_artifacts() = at->artifacts();
   PutJob(txn, job);
   NotifyAfterCommit(txn, seq);
 }
@@ -935,6 +968,7 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
     return done(absl::InvalidArgumentError(
         "outcome must be ATTEMPT_SUCCEEDED, ATTEMPT_FAILED or ATTEMPT_CANCELLED"));
   }
+  if (absl::Status s = ValidateArtifacts(req.artifacts()); !s.ok()) return done(s);
   PostOrFail(
       [this, req = std::move(req), done](Txn& txn) {
         auto lease = CheckLease(req.lease());
@@ -954,11 +988,14 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
           return done(lease.status());
         }
         const uint64_t seq = (*lease)->job.seq();
+        if (!req.artifacts().empty() && artifact_check_) {
+          if (absl::Status s = artifact_check_(req.artifacts()); !s.ok()) return done(s);
+        }
         FARM_LOG(INFO) << "[job=" << seq << " attempt=" << req.lease().attempt()
                        << " agent=" << (*lease)->agent
                        << "] ended: " << farm::v1::AttemptOutcome_Name(req.outcome())
                        << (req.reason().empty() ? "" : " (" + req.reason() + ")");
-        EndAttempt(txn, seq, req.outcome(), req.reason());
+        EndAttempt(txn, seq, req.outcome(), req.reason(), &req.artifacts());
         ReplyAfterCommit(txn, done, farm::v1::Ack());
       },
       [&](absl::Status s) { done(s); });

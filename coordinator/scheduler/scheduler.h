@@ -98,6 +98,13 @@ class Scheduler {
   // --- operators
   void ListAgents(Done<farm::v1::ListAgentsResponse> done);
 
+  // Checks that a completion's artifacts are all in the content-addressed store and keeps them
+  // there (pins them); NOT_FOUND naming what is missing. Runs on the engine thread, so it
+  // must be quick. Set before Start; without it artifacts are recorded unchecked.
+  using ArtifactCheck =
+      std::function<absl::Status(const google::protobuf::RepeatedPtrField<farm::v1::Artifact>&)>;
+  void SetArtifactCheck(ArtifactCheck check) { artifact_check_ = std::move(check); }
+
   // A process-unique id for a parked call.
   uint64_t NewCallId();
 
@@ -164,8 +171,9 @@ class Scheduler {
 
   absl::StatusOr<ActiveLease*> CheckLease(const farm::v1::LeaseRef& ref);
   // Ends the current attempt; the job becomes final (or requeued when lost).
-  void EndAttempt(Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outcome,
-                  const std::string& reason);
+  void EndAttempt(
+      Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outcome, const std::string& reason,
+      const google::protobuf::RepeatedPtrField<farm::v1::Artifact>* artifacts = nullptr);
   farm::v1::HeartbeatResponse HeartbeatStatus(const farm::v1::HeartbeatRequest& req, bool renew,
                                               bool* urgent);
   void WakeHeartbeat(Txn& txn, const std::string& agent);
@@ -191,6 +199,7 @@ class Scheduler {
   absl::flat_hash_map<uint64_t, std::list<LeaseWaiter>::iterator> lease_waiter_index_;
   absl::flat_hash_map<uint64_t, HeartbeatWaiter> heartbeat_waiters_;
   bool parking_stopped_ = false;
+  ArtifactCheck artifact_check_;
 };
 
 }  // namespace farm::coordinator

@@ -435,6 +435,71 @@ TEST_F(SchedulerTest, AWaiterWhoseWaitIsOverGetsNoWorkAfterAPause) {
   EXPECT_EQ(Job(id).state(), farm::v1::QUEUED);
 }
 
+TEST_F(SchedulerTest, ArtifactsOfTheCompletionAreRecordedAfterTheCheck) {
+  std::vector<std::string> checked;
+  bool missing = true;
+  Shutdown();
+  SchedulerOptions opts;
+  opts.lease_ttl_ms = 3000;
+  scheduler_ = std::make_unique<Scheduler>(&store_, &clock_, &hub_, opts);
+  scheduler_->SetArtifactCheck([&](const auto& artifacts) {
+    for (const auto& a : artifacts) checked.push_back(a.path());
+    return missing ? absl::NotFoundError("blob of out/app is not in the CAS") : absl::OkStatus();
+  });
+  ASSERT_OK(scheduler_->Init());
+  scheduler_->Start();
+  const std::string id = Submit(Spec("j"));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  farm::v1::CompleteJobRequest req;
+  *req.mutable_lease() = lease.lease();
+  req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+  farm::v1::Artifact* a = req.add_artifacts();
+  a->set_path("out/app");
+  a->set_hash(std::string(64, 'a'));
+  a->set_size(3);
+  a->set_executable(true);
+  auto complete = [&] {
+    return Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }).status();
+  };
+  EXPECT_THAT(complete(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(Job(id).state(), farm::v1::RUNNING);  // nothing changed
+  missing = false;
+  ASSERT_OK(complete());
+  farm::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), farm::v1::SUCCEEDED);
+  ASSERT_EQ(job.artifacts_size(), 1);
+  EXPECT_EQ(job.artifacts(0).path(), "out/app");
+  EXPECT_TRUE(job.artifacts(0).executable());
+  ASSERT_EQ(job.attempts(0).artifacts_size(), 1);
+  EXPECT_EQ(checked, (std::vector<std::string>{"out/app", "out/app"}));
+}
+
+TEST_F(SchedulerTest, MalformedArtifactsAreRefused) {
+  Submit(Spec("j"));
+  Register("agent");
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  for (const std::string path : {"../escape", "/abs", "a//b", "", "a/./b"}) {
+    farm::v1::CompleteJobRequest req;
+    *req.mutable_lease() = lease.lease();
+    req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+    auto* a = req.add_artifacts();
+    a->set_path(path);
+    a->set_hash(std::string(64, 'b'));
+    EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << path;
+  }
+  farm::v1::CompleteJobRequest req;
+  *req.mutable_lease() = lease.lease();
+  req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+  auto* a = req.add_artifacts();
+  a->set_path("ok");
+  a->set_hash("XYZ");
+  EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(SchedulerTest, RunningLeasesSurviveARestart) {
   const std::string id = Submit(Spec("j"));
   Register("agent");
