@@ -1,9 +1,12 @@
 // Measures submit → first step running on an idle agent, against a live farm.
 //
-//   farm-dispatch-latency HOST:PORT [RUNS]
+//   farm-dispatch-latency HOST:PORT [RUNS] [sh|direct]
 //
-// Each run submits a one-step job whose step prints the wall clock (ns) as soon as its shell
-// starts; the latency is that time minus the time just before the Submit call. Submits are
+// Each run submits a one-step job whose step prints the wall clock (ns) as soon as it starts;
+// the latency is that time minus the time just before the Submit call. `sh` (the default)
+// runs `date +%s%N` through /bin/sh as users' steps do; `direct` makes date itself the step's
+// program (the job's shell is ["/bin/date"], its script "+%s%N"), which leaves out the shell's
+// own start-up. Submits are
 // sequential, each after the previous job ended, so the agent is idle every time. Prints
 // p50/p90/p99/max in milliseconds. Client and agent must share a clock (same machine).
 #include <grpcpp/grpcpp.h>
@@ -44,6 +47,11 @@ int main(int argc, char** argv) {
     std::cerr << "RUNS must be a positive number\n";
     return 64;
   }
+  const std::string mode = argc > 3 ? argv[3] : "sh";
+  if (mode != "sh" && mode != "direct") {
+    std::cerr << "the mode must be sh or direct\n";
+    return 64;
+  }
   auto channel = farm::common::MakeChannel(argv[1]);
   if (!channel.ok()) {
     std::cerr << channel.status() << "\n";
@@ -57,7 +65,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < runs; ++i) {
     farm::v1::SubmitJobRequest req;
     req.mutable_spec()->set_name("dispatch-latency");
-    req.mutable_spec()->add_steps()->set_run("date +%s%N");
+    if (mode == "sh") {
+      req.mutable_spec()->add_steps()->set_run("date +%s%N");
+    } else {
+      req.mutable_spec()->add_shell("/bin/date");
+      req.mutable_spec()->add_steps()->set_run("+%s%N");
+    }
     farm::v1::SubmitJobResponse resp;
     grpc::ClientContext submit_ctx;
     submit_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -101,9 +114,9 @@ int main(int argc, char** argv) {
     }
   }
   std::printf(
-      "dispatch (submit -> step running), %d runs: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f "
-      "ms\n",
-      runs, Percentile(ms, 0.5), Percentile(ms, 0.9), Percentile(ms, 0.99),
+      "dispatch (submit -> step running, %s), %d runs: p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  "
+      "max %.2f ms\n",
+      mode.c_str(), runs, Percentile(ms, 0.5), Percentile(ms, 0.9), Percentile(ms, 0.99),
       *std::max_element(ms.begin(), ms.end()));
   if (!to_lease.empty()) {
     std::printf(
