@@ -109,11 +109,13 @@ Scheduler::~Scheduler() { Stop(); }
 absl::Status Scheduler::Init() { return Recover(); }
 
 void Scheduler::Start() {
+  started_ = true;
   engine_.Start();
   engine_.Post([this](Txn&) { ArmSweep(); });
 }
 
 void Scheduler::StopParking() {
+  if (!started_) return;  // nothing can be parked, and no thread would run the command
   absl::Notification done;
   const bool posted = engine_.Post([this, &done](Txn&) {
     parking_stopped_ = true;

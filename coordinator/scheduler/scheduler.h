@@ -188,6 +188,7 @@ class Scheduler {
   Engine engine_;
 
   std::atomic<uint64_t> next_call_id_{1};
+  bool started_ = false;  // Start/Stop run on the owner's thread
 
   // Engine thread only.
   uint64_t next_seq_ = 0;    // last used

@@ -38,12 +38,14 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     const RocksDbStoreOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(options.path, ec);
+  // (The directory itself is created through the default file system in every case.)
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create data directory ", options.path, ": ", ec.message()));
   }
 
   rocksdb::Options db_options;
+  if (options.env != nullptr) db_options.env = options.env;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;

@@ -11,6 +11,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 class ColumnFamilyHandle;
 }  // namespace rocksdb
 
@@ -20,6 +21,9 @@ struct RocksDbStoreOptions {
   std::string path;
   // Memory for the block cache shared by all families.
   size_t block_cache_bytes = 64 << 20;
+  // The file system layer; null for the process default. Fault tests pass one that can lose
+  // unsynced writes. Not owned; must outlive the store.
+  rocksdb::Env* env = nullptr;
 };
 
 class RocksDbStore : public Store {
