@@ -40,7 +40,10 @@ constexpr int64_t kMinHeartbeatSpacingMs = 100;
 
 }  // namespace
 
-Agent::Agent(AgentOptions options) : options_(std::move(options)), clock_(common::RealClock()) {}
+Agent::Agent(AgentOptions options, std::unique_ptr<StepSupervisor> supervisor)
+    : options_(std::move(options)),
+      clock_(common::RealClock()),
+      supervisor_(std::move(supervisor)) {}
 
 Agent::~Agent() { Shutdown(); }
 
@@ -63,10 +66,22 @@ absl::Status Agent::Init() {
     return absl::InvalidArgumentError(absl::StrCat("--coordinator: ", channel.status().message()));
   }
   client_ = std::make_unique<CoordinatorClient>(*channel);
+  // The coordinator serves the CAS too. Its calls wait for a restarting coordinator (within
+  // their deadlines) rather than failing an attempt's upload at once.
+  common::CasClientOptions cas_options;
+  cas_options.wait_for_ready = true;
+  cas_ = std::make_unique<common::CasClient>(*channel, cas_options);
   session_id_ = RandomHex(16);
   log_prefix_ = absl::StrCat("[agent=", options_.name, "]");
+  if (supervisor_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<StepSupervisor>> supervisor = StepSupervisor::Start();
+    if (!supervisor.ok()) return supervisor.status();
+    supervisor_ = *std::move(supervisor);
+  }
 
   attempt_context_.client = client_.get();
+  attempt_context_.cas = cas_.get();
+  attempt_context_.supervisor = supervisor_.get();
   attempt_context_.agent_name = options_.name;
   attempt_context_.work_dir = options_.work_dir;
   attempt_context_.keep_failed = options_.keep_failed;
@@ -91,6 +106,7 @@ absl::Status Agent::Start() {
                  << options_.slots << " slots, labels " << absl::StrJoin(labels, ",")
                  << ", work dir " << options_.work_dir << ", session " << session_id_;
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  fence_thread_ = std::thread([this] { FenceLoop(); });
   for (int i = 0; i < options_.slots; ++i) {
     slot_threads_.emplace_back([this, i] { SlotLoop(i); });
   }
@@ -106,6 +122,13 @@ int Agent::running_jobs() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(running_.size());
 }
+
+absl::Status Agent::error() const {
+  absl::MutexLock lock(&mu_);
+  return error_;
+}
+
+pid_t Agent::supervisor_pid() const { return supervisor_ == nullptr ? 0 : supervisor_->pid(); }
 
 bool Agent::GiveUp(Waiter waiter) const {
   if (stopping_) return true;
@@ -148,10 +171,10 @@ bool Agent::EnsureRegistered(int64_t stale_generation, int64_t* generation, Wait
       ++generation_;
       *generation = generation_;
       lease_ttl_ms_ = response->lease_ttl_ms();
+      ++fence_changes_;
       heartbeat_interval_ms_ = response->heartbeat_interval_ms() > 0
                                    ? response->heartbeat_interval_ms()
                                    : kDefaultHeartbeatIntervalMs;
-      last_heartbeat_ok_ms_ = MonoMs();
       FARM_LOG(INFO) << log_prefix_ << " registered with " << options_.coordinator << " (lease TTL "
                      << common::FormatDurationMs(lease_ttl_ms_) << ", heartbeat every "
                      << common::FormatDurationMs(heartbeat_interval_ms_) << ")";
@@ -226,7 +249,10 @@ void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& j
   const std::string key = absl::StrCat(lease.job_id(), "/", lease.attempt());
   {
     absl::MutexLock lock(&mu_);
-    running_[key] = &runner;
+    // The coordinator granted the lease before we heard of it, so this is a little late; the
+    // heartbeat kicked here renews it as of a moment that is not.
+    running_[key] = Running{&runner, MonoMs(), false};
+    ++fence_changes_;
     KickHeartbeat();  // so that a cancel of this job reaches the agent without delay
     if (!cancel_all_reason_.empty()) runner.Cancel(cancel_all_reason_);
   }
@@ -235,17 +261,72 @@ void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& j
   running_.erase(key);
 }
 
-void Agent::HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response) {
+void Agent::HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response, int64_t sent_ms) {
   absl::MutexLock lock(&mu_);
   for (const farm::v1::LeaseStatus& status : response.leases()) {
     auto it = running_.find(absl::StrCat(status.lease().job_id(), "/", status.lease().attempt()));
-    if (it == running_.end() || it->second->lease().epoch() != status.lease().epoch()) continue;
+    if (it == running_.end() || it->second.runner->lease().epoch() != status.lease().epoch()) {
+      continue;
+    }
+    Running& running = it->second;
     if (!status.valid()) {
-      it->second->Abandon("the coordinator says the lease is no longer valid");
-    } else if (status.cancel()) {
-      it->second->Cancel("cancelled");
+      running.runner->Abandon("the coordinator says the lease is no longer valid");
+      continue;
+    }
+    // Valid when answered, so it was valid, and renewed, when the heartbeat arrived, which was
+    // after we sent it.
+    running.renewed_ms = std::max(running.renewed_ms, sent_ms);
+    if (status.cancel()) running.runner->Cancel("cancelled");
+  }
+}
+
+void Agent::FenceLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    const int64_t now = MonoMs();
+    int64_t next = -1;
+    if (lease_ttl_ms_ > 0) {
+      for (auto& [key, running] : running_) {
+        if (running.fenced) continue;
+        const int64_t deadline = running.renewed_ms + lease_ttl_ms_;
+        if (now >= deadline) {
+          running.fenced = true;
+          running.runner->Abandon(absl::StrCat(
+              "no heartbeat acknowledged for ", common::FormatDurationMs(now - running.renewed_ms),
+              " (lease TTL ", common::FormatDurationMs(lease_ttl_ms_),
+              "): the coordinator has given the lease up"));
+        } else if (next < 0 || deadline < next) {
+          next = deadline;
+        }
+      }
+    }
+    const int64_t seen = fence_changes_;
+    auto wake = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || fence_changes_ != seen;
+    };
+    if (next < 0) {
+      mu_.Await(absl::Condition(&wake));
+    } else {
+      // A timed wait on a frozen process (SIGSTOP) ends right after it thaws, and the deadline
+      // is checked before anything else this thread does.
+      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(next - now));
     }
   }
+}
+
+void Agent::CheckSupervisor() {
+  if (supervisor_->Alive()) return;
+  const std::string message =
+      absl::StrCat("the step supervisor (pid ", supervisor_->pid(),
+                   ") has exited, so steps could outlive this agent; stopping");
+  {
+    absl::MutexLock lock(&mu_);
+    if (!error_.ok()) return;
+    error_ = absl::InternalError(message);
+  }
+  FARM_LOG(ERROR) << log_prefix_ << " " << message;
+  Drain();
+  CancelRunningJobs("agent stopping: its step supervisor died");
 }
 
 void Agent::HeartbeatLoop() {
@@ -258,6 +339,7 @@ void Agent::HeartbeatLoop() {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
+    CheckSupervisor();
     if (!EnsureRegistered(stale, &generation, Waiter::kJob)) {
       // Drained with nothing running (or stopping): wait for Shutdown().
       absl::MutexLock lock(&mu_);
@@ -272,16 +354,18 @@ void Agent::HeartbeatLoop() {
     request.set_agent(options_.name);
     request.set_session_id(session_id_);
     CallCanceller call;
-    int64_t lease_ttl_ms;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
-      for (const auto& [key, runner] : running_) {
-        if (!runner->abandoned()) *request.add_leases() = runner->lease();
+      for (const auto& [key, running] : running_) {
+        if (!running.runner->abandoned()) *request.add_leases() = running.runner->lease();
       }
       request.set_draining(draining_);
-      request.set_wait_ms(heartbeat_interval_ms_);
-      lease_ttl_ms = lease_ttl_ms_;
+      // A parked heartbeat renews nothing until the next one: park for at most a third of the
+      // TTL, whatever the coordinator suggests, or the fence thread would give leases up.
+      int64_t wait_ms = heartbeat_interval_ms_;
+      if (lease_ttl_ms_ > 0) wait_ms = std::min(wait_ms, std::max<int64_t>(lease_ttl_ms_ / 3, 1));
+      request.set_wait_ms(wait_ms);
       heartbeat_call_ = &call;
     }
     const int64_t sent_ms = MonoMs();
@@ -293,11 +377,7 @@ void Agent::HeartbeatLoop() {
     if (response.ok()) {
       failures = 0;
       backoff.Reset();
-      {
-        absl::MutexLock lock(&mu_);
-        last_heartbeat_ok_ms_ = MonoMs();
-      }
-      HandleLeaseStatuses(*response);
+      HandleLeaseStatuses(*response, sent_ms);
       const int64_t spent = MonoMs() - sent_ms;
       if (spent < kMinHeartbeatSpacingMs) {
         stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
@@ -317,20 +397,7 @@ void Agent::HeartbeatLoop() {
     if (failures++ % 10 == 0) {
       FARM_LOG(WARNING) << log_prefix_ << " Heartbeat failed, retrying: " << status;
     }
-    {
-      // Self-fencing: after a lease TTL without an acknowledged heartbeat the coordinator
-      // has given our leases up, so their results would be refused anyway.
-      absl::MutexLock lock(&mu_);
-      const int64_t silent_ms = MonoMs() - last_heartbeat_ok_ms_;
-      const int64_t limit_ms = std::max(lease_ttl_ms, 2 * heartbeat_interval_ms_);
-      if (lease_ttl_ms > 0 && silent_ms > limit_ms) {
-        for (const auto& [key, runner] : running_) {
-          runner->Abandon(absl::StrCat("no heartbeat acknowledged for ",
-                                       common::FormatDurationMs(silent_ms),
-                                       "; the lease has expired"));
-        }
-      }
-    }
+    // Leases that go unrenewed for a TTL meanwhile are fenced by FenceLoop().
     stop_canceller_.SleepFor(backoff.NextDelayMs());
   }
 }
@@ -354,7 +421,7 @@ void Agent::Drain() {
 void Agent::CancelRunningJobs(const std::string& reason) {
   absl::MutexLock lock(&mu_);
   if (cancel_all_reason_.empty()) cancel_all_reason_ = reason;
-  for (const auto& [key, runner] : running_) runner->Cancel(reason);
+  for (const auto& [key, running] : running_) running.runner->Cancel(reason);
 }
 
 void Agent::WaitUntilDrained() {
@@ -372,7 +439,7 @@ void Agent::WaitUntilDrained() {
     FARM_LOG(WARNING) << log_prefix_ << " " << reason << "; cancelling " << running_.size()
                       << " job(s)";
     if (cancel_all_reason_.empty()) cancel_all_reason_ = reason;
-    for (const auto& [key, runner] : running_) runner->Cancel(reason);
+    for (const auto& [key, running] : running_) running.runner->Cancel(reason);
     mu_.Await(absl::Condition(&idle));
   }
 }
@@ -396,6 +463,7 @@ void Agent::Shutdown() {
   }
   stop_canceller_.Cancel();
   heartbeat_thread_.join();
+  fence_thread_.join();
 
   bool registered;
   {

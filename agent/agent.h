@@ -3,9 +3,20 @@
 //
 // Lifecycle (one owner, Kudu style): Init() → Start() → [Drain() → WaitUntilDrained()] →
 // Shutdown(). Threads: one per slot (a slot runs its leased job on its own thread, which the
-// step processes' parent-death signal is tied to) and one heartbeat thread. Registration is
-// retried with backoff in the background; when any call says the agent is "not registered"
-// (the coordinator restarted), the agent registers again and carries on.
+// step processes' parent-death signal is tied to), one heartbeat thread and one fence thread.
+// Registration is retried with backoff in the background; when any call says the agent is "not
+// registered" (the coordinator restarted), the agent registers again and carries on.
+//
+// Fault tolerance:
+// - Every step's process group is guarded by a StepSupervisor process, so no step process
+//   outlives the agent, however it dies. Should the supervisor itself die, the agent stops
+//   (cancels its jobs, drains, error() says why) rather than run unguarded steps.
+// - Self-fencing: a lease is renewed by each heartbeat that lists it and comes back valid, as
+//   of the moment that heartbeat was *sent* (the coordinator renews it on arrival, later). A
+//   lease not renewed for a lease TTL has been given up by the coordinator (which may have
+//   handed the job to another agent), so the fence thread abandons its attempt and kills its
+//   step at that moment, even when the agent cannot reach the coordinator at all, and even
+//   right after the whole agent was frozen (SIGSTOP) for longer than the TTL.
 //
 // Thread-safe: Drain(), CancelRunningJobs() and the accessors may be called from any thread
 // (the signal-handling thread) once Start() has returned.
@@ -24,19 +35,24 @@
 #include "agent/attempt_runner.h"
 #include "agent/coordinator_client.h"
 #include "agent/options.h"
+#include "agent/step_supervisor.h"
+#include "common/cas_client.h"
 #include "common/clock.h"
 
 namespace farm::agent {
 
 class Agent {
  public:
-  explicit Agent(AgentOptions options);
+  // `supervisor` guards the steps' process groups; main() starts it before any thread exists
+  // (see step_supervisor.h). When null, Init() starts one.
+  explicit Agent(AgentOptions options, std::unique_ptr<StepSupervisor> supervisor = nullptr);
   ~Agent();  // Shutdown()
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
   // Fills defaults (name, os/arch labels), validates the options (INVALID_ARGUMENT naming the
-  // flag), creates --work_dir (INTERNAL when it cannot) and the coordinator channel.
+  // flag), creates --work_dir (INTERNAL when it cannot) and the coordinator channel, and starts
+  // the step supervisor unless one was given (INTERNAL when it cannot).
   absl::Status Init();
 
   // Starts the heartbeat and slot threads and returns at once; registration happens in the
@@ -64,12 +80,20 @@ class Agent {
   // How many times the agent registered so far (0: not yet).
   int64_t registrations() const;
   int running_jobs() const;
+  // OK unless the agent stopped itself because it can no longer run steps safely (its step
+  // supervisor died): then INTERNAL saying so, and main() exits non-zero.
+  absl::Status error() const;
+  // The step supervisor's process id (for tests and logs); 0 before Init().
+  pid_t supervisor_pid() const;
 
  private:
   enum class Waiter { kSlot, kJob };
 
   void SlotLoop(int slot);
   void HeartbeatLoop();
+  void FenceLoop();
+  // Stops the agent for good when the step supervisor has died (see error()).
+  void CheckSupervisor();
   void RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& job, int64_t generation);
   // Returns once a registration newer than `stale_generation` exists (registering if nobody
   // else is), storing its generation in `*generation`. False when `waiter` should give up:
@@ -78,13 +102,26 @@ class Agent {
   bool GiveUp(Waiter waiter) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Wakes the parked heartbeat so that the next one carries the current leases and state.
   void KickHeartbeat() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response);
+  // Applies a heartbeat's answer: cancels, abandons, and renews (as of `sent_ms`) the leases
+  // it says are valid.
+  void HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response, int64_t sent_ms);
+
+  // A running attempt, owned by the slot thread running it.
+  struct Running {
+    AttemptRunner* runner = nullptr;
+    // Monotonic ms as of which the coordinator is known to have renewed the lease: when the
+    // lease arrived, then the send time of each heartbeat that listed it and came back valid.
+    int64_t renewed_ms = 0;
+    bool fenced = false;  // the fence thread abandoned it
+  };
 
   AgentOptions options_;
   std::string session_id_;
   std::string log_prefix_;  // "[agent=NAME]" for operator log lines
   common::Clock* const clock_;
   std::unique_ptr<CoordinatorClient> client_;
+  std::unique_ptr<common::CasClient> cas_;
+  std::unique_ptr<StepSupervisor> supervisor_;
   AttemptContext attempt_context_;
   CallCanceller lease_canceller_;  // fired by Drain(): ends parked Lease calls
   CallCanceller stop_canceller_;   // fired by Shutdown(): ends registration attempts
@@ -100,14 +137,17 @@ class Agent {
   bool registering_ ABSL_GUARDED_BY(mu_) = false;
   int64_t lease_ttl_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t heartbeat_interval_ms_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t last_heartbeat_ok_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int active_slots_ ABSL_GUARDED_BY(mu_) = 0;
-  // Running attempts by "job_id/attempt"; owned by the slot threads running them.
-  absl::flat_hash_map<std::string, AttemptRunner*> running_ ABSL_GUARDED_BY(mu_);
+  // Running attempts by "job_id/attempt".
+  absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);
+  // Bumped when an attempt starts or the lease TTL changes: wakes the fence thread.
+  int64_t fence_changes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
   CallCanceller* heartbeat_call_ ABSL_GUARDED_BY(mu_) = nullptr;  // the parked heartbeat
 
   std::vector<std::thread> slot_threads_;
   std::thread heartbeat_thread_;
+  std::thread fence_thread_;
 };
 
 }  // namespace farm::agent

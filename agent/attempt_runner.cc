@@ -6,10 +6,12 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "agent/artifacts.h"
 #include "agent/workspace.h"
 #include "common/duration.h"
 #include "common/job_limits.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace farm::agent {
 namespace {
@@ -40,7 +42,8 @@ AttemptRunner::AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef l
       lease_(std::move(lease)),
       job_(std::move(job)),
       log_prefix_(absl::StrCat("[job=", lease_.job_id(), " attempt=", lease_.attempt(),
-                               " agent=", context_.agent_name, "]")) {}
+                               " agent=", context_.agent_name, "]")),
+      step_runner_(context.supervisor) {}
 
 bool AttemptRunner::abandoned() const {
   absl::MutexLock lock(&mu_);
@@ -56,6 +59,7 @@ void AttemptRunner::Cancel(const std::string& reason) {
   }
   FARM_LOG(INFO) << log_prefix_ << " cancelling: " << reason;
   step_runner_.Cancel();
+  upload_canceller_.Cancel();
 }
 
 void AttemptRunner::Abandon(const std::string& reason) {
@@ -68,6 +72,7 @@ void AttemptRunner::Abandon(const std::string& reason) {
   FARM_LOG(WARNING) << log_prefix_ << " abandoning the attempt: " << reason;
   step_runner_.Cancel();
   canceller_.Cancel();
+  upload_canceller_.Cancel();
 }
 
 absl::Status AttemptRunner::Report(const char* what, const std::function<absl::Status()>& call) {
@@ -163,6 +168,34 @@ AttemptRunner::StepVerdict AttemptRunner::Judge(const std::string& name, const S
     v.reason = absl::StrCat("step ", name, " ", v.message);
   }
   return v;
+}
+
+absl::Status AttemptRunner::CollectArtifacts(const std::string& workspace,
+                                             farm::v1::CompleteJobRequest& complete) {
+  const farm::v1::JobSpec& spec = job_.spec();
+  const std::vector<std::string> globs(spec.artifacts().begin(), spec.artifacts().end());
+  const int64_t started = MonoMs();
+  FARM_ASSIGN_OR_RETURN(ArtifactMatches matches, FindArtifacts(workspace, globs));
+  for (const std::string& glob : matches.empty_globs) {
+    FARM_LOG(INFO) << log_prefix_ << " artifacts: \"" << glob << "\" matched no file";
+  }
+  for (const std::string& note : matches.skipped) {
+    FARM_LOG(WARNING) << log_prefix_ << " artifacts: skipped " << note;
+  }
+  FARM_RETURN_IF_ERROR(HashArtifacts(matches.files));
+  std::vector<farm::v1::Artifact> artifacts = ToArtifactProtos(matches.files);
+  google::protobuf::RepeatedPtrField<farm::v1::Artifact> list(artifacts.begin(), artifacts.end());
+  FARM_RETURN_IF_ERROR(common::ValidateArtifacts(list));
+  if (!matches.files.empty()) {
+    if (context_.cas == nullptr) return absl::FailedPreconditionError("this agent has no CAS");
+    FARM_ASSIGN_OR_RETURN(const UploadStats stats,
+                          UploadArtifacts(*context_.cas, matches.files, &upload_canceller_));
+    FARM_LOG(INFO) << log_prefix_ << " artifacts: " << stats.files << " files, " << stats.blobs
+                   << " distinct, " << stats.uploaded_blobs << " uploaded (" << stats.uploaded_bytes
+                   << " bytes) in " << common::FormatDurationMs(MonoMs() - started);
+  }
+  *complete.mutable_artifacts() = std::move(list);
+  return absl::OkStatus();
 }
 
 AttemptOutcome AttemptRunner::Run() {
@@ -288,13 +321,49 @@ AttemptOutcome AttemptRunner::Run() {
     log_sender_ = nullptr;
   }
 
+  farm::v1::CompleteJobRequest complete;
+  const bool want_artifacts =
+      spec.artifacts_size() > 0 && (outcome == farm::v1::ATTEMPT_SUCCEEDED ||
+                                    (outcome == farm::v1::ATTEMPT_FAILED &&
+                                     spec.artifacts_when() == farm::v1::ARTIFACTS_ALWAYS));
+  if (workspace.ok() && want_artifacts && !abandoned()) {
+    absl::Status collected = CollectArtifacts(workspace->path(), complete);
+    if (!collected.ok() && !abandoned()) {
+      complete.clear_artifacts();
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) {
+        outcome = farm::v1::ATTEMPT_CANCELLED;
+        reason = cancel_reason_;
+      } else {
+        FARM_LOG(ERROR) << log_prefix_ << " artifacts: " << collected;
+        outcome = farm::v1::ATTEMPT_FAILED;
+        reason =
+            absl::StrCat(reason, reason.empty() ? "" : "; ", "artifacts: ", collected.message());
+      }
+    }
+  }
+
   if (!abandoned()) {
-    farm::v1::CompleteJobRequest complete;
     *complete.mutable_lease() = lease_;
     complete.set_outcome(outcome);
     complete.set_reason(reason);
-    const absl::Status completed =
-        Report("CompleteJob", [&] { return context_.client->CompleteJob(complete, &canceller_); });
+    const absl::Status completed = Report("CompleteJob", [&] {
+      absl::Status status = context_.client->CompleteJob(complete, &canceller_);
+      // NOT_FOUND about the artifacts: a blob the agent uploaded is gone from the CAS (evicted
+      // in between). The attempt ends FAILED without them rather than being lost and rerun.
+      if (status.code() == absl::StatusCode::kNotFound && !IsNotRegistered(status) &&
+          !complete.artifacts().empty()) {
+        FARM_LOG(ERROR) << log_prefix_ << " the coordinator refused the artifacts: " << status;
+        complete.clear_artifacts();
+        complete.set_outcome(farm::v1::ATTEMPT_FAILED);
+        complete.set_reason(absl::StrCat(complete.reason(), complete.reason().empty() ? "" : "; ",
+                                         "artifacts: ", status.message()));
+        outcome = farm::v1::ATTEMPT_FAILED;
+        reason = complete.reason();
+        status = context_.client->CompleteJob(complete, &canceller_);
+      }
+      return status;
+    });
     if (completed.ok()) {
       // The coordinator has the result: a late "lease no longer valid" is about this very
       // completion and must not turn the attempt into a lost one.

@@ -16,6 +16,8 @@
 #include "agent/coordinator_client.h"
 #include "agent/log_sender.h"
 #include "agent/step_runner.h"
+#include "agent/step_supervisor.h"
+#include "common/cas_client.h"
 #include "common/clock.h"
 #include "farm/v1/farm.pb.h"
 
@@ -24,6 +26,10 @@ namespace farm::agent {
 // What every attempt of this agent shares. Pointers are not owned and outlive the attempt.
 struct AttemptContext {
   CoordinatorClient* client = nullptr;
+  common::CasClient* cas = nullptr;  // where artifacts go; needed only by jobs that have some
+  // Guards every step's process group (see step_supervisor.h). Null only in tests that do not
+  // care whether steps outlive the process.
+  const StepSupervisor* supervisor = nullptr;
   std::string agent_name;
   std::string work_dir;  // absolute
   bool keep_failed = false;
@@ -71,6 +77,10 @@ class AttemptRunner {
                     int64_t timeout_ms) const;
   StepCommand MakeCommand(int index, const std::string& step_name, const std::string& workspace,
                           int64_t timeout_ms) const;
+  // Collects, hashes and uploads the job's artifacts into `complete`. Returns an error for the
+  // attempt's reason ("artifacts: ..."): CANCELLED when Cancel() or Abandon() interrupted it.
+  absl::Status CollectArtifacts(const std::string& workspace,
+                                farm::v1::CompleteJobRequest& complete);
   // Runs a call about the job, registering again when the coordinator forgot the agent.
   // On any failure the attempt is abandoned (a stale lease is FAILED_PRECONDITION).
   absl::Status Report(const char* what, const std::function<absl::Status()>& call);
@@ -80,7 +90,8 @@ class AttemptRunner {
   const farm::v1::Job job_;
   const std::string log_prefix_;
   StepRunner step_runner_;
-  CallCanceller canceller_;  // fired on Abandon(): ends the job's calls in flight
+  CallCanceller canceller_;         // fired on Abandon(): ends the job's calls in flight
+  CallCanceller upload_canceller_;  // fired on Cancel() and Abandon(): ends artifact uploads
 
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

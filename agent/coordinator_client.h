@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/cas_client.h"
 #include "farm/v1/farm.pb.h"
 
 namespace grpc {
@@ -37,8 +38,9 @@ inline constexpr int64_t kUploadDeadlineMs = 60'000;
 
 // Aborts blocking calls from another thread: Cancel() TryCancel()s every call that is in
 // flight under this canceller and makes later calls fail at once with CANCELLED. It is also a
-// cancellable sleep for retry loops. Sticky. Thread-safe.
-class CallCanceller {
+// cancellable sleep for retry loops. Sticky. Thread-safe. As a common::CancelSource it aborts an
+// attempt's CAS calls (artifact uploads) too.
+class CallCanceller final : public common::CancelSource {
  public:
   CallCanceller() = default;
   CallCanceller(const CallCanceller&) = delete;
@@ -47,12 +49,12 @@ class CallCanceller {
   void Cancel();
   bool cancelled() const;
   // Sleeps up to `ms`; returns true (early) when cancelled.
-  bool SleepFor(int64_t ms);
+  bool SleepFor(int64_t ms) override;
 
   // Used by call sites: registers the context of an in-flight call. Attach returns false
   // (and registers nothing) when already cancelled.
-  bool Attach(grpc::ClientContext* context);
-  void Detach(grpc::ClientContext* context);
+  bool Attach(grpc::ClientContext* context) override;
+  void Detach(grpc::ClientContext* context) override;
 
  private:
   mutable absl::Mutex mu_;

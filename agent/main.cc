@@ -1,5 +1,7 @@
 // farm-agent: flags → AgentOptions → Agent. SIGTERM/SIGINT drain the agent (no new jobs,
 // running jobs finish, bounded by --drain_timeout); a second signal cancels running jobs.
+// Exit code: 0 after a drain, 1 when the agent stopped itself (its step supervisor died),
+// 2 on bad flags or a failed start.
 #include <pthread.h>
 #include <signal.h>
 
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/agent.h"
 #include "agent/options.h"
+#include "agent/step_supervisor.h"
 #include "common/duration.h"
 #include "common/logging.h"
 
@@ -66,6 +69,12 @@ int main(int argc, char** argv) {
   options.lease_wait_ms = *wait;
   options.version = FARM_VERSION;
 
+  // Forked while this is the only thread (see step_supervisor.h): before the signal thread,
+  // before gRPC starts any.
+  absl::StatusOr<std::unique_ptr<farm::agent::StepSupervisor>> supervisor =
+      farm::agent::StepSupervisor::Start();
+  if (!supervisor.ok()) return Fail(std::string(supervisor.status().message()));
+
   // Signals are taken synchronously by one thread; every other thread (and so gRPC's) has
   // them blocked. The step runner unblocks them in each step's process.
   sigset_t signals;
@@ -76,7 +85,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  farm::agent::Agent agent(options);
+  farm::agent::Agent agent(options, *std::move(supervisor));
   if (absl::Status s = agent.Init(); !s.ok()) return Fail(std::string(s.message()));
   if (absl::Status s = agent.Start(); !s.ok()) return Fail(std::string(s.message()));
 
@@ -101,5 +110,9 @@ int main(int argc, char** argv) {
   agent.Shutdown();
   pthread_kill(signal_thread.native_handle(), SIGUSR1);
   signal_thread.join();
+  if (absl::Status error = agent.error(); !error.ok()) {
+    std::cerr << "farm-agent: " << error.message() << "\n";
+    return 1;
+  }
   return 0;
 }

@@ -55,7 +55,7 @@ class ScopedFd {
 
 // What the child reports through the exec-status pipe when it cannot exec.
 struct ChildError {
-  int stage;  // 1: chdir, 2: execve, 3: dup2
+  int stage;  // 1: chdir, 2: execve, 3: dup2, 4: listing the group with the supervisor
   int err;
 };
 
@@ -90,7 +90,7 @@ int PidfdOpen(pid_t pid) {
 
 }  // namespace
 
-StepRunner::StepRunner() {
+StepRunner::StepRunner(const StepSupervisor* supervisor) : supervisor_(supervisor) {
   cancel_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   FARM_CHECK(cancel_fd_ >= 0) << "eventfd: " << ErrnoText(errno);
 }
@@ -148,6 +148,7 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
     return outcome;
   }
   const pid_t parent = ::getpid();
+  const StepSupervisor* const supervisor = supervisor_;
   const char* cwd = command.cwd.c_str();
   const char* path = program.c_str();
 
@@ -164,6 +165,14 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the agent died before prctl took effect
+    // Listed before the step runs a single instruction, so there is no moment in which the
+    // agent could die and leave the group unguarded. (Until exec this process also holds a
+    // copy of the agent's end, so the supervisor cannot read EOF before this record.)
+    if (supervisor != nullptr && !supervisor->TrackSelf()) {
+      const ChildError untracked{4, errno};
+      (void)!::write(status_w.get(), &untracked, sizeof(untracked));
+      ::_exit(127);
+    }
     // The agent blocks SIGTERM/SIGINT in its threads and gRPC ignores SIGPIPE; both the mask
     // and ignored dispositions survive exec, so reset them for the step.
     sigset_t empty;
@@ -200,6 +209,7 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
     n = ::read(status_r.get(), &error, sizeof(error));
   } while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(sizeof(error))) {
+    if (supervisor_ != nullptr) supervisor_->Untrack(pid);  // before the reap: see Untrack()
     int ignored;
     while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
     }
@@ -210,6 +220,11 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
         break;
       case 2:
         outcome.message = absl::StrCat("cannot execute ", program, ": ", ErrnoText(error.err));
+        break;
+      case 4:
+        outcome.message =
+            absl::StrCat("the agent's step supervisor (pid ", supervisor_->pid(),
+                         ") is gone, so the step could outlive the agent: ", ErrnoText(error.err));
         break;
       default:
         outcome.message = absl::StrCat("cannot set up stdio: ", ErrnoText(error.err));
@@ -347,6 +362,7 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
   flush();
   // Background processes of the step do not outlive it.
   ::kill(-pid, SIGKILL);
+  if (supervisor_ != nullptr) supervisor_->Untrack(pid);  // before the reap: see Untrack()
   int wait_status = 0;
   while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
   }

@@ -5,6 +5,11 @@
 // child gets PR_SET_PDEATHSIG(SIGKILL), which fires when the *forking thread* exits, Run()
 // must be called from a thread that lives at least as long as the step. Cancel() may be called
 // from any thread at any time.
+//
+// Dying with the agent: with a StepSupervisor (the agent always has one) the step's process
+// group is listed with the supervisor before the step runs, and unlisted after the group was
+// killed, so the whole group dies with the agent however the agent dies (see
+// step_supervisor.h). PR_SET_PDEATHSIG stays as a second line that holds only for the leader.
 #pragma once
 
 #include <sys/types.h>
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "agent/step_supervisor.h"
 
 namespace farm::agent {
 
@@ -62,15 +68,19 @@ class StepRunner {
   // Called on the thread running Run(); it may block (back-pressure), which pauses reading.
   using OutputSink = std::function<void(int64_t offset, absl::string_view data)>;
 
-  StepRunner();
+  // `supervisor` (not owned; may be null: then nothing but PR_SET_PDEATHSIG ties the step to
+  // the agent) must outlive the runner.
+  explicit StepRunner(const StepSupervisor* supervisor = nullptr);
   ~StepRunner();
   StepRunner(const StepRunner&) = delete;
   StepRunner& operator=(const StepRunner&) = delete;
 
   // Starts the command and returns when the process has exited, been reaped, and its output
-  // has been delivered to `sink`. The process group is SIGKILLed when the step ends, so no
-  // background process of the step outlives it. If the leader exits while descendants keep the
-  // pipe open, they get SIGTERM at once and SIGKILL after the grace, and reading stops then.
+  // has been delivered to `sink`. kFailedToStart (naming the supervisor) when the supervisor
+  // is gone: an unguarded step could outlive the agent. The process group is SIGKILLed when the
+  // step ends, so no background process of the step outlives it. If the leader exits while
+  // descendants keep the pipe open, they get SIGTERM at once and SIGKILL after the grace, and
+  // reading stops then.
   StepOutcome Run(const StepCommand& command, const OutputSink& sink);
 
   // Asks the running step (and every later Run() on this object) to stop: SIGTERM to the
@@ -79,6 +89,7 @@ class StepRunner {
   bool cancelled() const { return cancelled_.load(); }
 
  private:
+  const StepSupervisor* const supervisor_;
   std::atomic<bool> cancelled_{false};
   int cancel_fd_ = -1;  // eventfd; becomes readable (and stays so) on Cancel()
 };

@@ -34,8 +34,9 @@ using farm::v1::JobSpec;
 using farm::v1::StepSpec;
 using StringMap = google::protobuf::Map<std::string, std::string>;
 
-constexpr absl::string_view kJobKeys[] = {"name", "labels", "priority",   "timeout",
-                                          "env",  "shell",  "kill_grace", "steps"};
+constexpr absl::string_view kJobKeys[] = {"name",      "labels",        "priority",   "timeout",
+                                          "env",       "shell",         "kill_grace", "steps",
+                                          "artifacts", "artifacts_when"};
 constexpr absl::string_view kStepKeys[] = {"name", "run", "env", "timeout"};
 
 constexpr absl::string_view kDurationExamples =
@@ -303,6 +304,54 @@ class JobFileParser {
     return absl::OkStatus();
   }
 
+  absl::Status ReadArtifacts(const Entry& e, JobSpec& spec) {
+    if (e.value.IsNull()) return absl::OkStatus();
+    constexpr absl::string_view kExpected =
+        "a list of globs relative to the workspace, e.g. [out/*, \"dist/**/*.tar.gz\"]";
+    if (!e.value.IsSequence()) {
+      return ErrorAt(e,
+                     absl::StrCat(e.path, ": expected ", kExpected, ", found ", Describe(e.value)));
+    }
+    if (e.value.size() > static_cast<size_t>(kMaxArtifactGlobs)) {
+      return ErrorAt(e, absl::StrCat(e.path, ": ", e.value.size(), " globs; the limit is ",
+                                     kMaxArtifactGlobs));
+    }
+    int index = 0;
+    for (auto it = e.value.begin(); it != e.value.end(); ++it, ++index) {
+      const YAML::Node& glob = *it;
+      const YAML::Mark mark = glob.Mark().is_null() ? e.value.Mark() : glob.Mark();
+      if (!glob.IsScalar()) {
+        return ErrorAt(mark, absl::StrCat(e.path, "[", index,
+                                          "]: expected a glob (a string), found ", Describe(glob)));
+      }
+      if (absl::Status s = ValidateArtifactGlob(glob.Scalar()); !s.ok()) {
+        return ErrorAt(mark, absl::StrCat(e.path, "[", index, "]: ", s.message()));
+      }
+      FARM_RETURN_IF_ERROR(Charge(glob.Scalar(), mark));
+      spec.add_artifacts(glob.Scalar());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadArtifactsWhen(const Entry& e, JobSpec& spec) {
+    constexpr absl::string_view kExpected =
+        "on_success (collect artifacts only when every step succeeded) or always";
+    if (!e.value.IsScalar()) {
+      return ErrorAt(e,
+                     absl::StrCat(e.path, ": expected ", kExpected, ", found ", Describe(e.value)));
+    }
+    const std::string& value = e.value.Scalar();
+    if (value == "on_success") {
+      spec.set_artifacts_when(farm::v1::ARTIFACTS_ON_SUCCESS);
+    } else if (value == "always") {
+      spec.set_artifacts_when(farm::v1::ARTIFACTS_ALWAYS);
+    } else {
+      return ErrorAt(e,
+                     absl::StrCat(e.path, ": expected ", kExpected, ", found ", Describe(e.value)));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status ParseStep(const YAML::Node& node, int index, StepSpec& step) {
     const std::string where = absl::StrCat("steps[", index, "]");
     if (!node.IsMap()) {
@@ -364,6 +413,8 @@ class JobFileParser {
           if (e.key == "labels") return ReadStringMap(e, kMaxLabels, spec.mutable_labels());
           if (e.key == "env") return ReadStringMap(e, kMaxEnvVars, spec.mutable_env());
           if (e.key == "shell") return ReadShell(e, spec);
+          if (e.key == "artifacts") return ReadArtifacts(e, spec);
+          if (e.key == "artifacts_when") return ReadArtifactsWhen(e, spec);
           if (e.key == "steps") {
             has_steps = true;
             return ReadSteps(e, spec);

@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace farm::common {
 namespace {
@@ -49,7 +50,128 @@ absl::Status ValidateTimeout(int64_t ms, const std::string& what) {
   return absl::OkStatus();
 }
 
+bool IsLowerHex(absl::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+bool IsValidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    int extra = 0;
+    uint32_t code = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + static_cast<size_t>(extra) >= text.size()) return false;
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      code = (code << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kMin[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += static_cast<size_t>(extra) + 1;
+  }
+  return true;
+}
+
+absl::Status ValidateArtifactGlob(absl::string_view glob) {
+  if (glob.empty()) return absl::InvalidArgumentError("the glob is empty");
+  if (glob.size() > static_cast<size_t>(kMaxArtifactGlobBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the glob is ", glob.size(), " bytes; the limit is ", kMaxArtifactGlobBytes));
+  }
+  if (glob.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("the glob contains a NUL byte");
+  }
+  if (!IsValidUtf8(glob)) return absl::InvalidArgumentError("the glob is not valid UTF-8");
+  if (glob[0] == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", glob, "\" is an absolute path; globs are relative to the workspace"));
+  }
+  for (absl::string_view part : absl::StrSplit(glob, '/')) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", glob, "\" has a \"..\" component; artifacts must stay inside the workspace"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateArtifactPath(absl::string_view path) {
+  if (path.empty()) return absl::InvalidArgumentError("the path is empty");
+  if (path.size() > static_cast<size_t>(kMaxArtifactPathBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the path is ", path.size(), " bytes; the limit is ", kMaxArtifactPathBytes));
+  }
+  if (path.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("the path contains a NUL byte");
+  }
+  if (!IsValidUtf8(path)) return absl::InvalidArgumentError("the path is not valid UTF-8");
+  if (path[0] == '/') {
+    return absl::InvalidArgumentError(absl::StrCat("\"", path, "\" is an absolute path"));
+  }
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part.empty() || part == "." || part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", path, "\" is not a plain relative path (empty, \".\" or \"..\" component)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateArtifacts(
+    const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& artifacts) {
+  if (artifacts.size() > kMaxArtifactsPerJob) {
+    return absl::InvalidArgumentError(absl::StrCat("artifacts: ", artifacts.size(),
+                                                   " files; the limit is ", kMaxArtifactsPerJob));
+  }
+  int64_t bytes = 0;
+  absl::flat_hash_set<absl::string_view> paths;
+  for (int i = 0; i < artifacts.size(); ++i) {
+    const farm::v1::Artifact& artifact = artifacts[i];
+    const std::string where = absl::StrCat("artifacts[", i, "]: ");
+    if (absl::Status s = ValidateArtifactPath(artifact.path()); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
+    }
+    if (!paths.insert(artifact.path()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "\"", artifact.path(), "\" is listed twice"));
+    }
+    if (artifact.hash().size() != 64 || !IsLowerHex(artifact.hash())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "hash must be 64 lowercase hex digits (SHA-256)"));
+    }
+    if (artifact.size() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "size is negative"));
+    }
+    bytes += static_cast<int64_t>(artifact.ByteSizeLong()) + 4;
+  }
+  if (bytes > kMaxArtifactListBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "artifacts: the list is ", bytes, " bytes encoded; the limit is ", kMaxArtifactListBytes));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec) {
   if (spec.ByteSizeLong() > static_cast<size_t>(kMaxSerializedSpecBytes)) {
@@ -94,6 +216,19 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec) {
     if (arg.empty() || arg.find('\0') != std::string::npos) {
       return absl::InvalidArgumentError("shell: arguments must be non-empty and contain no NUL");
     }
+  }
+  if (spec.artifacts_size() > kMaxArtifactGlobs) {
+    return absl::InvalidArgumentError(absl::StrCat("artifacts: ", spec.artifacts_size(),
+                                                   " globs; the limit is ", kMaxArtifactGlobs));
+  }
+  for (int i = 0; i < spec.artifacts_size(); ++i) {
+    if (absl::Status s = ValidateArtifactGlob(spec.artifacts(i)); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("artifacts[", i, "]: ", s.message()));
+    }
+  }
+  if (!farm::v1::ArtifactsWhen_IsValid(spec.artifacts_when())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifacts_when: unknown value ", static_cast<int>(spec.artifacts_when())));
   }
   absl::flat_hash_set<std::string> names;
   for (int i = 0; i < spec.steps_size(); ++i) {

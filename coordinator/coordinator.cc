@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/service/agent_service.h"
+#include "coordinator/service/cas_service.h"
 #include "coordinator/service/job_service.h"
 #include "coordinator/store/rocksdb_store.h"
 
@@ -57,6 +58,13 @@ absl::Status CoordinatorOptions::Validate() const {
   if (max_log_bytes_per_job < 1024) {
     return absl::InvalidArgumentError("--max_log_bytes_per_job must be at least 1024");
   }
+  if (cas_max_bytes < (int64_t{1} << 20)) {
+    return absl::InvalidArgumentError("--cas_max_bytes must be at least 1 MiB");
+  }
+  if (cas_min_age_ms < 0) return absl::InvalidArgumentError("--cas_min_age must not be negative");
+  if (artifact_retention_ms < 60'000) {
+    return absl::InvalidArgumentError("--artifact_retention must be at least 1m");
+  }
   return absl::OkStatus();
 }
 
@@ -78,11 +86,30 @@ absl::Status Coordinator::Init() {
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_);
   agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
   admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get());
+  FileBlobStoreOptions cas;
+  cas.root = options_.data_dir + "/cas";
+  cas.max_bytes = options_.cas_max_bytes;
+  cas.min_age_ms = options_.cas_min_age_ms;
+  FARM_ASSIGN_OR_RETURN(blob_store_,
+                        FileBlobStore::Open(std::move(cas), store_.get(), common::RealClock()));
+  action_cache_ = std::make_unique<ActionCache>(store_.get(), blob_store_.get());
+  // A job completes only once every artifact it reports is stored; they are then kept for the
+  // retention period. (The pin is one small synced write on the scheduler's thread.)
+  scheduler_->SetArtifactCheck(
+      [this](const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& artifacts) {
+        std::vector<common::Digest> digests;
+        digests.reserve(artifacts.size());
+        for (const auto& a : artifacts) digests.push_back(common::Digest{a.hash(), a.size()});
+        return blob_store_->PinArtifacts(
+            digests, common::RealClock()->NowMs() + options_.artifact_retention_ms);
+      });
+  reapi_services_ = std::make_unique<ReapiServices>(blob_store_.get(), action_cache_.get());
   return absl::OkStatus();
 }
 
 absl::Status Coordinator::Start() {
   scheduler_->Start();
+  blob_store_->StartMaintenance();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -95,6 +122,7 @@ absl::Status Coordinator::Start() {
   builder.RegisterService(job_service_.get());
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(admin_service_.get());
+  reapi_services_->Register(builder);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     return absl::UnavailableError(
@@ -124,6 +152,10 @@ void Coordinator::Shutdown() {
   }
   if (scheduler_ != nullptr) scheduler_->Stop();
   server_.reset();
+  // Every call has finished: the REAPI pool drains, then the CAS stops its maintenance.
+  reapi_services_.reset();
+  action_cache_.reset();
+  blob_store_.reset();
   scheduler_.reset();
   store_.reset();
   FARM_LOG(INFO) << "farm-coordinator stopped";

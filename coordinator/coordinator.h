@@ -8,6 +8,8 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
+#include "coordinator/cas/action_cache.h"
+#include "coordinator/cas/file_blob_store.h"
 #include "coordinator/logs/log_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/store/store.h"
@@ -21,6 +23,7 @@ namespace farm::coordinator {
 class JobServiceImpl;
 class AgentServiceImpl;
 class AdminServiceImpl;
+class ReapiServices;
 
 struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
@@ -29,6 +32,12 @@ struct CoordinatorOptions {
   int64_t lease_ttl_ms = 30'000;
   int agent_loss_retries = 2;
   int64_t max_log_bytes_per_job = int64_t{1} << 30;
+  // The content-addressed store (REAPI CAS) under data_dir/cas: evicts least recently used
+  // blobs above cas_max_bytes, never ones used within cas_min_age_ms.
+  int64_t cas_max_bytes = int64_t{10} << 30;
+  int64_t cas_min_age_ms = 10 * 60'000;
+  // A finished job's artifacts are kept (pinned against eviction) this long.
+  int64_t artifact_retention_ms = 7LL * 24 * 3600'000;
 
   // INVALID_ARGUMENT naming the flag that is wrong.
   absl::Status Validate() const;
@@ -49,6 +58,9 @@ class Coordinator {
   // The address actually bound, e.g. "127.0.0.1:40123" (after Start).
   const std::string& address() const { return address_; }
 
+  // The CAS (after Init), e.g. to pin a job's artifacts. Owned by the Coordinator.
+  BlobStore* blob_store() const { return blob_store_.get(); }
+
  private:
   const CoordinatorOptions options_;
   std::unique_ptr<Store> store_;
@@ -57,6 +69,9 @@ class Coordinator {
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<FileBlobStore> blob_store_;
+  std::unique_ptr<ActionCache> action_cache_;
+  std::unique_ptr<ReapiServices> reapi_services_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

@@ -1,4 +1,6 @@
 // farm-coordinator: flags → CoordinatorOptions → Coordinator. See README.md.
+#include <malloc.h>
+
 #include <csignal>
 #include <iostream>
 
@@ -17,6 +19,13 @@ ABSL_FLAG(std::string, lease_ttl, "30s", "how long a lease lives without a heart
 ABSL_FLAG(int, agent_loss_retries, 2, "requeues after a lost agent before a job fails");
 ABSL_FLAG(int64_t, max_log_bytes_per_job, int64_t{1} << 30,
           "output kept per job; the rest is dropped behind a truncation marker");
+ABSL_FLAG(int64_t, cas_max_bytes, int64_t{10} << 30,
+          "bytes of blobs the CAS keeps; above that, least recently used blobs are evicted down "
+          "to 90%");
+ABSL_FLAG(std::string, artifact_retention, "168h",
+          "how long a finished job's artifacts are kept safe from CAS eviction");
+ABSL_FLAG(std::string, cas_min_age, "10m",
+          "never evict a CAS blob used more recently than this (e.g. 10m, 1h)");
 
 namespace {
 
@@ -30,6 +39,10 @@ int Fail(const std::string& message) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "farm-coordinator --listen=HOST:PORT --data_dir=DIR [--port_file=FILE] [--lease_ttl=30s]");
+  // ByteStream messages (up to 16 MiB) would otherwise be mmap'ed and unmapped one by one, each
+  // page faulted in again: keep them on the heap (measured: 1 GiB uploads ~1.8x faster).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) return Fail(std::string("unexpected argument: ") + rest[1]);
 
@@ -50,6 +63,15 @@ int main(int argc, char** argv) {
   options.lease_ttl_ms = *ttl;
   options.agent_loss_retries = absl::GetFlag(FLAGS_agent_loss_retries);
   options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
+  options.cas_max_bytes = absl::GetFlag(FLAGS_cas_max_bytes);
+  auto min_age = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_cas_min_age));
+  if (!min_age.ok()) return Fail("--cas_min_age: " + std::string(min_age.status().message()));
+  options.cas_min_age_ms = *min_age;
+  auto retention = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_artifact_retention));
+  if (!retention.ok()) {
+    return Fail("--artifact_retention: " + std::string(retention.status().message()));
+  }
+  options.artifact_retention_ms = *retention;
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   farm::coordinator::Coordinator coordinator(options);

@@ -6,9 +6,11 @@
 # Installs what is missing (deploy/install-deps.sh), builds farm-coordinator, farm-agent and
 # farmctl into build/bin with Ninja (and ccache), starts a coordinator on a free port and one
 # agent, both keeping their state under .quickstart/ (git-ignored), submits
-# deploy/examples/hello.yaml and follows its logs live, shows the job, the job list and the
-# agents, then stops both processes cleanly (SIGTERM), also when something fails.
-# Exits non-zero when the job did not succeed. Safe to run again: each run starts afresh.
+# deploy/examples/hello.yaml and follows its logs live, shows the job, lists its artifacts and
+# downloads them (verified) into .quickstart/artifacts/, shows the job list and the agents, then
+# stops both processes cleanly (SIGTERM), also when something fails.
+# Exits non-zero when the job did not succeed or its artifact could not be fetched. Safe to run
+# again: each run starts afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -148,6 +150,21 @@ job_id=$(head -n 1 "$state_dir/submit.out" | tr -d '[:space:]')
 if [[ -n $job_id ]]; then
   section "The job: farmctl get $job_id"
   show farmctl get "$job_id" || true
+fi
+
+if [[ -n $job_id && $job_rc == 0 ]]; then
+  # The build step wrote out/result.txt; the agent kept it in the coordinator's CAS.
+  section "Its artifacts: farmctl artifacts $job_id"
+  show farmctl artifacts "$job_id"
+
+  section "Fetching them (each verified against its SHA-256): farmctl download"
+  rm -rf "$state_dir/artifacts"
+  show farmctl download "$job_id" -o "$state_dir/artifacts"
+  show cat "$state_dir/artifacts/out/result.txt"
+  if [[ $(cat "$state_dir/artifacts/out/result.txt") != data ]]; then
+    echo "the downloaded out/result.txt does not hold what the job wrote" >&2
+    exit 1
+  fi
 fi
 
 section "All jobs: farmctl list"

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./deploy/install-deps.sh
+# bazel-bootstrap: Bazel is the reference REAPI client of the CAS tests (label "bazel").
+./deploy/install-deps.sh bazel-bootstrap
 
 build_dir=${FARM_BUILD_DIR:-build}
 jobs=$(nproc)

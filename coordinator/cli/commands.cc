@@ -2,9 +2,15 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -17,9 +23,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/backoff.h"
+#include "common/cas_client.h"
 #include "common/channel.h"
+#include "common/digest.h"
 #include "common/duration.h"
 #include "common/grpc_status.h"
 #include "common/job_file.h"
@@ -59,6 +69,107 @@ absl::StatusOr<farm::v1::JobSpec> ReadJobFromStream(std::istream& in, const std:
   return common::ParseJobFile(text, name);
 }
 
+std::string JoinPath(absl::string_view dir, absl::string_view relative) {
+  if (dir.empty() || dir == ".") return std::string(relative);
+  return absl::StrCat(absl::StripSuffix(dir, "/"), "/", relative);
+}
+
+// A download filter as a user may type it ("./out/", "out//x") in the form paths are recorded.
+std::string NormalizeFilter(absl::string_view raw) {
+  std::vector<absl::string_view> parts;
+  for (absl::string_view part : absl::StrSplit(raw, '/')) {
+    if (!part.empty() && part != ".") parts.push_back(part);
+  }
+  return absl::StrJoin(parts, "/");
+}
+
+// " (its artifacts: a, b, ... and N more)" or " (it has none)", for "no such artifact".
+std::string DescribeArtifactPaths(const Job& job) {
+  if (job.artifacts().empty()) return " (it has none)";
+  constexpr int kShown = 5;
+  std::vector<std::string> paths;
+  for (int i = 0; i < job.artifacts_size() && i < kShown; ++i) {
+    paths.push_back(job.artifacts(i).path());
+  }
+  std::string more = job.artifacts_size() > kShown
+                         ? absl::StrCat(" and ", job.artifacts_size() - kShown, " more")
+                         : "";
+  return absl::StrCat(" (its artifacts: ", absl::StrJoin(paths, ", "), more, ")");
+}
+
+absl::Status ErrnoStatus(int err, absl::string_view what) {
+  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", std::strerror(err)));
+}
+
+std::string RealPath(const std::string& path) {
+  char buffer[PATH_MAX];
+  if (::realpath(path.c_str(), buffer) == nullptr) return "";
+  return buffer;
+}
+
+bool Inside(const std::string& root, const std::string& path) {
+  return path == root || (absl::StartsWith(path, root) &&
+                          (root == "/" || (path.size() > root.size() && path[root.size()] == '/')));
+}
+
+// Creates `dir` (and its parents) when missing; returns it with symlinks resolved.
+absl::StatusOr<std::string> PrepareDirectory(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));
+  const std::string root = RealPath(dir);
+  if (root.empty()) return ErrnoStatus(errno, dir);
+  struct stat st;
+  if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, ": not a directory"));
+  }
+  return root;
+}
+
+// Makes the directories for artifact `path` under `root` (the resolved DIR; `dir` is how the
+// user named it) and returns the file's full path. Refuses (PERMISSION_DENIED) a path that is
+// not plainly relative, or whose directories lead outside DIR through a symbolic link: a
+// recorded path comes from the coordinator and is not trusted to stay inside DIR.
+absl::StatusOr<std::string> PrepareTarget(const std::string& root, const std::string& dir,
+                                          const std::string& path) {
+  if (absl::Status s = common::ValidateArtifactPath(path); !s.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("refusing to write artifact \"", path, "\" outside ", dir, ": ", s.message()));
+  }
+  std::vector<std::string> parts = absl::StrSplit(path, '/');
+  std::string current = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    current = absl::StrCat(current, "/", parts[i]);
+    struct stat st;
+    if (::lstat(current.c_str(), &st) != 0) {
+      if (errno != ENOENT) return ErrnoStatus(errno, JoinPath(dir, path));
+      if (::mkdir(current.c_str(), 0777) != 0 && errno != EEXIST) {
+        return ErrnoStatus(errno, absl::StrCat(JoinPath(dir, path), ": cannot create directory"));
+      }
+      continue;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      const std::string real = RealPath(current);
+      if (real.empty() || !Inside(root, real)) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "refusing to write artifact \"", path, "\": ",
+            JoinPath(dir,
+                     absl::StrJoin(parts.begin(), parts.begin() + static_cast<long>(i) + 1, "/")),
+            " is a symbolic link leading outside ", dir));
+      }
+      if (::stat(real.c_str(), &st) != 0) return ErrnoStatus(errno, JoinPath(dir, path));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot write artifact \"", path, "\": ",
+          JoinPath(dir,
+                   absl::StrJoin(parts.begin(), parts.begin() + static_cast<long>(i) + 1, "/")),
+          " exists and is not a directory"));
+    }
+  }
+  return absl::StrCat(root, "/", path);
+}
+
 class Client {
  public:
   Client(const CliOptions& options, CliIo& io, std::shared_ptr<grpc::Channel> channel)
@@ -66,7 +177,8 @@ class Client {
         io_(io),
         channel_(channel),
         jobs_(farm::v1::JobService::NewStub(channel)),
-        admin_(farm::v1::AdminService::NewStub(channel)) {}
+        admin_(farm::v1::AdminService::NewStub(channel)),
+        cas_(channel, CasOptions(options)) {}
 
   int Run() {
     switch (options_.command) {
@@ -84,6 +196,16 @@ class Client {
         return Cancel();
       case Command::kAgents:
         return Agents();
+      case Command::kArtifacts:
+        return Artifacts();
+      case Command::kDownload:
+        return Download();
+      case Command::kCasPut:
+        return CasPut();
+      case Command::kCasGet:
+        return CasGet();
+      case Command::kCasStat:
+        return CasStat();
       case Command::kHelp:
         break;
     }
@@ -415,11 +537,168 @@ class Client {
     return ExitCodeForState(job->state());
   }
 
+  static common::CasClientOptions CasOptions(const CliOptions& options) {
+    common::CasClientOptions cas;
+    cas.rpc_timeout_ms = options.rpc_timeout_ms;
+    cas.attempts = options.submit_attempts;
+    cas.initial_backoff_ms = options.retry_initial_backoff_ms;
+    cas.max_backoff_ms = options.retry_max_backoff_ms;
+    return cas;
+  }
+
+  // A CAS or file-system error: one line, without "job ... not found" readings of NOT_FOUND.
+  int FailCas(const absl::Status& status) {
+    if (status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kDeadlineExceeded ||
+        status.code() == absl::StatusCode::kUnimplemented) {
+      return Fail(status);
+    }
+    io_.err << "farmctl: " << OneLine(status.message()) << "\n";
+    io_.err.flush();
+    return kExitError;
+  }
+
+  int Artifacts() {
+    absl::StatusOr<Job> job = GetJob(options_.job_id);
+    if (!job.ok()) return Fail(job.status(), options_.job_id);
+    return Print(json() ? FormatArtifactsJson(*job) : FormatArtifactsText(*job));
+  }
+
+  int Download() {
+    absl::StatusOr<Job> job = GetJob(options_.job_id);
+    if (!job.ok()) return Fail(job.status(), options_.job_id);
+    const std::string dir = options_.output_path.empty() ? "." : options_.output_path;
+    if (!IsTerminal(job->state())) {
+      io_.err << "farmctl: job " << job->id() << " is " << JobStateName(job->state())
+              << "; its artifacts are recorded when it ends (farmctl wait " << job->id() << ")\n";
+      return kExitError;
+    }
+
+    // Which artifacts: all, or those named by PATH (a file, or a directory: everything below).
+    std::vector<const farm::v1::Artifact*> selected;
+    if (options_.paths.empty()) {
+      for (const farm::v1::Artifact& artifact : job->artifacts()) selected.push_back(&artifact);
+    } else {
+      std::vector<bool> taken(static_cast<size_t>(job->artifacts_size()), false);
+      for (const std::string& raw : options_.paths) {
+        const std::string path = NormalizeFilter(raw);
+        bool any = false;
+        for (int i = 0; i < job->artifacts_size(); ++i) {
+          const std::string& candidate = job->artifacts(i).path();
+          if (path.empty() || candidate == path || absl::StartsWith(candidate, path + "/")) {
+            any = true;
+            if (!taken[static_cast<size_t>(i)]) {
+              taken[static_cast<size_t>(i)] = true;
+              selected.push_back(&job->artifacts(i));
+            }
+          }
+        }
+        if (!any) {
+          io_.err << "farmctl: job " << options_.job_id << " has no artifact \"" << raw << "\""
+                  << DescribeArtifactPaths(*job) << "\n";
+          return kExitError;
+        }
+      }
+    }
+    if (selected.empty()) {
+      io_.err << "farmctl: " << FormatArtifactsText(*job);
+      if (json()) {
+        Print(JsonObject(
+            {{"job_id", JsonString(job->id())}, {"dir", JsonString(dir)}, {"artifacts", "[]"}}));
+      }
+      return kExitSucceeded;
+    }
+
+    absl::StatusOr<std::string> root = PrepareDirectory(dir);
+    if (!root.ok()) return FailCas(root.status());
+    int64_t bytes = 0;
+    std::vector<std::string> written;
+    for (const farm::v1::Artifact* artifact : selected) {
+      absl::StatusOr<std::string> target = PrepareTarget(*root, dir, artifact->path());
+      if (!target.ok()) return FailCas(target.status());
+      absl::StatusOr<common::Digest> digest =
+          common::MakeDigest(artifact->hash(), artifact->size());
+      if (!digest.ok()) {
+        return FailCas(absl::InvalidArgumentError(absl::StrCat(
+            artifact->path(), ": the job records a bad digest: ", digest.status().message())));
+      }
+      const absl::Status fetched = cas_.Download(*digest, *target, artifact->executable());
+      if (!fetched.ok()) {
+        return FailCas(
+            absl::Status(fetched.code(), absl::StrCat(artifact->path(), ": ", fetched.message())));
+      }
+      bytes += artifact->size();
+      const std::string shown = dir == "." ? artifact->path() : JoinPath(dir, artifact->path());
+      written.push_back(shown);
+      if (!json()) io_.out << shown << "\n";
+    }
+    if (json()) {
+      std::vector<std::string> items;
+      for (const farm::v1::Artifact* artifact : selected) items.push_back(JsonValue(*artifact));
+      return Print(JsonObject({{"job_id", JsonString(job->id())},
+                               {"dir", JsonString(dir)},
+                               {"artifacts", absl::StrCat("[", absl::StrJoin(items, ", "), "]")}}));
+    }
+    io_.out.flush();
+    io_.err << "downloaded " << written.size() << (written.size() == 1 ? " file" : " files") << " ("
+            << FormatBytes(bytes) << ") of job " << job->id() << " into " << dir
+            << ", digests verified\n";
+    io_.err.flush();
+    return kExitSucceeded;
+  }
+
+  int CasPut() {
+    absl::StatusOr<common::Digest> digest = common::DigestFile(options_.file);
+    if (!digest.ok()) return FailCas(digest.status());
+    absl::StatusOr<bool> present = cas_.Stat(*digest);
+    if (!present.ok()) return FailCas(present.status());
+    if (!*present) {
+      if (absl::Status s = cas_.UploadFile(options_.file, *digest); !s.ok()) return FailCas(s);
+    }
+    if (json()) {
+      return Print(JsonObject({{"digest", JsonString(digest->ToString())},
+                               {"hash", JsonString(digest->hash)},
+                               {"size", absl::StrCat(digest->size)},
+                               {"uploaded", *present ? "false" : "true"}}));
+    }
+    return Print(absl::StrCat(digest->ToString(), "\n"));
+  }
+
+  int CasGet() {
+    absl::StatusOr<common::Digest> digest = common::ParseDigest(options_.digest);
+    if (!digest.ok()) return FailCas(digest.status());
+    if (absl::Status s = cas_.Download(*digest, options_.output_path); !s.ok()) return FailCas(s);
+    if (json()) {
+      return Print(JsonObject({{"digest", JsonString(digest->ToString())},
+                               {"path", JsonString(options_.output_path)},
+                               {"size", absl::StrCat(digest->size)}}));
+    }
+    io_.err << "wrote " << options_.output_path << " (" << FormatBytes(digest->size)
+            << "), digest verified\n";
+    io_.err.flush();
+    return kExitSucceeded;
+  }
+
+  int CasStat() {
+    absl::StatusOr<common::Digest> digest = common::ParseDigest(options_.digest);
+    if (!digest.ok()) return FailCas(digest.status());
+    absl::StatusOr<bool> present = cas_.Stat(*digest);
+    if (!present.ok()) return FailCas(present.status());
+    if (json()) {
+      Print(JsonObject(
+          {{"digest", JsonString(digest->ToString())}, {"present", *present ? "true" : "false"}}));
+    } else {
+      Print(absl::StrCat(digest->ToString(), *present ? " present\n" : " missing\n"));
+    }
+    return *present ? kExitSucceeded : kExitBlobMissing;
+  }
+
   const CliOptions& options_;
   CliIo& io_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<farm::v1::JobService::Stub> jobs_;
   std::unique_ptr<farm::v1::AdminService::Stub> admin_;
+  common::CasClient cas_;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <string>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
@@ -197,6 +199,20 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
     }
     fields.emplace_back("started", started);
   }
+  if (!job.artifacts().empty()) {
+    int64_t total = 0;
+    for (const farm::v1::Artifact& artifact : job.artifacts()) total += artifact.size();
+    fields.emplace_back(
+        "artifacts",
+        absl::StrCat(job.artifacts_size(), job.artifacts_size() == 1 ? " file, " : " files, ",
+                     FormatBytes(total), " (farmctl artifacts ", job.id(), ")"));
+  } else if (!job.spec().artifacts().empty()) {
+    fields.emplace_back(
+        "artifacts",
+        absl::StrCat(absl::StrJoin(job.spec().artifacts(), ", "),
+                     job.spec().artifacts_when() == farm::v1::ARTIFACTS_ALWAYS ? " (always)"
+                                                                               : " (on success)"));
+  }
   if (job.finished_ms() > 0) {
     fields.emplace_back("finished", absl::StrCat(FormatTime(job.finished_ms(), context), " (ran ",
                                                  FormatRunTime(job, context), ")"));
@@ -275,6 +291,96 @@ std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
                   FormatLabels(agent->labels()), OrDash(absl::StrJoin(agent->jobs(), ",")), seen});
   }
   return table.Render();
+}
+
+std::string FormatBytes(int64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  static constexpr absl::string_view kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(bytes) / 1024;
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f %s", value, kUnits[unit]);
+}
+
+std::string FormatArtifactsText(const Job& job) {
+  if (job.artifacts().empty()) {
+    if (job.spec().artifacts().empty()) {
+      return absl::StrCat("job ", job.id(), " declares no artifacts\n");
+    }
+    if (!IsTerminal(job.state())) {
+      return absl::StrCat("job ", job.id(), " is ", JobStateName(job.state()),
+                          "; its artifacts are recorded when it ends\n");
+    }
+    return absl::StrCat("job ", job.id(), " has no artifacts (", JobStateName(job.state()),
+                        "; globs: ", absl::StrJoin(job.spec().artifacts(), ", "), ")\n");
+  }
+  Table table({"PATH", "SIZE", "EXEC", "DIGEST"});
+  int64_t total = 0;
+  for (const farm::v1::Artifact& artifact : job.artifacts()) {
+    table.AddRow({artifact.path(), absl::StrCat(artifact.size()), artifact.executable() ? "x" : "-",
+                  absl::StrCat(artifact.hash(), "/", artifact.size())});
+    total += artifact.size();
+  }
+  return absl::StrCat(table.Render(), job.artifacts_size(),
+                      job.artifacts_size() == 1 ? " file, " : " files, ", FormatBytes(total), "\n");
+}
+
+std::string JsonString(absl::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+std::string JsonValue(const google::protobuf::Message& message) {
+  std::string json = ToJson(message, /*pretty=*/false);
+  while (!json.empty() && json.back() == '\n') json.pop_back();
+  return json;
+}
+
+std::string JsonObject(const std::vector<std::pair<std::string, std::string>>& members) {
+  std::string out = "{";
+  for (size_t i = 0; i < members.size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "\n  " : ",\n  ", JsonString(members[i].first), ": ",
+                    members[i].second);
+  }
+  absl::StrAppend(&out, members.empty() ? "}\n" : "\n}\n");
+  return out;
+}
+
+std::string FormatArtifactsJson(const Job& job) {
+  std::vector<std::string> items;
+  for (const farm::v1::Artifact& artifact : job.artifacts()) items.push_back(JsonValue(artifact));
+  return JsonObject({{"job_id", JsonString(job.id())},
+                     {"state", JsonString(JobStateName(job.state()))},
+                     {"artifacts", absl::StrCat("[", absl::StrJoin(items, ", "), "]")}});
 }
 
 std::string FormatOutcomeLine(const Job& job) {

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -41,6 +43,22 @@ std::string FormatJobListText(const farm::v1::ListJobsResponse& response,
 // `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS and JOBS ("no agents" when empty).
 std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
                              const TextContext& context);
+// `artifacts`: a table of PATH, SIZE (bytes), EXEC ("x" or "-") and DIGEST (HASH/SIZE, as `cas
+// get` takes it) with a total line; a sentence when the job has none (saying why when it has
+// not ended or declared no globs).
+std::string FormatArtifactsText(const farm::v1::Job& job);
+// `artifacts --output=json`: {"job_id", "state", "artifacts": [farm.v1.Artifact JSON, ...]}.
+std::string FormatArtifactsJson(const farm::v1::Job& job);
+// A JSON document from already-encoded members: {"key": value_json, ...} in the given order,
+// keys escaped. For the CAS commands, whose results are not farm.v1 messages.
+std::string JsonObject(const std::vector<std::pair<std::string, std::string>>& members);
+// `text` as a JSON string literal (quoted and escaped).
+std::string JsonString(absl::string_view text);
+// The protobuf JSON of `message` on one line, without the trailing newline.
+std::string JsonValue(const google::protobuf::Message& message);
+// "512 B", "4.0 KiB", "1.5 MiB", "2.0 GiB".
+std::string FormatBytes(int64_t bytes);
+
 // "job 17 SUCCEEDED", or "job 17 FAILED: step build exited with 2".
 std::string FormatOutcomeLine(const farm::v1::Job& job);
 

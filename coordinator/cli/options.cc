@@ -5,9 +5,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/digest.h"
 #include "common/job_file.h"
 #include "common/status_macros.h"
 
@@ -15,44 +17,92 @@ namespace farm::cli {
 namespace {
 
 struct CommandDef {
-  absl::string_view name;
+  absl::string_view name;  // "cas put" for a subcommand of cas
   Command command;
-  std::vector<absl::string_view> operands;  // e.g. {"JOB"}
+  std::vector<absl::string_view> operands;  // required, e.g. {"JOB"}
+  bool more_operands;                       // optional operands follow (download's PATHs)
   std::vector<absl::string_view> flags;     // besides --coordinator, --output and --help
   absl::string_view synopsis;               // flags and operands, for the usage text
   absl::string_view summary;
 };
+
+constexpr absl::string_view kCas = "cas";
 
 const std::vector<CommandDef>& Commands() {
   static const auto* const kCommands = new std::vector<CommandDef>{
       {"submit",
        Command::kSubmit,
        {"FILE"},
+       false,
        {"wait", "follow"},
        "FILE [--wait] [--follow]",
        "submit a YAML or JSON job file (\"-\": stdin); prints the job id"},
-      {"get", Command::kGet, {"JOB"}, {}, "JOB", "a job's state, attempts and steps"},
+      {"get", Command::kGet, {"JOB"}, false, {}, "JOB", "a job's state, attempts and steps"},
       {"list",
        Command::kList,
        {},
+       false,
        {"state", "limit"},
        "[--state=S] [--limit=N]",
        "recent jobs, newest first"},
       {"logs",
        Command::kLogs,
        {"JOB"},
+       false,
        {"follow", "step"},
        "JOB [--follow] [--step=NAME]",
        "a job's output; --follow streams it until the job ends"},
       {"wait",
        Command::kWait,
        {"JOB"},
+       false,
        {"timeout"},
        "JOB [--timeout=D]",
        "block until the job ends; the exit code is its outcome"},
-      {"cancel", Command::kCancel, {"JOB"}, {}, "JOB", "cancel a queued or running job"},
-      {"agents", Command::kAgents, {}, {}, "", "agents with their state, slots, labels and jobs"},
-      {"help", Command::kHelp, {}, {}, "[COMMAND]", "this text, or one command's"},
+      {"cancel", Command::kCancel, {"JOB"}, false, {}, "JOB", "cancel a queued or running job"},
+      {"agents",
+       Command::kAgents,
+       {},
+       false,
+       {},
+       "",
+       "agents with their state, slots, labels and jobs"},
+      {"artifacts",
+       Command::kArtifacts,
+       {"JOB"},
+       false,
+       {},
+       "JOB",
+       "a job's artifacts: path, size, executable bit, digest"},
+      {"download",
+       Command::kDownload,
+       {"JOB"},
+       true,
+       {"o"},
+       "JOB [PATH...] [-o DIR]",
+       "fetch a job's artifacts (all, or the PATHs) into DIR, verifying digests"},
+      {"cas put",
+       Command::kCasPut,
+       {"FILE"},
+       false,
+       {},
+       "FILE",
+       "store a file in the CAS; prints its HASH/SIZE"},
+      {"cas get",
+       Command::kCasGet,
+       {"HASH/SIZE"},
+       false,
+       {"o"},
+       "HASH/SIZE -o FILE",
+       "fetch a blob from the CAS into FILE, verified"},
+      {"cas stat",
+       Command::kCasStat,
+       {"HASH/SIZE"},
+       false,
+       {},
+       "HASH/SIZE",
+       "whether the CAS has a blob: exit 0 present, 1 missing"},
+      {"help", Command::kHelp, {}, false, {}, "[COMMAND]", "this text, or one command's"},
   };
   return *kCommands;
 }
@@ -62,6 +112,19 @@ const CommandDef* FindCommand(absl::string_view name) {
     if (def.name == name) return &def;
   }
   return nullptr;
+}
+
+// The command the operands start with, and how many operands name it (2 for "cas put").
+// nullptr for an unknown name, and for "cas" without a known subcommand.
+const CommandDef* FindCommand(const std::vector<std::string>& operands, size_t* words) {
+  if (operands.empty()) return nullptr;
+  if (operands[0] == kCas) {
+    if (operands.size() < 2) return nullptr;
+    *words = 2;
+    return FindCommand(absl::StrCat(kCas, " ", operands[1]));
+  }
+  *words = 1;
+  return FindCommand(operands[0]);
 }
 
 struct FlagDef {
@@ -88,6 +151,9 @@ const std::vector<FlagDef>& Flags() {
       {"timeout", false,
        "--timeout=D              give up after D (e.g. 90s, 10m; a bare number is seconds) with "
        "exit code 3"},
+      {"o", false,
+       "-o DIR|FILE              download: the directory to write into (default .); cas get: "
+       "the file"},
   };
   return *kFlags;
 }
@@ -103,6 +169,11 @@ bool IsCommonFlag(absl::string_view name) {
   return name == "coordinator" || name == "output" || name == "help";
 }
 
+// How a flag is written: "-o", "--output".
+std::string Spelling(absl::string_view flag) {
+  return absl::StrCat(flag.size() == 1 ? "-" : "--", flag);
+}
+
 absl::Status UsageError(absl::string_view message, absl::string_view command = "") {
   return absl::InvalidArgumentError(
       absl::StrCat(message, " (run 'farmctl help", command.empty() ? "" : " ", command, "')"));
@@ -110,21 +181,24 @@ absl::Status UsageError(absl::string_view message, absl::string_view command = "
 
 // The command named so far, for pointing at its help; empty when there is none yet.
 absl::string_view KnownCommand(const std::vector<std::string>& operands) {
-  if (operands.empty() || FindCommand(operands[0]) == nullptr) return "";
-  return FindCommand(operands[0])->name;
+  size_t words = 0;
+  const CommandDef* def = FindCommand(operands, &words);
+  if (def != nullptr) return def->name;
+  if (!operands.empty() && operands[0] == kCas) return kCas;
+  return "";
 }
 
 absl::StatusOr<bool> ParseBool(absl::string_view flag, absl::string_view value) {
   const std::string v = absl::AsciiStrToLower(value);
   if (v == "true" || v == "1" || v == "yes") return true;
   if (v == "false" || v == "0" || v == "no") return false;
-  return UsageError(absl::StrCat("--", flag, " takes true or false, not \"", value, "\""));
+  return UsageError(absl::StrCat(Spelling(flag), " takes true or false, not \"", value, "\""));
 }
 
 std::string ExitCodeText() {
   return "Exit codes:\n"
          "  0   success; for wait, submit --wait/--follow and logs --follow: the job SUCCEEDED\n"
-         "  1   the job FAILED\n"
+         "  1   the job FAILED; for cas stat: the blob is missing\n"
          "  2   the job was CANCELLED\n"
          "  3   wait --timeout ran out before the job ended\n"
          "  4   an error: coordinator unreachable, job not found, bad job file, request refused\n"
@@ -143,6 +217,9 @@ std::string UsageText() {
     left.resize(std::max<size_t>(left.size(), 36), ' ');
     absl::StrAppend(&text, "  ", left, "  ", def.summary, "\n");
   }
+  absl::StrAppend(&text,
+                  "\nArtifacts and the CAS: HASH/SIZE is a blob's SHA-256 (64 lowercase hex "
+                  "digits) and size,\nas `farmctl artifacts` shows it.\n");
   absl::StrAppend(&text, "\nFlags of every command:\n");
   for (absl::string_view name : {"coordinator", "output"}) {
     absl::StrAppend(&text, "  ", FindFlag(name)->help, "\n");
@@ -157,6 +234,25 @@ std::string UsageText() {
 }
 
 std::string CommandUsageText(absl::string_view command) {
+  if (command == kCas) {
+    std::string text = "Usage:\n";
+    for (const CommandDef& def : Commands()) {
+      if (absl::StartsWith(def.name, "cas ")) {
+        absl::StrAppend(&text, "  farmctl ", def.name, " ", def.synopsis, "\n      ", def.summary,
+                        "\n");
+      }
+    }
+    absl::StrAppend(&text,
+                    "\nThe content-addressable store the agents upload artifacts to (REAPI v2, "
+                    "instance \"\").\nHASH/SIZE is a blob's SHA-256 (64 lowercase hex digits) "
+                    "and its size in bytes.\n\nFlags:\n  ",
+                    FindFlag("o")->help, "\n");
+    for (absl::string_view name : {"coordinator", "output"}) {
+      absl::StrAppend(&text, "  ", FindFlag(name)->help, "\n");
+    }
+    absl::StrAppend(&text, "\n", ExitCodeText());
+    return text;
+  }
   const CommandDef* def = FindCommand(command);
   if (def == nullptr || def->command == Command::kHelp) return UsageText();
   std::string text = absl::StrCat("Usage: farmctl ", def->name, " ", def->synopsis, "\n\n",
@@ -191,7 +287,8 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
     const absl::string_view name = body.substr(0, eq);
     const FlagDef* def = FindFlag(name == "h" ? "help" : name);
     if (def == nullptr) {
-      return UsageError(absl::StrCat("unknown flag --", name), KnownCommand(operands));
+      return UsageError(absl::StrCat("unknown flag ", arg[1] == '-' ? "--" : "-", name),
+                        KnownCommand(operands));
     }
     std::string value;
     if (eq != absl::string_view::npos) {
@@ -201,7 +298,8 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
     } else if (i + 1 < args.size()) {
       value = args[++i];
     } else {
-      return UsageError(absl::StrCat("--", name, " needs a value"), KnownCommand(operands));
+      return UsageError(absl::StrCat(Spelling(def->name), " needs a value"),
+                        KnownCommand(operands));
     }
     flags.emplace_back(def, std::move(value));
   }
@@ -219,19 +317,38 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
     if (help_flag) return options;  // kHelp, the overview
     return UsageError("no command given");
   }
-  const CommandDef* command = FindCommand(operands[0]);
+  size_t words = 1;
+  const CommandDef* command = FindCommand(operands, &words);
+  if (command == nullptr && operands[0] == kCas) {
+    if (help_flag || operands.size() < 2) {
+      if (help_flag) {
+        options.help_topic = std::string(kCas);
+        return options;
+      }
+      return UsageError("'cas' needs a subcommand: put, get or stat", kCas);
+    }
+    return UsageError(
+        absl::StrCat("unknown subcommand 'cas ", operands[1], "' (expected put, get or stat)"),
+        kCas);
+  }
   if (command == nullptr) return UsageError(absl::StrCat("unknown command '", operands[0], "'"));
-  const std::vector<std::string> rest(operands.begin() + 1, operands.end());
+  const std::vector<std::string> rest(operands.begin() + static_cast<std::ptrdiff_t>(words),
+                                      operands.end());
   if (command->command == Command::kHelp || help_flag) {
     options.command = Command::kHelp;
     if (command->command == Command::kHelp) {
-      if (rest.size() > 1) return UsageError("help takes at most one command name");
-      if (!rest.empty()) {
-        if (FindCommand(rest[0]) == nullptr) {
-          return UsageError(absl::StrCat("unknown command '", rest[0], "'"));
-        }
-        options.help_topic = rest[0];
+      if (rest.empty()) return options;
+      size_t topic_words = 0;
+      const CommandDef* topic = FindCommand(rest, &topic_words);
+      if (rest.size() == 1 && rest[0] == kCas) {
+        options.help_topic = std::string(kCas);
+        return options;
       }
+      if (topic == nullptr) {
+        return UsageError(absl::StrCat("unknown command '", absl::StrJoin(rest, " "), "'"));
+      }
+      if (rest.size() > topic_words) return UsageError("help takes at most one command name");
+      options.help_topic = std::string(topic->name);
     } else {
       options.help_topic = std::string(command->name);
     }
@@ -241,28 +358,48 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
   const absl::string_view cmd = command->name;
 
   if (rest.size() < command->operands.size()) {
-    return UsageError(
-        absl::StrCat("missing ", command->operands[0], ": farmctl ", cmd, " ", command->synopsis),
-        cmd);
+    return UsageError(absl::StrCat("missing ", command->operands[rest.size()], ": farmctl ", cmd,
+                                   " ", command->synopsis),
+                      cmd);
   }
-  if (rest.size() > command->operands.size()) {
+  if (rest.size() > command->operands.size() && !command->more_operands) {
     return UsageError(
         absl::StrCat("unexpected argument '", rest[command->operands.size()], "' for ", cmd), cmd);
   }
-  if (!command->operands.empty()) {
-    if (rest[0].empty()) return UsageError(absl::StrCat(command->operands[0], " is empty"), cmd);
-    if (command->command == Command::kSubmit) {
-      options.file = rest[0];
-    } else {
-      options.job_id = rest[0];
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i].empty()) {
+      return UsageError(
+          absl::StrCat(i < command->operands.size() ? command->operands[i] : "PATH", " is empty"),
+          cmd);
     }
+  }
+  switch (command->command) {
+    case Command::kSubmit:
+    case Command::kCasPut:
+      options.file = rest[0];
+      break;
+    case Command::kCasGet:
+    case Command::kCasStat: {
+      absl::StatusOr<common::Digest> digest = common::ParseDigest(rest[0]);
+      if (!digest.ok()) {
+        return UsageError(absl::StrCat("HASH/SIZE: ", digest.status().message()), cmd);
+      }
+      options.digest = digest->ToString();
+      break;
+    }
+    case Command::kDownload:
+      options.paths.assign(rest.begin() + 1, rest.end());
+      [[fallthrough]];
+    default:
+      if (!rest.empty()) options.job_id = rest[0];
+      break;
   }
 
   for (const auto& [def, value] : flags) {
     const absl::string_view name = def->name;
     if (!IsCommonFlag(name) &&
         std::find(command->flags.begin(), command->flags.end(), name) == command->flags.end()) {
-      return UsageError(absl::StrCat("'", cmd, "' does not take --", name), cmd);
+      return UsageError(absl::StrCat("'", cmd, "' does not take ", Spelling(name)), cmd);
     }
     if (name == "coordinator") {
       if (value.empty()) return UsageError("--coordinator needs HOST:PORT", cmd);
@@ -301,7 +438,14 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
       absl::StatusOr<int64_t> ms = common::ParseJobDurationMs(value);
       if (!ms.ok()) return UsageError(absl::StrCat("--timeout: ", ms.status().message()), cmd);
       options.timeout_ms = *ms;
+    } else if (name == "o") {
+      if (value.empty()) return UsageError("-o needs a path", cmd);
+      if (value == "-") return UsageError("-o -: farmctl writes files, not stdout", cmd);
+      options.output_path = value;
     }
+  }
+  if (options.command == Command::kCasGet && options.output_path.empty()) {
+    return UsageError("cas get needs -o FILE: farmctl cas get HASH/SIZE -o FILE", cmd);
   }
   return options;
 }

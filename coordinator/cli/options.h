@@ -19,9 +19,11 @@ namespace farm::cli {
 
 // Exit codes, as documented in the usage text. The job outcomes (0-3) are what `wait`,
 // `submit --wait/--follow` and `logs --follow` return; every other failure is kExitError so
-// that a script can tell "the job failed" from "farmctl could not find out".
+// that a script can tell "the job failed" from "farmctl could not find out". `cas stat` exits
+// kExitBlobMissing when the store lacks the blob.
 inline constexpr int kExitSucceeded = 0;
 inline constexpr int kExitJobFailed = 1;
+inline constexpr int kExitBlobMissing = 1;
 inline constexpr int kExitJobCancelled = 2;
 inline constexpr int kExitWaitTimedOut = 3;
 inline constexpr int kExitError = 4;
@@ -29,7 +31,21 @@ inline constexpr int kExitUsage = 64;  // EX_USAGE
 
 inline constexpr char kDefaultCoordinator[] = "127.0.0.1:7070";
 
-enum class Command { kHelp, kSubmit, kGet, kList, kLogs, kWait, kCancel, kAgents };
+enum class Command {
+  kHelp,
+  kSubmit,
+  kGet,
+  kList,
+  kLogs,
+  kWait,
+  kCancel,
+  kAgents,
+  kArtifacts,
+  kDownload,
+  kCasPut,
+  kCasGet,
+  kCasStat,
+};
 enum class OutputFormat { kText, kJson };
 
 struct CliOptions {
@@ -39,14 +55,17 @@ struct CliOptions {
   std::string coordinator = kDefaultCoordinator;
   OutputFormat output = OutputFormat::kText;
 
-  std::string file;                                            // submit; "-" is stdin
-  std::string job_id;                                          // get, logs, wait, cancel
-  bool wait = false;                                           // submit
-  bool follow = false;                                         // submit, logs
+  std::string file;     // submit ("-" is stdin), cas put
+  std::string job_id;   // get, logs, wait, cancel, artifacts, download
+  bool wait = false;    // submit
+  bool follow = false;  // submit, logs
   farm::v1::JobState state = farm::v1::JOB_STATE_UNSPECIFIED;  // list; UNSPECIFIED = any
   int limit = 0;                                               // list; 0 = the coordinator's
   std::string step;                                            // logs; empty = every step
   std::optional<int64_t> timeout_ms;                           // wait; none = forever
+  std::vector<std::string> paths;  // download: artifact paths or directories; empty = all
+  std::string output_path;         // -o: download's directory (empty = "."), cas get's file
+  std::string digest;              // cas get, cas stat: "HASH/SIZE", validated
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;         // deadline of every unary call
@@ -58,7 +77,9 @@ struct CliOptions {
 };
 
 // Parses the arguments after argv[0]. Flags may come before or after the command and its
-// operands, as --name=value, --name value, or -name; `--` ends the flags. `env_coordinator` is
+// operands, as --name=value, --name value, or -name; `--` ends the flags. `-o VALUE` (also
+// `-o=VALUE`) is the one short flag. `cas` takes a subcommand (put, get, stat) as its first
+// operand. `env_coordinator` is
 // $FARM_COORDINATOR (empty when unset); --coordinator overrides it.
 // INVALID_ARGUMENT with a one-line message (naming the flag or operand and pointing at `farmctl
 // help COMMAND`) for every usage error, including no arguments at all.

@@ -16,6 +16,12 @@ const char* CfName(Cf cf) {
       return "logs";
     case Cf::kRequests:
       return "requests";
+    case Cf::kCasBlobs:
+      return "cas_blobs";
+    case Cf::kCasLru:
+      return "cas_lru";
+    case Cf::kActionCache:
+      return "action_cache";
   }
   return "?";
 }

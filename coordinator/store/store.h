@@ -24,8 +24,12 @@ enum class Cf : int {
   kActive = 3,    // job seq → "" for jobs that hold a lease (RUNNING)
   kLogs = 4,      // job seq | attempt | step | offset → output bytes
   kRequests = 5,  // submit request id → job seq | submit time
+  // The content-addressed store (layouts in coordinator/cas/file_blob_store.h, action_cache.h).
+  kCasBlobs = 6,     // sha256 hex → size | created | last access | pinned until
+  kCasLru = 7,       // last access | sha256 hex → "" (eviction order, oldest first)
+  kActionCache = 8,  // instance | action digest → build.bazel.remote.execution.v2.ActionResult
 };
-inline constexpr int kNumCfs = 6;
+inline constexpr int kNumCfs = 9;
 const char* CfName(Cf cf);
 
 // An atomic group of writes. Later operations on the same key win.

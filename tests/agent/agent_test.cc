@@ -246,6 +246,57 @@ TEST_F(AgentTest, NoHeartbeatForALeaseTtlAbandonsTheAttempt) {
   EXPECT_EQ(Job("job-1").completions, 0);
 }
 
+TEST_F(AgentTest, AHungCoordinatorIsFencedOneLeaseTtlAfterTheLastRenewal) {
+  // The coordinator stops answering heartbeats (hung, or cut off one way): no call fails until
+  // its deadline (the park plus several seconds), but the lease is gone a TTL after the last
+  // heartbeat that renewed it was sent. The agent kills the step then, while the unanswered
+  // heartbeat is still outstanding, not once the call finally times out.
+  fake_.SetTimings(/*lease_ttl_ms=*/600, /*heartbeat_interval_ms=*/200);
+  StartAgent();
+  const std::string pid_file = dir_.path() + "/pid";
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", absl::StrCat("echo $$ > ", pid_file, "; exec sleep 1000"));
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitFor([&] { return !testing::ReadFile(pid_file).empty(); }));
+  int pid = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(testing::ReadFile(pid_file)), &pid));
+
+  fake_.HangHeartbeats(true);
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.hung_heartbeats > 0; }));
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  EXPECT_EQ(fake_.Snapshot().hung_heartbeats_ended, 0)
+      << "the step was only stopped once the hung heartbeat call had failed";
+  EXPECT_TRUE(WaitFor([&] { return agent_->running_jobs() == 0; }));
+  EXPECT_EQ(Job("job-1").completions, 0);
+}
+
+TEST_F(AgentTest, ADeadStepSupervisorStopsTheAgentAndItsSteps) {
+  // Someone kills the supervisor: the agent cannot promise that its steps die with it any more,
+  // so it cancels what runs, takes no more work and says why.
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
+  const pid_t pid = PidFromLog("job-1", 0);
+  ASSERT_GT(pid, 0);
+  EXPECT_OK(agent_->error());
+
+  ASSERT_GT(agent_->supervisor_pid(), 0);
+  ASSERT_EQ(::kill(agent_->supervisor_pid(), SIGKILL), 0);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_CANCELLED);
+  EXPECT_THAT(job.reason, HasSubstr("supervisor"));
+  EXPECT_THAT(agent_->error(), ::farm::testing::StatusIsWithMessage(absl::StatusCode::kInternal,
+                                                                    HasSubstr("supervisor")));
+  agent_->WaitUntilDrained();  // it drains by itself
+  agent_->Shutdown();
+}
+
 TEST_F(AgentTest, StepTimeoutFailsTheJob) {
   StartAgent();
   farm::v1::JobSpec spec;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -84,11 +85,14 @@ std::string FakeAgentService::Start() {
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(this);
+  for (grpc::Service* service : extra_services_) builder.RegisterService(service);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) return "";
   timer_ = std::thread([this] { TimerLoop(); });
   return absl::StrCat("127.0.0.1:", port);
 }
+
+void FakeAgentService::AddService(grpc::Service* service) { extra_services_.push_back(service); }
 
 void FakeAgentService::SetTimings(int64_t lease_ttl_ms, int64_t heartbeat_interval_ms) {
   absl::MutexLock lock(&mu_);
@@ -124,6 +128,12 @@ void FakeAgentService::CancelJob(const std::string& id) {
     finishers = DispatchLocked();
   }
   Run(std::move(finishers));
+}
+
+void FakeAgentService::HangHeartbeats(bool hang) {
+  absl::MutexLock lock(&mu_);
+  hang_heartbeats_ = hang;
+  ++version_;
 }
 
 void FakeAgentService::InvalidateLease(const std::string& id) {
@@ -266,6 +276,13 @@ grpc::ServerUnaryReactor* FakeAgentService::Heartbeat(grpc::CallbackServerContex
                                 absl::StrCat("agent ", request->agent(), " is not registered")));
   }
   state_.heartbeats.push_back(*request);
+  if (hang_heartbeats_) {
+    auto* reactor = new ParkedReactor(this);
+    parked_heartbeats_.push_back(
+        {reactor, std::numeric_limits<int64_t>::max(), nullptr, response, *request, /*hung=*/true});
+    ++state_.hung_heartbeats;
+    return reactor;
+  }
   if (EvaluateHeartbeat(*request, response) || request->wait_ms() <= 0) {
     return Respond(context, grpc::Status::OK);
   }
@@ -286,7 +303,7 @@ std::vector<FakeAgentService::Finisher> FakeAgentService::DispatchLocked() {
     finishers.push_back([r = p.reactor] { r->Finish(grpc::Status::OK); });
   }
   for (auto it = parked_heartbeats_.begin(); it != parked_heartbeats_.end();) {
-    if (EvaluateHeartbeat(it->heartbeat_request, it->heartbeat_response)) {
+    if (!it->hung && EvaluateHeartbeat(it->heartbeat_request, it->heartbeat_response)) {
       finishers.push_back([r = it->reactor] { r->Finish(grpc::Status::OK); });
       it = parked_heartbeats_.erase(it);
     } else {
@@ -304,6 +321,10 @@ void FakeAgentService::OnParkedCancelled(ParkedReactor* reactor) {
       auto it = std::find_if(list->begin(), list->end(),
                              [&](const Parked& p) { return p.reactor == reactor; });
       if (it != list->end()) {
+        if (it->hung) {
+          --state_.hung_heartbeats;
+          ++state_.hung_heartbeats_ended;
+        }
         list->erase(it);
         found = true;
       }
@@ -415,6 +436,7 @@ grpc::ServerUnaryReactor* FakeAgentService::CompleteJob(grpc::CallbackServerCont
     ++job->completions;
     job->outcome = request->outcome();
     job->reason = request->reason();
+    job->artifacts.assign(request->artifacts().begin(), request->artifacts().end());
     job->job.set_state(request->outcome() == farm::v1::ATTEMPT_SUCCEEDED   ? farm::v1::SUCCEEDED
                        : request->outcome() == farm::v1::ATTEMPT_CANCELLED ? farm::v1::CANCELLED
                                                                            : farm::v1::FAILED);

@@ -39,7 +39,8 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     int completions = 0;
     farm::v1::AttemptOutcome outcome = farm::v1::ATTEMPT_OUTCOME_UNSPECIFIED;
     std::string reason;
-    std::map<uint32_t, std::string> logs;  // committed output per step
+    std::map<uint32_t, std::string> logs;       // committed output per step
+    std::vector<farm::v1::Artifact> artifacts;  // of the last CompleteJob
   };
   struct State {
     std::map<std::string, FakeJob> jobs;
@@ -48,7 +49,9 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     std::vector<farm::v1::RegisterRequest> registrations;
     std::vector<farm::v1::HeartbeatRequest> heartbeats;
     int upload_streams = 0;
-    int failed_calls = 0;  // failures injected so far
+    int hung_heartbeats = 0;        // Heartbeat calls held unanswered right now (HangHeartbeats)
+    int hung_heartbeats_ended = 0;  // held calls the client gave up on (deadline or cancel)
+    int failed_calls = 0;           // failures injected so far
     // method name → (how many more calls fail, with which code)
     std::map<std::string, std::pair<int, grpc::StatusCode>> fail_next;
   };
@@ -59,6 +62,9 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
   // Binds 127.0.0.1:0 and starts serving; returns the address ("127.0.0.1:PORT"), or "" on
   // failure.
   std::string Start();
+  // Serves `service` too (e.g. a fake CAS, which agents reach on the coordinator's address).
+  // Call before Start(); not owned, must outlive this object's server.
+  void AddService(grpc::Service* service);
 
   // What Register answers.
   void SetTimings(int64_t lease_ttl_ms, int64_t heartbeat_interval_ms);
@@ -71,6 +77,9 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
   void InvalidateLease(const std::string& id);
   // A coordinator restart: every agent must register again.
   void ForgetAgents();
+  // A coordinator that stops answering heartbeats (hung, or cut off one way): while on, each
+  // Heartbeat call is recorded and then held without an answer until the client gives up.
+  void HangHeartbeats(bool hang);
   // The next `count` calls of `method` ("Register", "Lease", "Heartbeat", "UploadLogs",
   // "StepStarted", "StepFinished", "CompleteJob") fail with `code`. A failing UploadLogs
   // stream first commits its first chunk, then fails.
@@ -89,6 +98,7 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     farm::v1::LeaseResponse* lease_response = nullptr;
     farm::v1::HeartbeatResponse* heartbeat_response = nullptr;
     farm::v1::HeartbeatRequest heartbeat_request;
+    bool hung = false;  // never answered; ends when the client cancels
   };
   class UploadReactor;
   using Finisher = std::function<void()>;
@@ -144,8 +154,10 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
   int64_t lease_ttl_ms_ ABSL_GUARDED_BY(mu_) = 30'000;
   int64_t heartbeat_interval_ms_ ABSL_GUARDED_BY(mu_) = 1'000;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool hang_heartbeats_ ABSL_GUARDED_BY(mu_) = false;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every change, wakes the timer
 
+  std::vector<grpc::Service*> extra_services_;
   std::unique_ptr<grpc::Server> server_;
   std::thread timer_;
 };

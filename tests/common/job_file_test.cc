@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -98,6 +99,67 @@ steps:
   EXPECT_EQ(spec.kill_grace_ms(), 2'500);
   ASSERT_EQ(spec.steps_size(), 1);
   EXPECT_EQ(spec.steps(0).env().at("CC"), "gcc");
+}
+
+TEST(ParseJobFileTest, ParsesArtifactsAndWhen) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec spec, ParseJobFile(R"(
+steps: [{run: make}]
+artifacts: [out/*, "dist/**/*.tar.gz"]
+artifacts_when: always
+)",
+                                                            "job.yaml"));
+  EXPECT_THAT(spec.artifacts(), ::testing::ElementsAre("out/*", "dist/**/*.tar.gz"));
+  EXPECT_EQ(spec.artifacts_when(), farm::v1::ARTIFACTS_ALWAYS);
+
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec json,
+                       ParseJobFile(R"({"steps": [{"run": "make"}], "artifacts": ["bin/tool"],
+                       "artifacts_when": "on_success"})",
+                                    "job.json"));
+  EXPECT_THAT(json.artifacts(), ::testing::ElementsAre("bin/tool"));
+  EXPECT_EQ(json.artifacts_when(), farm::v1::ARTIFACTS_ON_SUCCESS);
+
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec none,
+                       ParseJobFile("steps: [{run: make}]\nartifacts:\n", "job.yaml"));
+  EXPECT_TRUE(none.artifacts().empty());
+}
+
+TEST(ParseJobFileTest, BadArtifactsArePointedAt) {
+  ExpectError("steps: [{run: make}]\nartifacts:\n  - out/*\n  - /etc/passwd\n",
+              "job.yaml:4:5: ", "artifacts[1]: \"/etc/passwd\" is an absolute path");
+  ExpectError("steps: [{run: make}]\nartifacts: [out/*, ../up/*]\n",
+              "job.yaml:2:20: ", "\"..\" component");
+  ExpectError("steps: [{run: make}]\nartifacts: out/*\n",
+              "job.yaml:2:12: ", "artifacts: expected a list of globs");
+  ExpectError("steps: [{run: make}]\nartifacts: [{a: b}]\n",
+              "job.yaml:2:13: ", "artifacts[0]: expected a glob");
+  ExpectError("steps: [{run: make}]\nartifacts: [\"\"]\n", "job.yaml:2:13: ", "the glob is empty");
+  ExpectError("steps: [{run: make}]\nartifacts_when: sometimes\n",
+              "job.yaml:2:17: ", "expected on_success");
+  ExpectError("steps: [{run: make}]\nartifact: [out/*]\n",
+              "job.yaml:2:1: ", "did you mean \"artifacts\"?");
+  std::string many = "steps: [{run: make}]\nartifacts:\n";
+  for (int i = 0; i <= kMaxArtifactGlobs; ++i) absl::StrAppend(&many, "  - g", i, "\n");
+  ExpectError(many, "job.yaml:3:3: ", absl::StrCat("the limit is ", kMaxArtifactGlobs));
+}
+
+// The job files users see first must stay valid: the quickstart's example and the README's.
+TEST(ParseJobFileTest, TheShippedExamplesParse) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec hello,
+                       LoadJobFile(std::string(FARM_SOURCE_DIR) + "/deploy/examples/hello.yaml"));
+  EXPECT_THAT(hello.artifacts(), ::testing::ElementsAre("out/*"));
+
+  std::ifstream readme(std::string(FARM_SOURCE_DIR) + "/README.md");
+  std::stringstream text;
+  text << readme.rdbuf();
+  const std::string doc = text.str();
+  const size_t start = doc.find("```yaml\n");
+  ASSERT_NE(start, std::string::npos);
+  const size_t end = doc.find("```", start + 8);
+  ASSERT_NE(end, std::string::npos);
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec example,
+                       ParseJobFile(doc.substr(start + 8, end - start - 8), "README.md"));
+  EXPECT_THAT(example.artifacts(), ::testing::ElementsAre("out/*"));
+  EXPECT_EQ(example.artifacts_when(), farm::v1::ARTIFACTS_ON_SUCCESS);
 }
 
 TEST(ParseJobFileTest, NamesUnnamedSteps) {

@@ -173,5 +173,114 @@ TEST(ApplyJobDefaultsTest, NeverCollidesWithAGivenName) {
   EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
 }
 
+TEST(ValidateJobSpecTest, AcceptsArtifactGlobs) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.add_artifacts("out/*");
+  spec.add_artifacts("dist/**/*.tar.gz");
+  spec.add_artifacts("./logs/?.txt");
+  spec.set_artifacts_when(farm::v1::ARTIFACTS_ALWAYS);
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+  for (int i = 1; spec.artifacts_size() < kMaxArtifactGlobs; ++i) {
+    spec.add_artifacts(absl::StrCat("g", i));
+  }
+  spec.add_artifacts(std::string(kMaxArtifactGlobBytes - 1, 'x') + "*");
+  spec.mutable_artifacts()->RemoveLast();
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+}
+
+TEST(ValidateJobSpecTest, RejectsBadArtifactGlobs) {
+  auto with = [](const std::string& glob) {
+    farm::v1::JobSpec spec = ValidSpec();
+    spec.add_artifacts("out/*");
+    spec.add_artifacts(glob);
+    return spec;
+  };
+  ExpectRejected(with("/etc/passwd"), "artifacts[1]: \"/etc/passwd\" is an absolute path");
+  ExpectRejected(with("../outside/*"), "\"..\" component");
+  ExpectRejected(with("out/../../x"), "\"..\" component");
+  ExpectRejected(with("out/.."), "\"..\" component");
+  ExpectRejected(with(""), "artifacts[1]: the glob is empty");
+  ExpectRejected(with(std::string(kMaxArtifactGlobBytes + 1, 'a')),
+                 absl::StrCat("the limit is ", kMaxArtifactGlobBytes));
+  ExpectRejected(with(std::string("a\0b", 3)), "NUL");
+  ExpectRejected(with("bad\xff"), "UTF-8");
+
+  farm::v1::JobSpec many = ValidSpec();
+  for (int i = 0; i <= kMaxArtifactGlobs; ++i) many.add_artifacts(absl::StrCat("g", i));
+  ExpectRejected(many, absl::StrCat("the limit is ", kMaxArtifactGlobs));
+
+  farm::v1::JobSpec when = ValidSpec();
+  when.set_artifacts_when(static_cast<farm::v1::ArtifactsWhen>(7));
+  ExpectRejected(when, "artifacts_when");
+}
+
+TEST(ValidateArtifactGlobTest, ADotDotInsideANameIsFine) {
+  EXPECT_EQ(ValidateArtifactGlob("out/a..b"), absl::OkStatus());
+  EXPECT_EQ(ValidateArtifactGlob("..hidden"), absl::OkStatus());
+  EXPECT_EQ(ValidateArtifactGlob("**"), absl::OkStatus());
+}
+
+farm::v1::Artifact MakeArtifact(const std::string& path, int64_t size = 5) {
+  farm::v1::Artifact artifact;
+  artifact.set_path(path);
+  artifact.set_hash(std::string(64, 'a'));
+  artifact.set_size(size);
+  return artifact;
+}
+
+TEST(ValidateArtifactsTest, AcceptsPlainRelativePaths) {
+  google::protobuf::RepeatedPtrField<farm::v1::Artifact> list;
+  *list.Add() = MakeArtifact("out/result.txt");
+  *list.Add() = MakeArtifact("a/b/c d.tar.gz");
+  *list.Add() = MakeArtifact("caf\xc3\xa9");  // UTF-8
+  EXPECT_EQ(ValidateArtifacts(list), absl::OkStatus());
+}
+
+TEST(ValidateArtifactsTest, RejectsPathsThatCouldLeaveADirectory) {
+  for (const std::string path :
+       {"", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", "a/", "bad\xc3"}) {
+    google::protobuf::RepeatedPtrField<farm::v1::Artifact> list;
+    *list.Add() = MakeArtifact(path);
+    EXPECT_THAT(ValidateArtifacts(list),
+                StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("artifacts[0]")))
+        << path;
+  }
+}
+
+TEST(ValidateArtifactsTest, RejectsBadDigestsDuplicatesAndTooMany) {
+  google::protobuf::RepeatedPtrField<farm::v1::Artifact> list;
+  *list.Add() = MakeArtifact("a");
+  list.Mutable(0)->set_hash(std::string(64, 'A'));
+  EXPECT_THAT(ValidateArtifacts(list),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("hash")));
+  list.Mutable(0)->set_hash(std::string(63, 'a'));
+  EXPECT_THAT(ValidateArtifacts(list),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("hash")));
+  *list.Mutable(0) = MakeArtifact("a", -1);
+  EXPECT_THAT(ValidateArtifacts(list),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("negative")));
+  *list.Mutable(0) = MakeArtifact("a");
+  *list.Add() = MakeArtifact("a");
+  EXPECT_THAT(ValidateArtifacts(list),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+
+  google::protobuf::RepeatedPtrField<farm::v1::Artifact> many;
+  for (int i = 0; i < kMaxArtifactsPerJob; ++i) *many.Add() = MakeArtifact(absl::StrCat("f", i));
+  EXPECT_EQ(ValidateArtifacts(many), absl::OkStatus());
+  *many.Add() = MakeArtifact("one-more");
+  EXPECT_THAT(ValidateArtifacts(many),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr(absl::StrCat("the limit is ", kMaxArtifactsPerJob))));
+}
+
+TEST(IsValidUtf8Test, AcceptsUtf8AndRejectsTheRest) {
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));  // é € 😀
+  EXPECT_FALSE(IsValidUtf8("\xff"));
+  EXPECT_FALSE(IsValidUtf8("\xc3"));          // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));      // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // a surrogate
+}
+
 }  // namespace
 }  // namespace farm::common

@@ -61,7 +61,7 @@ class FakeFarm::AdminServiceImpl final : public farm::v1::AdminService::Service 
   FakeFarm* farm_;
 };
 
-FakeFarm::FakeFarm()
+FakeFarm::FakeFarm(const std::vector<grpc::Service*>& extra_services)
     : job_service_(std::make_unique<JobServiceImpl>(this)),
       admin_service_(std::make_unique<AdminServiceImpl>(this)) {
   grpc::ServerBuilder builder;
@@ -69,6 +69,7 @@ FakeFarm::FakeFarm()
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(job_service_.get());
   builder.RegisterService(admin_service_.get());
+  for (grpc::Service* service : extra_services) builder.RegisterService(service);
   server_ = builder.BuildAndStart();
   FARM_CHECK(server_ != nullptr && port > 0) << "the fake farm could not listen";
   address_ = absl::StrCat("127.0.0.1:", port);

@@ -24,8 +24,10 @@ namespace farm::testing {
 
 class FakeFarm {
  public:
-  // Starts serving; FARM_CHECKs that the server started.
-  FakeFarm();
+  // Starts serving, with `extra_services` (e.g. a fake CAS, which farmctl reaches on the
+  // coordinator's address) on the same server; they are not owned and must outlive this object.
+  // FARM_CHECKs that the server started.
+  explicit FakeFarm(const std::vector<grpc::Service*>& extra_services = {});
   ~FakeFarm();
 
   // "127.0.0.1:PORT".

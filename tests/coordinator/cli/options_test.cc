@@ -121,12 +121,80 @@ TEST(ParseArgsTest, UsageErrors) {
   ExpectUsageError({"help", "frob"}, "unknown command 'frob'");
 }
 
+TEST(ParseArgsTest, ArtifactsAndDownload) {
+  ASSERT_OK_AND_ASSIGN(CliOptions a, Parse({"artifacts", "17", "--output=json"}));
+  EXPECT_EQ(a.command, Command::kArtifacts);
+  EXPECT_EQ(a.job_id, "17");
+  EXPECT_EQ(a.output, OutputFormat::kJson);
+
+  ASSERT_OK_AND_ASSIGN(CliOptions d, Parse({"download", "17"}));
+  EXPECT_EQ(d.command, Command::kDownload);
+  EXPECT_EQ(d.job_id, "17");
+  EXPECT_TRUE(d.paths.empty());
+  EXPECT_EQ(d.output_path, "");
+
+  ASSERT_OK_AND_ASSIGN(d, Parse({"download", "17", "out/a.txt", "-o", "dl", "dist"}));
+  EXPECT_THAT(d.paths, ::testing::ElementsAre("out/a.txt", "dist"));
+  EXPECT_EQ(d.output_path, "dl");
+  ASSERT_OK_AND_ASSIGN(d, Parse({"-o=dir", "download", "17"}));
+  EXPECT_EQ(d.output_path, "dir");
+}
+
+TEST(ParseArgsTest, CasSubcommands) {
+  const std::string key = std::string(64, 'a') + "/12";
+  ASSERT_OK_AND_ASSIGN(CliOptions put, Parse({"cas", "put", "file.bin"}));
+  EXPECT_EQ(put.command, Command::kCasPut);
+  EXPECT_EQ(put.file, "file.bin");
+  ASSERT_OK_AND_ASSIGN(CliOptions get, Parse({"cas", "get", key, "-o", "out.bin"}));
+  EXPECT_EQ(get.command, Command::kCasGet);
+  EXPECT_EQ(get.digest, key);
+  EXPECT_EQ(get.output_path, "out.bin");
+  ASSERT_OK_AND_ASSIGN(CliOptions stat, Parse({"cas", "stat", key}));
+  EXPECT_EQ(stat.command, Command::kCasStat);
+  EXPECT_EQ(stat.digest, key);
+}
+
+TEST(ParseArgsTest, ArtifactUsageErrors) {
+  const std::string key = std::string(64, 'a') + "/12";
+  ExpectUsageError({"cas"}, "'cas' needs a subcommand: put, get or stat");
+  ExpectUsageError({"cas", "copy", "x"}, "unknown subcommand 'cas copy'");
+  ExpectUsageError({"cas", "put"}, "missing FILE");
+  ExpectUsageError({"cas", "stat", "abc/1"}, "HASH/SIZE");
+  ExpectUsageError({"cas", "stat", std::string(64, 'A') + "/1"}, "HASH/SIZE");
+  ExpectUsageError({"cas", "stat", key, "extra"}, "unexpected argument 'extra'");
+  ExpectUsageError({"cas", "get", key}, "cas get needs -o FILE");
+  ExpectUsageError({"cas", "stat", key, "-o", "x"}, "'cas stat' does not take -o");
+  ExpectUsageError({"get", "1", "-o", "x"}, "'get' does not take -o");
+  ExpectUsageError({"download", "1", "-o"}, "-o needs a value");
+  ExpectUsageError({"download", "1", "-o", "-"}, "-o -");
+  ExpectUsageError({"download"}, "missing JOB");
+  ExpectUsageError({"download", "1", ""}, "PATH is empty");
+  ExpectUsageError({"artifacts", "1", "2"}, "unexpected argument '2'");
+}
+
+TEST(ParseArgsTest, HelpForCas) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o, Parse({"help", "cas"}));
+  EXPECT_EQ(o.command, Command::kHelp);
+  EXPECT_EQ(o.help_topic, "cas");
+  ASSERT_OK_AND_ASSIGN(o, Parse({"help", "cas", "get"}));
+  EXPECT_EQ(o.help_topic, "cas get");
+  ASSERT_OK_AND_ASSIGN(o, Parse({"cas", "put", "--help"}));
+  EXPECT_EQ(o.help_topic, "cas put");
+  ASSERT_OK_AND_ASSIGN(o, Parse({"cas", "--help"}));
+  EXPECT_EQ(o.help_topic, "cas");
+  EXPECT_THAT(CommandUsageText("cas"), HasSubstr("farmctl cas get HASH/SIZE -o FILE"));
+  EXPECT_THAT(CommandUsageText("cas stat"), HasSubstr("exit 0 present, 1 missing"));
+  EXPECT_THAT(CommandUsageText("download"), HasSubstr("-o DIR|FILE"));
+}
+
 TEST(UsageTextTest, ListsEveryCommandAndTheExitCodes) {
   const std::string usage = UsageText();
   for (const char* command :
        {"submit FILE [--wait] [--follow]", "get JOB", "list [--state=S] [--limit=N]",
         "logs JOB [--follow] [--step=NAME]", "wait JOB [--timeout=D]", "cancel JOB", "agents",
-        "--output=text|json", "--coordinator=HOST:PORT", "FARM_COORDINATOR"}) {
+        "artifacts JOB", "download JOB [PATH...] [-o DIR]", "cas put FILE",
+        "cas get HASH/SIZE -o FILE", "cas stat HASH/SIZE", "--output=text|json",
+        "--coordinator=HOST:PORT", "FARM_COORDINATOR"}) {
     EXPECT_THAT(usage, HasSubstr(command));
   }
   EXPECT_THAT(usage, HasSubstr("64  a usage error"));
