@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/job_limits.h"
 #include "common/logging.h"
@@ -57,35 +56,6 @@ void ReplyAfterCommit(Txn& txn, const Scheduler::Done<T>& done, T value) {
       done(s);
     }
   });
-}
-
-// Artifacts come from agents: untrusted. At most kMaxArtifacts, relative '/'-paths that stay
-// inside the workspace, SHA-256 hex digests.
-constexpr int kMaxArtifacts = 10'000;
-absl::Status ValidateArtifacts(const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& list) {
-  if (list.size() > kMaxArtifacts) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(list.size(), " artifacts; the limit is ", kMaxArtifacts));
-  }
-  for (const auto& a : list) {
-    const std::string& p = a.path();
-    bool bad_path =
-        p.empty() || p.size() > 4096 || p[0] == '/' || p.find('\0') != std::string::npos;
-    for (absl::string_view part : absl::StrSplit(p, '/')) {
-      if (part.empty() || part == "." || part == "..") bad_path = true;
-    }
-    if (bad_path) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("artifact path \"", p, "\" is not a relative path inside the workspace"));
-    }
-    bool bad_hash = a.hash().size() != 64;
-    for (char c : a.hash()) bad_hash |= !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
-    if (bad_hash || a.size() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("artifact ", p, " has a malformed digest ", a.hash(), "/", a.size()));
-    }
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -514,7 +484,7 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
       [this, spec = std::move(spec), request_id = std::move(request_id), done](Txn& txn) mutable {
         farm::v1::SubmitJobResponse resp;
         if (!request_id.empty()) {
-          auto existing = txn.Get(Cf::kRequests, request_id);
+          auto existing = txn.Get(Cf::kRequests, keys::RequestKey(request_id));
           if (!existing.ok()) return done(existing.status());
           if (existing->has_value() && (*existing)->size() >= 8) {
             resp.set_job_id(keys::JobId(keys::ReadU64(**existing, 0)));
@@ -535,7 +505,8 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
         if (!request_id.empty()) {
           std::string v = keys::U64(seq);
           keys::AppendU64(v, static_cast<uint64_t>(job.submitted_ms()));
-          txn.Put(Cf::kRequests, request_id, v);
+          txn.Put(Cf::kRequests, keys::RequestKey(request_id), v);
+          txn.Put(Cf::kRequests, keys::RequestTimeKey(job.submitted_ms(), request_id), "");
         }
         if (absl::Status s = Enqueue(txn, job); !s.ok()) return done(s);
         resp.set_job_id(job.id());
@@ -970,7 +941,8 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
     return done(absl::InvalidArgumentError(
         "outcome must be ATTEMPT_SUCCEEDED, ATTEMPT_FAILED or ATTEMPT_CANCELLED"));
   }
-  if (absl::Status s = ValidateArtifacts(req.artifacts()); !s.ok()) return done(s);
+  // Artifacts come from agents: untrusted.
+  if (absl::Status s = common::ValidateArtifacts(req.artifacts()); !s.ok()) return done(s);
   PostOrFail(
       [this, req = std::move(req), done](Txn& txn) {
         auto lease = CheckLease(req.lease());
@@ -1040,6 +1012,26 @@ void Scheduler::ArmSweep() {
   });
 }
 
+void Scheduler::ExpireRequestIds(Txn& txn) {
+  // Bounded work per sweep; a backlog of expired ids drains over several sweeps.
+  constexpr size_t kMaxPerSweep = 1000;
+  const int64_t cutoff = clock_->NowMs() - options_.request_id_retention_ms;
+  if (cutoff <= 0) return;
+  const std::string start(keys::kRequestTimePrefix);
+  const std::string limit = keys::RequestTimeKey(cutoff, "");
+  std::vector<std::string> expired;
+  absl::Status s =
+      txn.Scan(Cf::kRequests, start, limit, [&](absl::string_view key, absl::string_view) {
+        expired.emplace_back(key);
+        return expired.size() < kMaxPerSweep;
+      });
+  for (const std::string& key : expired) {
+    txn.Delete(Cf::kRequests, keys::RequestKey(absl::string_view(key).substr(start.size() + 8)));
+    txn.Delete(Cf::kRequests, key);
+  }
+  if (!s.ok()) FARM_LOG(WARNING) << "expiring request ids: " << s;
+}
+
 void Scheduler::Sweep(Txn& txn) {
   const int64_t now = clock_->MonotonicMs();
   std::vector<uint64_t> expired;
@@ -1052,6 +1044,7 @@ void Scheduler::Sweep(Txn& txn) {
     EndAttempt(txn, seq, farm::v1::ATTEMPT_LOST,
                absl::StrCat("lease expired: agent ", agent, " stopped heartbeating"));
   }
+  ExpireRequestIds(txn);
   for (auto it = agents_.begin(); it != agents_.end();) {
     if (it->second.jobs.empty() && it->second.heartbeat_call == 0 &&
         now - it->second.last_seen_ms > options_.forget_agent_after_ms) {

@@ -44,6 +44,8 @@ struct SchedulerOptions {
   int64_t max_log_bytes_per_job = int64_t{1} << 30;
   // Queue keys held in memory per label set.
   size_t queue_window = 256;
+  // A submit's request id keeps deduplicating retries for at least this long.
+  int64_t request_id_retention_ms = 24 * 3600'000;
   // Offline agents are forgotten after this long.
   int64_t forget_agent_after_ms = 3600'000;
 };
@@ -179,6 +181,7 @@ class Scheduler {
   void WakeHeartbeat(Txn& txn, const std::string& agent);
   void ArmSweep();
   void Sweep(Txn& txn);
+  void ExpireRequestIds(Txn& txn);
   void NotifyAfterCommit(Txn& txn, uint64_t seq);
 
   Store* const store_;

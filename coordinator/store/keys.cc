@@ -113,6 +113,15 @@ std::map<std::string, std::string> ParseCanonicalLabels(absl::string_view canoni
   return labels;
 }
 
+std::string RequestKey(absl::string_view request_id) { return absl::StrCat("i/", request_id); }
+
+std::string RequestTimeKey(int64_t submitted_ms, absl::string_view request_id) {
+  std::string s(kRequestTimePrefix);
+  AppendU64(s, static_cast<uint64_t>(submitted_ms));
+  s.append(request_id.data(), request_id.size());
+  return s;
+}
+
 std::string PrefixEnd(absl::string_view prefix) {
   std::string s(prefix);
   while (!s.empty()) {

@@ -5,7 +5,8 @@
 //   queue:    labelset(8) | 1000-priority(4) | pos(8)  → seq(8)
 //   active:   seq(8)                                   → ""
 //   logs:     seq(8) | attempt(4) | step(4) | offset(8) → bytes
-//   requests: request id                               → seq(8) | submitted_ms(8)
+//   requests: "i/" request id                          → seq(8) | submitted_ms(8)
+//             "t/" submitted_ms(8) | request id         → ""   (expiry index)
 //   meta:     "next_seq", "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
 #pragma once
 
@@ -71,6 +72,11 @@ inline constexpr absl::string_view kLabelSetPrefix = "labelset/";
 std::string CanonicalLabels(const std::map<std::string, std::string>& labels);
 uint64_t LabelSetId(absl::string_view canonical);
 std::map<std::string, std::string> ParseCanonicalLabels(absl::string_view canonical);
+
+// Submit request ids, and their expiry index ordered by submit time.
+std::string RequestKey(absl::string_view request_id);
+std::string RequestTimeKey(int64_t submitted_ms, absl::string_view request_id);
+inline constexpr absl::string_view kRequestTimePrefix = "t/";
 
 // The smallest key greater than every key that starts with prefix.
 std::string PrefixEnd(absl::string_view prefix);

@@ -329,6 +329,30 @@ TEST_F(SchedulerTest, SubmitWithTheSameRequestIdMakesOneJob) {
   EXPECT_EQ(list->jobs_size(), 2);
 }
 
+TEST_F(SchedulerTest, RequestIdsExpireAfterTheirRetention) {
+  const std::string a = Submit(Spec("j"), "req-1");
+  clock_.AdvanceMs(23 * 3600'000);
+  ExpireLeases();                            // runs the sweep
+  EXPECT_EQ(Submit(Spec("j"), "req-1"), a);  // still deduplicated after 23 h
+  clock_.AdvanceMs(2 * 3600'000);
+  ExpireLeases();
+  ExpireLeases();
+  const std::string b = Submit(Spec("j"), "req-1");
+  EXPECT_NE(b, a);  // forgotten after 24 h: a new job
+  auto left = Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); });
+  ASSERT_OK(left);
+  // Only the new id's two records remain.
+  int records = 0;
+  ASSERT_OK(store_.Scan(
+      Cf::kRequests, "", "",
+      [&](absl::string_view, absl::string_view) {
+        ++records;
+        return true;
+      },
+      /*reverse=*/false));
+  EXPECT_EQ(records, 2);
+}
+
 TEST_F(SchedulerTest, InvalidSpecsAreRejectedWithTheReason) {
   farm::v1::JobSpec empty;
   EXPECT_THAT(
