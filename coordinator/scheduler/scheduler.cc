@@ -671,21 +671,30 @@ void Scheduler::Register(farm::v1::RegisterRequest req, Done<farm::v1::RegisterR
       [&](absl::Status s) { done(s); });
 }
 
+absl::StatusOr<Scheduler::Agent*> Scheduler::AgentCall(const std::string& name,
+                                                       const std::string& session_id) {
+  auto it = agents_.find(name);
+  if (it == agents_.end()) {
+    // Agents re-register on this message (the coordinator restarted and forgot them).
+    return absl::NotFoundError(absl::StrCat("agent ", name, " not registered"));
+  }
+  Agent& agent = it->second;
+  if (agent.session_id != session_id) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agent ", name, " has registered again with a new session"));
+  }
+  agent.last_seen_ms = clock_->MonotonicMs();
+  agent.last_seen_wall_ms = clock_->NowMs();
+  return &agent;
+}
+
 void Scheduler::Lease(farm::v1::LeaseRequest req, int64_t wait_ms, uint64_t call_id,
                       Done<farm::v1::LeaseResponse> done) {
   PostOrFail(
       [this, req = std::move(req), wait_ms, call_id, done](Txn& txn) mutable {
-        auto agent_it = agents_.find(req.agent());
-        if (agent_it == agents_.end()) {
-          return done(absl::NotFoundError(absl::StrCat("agent ", req.agent(), " not registered")));
-        }
-        Agent& agent = agent_it->second;
-        if (agent.session_id != req.session_id()) {
-          return done(absl::FailedPreconditionError(
-              absl::StrCat("agent ", req.agent(), " has registered again with a new session")));
-        }
-        agent.last_seen_ms = clock_->MonotonicMs();
-        agent.last_seen_wall_ms = clock_->NowMs();
+        auto seen = AgentCall(req.agent(), req.session_id());
+        if (!seen.ok()) return done(seen.status());
+        Agent& agent = **seen;
         if (!agent.draining) {
           auto seq = PopFor(txn, agent);
           if (!seq.ok()) return done(seq.status());
@@ -747,17 +756,9 @@ void Scheduler::Heartbeat(farm::v1::HeartbeatRequest req, int64_t wait_ms, uint6
                           Done<farm::v1::HeartbeatResponse> done) {
   PostOrFail(
       [this, req = std::move(req), wait_ms, call_id, done](Txn& txn) mutable {
-        auto agent_it = agents_.find(req.agent());
-        if (agent_it == agents_.end()) {
-          return done(absl::NotFoundError(absl::StrCat("agent ", req.agent(), " not registered")));
-        }
-        Agent& agent = agent_it->second;
-        if (agent.session_id != req.session_id()) {
-          return done(absl::FailedPreconditionError(
-              absl::StrCat("agent ", req.agent(), " has registered again with a new session")));
-        }
-        agent.last_seen_ms = clock_->MonotonicMs();
-        agent.last_seen_wall_ms = clock_->NowMs();
+        auto seen = AgentCall(req.agent(), req.session_id());
+        if (!seen.ok()) return done(seen.status());
+        Agent& agent = **seen;
         agent.draining = req.draining();
         // One parked heartbeat per agent: a newer one answers the older.
         if (agent.heartbeat_call != 0) WakeHeartbeat(txn, req.agent());

@@ -172,6 +172,9 @@ class Scheduler {
   void AnswerLeaseWaiter(Txn& txn, LeaseWaiter waiter, farm::v1::LeaseResponse resp);
 
   absl::StatusOr<ActiveLease*> CheckLease(const farm::v1::LeaseRef& ref);
+  // An agent's call: NOT_FOUND when it is not registered, FAILED_PRECONDITION when an agent of
+  // the same name registered since with another session; else marks it seen.
+  absl::StatusOr<Agent*> AgentCall(const std::string& name, const std::string& session_id);
   // Ends the current attempt; the job becomes final (or requeued when lost).
   void EndAttempt(
       Txn& txn, uint64_t seq, farm::v1::AttemptOutcome outcome, const std::string& reason,
