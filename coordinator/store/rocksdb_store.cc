@@ -1,16 +1,23 @@
 #include "coordinator/store/rocksdb_store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace farm::coordinator {
 namespace {
@@ -29,10 +36,81 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::UnavailableError(msg);
 }
 
+// Writes after which RocksDB holds a background error: only a reopen clears it safely.
+bool NeedsReopen(const rocksdb::Status& s) { return s.IsIOError() || s.IsCorruption(); }
+
+int64_t MonotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// RocksDB's diagnostics, warnings and errors only, into the coordinator's log.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  ForwardingLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+
+  using rocksdb::Logger::Logv;
+  // Every RocksDB message arrives through the leveled overload below.
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+  void LogHeader(const char* /*format*/, va_list /*ap*/) override {}
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buffer[2048];
+    vsnprintf(buffer, sizeof(buffer), format, ap);
+    absl::string_view text(buffer);
+    while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    if (level == rocksdb::InfoLogLevel::WARN_LEVEL) {
+      FARM_LOG(WARNING) << "rocksdb: " << text;
+    } else {
+      FARM_LOG(ERROR) << "rocksdb: " << text;
+    }
+  }
+};
+
 rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
 
 }  // namespace
+
+struct RocksDbStore::Db {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // indexed by Cf; the default family last
+
+  rocksdb::ColumnFamilyHandle* handle(Cf cf) const { return handles[static_cast<int>(cf)]; }
+
+  ~Db() {
+    if (db == nullptr) return;
+    for (auto* h : handles) {
+      rocksdb::Status s = db->DestroyColumnFamilyHandle(h);
+      if (!s.ok()) FARM_LOG(WARNING) << "closing column family: " << s.ToString();
+    }
+    // After a failed write this reports the log that could not be synced; nothing more to do.
+    rocksdb::Status s = db->Close();
+    if (!s.ok()) FARM_LOG(WARNING) << "closing the store: " << s.ToString();
+  }
+};
+
+class RocksDbStore::Use {
+ public:
+  Use(RocksDbStore* store, Db* db) : store_(store), db_(db) {}
+  Use(Use&& other) noexcept
+      : store_(std::exchange(other.store_, nullptr)), db_(std::exchange(other.db_, nullptr)) {}
+  Use& operator=(Use&&) = delete;
+  ~Use() {
+    if (store_ == nullptr) return;
+    absl::MutexLock lock(&store_->mu_);
+    --store_->users_;
+  }
+  Db* operator->() const { return db_; }
+
+ private:
+  RocksDbStore* store_;
+  Db* db_;
+};
+
+RocksDbStore::RocksDbStore(RocksDbStoreOptions options)
+    : options_(std::move(options)), logger_(std::make_shared<ForwardingLogger>()) {}
 
 absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     const RocksDbStoreOptions& options) {
@@ -43,9 +121,19 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create data directory ", options.path, ": ", ec.message()));
   }
+  std::unique_ptr<RocksDbStore> store(new RocksDbStore(options));
+  FARM_ASSIGN_OR_RETURN(std::unique_ptr<Db> db, OpenDb(options, store->logger_));
+  absl::MutexLock lock(&store->mu_);
+  store->db_ = std::move(db);
+  return store;
+}
 
+absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
+    const RocksDbStoreOptions& options, std::shared_ptr<rocksdb::Logger> logger) {
   rocksdb::Options db_options;
   if (options.env != nullptr) db_options.env = options.env;
+  db_options.info_log = std::move(logger);
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
@@ -69,32 +157,108 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     descriptors.emplace_back(CfName(static_cast<Cf>(i)), cf_options);
   }
 
-  std::unique_ptr<RocksDbStore> store(new RocksDbStore());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &db);
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("cannot open the store in ", options.path));
-  store->db_.reset(db);
+  auto db = std::make_unique<Db>();
+  db->db.reset(raw);
   // handles[0] is the default family, which the farm does not use; keep it to close it.
-  store->handles_.assign(handles.begin() + 1, handles.end());
-  store->handles_.push_back(handles[0]);
-  return store;
+  db->handles.assign(handles.begin() + 1, handles.end());
+  db->handles.push_back(handles[0]);
+  return db;
 }
 
 RocksDbStore::~RocksDbStore() {
-  if (db_ == nullptr) return;
-  for (auto* h : handles_) {
-    rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
-    if (!s.ok()) FARM_LOG(WARNING) << "closing column family: " << s.ToString();
+  std::unique_ptr<Db> db;
+  {
+    absl::MutexLock lock(&mu_);
+    db = std::move(db_);
   }
-  rocksdb::Status s = db_->Close();
-  if (!s.ok()) FARM_LOG(WARNING) << "closing the store: " << s.ToString();
+}
+
+int64_t RocksDbStore::reopens() const {
+  absl::MutexLock lock(&mu_);
+  return reopens_;
+}
+
+absl::StatusOr<RocksDbStore::Use> RocksDbStore::Acquire() {
+  absl::MutexLock lock(&mu_);
+  if (db_ == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("the store in ", options_.path, " is being reopened after a failed write",
+                     write_error_.ok() ? "" : absl::StrCat(" (", write_error_.message(), ")")));
+  }
+  ++users_;
+  return Use(this, db_.get());
+}
+
+absl::Status RocksDbStore::CheckFreeSpace(size_t incoming) const {
+  if (options_.min_free_bytes <= 0) return absl::OkStatus();
+  struct statvfs fs;
+  if (statvfs(options_.path.c_str(), &fs) != 0) return absl::OkStatus();  // RocksDB will tell
+  const int64_t free_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+  const int64_t needed = options_.min_free_bytes + static_cast<int64_t>(incoming);
+  if (free_bytes >= needed) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the coordinator's disk is full: ", options_.path, " has ", free_bytes >> 20,
+                   " MiB free, below the ", options_.min_free_bytes >> 20,
+                   " MiB the store keeps in reserve; writes resume once space is freed"));
+}
+
+absl::Status RocksDbStore::RecoverIfNeeded() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (write_error_.ok() && db_ != nullptr) return absl::OkStatus();
+    const int64_t now = MonotonicMs();
+    if (now < next_reopen_ms_) return write_error_;
+    next_reopen_ms_ = now + options_.reopen_interval_ms;
+  }
+  // Without space the database could not be opened again; the old one at least serves reads.
+  if (absl::Status s = CheckFreeSpace(0); !s.ok()) return s;
+  return Reopen();
+}
+
+absl::Status RocksDbStore::Reopen() {
+  absl::MutexLock reopen_lock(&reopen_mu_);
+  std::unique_ptr<Db> old;
+  {
+    absl::MutexLock lock(&mu_);
+    if (write_error_.ok() && db_ != nullptr) return absl::OkStatus();  // another writer did it
+    old = std::move(db_);  // from here on, new callers get UNAVAILABLE
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return users_ == 0; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(10))) {
+      db_ = std::move(old);
+      return absl::UnavailableError(
+          absl::StrCat("the store in ", options_.path,
+                       " cannot reopen after a failed write: readers hold it; retrying later"));
+    }
+  }
+  // RocksDB refuses to open a database this process still holds: close it first.
+  old.reset();
+  absl::StatusOr<std::unique_ptr<Db>> fresh = OpenDb(options_, logger_);
+  absl::MutexLock lock(&mu_);
+  if (!fresh.ok()) {
+    if (failed_reopens_++ % 10 == 0) {
+      FARM_LOG(ERROR) << "cannot reopen the store (attempt " << failed_reopens_
+                      << "; retried every " << options_.reopen_interval_ms
+                      << " ms while writes come): " << fresh.status();
+    }
+    write_error_ = fresh.status();
+    return fresh.status();
+  }
+  failed_reopens_ = 0;
+  db_ = *std::move(fresh);
+  write_error_ = absl::OkStatus();
+  ++reopens_;
+  FARM_LOG(INFO) << "the store in " << options_.path << " is open again; writes resume";
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<std::string>> RocksDbStore::Get(Cf cf, absl::string_view key) {
+  FARM_ASSIGN_OR_RETURN(Use db, Acquire());
   std::string value;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), handles_[static_cast<int>(cf)], ToSlice(key), &value);
+  rocksdb::Status s = db->db->Get(rocksdb::ReadOptions(), db->handle(cf), ToSlice(key), &value);
   if (s.IsNotFound()) return std::nullopt;
   if (!s.ok()) return FromRocks(s, absl::StrCat("reading ", CfName(cf)));
   return value;
@@ -102,8 +266,9 @@ absl::StatusOr<std::optional<std::string>> RocksDbStore::Get(Cf cf, absl::string
 
 absl::Status RocksDbStore::Scan(Cf cf, absl::string_view start, absl::string_view limit,
                                 const ScanFn& fn, bool reverse) {
+  FARM_ASSIGN_OR_RETURN(Use db, Acquire());
   rocksdb::ReadOptions ro;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[static_cast<int>(cf)]));
+  std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(ro, db->handle(cf)));
   if (!reverse) {
     for (it->Seek(ToSlice(start)); it->Valid(); it->Next()) {
       absl::string_view key = ToView(it->key());
@@ -127,16 +292,31 @@ absl::Status RocksDbStore::Scan(Cf cf, absl::string_view start, absl::string_vie
 }
 
 absl::Status RocksDbStore::Write(const WriteBatch& batch, bool sync) {
+  FARM_RETURN_IF_ERROR(RecoverIfNeeded());
+  FARM_RETURN_IF_ERROR(CheckFreeSpace(batch.byte_size()));
+  FARM_ASSIGN_OR_RETURN(Use db, Acquire());
   rocksdb::WriteBatch wb;
   for (const auto& op : batch.ops()) {
-    auto* h = handles_[static_cast<int>(op.cf)];
+    auto* h = db->handle(op.cf);
     rocksdb::Status s = op.is_delete ? wb.Delete(h, ToSlice(op.key))
                                      : wb.Put(h, ToSlice(op.key), ToSlice(op.value));
     if (!s.ok()) return FromRocks(s, "building a write batch");
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db_->Write(wo, &wb), "writing to the store");
+  rocksdb::Status s = db->db->Write(wo, &wb);
+  if (s.ok()) return absl::OkStatus();
+  absl::Status status = FromRocks(s, "writing to the store");
+  if (NeedsReopen(s)) {
+    absl::MutexLock lock(&mu_);
+    if (write_error_.ok()) {
+      FARM_LOG(ERROR) << status << "; writes are refused until the store has reopened (tried "
+                      << "every " << options_.reopen_interval_ms << " ms once space is free)";
+      write_error_ = status;
+      next_reopen_ms_ = MonotonicMs() + options_.reopen_interval_ms;
+    }
+  }
+  return status;
 }
 
 }  // namespace farm::coordinator
