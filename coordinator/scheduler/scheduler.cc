@@ -887,18 +887,24 @@ void Scheduler::AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done) {
       [&](absl::Status s) { done(s); });
 }
 
+absl::StatusOr<std::pair<Job*, farm::v1::StepResult*>> Scheduler::LeasedStep(
+    const farm::v1::LeaseRef& ref, uint32_t step_index) {
+  FARM_ASSIGN_OR_RETURN(ActiveLease * lease, CheckLease(ref));
+  Attempt* at = lease->job.mutable_attempts(lease->job.attempts_size() - 1);
+  if (step_index >= static_cast<uint32_t>(at->steps_size())) {
+    return absl::InvalidArgumentError(absl::StrCat("step_index ", step_index, " is out of range"));
+  }
+  return std::make_pair(&lease->job, at->mutable_steps(static_cast<int>(step_index)));
+}
+
 void Scheduler::StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack> done) {
   PostOrFail(
       [this, req = std::move(req), done](Txn& txn) {
-        auto lease = CheckLease(req.lease());
-        if (!lease.ok()) return done(lease.status());
-        Job& job = (*lease)->job;
-        Attempt* at = job.mutable_attempts(job.attempts_size() - 1);
-        if (req.step_index() >= static_cast<uint32_t>(at->steps_size())) {
-          return done(absl::InvalidArgumentError(
-              absl::StrCat("step_index ", req.step_index(), " is out of range")));
-        }
-        farm::v1::StepResult* step = at->mutable_steps(static_cast<int>(req.step_index()));
+        auto step_or = LeasedStep(req.lease(), req.step_index());
+        if (!step_or.ok()) return done(step_or.status());
+        auto [job_ptr, step_ptr] = *step_or;
+        Job& job = *job_ptr;
+        farm::v1::StepResult* step = step_ptr;
         if (step->state() == farm::v1::STEP_PENDING) {
           step->set_state(farm::v1::STEP_RUNNING);
           step->set_started_ms(req.started_ms() > 0 ? req.started_ms() : clock_->NowMs());
@@ -913,18 +919,14 @@ void Scheduler::StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack
 void Scheduler::StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done) {
   PostOrFail(
       [this, req = std::move(req), done](Txn& txn) {
-        auto lease = CheckLease(req.lease());
-        if (!lease.ok()) return done(lease.status());
-        Job& job = (*lease)->job;
-        Attempt* at = job.mutable_attempts(job.attempts_size() - 1);
-        if (req.step_index() >= static_cast<uint32_t>(at->steps_size())) {
-          return done(absl::InvalidArgumentError(
-              absl::StrCat("step_index ", req.step_index(), " is out of range")));
-        }
+        auto step_or = LeasedStep(req.lease(), req.step_index());
+        if (!step_or.ok()) return done(step_or.status());
+        auto [job_ptr, step_ptr] = *step_or;
+        Job& job = *job_ptr;
         if (!StepDone(req.result().state())) {
           return done(absl::InvalidArgumentError("a finished step needs a final state"));
         }
-        farm::v1::StepResult* step = at->mutable_steps(static_cast<int>(req.step_index()));
+        farm::v1::StepResult* step = step_ptr;
         const std::string name = step->name();
         *step = req.result();
         step->set_name(name);

@@ -172,6 +172,9 @@ class Scheduler {
   void AnswerLeaseWaiter(Txn& txn, LeaseWaiter waiter, farm::v1::LeaseResponse resp);
 
   absl::StatusOr<ActiveLease*> CheckLease(const farm::v1::LeaseRef& ref);
+  // The leased job and one step of its current attempt (INVALID_ARGUMENT for a bad index).
+  absl::StatusOr<std::pair<farm::v1::Job*, farm::v1::StepResult*>> LeasedStep(
+      const farm::v1::LeaseRef& ref, uint32_t step_index);
   // An agent's call: NOT_FOUND when it is not registered, FAILED_PRECONDITION when an agent of
   // the same name registered since with another session; else marks it seen.
   absl::StatusOr<Agent*> AgentCall(const std::string& name, const std::string& session_id);
