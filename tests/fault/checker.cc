@@ -95,6 +95,7 @@ absl::StatusOr<std::string> Checker::Submit(const farm::v1::JobSpec& spec) {
   const absl::Time give_up = absl::Now() + options_.submit_give_up;
   common::Backoff backoff(/*initial_ms=*/50, /*max_ms=*/1000);
   absl::Status last;
+  bool indeterminate = false;
   while (true) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
@@ -108,6 +109,8 @@ absl::StatusOr<std::string> Checker::Submit(const farm::v1::JobSpec& spec) {
       return response.job_id();
     }
     if (!Retryable(last)) break;
+    // This try may still take effect (e.g. it is queued in a coordinator that is about to die).
+    indeterminate = true;
     const absl::Duration delay = absl::Milliseconds(backoff.NextDelayMs());
     if (absl::Now() + delay >= give_up) break;
     Pause(delay);
@@ -121,7 +124,8 @@ absl::StatusOr<std::string> Checker::Submit(const farm::v1::JobSpec& spec) {
         absl::StrCat("submit ", request.request_id(),
                      " still failing when the checker gave up: ", last.ToString()));
   }
-  record.outcome = Outcome::kRefused;
+  // A refusal after a try that may have taken effect proves nothing about that try.
+  record.outcome = indeterminate ? Outcome::kUnknown : Outcome::kRefused;
   return last;
 }
 

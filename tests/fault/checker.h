@@ -13,9 +13,9 @@
 //   SUCCEEDED or FAILED), or a step side effect showing one attempt running to completion twice
 //   (two executions under one lease: a reused epoch).
 // - unexpected: a job the checker never submitted; a second job for one request id; a job for
-//   a submit the coordinator definitely refused (a non-retryable error); a FAILED job; a side
-//   effect from an attempt the coordinator has no record of; a SUCCEEDED attempt whose step left
-//   no side effect.
+//   a submit the coordinator definitely refused (a non-retryable error at the first try); a
+//   FAILED job; a side effect from an attempt the coordinator has no record of; a SUCCEEDED
+//   attempt whose step left no side effect.
 // - reruns: attempts beyond the first (at-least-once execution is allowed, and counted).
 //
 // Side effects: a job's step may append the line "$FARM_JOB_ID $FARM_ATTEMPT" to one shared file

@@ -57,12 +57,16 @@ class CrashFile : public rocksdb::FSWritableFileOwnerWrapper {
   IOStatus Sync(const IOOptions& o, IODebugContext* d) override {
     if (fs_->frozen()) return PowerIsOut();
     IOStatus s = target()->Sync(o, d);
+    // A sync still running when the power went guarantees nothing.
+    if (fs_->frozen()) return PowerIsOut();
     if (s.ok()) fs_->Synced(fname_);
     return s;
   }
   IOStatus Fsync(const IOOptions& o, IODebugContext* d) override {
     if (fs_->frozen()) return PowerIsOut();
     IOStatus s = target()->Fsync(o, d);
+    // A sync still running when the power went guarantees nothing.
+    if (fs_->frozen()) return PowerIsOut();
     if (s.ok()) fs_->Synced(fname_);
     return s;
   }
