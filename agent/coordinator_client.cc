@@ -57,8 +57,12 @@ bool IsNotRegistered(const absl::Status& status) {
 }
 
 bool IsRetryable(const absl::Status& status) {
+  // RESOURCE_EXHAUSTED is the coordinator's full disk: it serves again by itself once space is
+  // back, and the lease's fence bounds how long an attempt waits for that. (The agent's own
+  // messages stay far below the size limits that would make the code permanent.)
   return status.code() == absl::StatusCode::kUnavailable ||
-         status.code() == absl::StatusCode::kDeadlineExceeded;
+         status.code() == absl::StatusCode::kDeadlineExceeded ||
+         status.code() == absl::StatusCode::kResourceExhausted;
 }
 
 namespace {

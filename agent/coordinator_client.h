@@ -67,7 +67,8 @@ class CallCanceller final : public common::CancelSource {
 // answers by registering again.
 bool IsNotRegistered(const absl::Status& status);
 
-// True for the codes worth retrying a call on: UNAVAILABLE and DEADLINE_EXCEEDED.
+// True for the codes worth retrying a call on: UNAVAILABLE, DEADLINE_EXCEEDED and
+// RESOURCE_EXHAUSTED (the coordinator's disk is full).
 bool IsRetryable(const absl::Status& status);
 
 class CoordinatorClient {

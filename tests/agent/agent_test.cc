@@ -90,6 +90,25 @@ class AgentTest : public ::testing::Test {
   }
   bool WorkDirEmpty() { return fs::is_empty(options_.work_dir); }
 
+  // Two failures with `code` on each report and on the log upload: the job still completes,
+  // with its whole output, once.
+  void ExpectRetriesOn(grpc::StatusCode code) {
+    for (const char* method : {"StepStarted", "StepFinished", "UploadLogs", "CompleteJob"}) {
+      fake_.FailNext(method, 2, code);
+    }
+    StartAgent();
+    farm::v1::JobSpec spec;
+    AddStep(&spec, "build", "echo one; echo two");
+    fake_.AddJob("job-1", spec);
+    ASSERT_TRUE(WaitCompleted("job-1"));
+    const FakeAgentService::FakeJob job = Job("job-1");
+    EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
+    EXPECT_EQ(job.completions, 1);
+    EXPECT_EQ(job.logs.at(0), "one\ntwo\n");
+    EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
+    EXPECT_EQ(fake_.Snapshot().failed_calls, 8);
+  }
+
   TempDir dir_;
   FakeAgentService fake_;
   std::string address_;
@@ -327,20 +346,13 @@ TEST_F(AgentTest, JobTimeoutCoversAllSteps) {
 }
 
 TEST_F(AgentTest, RetriesReportsAndLogsOnUnavailable) {
-  fake_.FailNext("StepStarted", 2, grpc::StatusCode::UNAVAILABLE);
-  fake_.FailNext("StepFinished", 2, grpc::StatusCode::UNAVAILABLE);
-  fake_.FailNext("UploadLogs", 2, grpc::StatusCode::UNAVAILABLE);
-  fake_.FailNext("CompleteJob", 2, grpc::StatusCode::UNAVAILABLE);
-  StartAgent();
-  farm::v1::JobSpec spec;
-  AddStep(&spec, "build", "echo one; echo two");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitCompleted("job-1"));
-  const FakeAgentService::FakeJob job = Job("job-1");
-  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
-  EXPECT_EQ(job.logs.at(0), "one\ntwo\n");
-  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
-  EXPECT_EQ(fake_.Snapshot().failed_calls, 8);
+  ExpectRetriesOn(grpc::StatusCode::UNAVAILABLE);
+}
+
+// The coordinator's disk is full: it answers RESOURCE_EXHAUSTED until space is back, and the
+// attempt must survive that, not be abandoned.
+TEST_F(AgentTest, RetriesReportsAndLogsWhileTheCoordinatorsDiskIsFull) {
+  ExpectRetriesOn(grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 TEST_F(AgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {
