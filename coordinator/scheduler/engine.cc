@@ -111,6 +111,13 @@ void Engine::CancelTimer(TimerId id) {
   timer_due_.erase(it);
 }
 
+bool Engine::SleepUnlessStopping(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  mu_.AwaitWithTimeout(absl::Condition(&stopping), d);
+  return !stopping_;
+}
+
 void Engine::SetWriteFailureHandler(std::function<void(const absl::Status&)> fn) {
   on_write_failure_ = std::move(fn);
 }
@@ -157,7 +164,9 @@ void Engine::Run() {
     }
 
     absl::Status status;
-    if (!txn.batch_.empty()) {
+    if (!txn.batch_.empty() && writes_stopped_) {
+      status = absl::UnavailableError("the coordinator is stopping after a failed write");
+    } else if (!txn.batch_.empty()) {
       status = store_->Write(txn.batch_, options_.sync);
       ++groups_written_;
       if (!status.ok()) {

@@ -82,6 +82,12 @@ class Engine {
 
   // Runs on the engine thread after a failed group write, before the callbacks.
   void SetWriteFailureHandler(std::function<void(const absl::Status&)> fn);
+  // Engine thread only. From now on no group is written; their callbacks get UNAVAILABLE. For
+  // when memory can no longer be trusted to match the store.
+  void StopWriting() { writes_stopped_ = true; }
+
+  // Sleeps up to `d` (for retries on the engine thread); returns false at once when stopping.
+  bool SleepUnlessStopping(absl::Duration d);
 
   bool OnEngineThread() const { return std::this_thread::get_id() == thread_id_; }
   int64_t groups_written() const { return groups_written_; }
@@ -104,6 +110,7 @@ class Engine {
   std::map<TimerId, int64_t> timer_due_;
   TimerId next_timer_ = 1;
   int64_t groups_written_ = 0;
+  bool writes_stopped_ = false;
 
   std::thread thread_;
   std::thread::id thread_id_;

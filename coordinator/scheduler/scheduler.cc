@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/backoff.h"
 #include "common/job_limits.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -67,16 +69,33 @@ Scheduler::Scheduler(Store* store, common::Clock* clock, LogHub* hub, SchedulerO
       hub_(hub),
       options_(options),
       engine_(store, clock, engine_options) {
-  engine_.SetWriteFailureHandler([this](const absl::Status& status) {
-    // Memory may hold changes of the failed group: rebuild it from what is durable.
-    absl::Status s = Recover();
-    FARM_CHECK(s.ok()) << "cannot reload state after a failed write: " << s;
-  });
+  engine_.SetWriteFailureHandler([this](const absl::Status&) { RecoverAfterFailedWrite(); });
 }
 
 Scheduler::~Scheduler() { Stop(); }
 
 absl::Status Scheduler::Init() { return Recover(); }
+
+void Scheduler::RecoverAfterFailedWrite() {
+  // Memory may hold changes of the failed group: rebuild it from what is durable. Reading can
+  // fail too while the store reopens after a full disk; then retry (every command waits, which
+  // is right: none could commit). Only corrupt records stop the coordinator.
+  common::Backoff backoff(/*initial_ms=*/50, /*max_ms=*/5'000);
+  for (int tries = 1;; ++tries) {
+    absl::Status s = Recover();
+    if (s.ok()) {
+      if (tries > 1) FARM_LOG(INFO) << "state reloaded after " << tries << " tries";
+      return;
+    }
+    FARM_CHECK(!absl::IsDataLoss(s)) << "cannot reload state after a failed write: " << s;
+    FARM_LOG(WARNING) << "cannot reload state after a failed write (try " << tries << "): " << s;
+    if (!engine_.SleepUnlessStopping(absl::Milliseconds(backoff.NextDelayMs()))) {
+      FARM_LOG(ERROR) << "stopping without reloading state; nothing more will be written";
+      engine_.StopWriting();
+      return;
+    }
+  }
+}
 
 void Scheduler::Start() {
   started_ = true;
@@ -575,6 +594,7 @@ absl::StatusOr<farm::v1::ListJobsResponse> Scheduler::ListJobs(
   constexpr int kMaxLimit = 1000;
   // Bounds the work of one call when a state filter matches little.
   constexpr int kMaxScanned = 100'000;
+  constexpr size_t kMaxPageBytes = 8 << 20;
   if (req.limit() < 0 || req.limit() > kMaxLimit) {
     return absl::InvalidArgumentError(
         absl::StrCat("limit ", req.limit(), " is out of range [0, ", kMaxLimit, "]"));
@@ -588,29 +608,35 @@ absl::StatusOr<farm::v1::ListJobsResponse> Scheduler::ListJobs(
   }
   farm::v1::ListJobsResponse resp;
   int scanned = 0;
-  uint64_t last_seq = 0;
+  uint64_t last_seq = 0;  // the last job scanned (returned or filtered out)
+  bool full = false;      // stopped at the limit, the byte budget or the scan bound
+  size_t page_bytes = 0;
   absl::Status parse_error;
   FARM_RETURN_IF_ERROR(store_->Scan(
       Cf::kJobs, "", upper,
       [&](absl::string_view key, absl::string_view value) {
-        last_seq = keys::ReadU64(key, 0);
-        if (++scanned > kMaxScanned) return false;
+        const uint64_t seq = keys::ReadU64(key, 0);
+        if (++scanned > kMaxScanned) return !(full = true);
         Job job;
         if (!job.ParseFromString(std::string(value))) {
-          parse_error = absl::DataLossError(absl::StrCat("job ", last_seq, " record is corrupt"));
+          parse_error = absl::DataLossError(absl::StrCat("job ", seq, " record is corrupt"));
           return false;
         }
-        if (req.state() != farm::v1::JOB_STATE_UNSPECIFIED && job.state() != req.state()) {
-          return true;
+        if (req.state() == farm::v1::JOB_STATE_UNSPECIFIED || job.state() == req.state()) {
+          // A page stays far below the gRPC message limit however big the jobs are; one job
+          // always fits (a job's spec and artifact list are bounded by job_limits.h).
+          if (resp.jobs_size() > 0 && page_bytes + value.size() > kMaxPageBytes) {
+            return !(full = true);
+          }
+          page_bytes += value.size();
+          *resp.add_jobs() = std::move(job);
         }
-        *resp.add_jobs() = std::move(job);
-        return resp.jobs_size() < limit;
+        last_seq = seq;
+        return !(full = resp.jobs_size() >= limit);
       },
       /*reverse=*/true));
   FARM_RETURN_IF_ERROR(parse_error);
-  if ((resp.jobs_size() == limit || scanned > kMaxScanned) && last_seq > 1) {
-    resp.set_next_page_token(keys::JobId(last_seq));
-  }
+  if (full && last_seq > 1) resp.set_next_page_token(keys::JobId(last_seq));
   return resp;
 }
 

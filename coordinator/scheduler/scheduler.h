@@ -154,6 +154,7 @@ class Scheduler {
   bool PostOrFail(Engine::Command cmd, const std::function<void(absl::Status)>& fail);
 
   absl::Status Recover();
+  void RecoverAfterFailedWrite();  // engine thread
   absl::StatusOr<std::optional<farm::v1::Job>> LoadJob(Txn& txn, uint64_t seq);
   void PutJob(Txn& txn, const farm::v1::Job& job);
 

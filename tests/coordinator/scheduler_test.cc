@@ -590,5 +590,30 @@ TEST_F(SchedulerTest, ListIsNewestFirstWithStateFilterAndPages) {
   EXPECT_THAT(scheduler_->ListJobs(bad), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST_F(SchedulerTest, PagesOfBigJobsStayUnderTheMessageLimit) {
+  // Five jobs of ~3 MiB each: a page holds what fits in 8 MiB, and every job comes back once.
+  for (int i = 0; i < 5; ++i) {
+    farm::v1::JobSpec spec = Spec("big" + std::to_string(i));
+    spec.mutable_steps(0)->set_run("# " + std::string(200 << 10, 'x'));
+    for (int s = 1; s < 15; ++s) {
+      *spec.add_steps() = spec.steps(0);
+      spec.mutable_steps(s)->set_name("s" + std::to_string(s));
+    }
+    Submit(spec);
+  }
+  std::vector<std::string> ids;
+  farm::v1::ListJobsRequest req;
+  req.set_limit(1000);
+  for (int pages = 0; pages < 10; ++pages) {
+    ASSERT_OK_AND_ASSIGN(auto page, scheduler_->ListJobs(req));
+    EXPECT_LE(page.ByteSizeLong(), size_t{8 << 20} + (1 << 10));
+    EXPECT_GE(page.jobs_size(), 1);
+    for (const auto& job : page.jobs()) ids.push_back(job.id());
+    if (page.next_page_token().empty()) break;
+    req.set_page_token(page.next_page_token());
+  }
+  EXPECT_THAT(ids, ::testing::ElementsAre("5", "4", "3", "2", "1"));
+}
+
 }  // namespace
 }  // namespace farm::coordinator
