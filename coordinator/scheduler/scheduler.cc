@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "common/backoff.h"
 #include "common/job_limits.h"
+#include "common/job_state.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/logs/log_reader.h"
@@ -21,14 +22,8 @@ using farm::v1::StepState;
 
 absl::Status Stopping() { return absl::UnavailableError("the coordinator is shutting down"); }
 
-bool IsTerminal(JobState s) {
-  return s == farm::v1::SUCCEEDED || s == farm::v1::FAILED || s == farm::v1::CANCELLED;
-}
-
-bool StepDone(StepState s) {
-  return s != farm::v1::STEP_STATE_UNSPECIFIED && s != farm::v1::STEP_PENDING &&
-         s != farm::v1::STEP_RUNNING;
-}
+using common::IsTerminal;
+using common::StepDone;
 
 bool LabelsMatch(const std::map<std::string, std::string>& agent,
                  const std::map<std::string, std::string>& required) {

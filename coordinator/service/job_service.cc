@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/job_state.h"
 #include "common/logging.h"
 #include "coordinator/logs/log_reader.h"
 #include "coordinator/store/keys.h"
@@ -17,14 +18,8 @@ using common::ToGrpcStatus;
 // Bytes of output per WatchLogs message.
 constexpr size_t kMaxLogMessageBytes = 1 << 20;
 
-bool IsTerminal(farm::v1::JobState s) {
-  return s == farm::v1::SUCCEEDED || s == farm::v1::FAILED || s == farm::v1::CANCELLED;
-}
-
-bool StepDone(farm::v1::StepState s) {
-  return s != farm::v1::STEP_STATE_UNSPECIFIED && s != farm::v1::STEP_PENDING &&
-         s != farm::v1::STEP_RUNNING;
-}
+using common::IsTerminal;
+using common::StepDone;
 
 // Streams a job's output: the stored part first, then (with follow) what is committed later,
 // until the job ends. Steps in order, each from offset 0; with follow it moves on to a new

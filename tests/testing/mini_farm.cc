@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/job_state.h"
 #include "common/status_macros.h"
 
 #ifndef FARM_DEFAULT_BIN_DIR
@@ -76,9 +77,7 @@ std::string CommandResult::DebugString() const {
                       "\n---");
 }
 
-bool IsTerminal(farm::v1::JobState state) {
-  return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED || state == farm::v1::CANCELLED;
-}
+bool IsTerminal(farm::v1::JobState state) { return common::IsTerminal(state); }
 
 absl::StatusOr<std::unique_ptr<MiniFarm>> MiniFarm::Create(MiniFarmOptions options) {
   if (options.bin_dir.empty()) {
