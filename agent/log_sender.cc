@@ -1,12 +1,63 @@
 #include "agent/log_sender.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "common/backoff.h"
 #include "common/logging.h"
 
 namespace farm::agent {
+namespace {
+
+// `id` with anything outside [A-Za-z0-9._-] replaced by '_', for a file name.
+std::string SafeName(absl::string_view id) {
+  std::string out(id);
+  for (char& c : out) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) c = '_';
+  }
+  return out;
+}
+
+absl::Status WriteAt(int fd, int64_t offset, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::ErrnoToStatus(errno, "cannot write the spill file");
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadAt(int fd, int64_t offset, char* out, int64_t size) {
+  while (size > 0) {
+    const ssize_t n = ::pread(fd, out, static_cast<size_t>(size), offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::ErrnoToStatus(errno, "cannot read the spill file");
+    }
+    if (n == 0) return absl::DataLossError("the spill file is shorter than what was written");
+    out += n;
+    offset += n;
+    size -= n;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 LogSender::LogSender(CoordinatorClient* client, farm::v1::LeaseRef lease, std::string log_prefix,
                      std::function<bool()> reregister, Options options)
@@ -14,7 +65,7 @@ LogSender::LogSender(CoordinatorClient* client, farm::v1::LeaseRef lease, std::s
       lease_(std::move(lease)),
       log_prefix_(std::move(log_prefix)),
       reregister_(std::move(reregister)),
-      options_(options) {}
+      options_(std::move(options)) {}
 
 LogSender::~LogSender() {
   Abort();
@@ -29,23 +80,102 @@ void LogSender::Start() {
 
 bool LogSender::Append(uint32_t step_index, int64_t offset, absl::string_view data) {
   if (data.empty()) return true;
+  Pending entry;
+  entry.step_index = step_index;
+  entry.offset = offset;
+  entry.size = static_cast<int64_t>(data.size());
+  const int64_t size = entry.size;
+
+  absl::MutexLock lock(&mu_);
+  auto fits_memory = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return pending_.empty() || memory_bytes_ + size <= options_.max_memory_bytes;
+  };
+  auto fits_spill = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !options_.spill_dir.empty() && !spill_failed_ &&
+           spill_size_ + size <= options_.max_spill_bytes;
+  };
+  auto has_room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return Done() || fits_memory() || fits_spill();
+  };
+  while (true) {
+    mu_.Await(absl::Condition(&has_room));
+    if (Done()) return false;
+    if (fits_memory()) break;
+    if (SpillLocked(data, &entry)) {
+      pending_.push_back(std::move(entry));
+      ++pending_per_step_[step_index];
+      return true;
+    }
+    // Spilling is off now: wait for room in memory.
+  }
   auto chunk = std::make_shared<farm::v1::LogUploadChunk>();
   *chunk->mutable_lease() = lease_;
   chunk->set_step_index(step_index);
   chunk->set_offset(offset);
   chunk->set_data(data.data(), data.size());
-  const int64_t size = static_cast<int64_t>(data.size());
-
-  absl::MutexLock lock(&mu_);
-  auto has_room = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return Done() || pending_.empty() || buffered_bytes_ + size <= options_.max_buffered_bytes;
-  };
-  mu_.Await(absl::Condition(&has_room));
-  if (Done()) return false;
-  pending_.push_back(std::move(chunk));
+  entry.chunk = std::move(chunk);
+  pending_.push_back(std::move(entry));
   ++pending_per_step_[step_index];
-  buffered_bytes_ += size;
+  memory_bytes_ += size;
+  if (memory_bytes_ > peak_memory_bytes_) peak_memory_bytes_ = memory_bytes_;
   return true;
+}
+
+bool LogSender::SpillLocked(absl::string_view data, Pending* entry) {
+  absl::Status status;
+  if (spill_fd_ < 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.spill_dir, ec);
+    std::string path = absl::StrCat(options_.spill_dir, "/", SafeName(lease_.job_id()), "-",
+                                    lease_.attempt(), "-XXXXXX.spill");
+    const int fd = ec ? -1 : ::mkostemps(path.data(), 6, O_CLOEXEC);
+    if (ec) {
+      status = absl::InternalError(absl::StrCat("cannot create the spill directory ",
+                                                options_.spill_dir, ": ", ec.message()));
+    } else if (fd < 0) {
+      status = absl::ErrnoToStatus(
+          errno, absl::StrCat("cannot create a spill file in ", options_.spill_dir));
+    } else {
+      spill_fd_ = fd;
+      spill_path_ = std::move(path);
+      spill_size_ = 0;
+      if (!spill_logged_) {
+        spill_logged_ = true;
+        FARM_LOG(INFO) << log_prefix_ << " output outruns the log upload, spilling it to "
+                       << spill_path_;
+      }
+    }
+  }
+  if (status.ok()) status = WriteAt(spill_fd_, spill_size_, data);
+  if (!status.ok()) {
+    spill_failed_ = true;
+    FARM_LOG(WARNING) << log_prefix_ << " " << status
+                      << "; no more spilling, output waits in memory (at most "
+                      << options_.max_memory_bytes << " bytes) for the upload";
+    // Gives back the disk a partial write took. Best effort: nothing reads past spill_size_.
+    if (spill_fd_ >= 0 && ::ftruncate(spill_fd_, spill_size_) != 0) {
+      FARM_LOG(WARNING) << log_prefix_ << " cannot truncate " << spill_path_ << ": "
+                        << std::strerror(errno);
+    }
+    MaybeRemoveSpillFileLocked();
+    return false;
+  }
+  entry->file_offset = spill_size_;
+  spill_size_ += entry->size;
+  spilled_bytes_ += entry->size;
+  return true;
+}
+
+void LogSender::MaybeRemoveSpillFileLocked() {
+  if (spill_fd_ < 0 || spilled_bytes_ > 0 || reading_spill_) return;
+  if (::unlink(spill_path_.c_str()) != 0) {
+    FARM_LOG(WARNING) << log_prefix_ << " cannot remove the spill file " << spill_path_ << ": "
+                      << std::strerror(errno);
+  }
+  ::close(spill_fd_);
+  spill_fd_ = -1;
+  spill_path_.clear();
+  spill_size_ = 0;
 }
 
 absl::Status LogSender::Flush(uint32_t step_index) {
@@ -64,9 +194,7 @@ void LogSender::Abort() {
     absl::MutexLock lock(&mu_);
     if (aborted_) return;
     aborted_ = true;
-    pending_.clear();
-    pending_per_step_.clear();
-    buffered_bytes_ = 0;
+    ClearLocked();
   }
   canceller_.Cancel();
 }
@@ -77,16 +205,64 @@ void LogSender::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  absl::MutexLock lock(&mu_);
+  // The sender thread only leaves output behind when nothing can send it anymore.
+  if (Done()) ClearLocked();
+  MaybeRemoveSpillFileLocked();
+}
+
+LogSender::Stats LogSender::GetStats() const {
+  absl::MutexLock lock(&mu_);
+  Stats stats;
+  stats.memory_bytes = memory_bytes_;
+  stats.peak_memory_bytes = peak_memory_bytes_;
+  stats.spilled_bytes = spilled_bytes_;
+  stats.spill_file_bytes = spill_fd_ >= 0 ? spill_size_ : 0;
+  stats.spill_failed = spill_failed_;
+  return stats;
 }
 
 void LogSender::PopFront(size_t count) {
   for (size_t i = 0; i < count && !pending_.empty(); ++i) {
-    const ChunkPtr& chunk = pending_.front();
-    buffered_bytes_ -= static_cast<int64_t>(chunk->data().size());
-    auto it = pending_per_step_.find(chunk->step_index());
+    const Pending& entry = pending_.front();
+    if (entry.chunk != nullptr) {
+      memory_bytes_ -= entry.size;
+    } else {
+      spilled_bytes_ -= entry.size;
+    }
+    auto it = pending_per_step_.find(entry.step_index);
     if (it != pending_per_step_.end() && --it->second == 0) pending_per_step_.erase(it);
     pending_.pop_front();
   }
+  MaybeRemoveSpillFileLocked();
+}
+
+void LogSender::ClearLocked() {
+  pending_.clear();
+  pending_per_step_.clear();
+  memory_bytes_ = 0;
+  spilled_bytes_ = 0;
+  MaybeRemoveSpillFileLocked();
+}
+
+size_t LogSender::ReadBatch(const std::vector<Pending>& batch, int fd,
+                            std::vector<ChunkPtr>* chunks, absl::Status* error) const {
+  for (const Pending& entry : batch) {
+    if (entry.chunk != nullptr) {
+      chunks->push_back(entry.chunk);
+      continue;
+    }
+    auto chunk = std::make_shared<farm::v1::LogUploadChunk>();
+    *chunk->mutable_lease() = lease_;
+    chunk->set_step_index(entry.step_index);
+    chunk->set_offset(entry.offset);
+    std::string* data = chunk->mutable_data();
+    data->resize(static_cast<size_t>(entry.size));
+    *error = ReadAt(fd, entry.file_offset, data->data(), entry.size);
+    if (!error->ok()) break;
+    chunks->push_back(std::move(chunk));
+  }
+  return chunks->size();
 }
 
 void LogSender::Loop() {
@@ -94,7 +270,9 @@ void LogSender::Loop() {
   absl::flat_hash_set<uint32_t> warned_steps;
   int failures = 0;
   while (true) {
-    std::vector<ChunkPtr> batch;
+    std::vector<Pending> batch;
+    bool spilled = false;
+    int spill_fd = -1;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -103,21 +281,46 @@ void LogSender::Loop() {
       mu_.Await(absl::Condition(&ready));
       if (Done() || pending_.empty()) return;
       int64_t bytes = 0;
-      for (const ChunkPtr& chunk : pending_) {
-        const int64_t size = static_cast<int64_t>(chunk->data().size());
-        if (!batch.empty() && bytes + size > options_.max_stream_bytes) break;
-        batch.push_back(chunk);
-        bytes += size;
+      for (const Pending& entry : pending_) {
+        if (!batch.empty() && bytes + entry.size > options_.max_stream_bytes) break;
+        batch.push_back(entry);
+        bytes += entry.size;
+        if (entry.chunk == nullptr) spilled = true;
+      }
+      if (spilled) {
+        FARM_CHECK(spill_fd_ >= 0) << "spilled output without a spill file";
+        spill_fd = spill_fd_;
+        // Keeps the file open while it is read outside the lock.
+        reading_spill_ = true;
       }
     }
 
-    absl::StatusOr<farm::v1::LogUploadResponse> response = client_->UploadLogs(batch, &canceller_);
+    std::vector<ChunkPtr> chunks;
+    absl::Status read_error;
+    ReadBatch(batch, spill_fd, &chunks, &read_error);
+    if (spilled) {
+      absl::MutexLock lock(&mu_);
+      reading_spill_ = false;
+      MaybeRemoveSpillFileLocked();
+      if (Done()) return;
+      if (chunks.empty()) {
+        // Sending what precedes an unreadable chunk first gives it a second read.
+        const Pending& lost = batch.front();
+        FARM_LOG(ERROR) << log_prefix_ << " dropping " << lost.size << " bytes of step "
+                        << lost.step_index << " output at offset " << lost.offset << ": "
+                        << read_error;
+        PopFront(1);
+        continue;
+      }
+    }
+
+    absl::StatusOr<farm::v1::LogUploadResponse> response = client_->UploadLogs(chunks, &canceller_);
     if (response.ok()) {
       failures = 0;
       backoff.Reset();
       // Everything written was processed. Bytes the coordinator did not commit (for example
       // past its per-job log limit) would never be, so they are dropped, not resent.
-      for (const ChunkPtr& chunk : batch) {
+      for (const ChunkPtr& chunk : chunks) {
         auto it = response->committed().find(chunk->step_index());
         const int64_t end = chunk->offset() + static_cast<int64_t>(chunk->data().size());
         const int64_t committed = it == response->committed().end() ? 0 : it->second;
@@ -128,7 +331,7 @@ void LogSender::Loop() {
         }
       }
       absl::MutexLock lock(&mu_);
-      if (!aborted_) PopFront(batch.size());
+      if (!aborted_) PopFront(chunks.size());
       continue;
     }
 
@@ -137,6 +340,7 @@ void LogSender::Loop() {
       FARM_LOG(WARNING) << log_prefix_ << " log upload refused, lease is stale: " << status;
       absl::MutexLock lock(&mu_);
       failure_ = status;
+      ClearLocked();
       return;
     }
     if (status.code() == absl::StatusCode::kCancelled && canceller_.cancelled()) return;
@@ -156,10 +360,10 @@ void LogSender::Loop() {
     }
     // OUT_OF_RANGE (a gap: the coordinator lost bytes it had acknowledged), INVALID_ARGUMENT
     // and the like cannot be fixed by resending the same bytes.
-    FARM_LOG(ERROR) << log_prefix_ << " log upload rejected, dropping " << batch.size()
+    FARM_LOG(ERROR) << log_prefix_ << " log upload rejected, dropping " << chunks.size()
                     << " chunks: " << status;
     absl::MutexLock lock(&mu_);
-    if (!aborted_) PopFront(batch.size());
+    if (!aborted_) PopFront(chunks.size());
   }
 }
 
