@@ -14,7 +14,9 @@ namespace farm::common {
 // Parses `text`; `filename` is only used in messages. Errors are INVALID_ARGUMENT with
 // "FILE:LINE:COLUMN: what was wrong and what was expected" (1-based line and column), for
 // malformed YAML/JSON, several documents in one file, unknown or duplicate keys, wrong types,
-// bad durations, missing `run` and missing or empty `steps`. Errors about the file as a whole
+// bad durations, missing `run`, missing or empty `steps`, a step's `when` other than on_success,
+// on_failure or always, `retry` and `concurrency` out of range, `concurrency` without a
+// `concurrency_group`, and a bad group name. Errors about the file as a whole
 // (over kMaxJobFileBytes, empty, a limit of job_limits.h broken) are "FILE: message". The
 // result has had ApplyJobDefaults applied and has passed ValidateJobSpec.
 // Thread-safe; never throws.

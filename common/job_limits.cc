@@ -9,7 +9,65 @@
 namespace farm::common {
 namespace {
 
-bool ValidEnvName(const std::string& name) {
+absl::Status ValidateTimeout(int64_t ms, const std::string& what) {
+  if (ms < 0 || ms > kMaxTimeoutMs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " must be between 0 and ", kMaxTimeoutMs / 3600'000, "h"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRetry(const farm::v1::RetryPolicy& retry) {
+  if (retry.max_attempts() < 0 || retry.max_attempts() > kMaxRetryAttempts) {
+    return absl::InvalidArgumentError(absl::StrCat("retry.max_attempts: ", retry.max_attempts(),
+                                                   " is out of range; expected 0 to ",
+                                                   kMaxRetryAttempts));
+  }
+  if (retry.on_exit_codes_size() > kMaxRetryExitCodes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retry.on_exit_codes: ", retry.on_exit_codes_size(), " codes; the limit is ",
+                     kMaxRetryExitCodes));
+  }
+  for (int i = 0; i < retry.on_exit_codes_size(); ++i) {
+    const int32_t code = retry.on_exit_codes(i);
+    if (code < kMinRetryExitCode || code > kMaxRetryExitCode) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "retry.on_exit_codes[", i, "]: ", code, " is out of range; expected an exit code from ",
+          kMinRetryExitCode, " to ", kMaxRetryExitCode));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConcurrency(const farm::v1::JobSpec& spec) {
+  if (spec.concurrency() < 0 || spec.concurrency() > kMaxConcurrency) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "concurrency: ", spec.concurrency(), " is out of range; expected 0 to ", kMaxConcurrency));
+  }
+  if (spec.concurrency_group().empty()) {
+    if (spec.concurrency() != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("concurrency: ", spec.concurrency(),
+                       " without a concurrency_group; the limit counts the jobs of a group"));
+    }
+    return absl::OkStatus();
+  }
+  if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("concurrency_group: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+bool IsLowerHex(absl::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsValidEnvName(absl::string_view name) {
   if (name.empty()) return false;
   if (name[0] >= '0' && name[0] <= '9') return false;
   for (char c : name) {
@@ -20,14 +78,14 @@ bool ValidEnvName(const std::string& name) {
   return true;
 }
 
-absl::Status ValidateEnv(const google::protobuf::Map<std::string, std::string>& env,
-                         const std::string& where) {
+absl::Status ValidateEnvVars(const google::protobuf::Map<std::string, std::string>& env,
+                             absl::string_view where) {
   if (env.size() > static_cast<size_t>(kMaxEnvVars)) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, "env has ", env.size(), " variables; the limit is ", kMaxEnvVars));
   }
   for (const auto& [k, v] : env) {
-    if (!ValidEnvName(k)) {
+    if (!IsValidEnvName(k)) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, "env name \"", k, "\" is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"));
     }
@@ -42,22 +100,21 @@ absl::Status ValidateEnv(const google::protobuf::Map<std::string, std::string>& 
   return absl::OkStatus();
 }
 
-absl::Status ValidateTimeout(int64_t ms, const std::string& what) {
-  if (ms < 0 || ms > kMaxTimeoutMs) {
+absl::Status ValidateConcurrencyGroup(absl::string_view group) {
+  if (group.empty()) return absl::InvalidArgumentError("the group name is empty");
+  if (group.size() > static_cast<size_t>(kMaxNameBytes)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, " must be between 0 and ", kMaxTimeoutMs / 3600'000, "h"));
+        absl::StrCat("the group name is ", group.size(), " bytes; the limit is ", kMaxNameBytes));
+  }
+  for (char c : group) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-')) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", group, "\" is not a group name: use letters, digits, '.', '_' and '-'"));
+    }
   }
   return absl::OkStatus();
 }
-
-bool IsLowerHex(absl::string_view s) {
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 bool IsValidUtf8(absl::string_view text) {
   size_t i = 0;
@@ -173,7 +230,7 @@ absl::Status ValidateArtifacts(
   return absl::OkStatus();
 }
 
-absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec) {
+absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin) {
   if (spec.ByteSizeLong() > static_cast<size_t>(kMaxSerializedSpecBytes)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "job is ", spec.ByteSizeLong(), " bytes encoded; the limit is ", kMaxSerializedSpecBytes));
@@ -182,8 +239,9 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("name is ", spec.name().size(), " bytes; the limit is ", kMaxNameBytes));
   }
-  if (spec.steps().empty())
+  if (spec.steps().empty() && origin == JobOrigin::kSingle) {
     return absl::InvalidArgumentError("steps: a job needs at least one step");
+  }
   if (spec.steps_size() > kMaxSteps) {
     return absl::InvalidArgumentError(
         absl::StrCat("steps: ", spec.steps_size(), " steps; the limit is ", kMaxSteps));
@@ -209,7 +267,7 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec) {
           absl::StrCat("labels: \"", k, "\" may not contain '=' or ','"));
     }
   }
-  if (auto s = ValidateEnv(spec.env(), ""); !s.ok()) return s;
+  if (auto s = ValidateEnvVars(spec.env(), ""); !s.ok()) return s;
   if (auto s = ValidateTimeout(spec.timeout_ms(), "timeout"); !s.ok()) return s;
   if (auto s = ValidateTimeout(spec.kill_grace_ms(), "kill_grace"); !s.ok()) return s;
   for (const std::string& arg : spec.shell()) {
@@ -251,10 +309,15 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec) {
     if (step.run().find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(where, "run contains a NUL byte"));
     }
-    if (auto s = ValidateEnv(step.env(), where); !s.ok()) return s;
+    if (auto s = ValidateEnvVars(step.env(), where); !s.ok()) return s;
     if (auto s = ValidateTimeout(step.timeout_ms(), where + "timeout"); !s.ok()) return s;
+    if (!farm::v1::StepWhen_IsValid(step.when())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "when: unknown value ", static_cast<int>(step.when())));
+    }
   }
-  return absl::OkStatus();
+  if (auto s = ValidateRetry(spec.retry()); !s.ok()) return s;
+  return ValidateConcurrency(spec);
 }
 
 void ApplyJobDefaults(farm::v1::JobSpec& spec) {

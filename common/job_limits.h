@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -31,9 +32,49 @@ inline constexpr int kMaxArtifactGlobBytes = 1 << 10;  // one glob
 inline constexpr int kMaxArtifactsPerJob = 10'000;
 inline constexpr int64_t kMaxArtifactListBytes = 4 << 20;
 inline constexpr int kMaxArtifactPathBytes = 4096;  // PATH_MAX
+// `retry:` (RetryPolicy): attempts counting the first, and the exit codes that retry.
+inline constexpr int kMaxRetryAttempts = 10;
+inline constexpr int kMaxRetryExitCodes = 32;
+inline constexpr int kMinRetryExitCode = 1;
+inline constexpr int kMaxRetryExitCode = 255;
+// `concurrency:` of a `concurrency_group:` (whose name is 1..kMaxNameBytes of [A-Za-z0-9._-]).
+inline constexpr int kMaxConcurrency = 1000;
 
-// OK, or INVALID_ARGUMENT naming the field and the limit it breaks.
-absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec);
+// Pipelines (common/pipeline.h). A pipeline file has the job file's size limit; the encoded
+// PipelineSpec stays well under the 16 MiB gRPC message limit; the specs of all its jobs after
+// matrix expansion are bounded too, because the coordinator creates them in one write.
+inline constexpr int64_t kMaxPipelineFileBytes = kMaxJobFileBytes;
+inline constexpr int64_t kMaxSerializedPipelineBytes = 8 << 20;
+inline constexpr int64_t kMaxExpandedPipelineBytes = 32 << 20;
+inline constexpr int kMaxPipelineJobs = 1000;       // after matrix expansion
+inline constexpr int kMaxNeeds = 100;               // `needs:` entries of one job
+inline constexpr int kMaxMatrixAxes = 8;            // per job
+inline constexpr int kMaxMatrixCombinations = 256;  // per job: the product of the axis sizes
+inline constexpr int kMaxMatrixValueBytes = 64;     // one value: [A-Za-z0-9._+-], not "." or ".."
+
+// What a spec belongs to. A pipeline job may have no steps: a "gate" that only orders the jobs
+// around it, and succeeds as soon as it may run. A job submitted on its own needs a step.
+enum class JobOrigin { kSingle, kPipeline };
+
+// OK, or INVALID_ARGUMENT naming the field and the limit it breaks. Besides the limits above:
+// a known `when` on every step; retry.max_attempts in 0..kMaxRetryAttempts, at most
+// kMaxRetryExitCodes on_exit_codes, each in kMinRetryExitCode..kMaxRetryExitCode; concurrency in
+// 0..kMaxConcurrency and non-zero only with a concurrency_group, whose name passes
+// ValidateConcurrencyGroup. `origin` says whether a spec without steps is valid.
+absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin = JobOrigin::kSingle);
+
+// An environment: at most kMaxEnvVars variables, each named [A-Za-z_][A-Za-z0-9_]*, values at
+// most kMaxEnvValueBytes without NUL. OK or INVALID_ARGUMENT; messages start with `where`
+// ("" for the job's env, "steps[0] (build): ").
+absl::Status ValidateEnvVars(const google::protobuf::Map<std::string, std::string>& env,
+                             absl::string_view where);
+
+// True for an environment variable name: [A-Za-z_][A-Za-z0-9_]*.
+bool IsValidEnvName(absl::string_view name);
+
+// A `concurrency_group:` name: 1..kMaxNameBytes bytes of [A-Za-z0-9._-]. OK or INVALID_ARGUMENT
+// saying what is wrong (without naming the field: callers prefix it).
+absl::Status ValidateConcurrencyGroup(absl::string_view group);
 
 // True when `text` is well-formed UTF-8 (what proto3 strings must hold).
 bool IsValidUtf8(absl::string_view text);

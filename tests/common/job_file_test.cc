@@ -206,6 +206,106 @@ TEST(ParseJobFileTest, AcceptsEveryDurationForm) {
   }
 }
 
+TEST(ParseJobFileTest, ParsesStepWhen) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec spec, ParseJobFile(R"(
+steps:
+  - run: make
+  - {run: ./report-failure, when: on_failure}
+  - {run: ./cleanup, when: always}
+  - {run: ./publish, when: on_success}
+)",
+                                                            "job.yaml"));
+  ASSERT_EQ(spec.steps_size(), 4);
+  EXPECT_EQ(spec.steps(0).when(), farm::v1::WHEN_ON_SUCCESS);
+  EXPECT_EQ(spec.steps(1).when(), farm::v1::WHEN_ON_FAILURE);
+  EXPECT_EQ(spec.steps(2).when(), farm::v1::WHEN_ALWAYS);
+  EXPECT_EQ(spec.steps(3).when(), farm::v1::WHEN_ON_SUCCESS);
+}
+
+TEST(ParseJobFileTest, ParsesRetryAndConcurrency) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec spec, ParseJobFile(R"(
+steps: [{run: make}]
+retry: {max_attempts: 3, on_exit_codes: [75, 1]}
+concurrency_group: publish-v1.2_x
+concurrency: 2
+)",
+                                                            "job.yaml"));
+  EXPECT_EQ(spec.retry().max_attempts(), 3);
+  EXPECT_THAT(spec.retry().on_exit_codes(), ::testing::ElementsAre(75, 1));
+  EXPECT_EQ(spec.concurrency_group(), "publish-v1.2_x");
+  EXPECT_EQ(spec.concurrency(), 2);
+
+  // Each part is optional: a group without a figure is concurrency 0 (which means 1).
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec minimal, ParseJobFile(R"(
+steps: [{run: make}]
+retry: {max_attempts: 2}
+concurrency_group: deploy
+)",
+                                                               "job.yaml"));
+  EXPECT_EQ(minimal.retry().max_attempts(), 2);
+  EXPECT_TRUE(minimal.retry().on_exit_codes().empty());
+  EXPECT_EQ(minimal.concurrency(), 0);
+
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec json, ParseJobFile(R"({"steps": [{"run": "make"}],
+      "retry": {"max_attempts": 10, "on_exit_codes": [255]}, "concurrency_group": "g",
+      "concurrency": 1000})",
+                                                            "job.json"));
+  EXPECT_EQ(json.retry().max_attempts(), 10);
+  EXPECT_EQ(json.concurrency(), 1000);
+}
+
+TEST(ParseJobFileErrorTest, BadWhenListsTheAllowedValues) {
+  ExpectError("steps:\n  - run: x\n    when: sometimes\n", "job.yaml:3:11: ",
+              "steps[0].when: expected on_success (run only while every earlier step succeeded), "
+              "on_failure (only once one failed) or always; found \"sometimes\"");
+  ExpectError("steps:\n  - run: x\n    when: [always]\n",
+              "job.yaml:3:11: ", "steps[0].when: expected on_success");
+  ExpectError("steps:\n  - run: x\n    when:\n", "job.yaml:3:5: ", "found nothing");
+}
+
+TEST(ParseJobFileErrorTest, BadRetry) {
+  ExpectError("steps: [{run: x}]\nretry: 3\n", "job.yaml:2:8: ",
+              "retry: expected a mapping such as {max_attempts: 3, on_exit_codes: [75]}");
+  ExpectError("steps: [{run: x}]\nretry: {max_attempts: 11}\n", "job.yaml:2:23: ",
+              "retry.max_attempts: 11 is out of range; expected an integer from 0 to 10");
+  ExpectError("steps: [{run: x}]\nretry: {max_attempts: -1}\n", "job.yaml:2:23: ", "out of range");
+  ExpectError("steps: [{run: x}]\nretry: {max_attempts: many}\n", "job.yaml:2:23: ",
+              "retry.max_attempts: expected an integer from 0 to 10, found \"many\"");
+  ExpectError("steps: [{run: x}]\nretry: {max_attempts: 3, on_exit_codes: [75, 0]}\n",
+              "job.yaml:2:46: ",
+              "retry.on_exit_codes[1]: 0 is out of range; expected an integer from 1 to 255");
+  ExpectError("steps: [{run: x}]\nretry: {on_exit_codes: [256]}\n",
+              "job.yaml:2:25: ", "retry.on_exit_codes[0]: 256 is out of range");
+  ExpectError("steps: [{run: x}]\nretry: {on_exit_codes: 75}\n",
+              "job.yaml:2:24: ", "retry.on_exit_codes: expected a list of exit codes");
+  ExpectError("steps: [{run: x}]\nretry: {max_attempt: 3}\n", "job.yaml:2:9: ",
+              "unknown key \"max_attempt\" in retry; did you mean \"max_attempts\"?");
+  std::string many = "steps: [{run: x}]\nretry:\n  on_exit_codes: [";
+  for (int i = 0; i <= kMaxRetryExitCodes; ++i) absl::StrAppend(&many, i == 0 ? "" : ", ", i + 1);
+  many += "]\n";
+  ExpectError(many, "job.yaml:3:18: ",
+              absl::StrCat("retry.on_exit_codes: ", kMaxRetryExitCodes + 1, " codes; the limit is ",
+                           kMaxRetryExitCodes));
+}
+
+TEST(ParseJobFileErrorTest, BadConcurrency) {
+  ExpectError("steps: [{run: x}]\nconcurrency: 2\n",
+              "job.yaml:2:1: ", "concurrency: a limit needs a \"concurrency_group\"");
+  ExpectError("steps: [{run: x}]\nconcurrency_group: g\nconcurrency: 1001\n", "job.yaml:3:14: ",
+              "concurrency: 1001 is out of range; expected an integer from 0 to 1000");
+  ExpectError("steps: [{run: x}]\nconcurrency_group: g\nconcurrency: -1\n",
+              "job.yaml:3:14: ", "out of range");
+  ExpectError("steps: [{run: x}]\nconcurrency_group: \"a b\"\n",
+              "job.yaml:2:20: ", "concurrency_group: \"a b\" is not a group name");
+  ExpectError("steps: [{run: x}]\nconcurrency_group: \"\"\n",
+              "job.yaml:2:20: ", "concurrency_group: the group name is empty");
+  ExpectError(absl::StrCat("steps: [{run: x}]\nconcurrency_group: ",
+                           std::string(kMaxNameBytes + 1, 'g'), "\n"),
+              "job.yaml:2:20: ", absl::StrCat("the limit is ", kMaxNameBytes));
+  ExpectError("steps: [{run: x}]\nconcurrency_group: [a]\n",
+              "job.yaml:2:20: ", "concurrency_group: expected a group name, found a list");
+}
+
 TEST(ParseJobDurationMsTest, BareNumbersAreSeconds) {
   EXPECT_EQ(ParseJobDurationMs("5").value(), 5'000);
   EXPECT_EQ(ParseJobDurationMs("0.25").value(), 250);
@@ -232,8 +332,9 @@ TEST(ParseJobFileErrorTest, MalformedJson) {
 TEST(ParseJobFileErrorTest, UnknownKeys) {
   ExpectError("name: x\nprority: 5\nsteps: [{run: x}]\n",
               "job.yaml:2:1: ", "unknown key \"prority\" in the job; did you mean \"priority\"?");
-  ExpectError("steps:\n  - name: a\n    command: ls\n", "job.yaml:3:5: ",
-              "unknown key \"command\" in steps[0] (expected one of: name, run, env, timeout)");
+  ExpectError(
+      "steps:\n  - name: a\n    command: ls\n", "job.yaml:3:5: ",
+      "unknown key \"command\" in steps[0] (expected one of: name, run, env, timeout, when)");
   ExpectError("{\"steps\": [{\"run\": \"x\"}], \"retries\": 3}",
               "job.yaml:1:27: ", "unknown key \"retries\" in the job");
 }

@@ -151,6 +151,76 @@ TEST(ValidateJobSpecTest, RejectsAnOversizedSpec) {
   ExpectRejected(spec, absl::StrCat("limit is ", kMaxSerializedSpecBytes));
 }
 
+TEST(ValidateJobSpecTest, APipelineJobMayHaveNoSteps) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.clear_steps();
+  EXPECT_EQ(ValidateJobSpec(spec, JobOrigin::kPipeline), absl::OkStatus());
+  EXPECT_THAT(
+      ValidateJobSpec(spec, JobOrigin::kSingle),
+      StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("at least one step")));
+}
+
+TEST(ValidateJobSpecTest, RejectsAnUnknownStepWhen) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.mutable_steps(0)->set_when(farm::v1::WHEN_ALWAYS);
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+  spec.mutable_steps(0)->set_when(static_cast<farm::v1::StepWhen>(7));
+  ExpectRejected(spec, "steps[0] (greet): when: unknown value 7");
+}
+
+TEST(ValidateJobSpecTest, RetryLimits) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.mutable_retry()->set_max_attempts(kMaxRetryAttempts);
+  for (int i = 0; i < kMaxRetryExitCodes; ++i) spec.mutable_retry()->add_on_exit_codes(i + 1);
+  spec.mutable_retry()->set_on_exit_codes(0, kMinRetryExitCode);
+  spec.mutable_retry()->set_on_exit_codes(1, kMaxRetryExitCode);
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+
+  farm::v1::JobSpec bad = spec;
+  bad.mutable_retry()->set_max_attempts(kMaxRetryAttempts + 1);
+  ExpectRejected(bad, "retry.max_attempts: 11 is out of range; expected 0 to 10");
+  bad = spec;
+  bad.mutable_retry()->set_max_attempts(-1);
+  ExpectRejected(bad, "retry.max_attempts: -1 is out of range");
+  bad = spec;
+  bad.mutable_retry()->add_on_exit_codes(3);
+  ExpectRejected(bad, absl::StrCat("retry.on_exit_codes: ", kMaxRetryExitCodes + 1,
+                                   " codes; the limit is ", kMaxRetryExitCodes));
+  bad = spec;
+  bad.mutable_retry()->set_on_exit_codes(5, 0);
+  ExpectRejected(bad, "retry.on_exit_codes[5]: 0 is out of range");
+  bad.mutable_retry()->set_on_exit_codes(5, 256);
+  ExpectRejected(bad, "retry.on_exit_codes[5]: 256 is out of range");
+}
+
+TEST(ValidateJobSpecTest, ConcurrencyLimits) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.set_concurrency_group(std::string(kMaxNameBytes, 'g'));
+  spec.set_concurrency(kMaxConcurrency);
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+  spec.set_concurrency_group("A-z.0_9");
+  spec.set_concurrency(0);
+  EXPECT_EQ(ValidateJobSpec(spec), absl::OkStatus());
+
+  farm::v1::JobSpec bad = spec;
+  bad.set_concurrency(kMaxConcurrency + 1);
+  ExpectRejected(bad, "concurrency: 1001 is out of range; expected 0 to 1000");
+  bad.set_concurrency(-1);
+  ExpectRejected(bad, "concurrency: -1 is out of range");
+  bad = spec;
+  bad.clear_concurrency_group();
+  bad.set_concurrency(1);
+  ExpectRejected(bad, "concurrency: 1 without a concurrency_group");
+  bad = spec;
+  bad.set_concurrency_group(std::string(kMaxNameBytes + 1, 'g'));
+  ExpectRejected(bad, absl::StrCat("concurrency_group: the group name is ", kMaxNameBytes + 1,
+                                   " bytes; the limit is ", kMaxNameBytes));
+  for (const char* name : {"a b", "a/b", "caf\xc3\xa9", "x:y"}) {
+    bad.set_concurrency_group(name);
+    ExpectRejected(bad, "is not a group name");
+  }
+}
+
 TEST(ApplyJobDefaultsTest, NamesUnnamedStepsByPosition) {
   farm::v1::JobSpec spec;
   spec.add_steps()->set_run("a");
