@@ -11,6 +11,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/logs/log_reader.h"
+#include "coordinator/scheduler/internal.h"
 
 namespace farm::coordinator {
 namespace {
@@ -19,8 +20,9 @@ using farm::v1::Attempt;
 using farm::v1::Job;
 using farm::v1::JobState;
 using farm::v1::StepState;
-
-absl::Status Stopping() { return absl::UnavailableError("the coordinator is shutting down"); }
+using internal::ReplyAfterCommit;
+using internal::Stopping;
+using internal::ToMap;
 
 using common::IsTerminal;
 using common::StepDone;
@@ -34,25 +36,9 @@ bool LabelsMatch(const std::map<std::string, std::string>& agent,
   return true;
 }
 
-std::map<std::string, std::string> ToMap(const google::protobuf::Map<std::string, std::string>& m) {
-  return std::map<std::string, std::string>(m.begin(), m.end());
-}
-
 std::string LeaseName(const farm::v1::LeaseRef& ref) {
   return absl::StrCat("job ", ref.job_id(), " attempt ", ref.attempt(), " (epoch ", ref.epoch(),
                       ")");
-}
-
-// Answers `done` with `value` once the group is durable, or with the write error.
-template <typename T>
-void ReplyAfterCommit(Txn& txn, const Scheduler::Done<T>& done, T value) {
-  txn.OnCommit([done, value = std::move(value)](const absl::Status& s) {
-    if (s.ok()) {
-      done(value);
-    } else {
-      done(s);
-    }
-  });
 }
 
 }  // namespace
@@ -147,6 +133,8 @@ absl::Status Scheduler::Recover() {
   };
   FARM_ASSIGN_OR_RETURN(next_seq_, read_counter(keys::kNextSeq));
   FARM_ASSIGN_OR_RETURN(next_epoch_, read_counter(keys::kNextEpoch));
+  FARM_ASSIGN_OR_RETURN(next_pipeline_seq_, read_counter(keys::kNextPipelineSeq));
+  FARM_RETURN_IF_ERROR(RecoverGroups());
 
   labelsets_.clear();
   const std::string ls_prefix(keys::kLabelSetPrefix);
@@ -473,6 +461,15 @@ void Scheduler::EndAttempt(
       break;
     }
     default:
+      if (RetriesAfterFailure(job)) {
+        job.set_reason(absl::StrCat("retrying: ", reason));
+        absl::Status s = Enqueue(txn, job);
+        if (s.ok()) {
+          NotifyAfterCommit(txn, seq);
+          return;
+        }
+        FARM_LOG(ERROR) << "[job=" << seq << "] cannot requeue for a retry: " << s;
+      }
       final_state = farm::v1::FAILED;
       break;
   }
@@ -482,6 +479,7 @@ void Scheduler::EndAttempt(
   *job.mutable_artifacts() = at->artifacts();
   PutJob(txn, job);
   NotifyAfterCommit(txn, seq);
+  JobEnded(txn, job);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,7 +520,7 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
           txn.Put(Cf::kRequests, keys::RequestKey(request_id), v);
           txn.Put(Cf::kRequests, keys::RequestTimeKey(job.submitted_ms(), request_id), "");
         }
-        if (absl::Status s = Enqueue(txn, job); !s.ok()) return done(s);
+        if (absl::Status s = MakeReady(txn, job); !s.ok()) return done(s);
         resp.set_job_id(job.id());
         NotifyAfterCommit(txn, seq);
         ReplyAfterCommit(txn, done, resp);
@@ -542,30 +540,8 @@ void Scheduler::Cancel(std::string job_id, Done<Job> done) {
           return done(absl::NotFoundError(absl::StrCat("job ", job_id, " not found")));
         }
         Job job = std::move(**loaded);
-        if (IsTerminal(job.state())) {
-          if (job.state() == farm::v1::CANCELLED) return done(job);
-          return done(absl::FailedPreconditionError(absl::StrCat(
-              "job ", job_id, " already finished: ", farm::v1::JobState_Name(job.state()))));
-        }
-        if (job.state() == farm::v1::QUEUED) {
-          RemoveFromQueue(txn, job);
-          job.set_state(farm::v1::CANCELLED);
-          job.set_cancel_requested(true);
-          job.set_reason("cancelled by user");
-          job.set_finished_ms(clock_->NowMs());
-          PutJob(txn, job);
-        } else {
-          auto it = active_.find(seq);
-          if (it == active_.end()) {
-            return done(
-                absl::InternalError(absl::StrCat("job ", job_id, " is RUNNING without a lease")));
-          }
-          job.set_cancel_requested(true);
-          it->second.job.set_cancel_requested(true);
-          PutJob(txn, job);
-          WakeHeartbeat(txn, it->second.agent);
-        }
-        NotifyAfterCommit(txn, seq);
+        if (job.state() == farm::v1::CANCELLED) return done(job);
+        if (absl::Status s = CancelInTxn(txn, job); !s.ok()) return done(s);
         ReplyAfterCommit(txn, done, job);
       },
       [&](absl::Status s) { done(s); });

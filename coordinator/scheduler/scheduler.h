@@ -79,6 +79,18 @@ class Scheduler {
   absl::StatusOr<farm::v1::Job> GetJob(absl::string_view job_id) const;
   absl::StatusOr<farm::v1::ListJobsResponse> ListJobs(const farm::v1::ListJobsRequest& req) const;
 
+  // --- pipelines (pipelines.cc)
+  // Expands and checks the spec (common/pipeline.h), then creates the pipeline and all its
+  // jobs in one write: jobs that need nothing are queued, the others wait.
+  void SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_id,
+                      Done<farm::v1::SubmitPipelineResponse> done);
+  // Cancels every job that has not ended; jobs waiting for others end CANCELLED, not SKIPPED.
+  void CancelPipeline(std::string pipeline_id, Done<farm::v1::Pipeline> done);
+  // Committed state with each job's state and the derived pipeline state (any thread).
+  absl::StatusOr<farm::v1::Pipeline> GetPipeline(absl::string_view pipeline_id) const;
+  absl::StatusOr<farm::v1::ListPipelinesResponse> ListPipelines(
+      const farm::v1::ListPipelinesRequest& req) const;
+
   // --- agents
   void Register(farm::v1::RegisterRequest req, Done<farm::v1::RegisterResponse> done);
   // Answers at once with a lease when matching work exists, else parks until work arrives or
@@ -138,6 +150,11 @@ class Scheduler {
     Done<farm::v1::HeartbeatResponse> done;
     Engine::TimerId timer;
   };
+  // A concurrency group: the jobs holding its places (queued or running) and how many wait.
+  struct Group {
+    std::set<uint64_t> admitted;
+    uint64_t waiting = 0;
+  };
   struct Agent {
     std::map<std::string, std::string> labels;
     uint32_t slots = 1;
@@ -191,6 +208,24 @@ class Scheduler {
   void ExpireRequestIds(Txn& txn);
   void NotifyAfterCommit(Txn& txn, uint64_t seq);
 
+  // Pipelines and concurrency groups (pipelines.cc).
+  // A job whose needs are met: queued, or WAITING for a place in its concurrency group.
+  absl::Status MakeReady(Txn& txn, farm::v1::Job& job);
+  // Queues a job that may run now; a job without steps succeeds at once instead.
+  absl::Status Release(Txn& txn, farm::v1::Job& job);
+  // Gives free places of `group` to the jobs waiting for one, in submit order.
+  absl::Status AdmitWaiters(Txn& txn, const std::string& group);
+  // After `job` reached a final state (and was written): frees its group place, and releases,
+  // skips or cancels the jobs of its pipeline that need it.
+  void JobEnded(Txn& txn, const farm::v1::Job& job);
+  absl::Status ResolveDependants(Txn& txn, const farm::v1::Job& ended);
+  // A QUEUED or WAITING job ends CANCELLED at once; a RUNNING one is asked to stop.
+  absl::Status CancelInTxn(Txn& txn, farm::v1::Job& job);
+  // Whether a failed attempt is retried under the job's retry policy.
+  static bool RetriesAfterFailure(const farm::v1::Job& job);
+  absl::StatusOr<std::optional<farm::v1::Pipeline>> LoadPipeline(Txn& txn, uint64_t seq);
+  absl::Status RecoverGroups();
+
   Store* const store_;
   common::Clock* const clock_;
   LogHub* const hub_;
@@ -206,6 +241,8 @@ class Scheduler {
   std::map<uint64_t, LabelSet> labelsets_;
   std::map<uint64_t, ActiveLease> active_;
   std::map<std::string, Agent> agents_;
+  uint64_t next_pipeline_seq_ = 0;  // last used
+  std::map<std::string, Group> groups_;
   std::list<LeaseWaiter> lease_waiters_;  // FIFO
   absl::flat_hash_map<uint64_t, std::list<LeaseWaiter>::iterator> lease_waiter_index_;
   absl::flat_hash_map<uint64_t, HeartbeatWaiter> heartbeat_waiters_;

@@ -294,6 +294,50 @@ grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ct
   return reactor;
 }
 
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerContext* ctx,
+                                                         const farm::v1::SubmitPipelineRequest* req,
+                                                         farm::v1::SubmitPipelineResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  scheduler_->SubmitPipeline(req->spec(), req->request_id(),
+                             [reactor, resp](absl::StatusOr<farm::v1::SubmitPipelineResponse> r) {
+                               if (r.ok()) *resp = std::move(*r);
+                               reactor->Finish(ToGrpcStatus(r.status()));
+                             });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContext* ctx,
+                                                      const farm::v1::GetPipelineRequest* req,
+                                                      farm::v1::Pipeline* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto pipeline = scheduler_->GetPipeline(req->pipeline_id());
+  if (pipeline.ok()) *resp = std::move(*pipeline);
+  reactor->Finish(ToGrpcStatus(pipeline.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
+                                                        const farm::v1::ListPipelinesRequest* req,
+                                                        farm::v1::ListPipelinesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  auto list = scheduler_->ListPipelines(*req);
+  if (list.ok()) *resp = std::move(*list);
+  reactor->Finish(ToGrpcStatus(list.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,
+                                                         const farm::v1::CancelPipelineRequest* req,
+                                                         farm::v1::Pipeline* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  scheduler_->CancelPipeline(req->pipeline_id(),
+                             [reactor, resp](absl::StatusOr<farm::v1::Pipeline> r) {
+                               if (r.ok()) *resp = std::move(*r);
+                               reactor->Finish(ToGrpcStatus(r.status()));
+                             });
+  return reactor;
+}
+
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* JobServiceImpl::WatchLogs(
     grpc::CallbackServerContext* ctx, const farm::v1::WatchLogsRequest* req) {
   auto seq = keys::ParseJobId(req->job_id());

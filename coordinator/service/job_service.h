@@ -23,6 +23,18 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx,
                                    const farm::v1::CancelJobRequest* req,
                                    farm::v1::CancelJobResponse* resp) override;
+  grpc::ServerUnaryReactor* SubmitPipeline(grpc::CallbackServerContext* ctx,
+                                           const farm::v1::SubmitPipelineRequest* req,
+                                           farm::v1::SubmitPipelineResponse* resp) override;
+  grpc::ServerUnaryReactor* GetPipeline(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::GetPipelineRequest* req,
+                                        farm::v1::Pipeline* resp) override;
+  grpc::ServerUnaryReactor* ListPipelines(grpc::CallbackServerContext* ctx,
+                                          const farm::v1::ListPipelinesRequest* req,
+                                          farm::v1::ListPipelinesResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelPipeline(grpc::CallbackServerContext* ctx,
+                                           const farm::v1::CancelPipelineRequest* req,
+                                           farm::v1::Pipeline* resp) override;
   grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* WatchLogs(
       grpc::CallbackServerContext* ctx, const farm::v1::WatchLogsRequest* req) override;
 

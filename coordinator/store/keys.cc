@@ -45,6 +45,26 @@ std::optional<uint64_t> ParseJobId(absl::string_view id) {
 
 std::string JobKey(uint64_t seq) { return U64(seq); }
 
+std::string PipelineId(uint64_t seq) { return absl::StrCat("p", seq); }
+
+std::optional<uint64_t> ParsePipelineId(absl::string_view id) {
+  if (id.empty() || id[0] != 'p') return std::nullopt;
+  return ParseJobId(id.substr(1));
+}
+
+std::string GroupPrefix(char kind, absl::string_view group) {
+  std::string key(1, kind);
+  key.append(group.data(), group.size());
+  key.push_back('\0');
+  return key;
+}
+
+std::string GroupKey(char kind, absl::string_view group, uint64_t seq) {
+  std::string key = GroupPrefix(kind, group);
+  AppendU64(key, seq);
+  return key;
+}
+
 uint64_t NewJobPosition(uint64_t seq) { return (uint64_t{1} << 63) + seq; }
 uint64_t RequeuePosition(uint64_t lost_epoch) { return (uint64_t{1} << 62) + lost_epoch; }
 

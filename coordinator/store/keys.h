@@ -78,6 +78,18 @@ std::string RequestKey(absl::string_view request_id);
 std::string RequestTimeKey(int64_t submitted_ms, absl::string_view request_id);
 inline constexpr absl::string_view kRequestTimePrefix = "t/";
 
+// Pipeline ids on the wire are "p" and the decimal pipeline sequence.
+std::string PipelineId(uint64_t seq);
+std::optional<uint64_t> ParsePipelineId(absl::string_view id);
+inline constexpr absl::string_view kNextPipelineSeq = "next_pipeline_seq";
+
+// Concurrency-group keys (Cf::kGroups): kGroupAdmitted or kGroupWaiting, the group, a 0 byte,
+// the job seq. GroupPrefix is everything before the seq.
+inline constexpr char kGroupAdmitted = 'a';
+inline constexpr char kGroupWaiting = 'w';
+std::string GroupPrefix(char kind, absl::string_view group);
+std::string GroupKey(char kind, absl::string_view group, uint64_t seq);
+
 // The smallest key greater than every key that starts with prefix.
 std::string PrefixEnd(absl::string_view prefix);
 

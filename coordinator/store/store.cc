@@ -22,6 +22,10 @@ const char* CfName(Cf cf) {
       return "cas_lru";
     case Cf::kActionCache:
       return "action_cache";
+    case Cf::kPipelines:
+      return "pipelines";
+    case Cf::kGroups:
+      return "groups";
   }
   return "?";
 }

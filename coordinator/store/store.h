@@ -28,8 +28,12 @@ enum class Cf : int {
   kCasBlobs = 6,     // sha256 hex → size | created | last access | pinned until
   kCasLru = 7,       // last access | sha256 hex → "" (eviction order, oldest first)
   kActionCache = 8,  // instance | action digest → build.bazel.remote.execution.v2.ActionResult
+  kPipelines = 9,    // pipeline seq → farm.v1.Pipeline (its jobs' ids, names and needs)
+  // Concurrency groups: "a" | group | 0 | job seq → "" for jobs holding one of the group's
+  // places (queued or running); "w" | group | 0 | job seq → "" for jobs waiting for one.
+  kGroups = 10,
 };
-inline constexpr int kNumCfs = 9;
+inline constexpr int kNumCfs = 11;
 const char* CfName(Cf cf);
 
 // An atomic group of writes. Later operations on the same key win.
