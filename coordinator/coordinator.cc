@@ -5,6 +5,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -37,6 +38,22 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   }
   return absl::OkStatus();
 }
+
+// ServerBuilder owns its interceptor factories; the options share theirs.
+class SharedInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit SharedInterceptorFactory(
+      std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory)
+      : factory_(std::move(factory)) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return factory_->CreateServerInterceptor(info);
+  }
+
+ private:
+  const std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory_;
+};
 
 }  // namespace
 
@@ -119,6 +136,13 @@ absl::Status Coordinator::Start() {
   // Let idle agents keep their connections (keepalive pings without calls).
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  if (!options_.server_interceptors.empty()) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    for (const auto& factory : options_.server_interceptors) {
+      creators.push_back(std::make_unique<SharedInterceptorFactory>(factory));
+    }
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   builder.RegisterService(job_service_.get());
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(admin_service_.get());

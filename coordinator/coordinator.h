@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
@@ -16,7 +17,10 @@
 
 namespace grpc {
 class Server;
-}
+namespace experimental {
+class ServerInterceptorFactoryInterface;
+}  // namespace experimental
+}  // namespace grpc
 
 namespace farm::coordinator {
 
@@ -38,6 +42,12 @@ struct CoordinatorOptions {
   int64_t cas_min_age_ms = 10 * 60'000;
   // A finished job's artifacts are kept (pinned against eviction) this long.
   int64_t artifact_retention_ms = 7LL * 24 * 3600'000;
+  // Extra gRPC server interceptors, in order, on every call of every service: for tests (the
+  // fault suite injects faults with them) and for future middleware such as authentication.
+  // Shared so that the options stay copyable; the server uses them from its threads until
+  // Shutdown, so they must be thread-safe. Not flags.
+  std::vector<std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      server_interceptors;
 
   // INVALID_ARGUMENT naming the flag that is wrong.
   absl::Status Validate() const;
