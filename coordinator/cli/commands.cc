@@ -45,6 +45,12 @@ namespace {
 using farm::v1::Job;
 using farm::v1::JobState;
 
+// The codes after which a submit may be tried again (with the same request id).
+bool IsRetryable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
 // A request id no other client will choose: 128 random bits.
 std::string NewRequestId() {
   std::random_device device;
@@ -245,21 +251,40 @@ class Client {
     return job;
   }
 
-  // Calls Submit until it answers, retrying UNAVAILABLE and DEADLINE_EXCEEDED a bounded number
-  // of times; the shared request_id makes the retries safe.
+  // Calls Submit until it answers. UNAVAILABLE and DEADLINE_EXCEEDED are retried with the same
+  // request_id (so a retry never makes a second job) until submit_retry_ms has passed since the
+  // first try. While the connection is down, the wait between tries is a wait for the channel to
+  // connect again (a coordinator restarting on its address), and the next try goes out as soon
+  // as it has; while it is up (the coordinator itself answered UNAVAILABLE, or did not answer in
+  // time), a jittered exponential backoff. A retry's deadline is rpc_timeout_ms, cut to the end
+  // of the budget. Returns UNAVAILABLE or DEADLINE_EXCEEDED only when the budget ran out.
   absl::StatusOr<farm::v1::SubmitJobResponse> SubmitWithRetries(
       const farm::v1::SubmitJobRequest& request) {
+    const absl::Time give_up = absl::Now() + absl::Milliseconds(options_.submit_retry_ms);
     common::Backoff backoff(options_.retry_initial_backoff_ms, options_.retry_max_backoff_ms);
     for (int attempt = 1;; ++attempt) {
+      absl::Time deadline = absl::Now() + absl::Milliseconds(options_.rpc_timeout_ms);
+      if (attempt > 1) deadline = std::min(deadline, give_up);
       grpc::ClientContext context;
-      SetDeadline(context);
+      context.set_deadline(absl::ToChronoTime(deadline));
       farm::v1::SubmitJobResponse response;
       absl::Status status = common::FromGrpcStatus(jobs_->Submit(&context, request, &response));
       if (status.ok()) return response;
-      const bool retryable = status.code() == absl::StatusCode::kUnavailable ||
-                             status.code() == absl::StatusCode::kDeadlineExceeded;
-      if (!retryable || attempt >= options_.submit_attempts) return status;
-      absl::SleepFor(absl::Milliseconds(backoff.NextDelayMs()));
+      if (!IsRetryable(status)) return status;
+
+      const absl::Time now = absl::Now();
+      if (now >= give_up) return status;
+      // GetState(true) also starts a reconnection of an idle channel.
+      if (channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
+        const absl::Duration delay = absl::Milliseconds(backoff.NextDelayMs());
+        // A try that would start at the very end of the budget could only time out.
+        if (now + delay >= give_up) return status;
+        absl::SleepFor(delay);
+      } else if (!channel_->WaitForConnected(absl::ToChronoTime(give_up))) {
+        // Waiting on the channel is what drives its reconnection: between fail-fast calls it
+        // would otherwise only be retried by gRPC's backup poller, seconds late.
+        return status;
+      }
     }
   }
 
@@ -366,6 +391,12 @@ class Client {
       if (response.status().code() == absl::StatusCode::kInvalidArgument) {
         io_.err << "farmctl: the coordinator refused the job: "
                 << OneLine(response.status().message()) << "\n";
+        return kExitError;
+      }
+      if (IsRetryable(response.status())) {
+        io_.err << "farmctl: " << DescribeRpcError(response.status(), options_.coordinator)
+                << "; gave up after retrying for "
+                << common::FormatDurationMs(options_.submit_retry_ms) << "\n";
         return kExitError;
       }
       return Fail(response.status());
@@ -540,7 +571,7 @@ class Client {
   static common::CasClientOptions CasOptions(const CliOptions& options) {
     common::CasClientOptions cas;
     cas.rpc_timeout_ms = options.rpc_timeout_ms;
-    cas.attempts = options.submit_attempts;
+    cas.attempts = options.cas_attempts;
     cas.initial_backoff_ms = options.retry_initial_backoff_ms;
     cas.max_backoff_ms = options.retry_max_backoff_ms;
     return cas;

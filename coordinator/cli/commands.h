@@ -3,10 +3,12 @@
 // code.
 //
 // Every unary call has a deadline (CliOptions::rpc_timeout_ms). Submit retries on UNAVAILABLE
-// and DEADLINE_EXCEEDED with backoff, reusing one request_id so that the coordinator never makes
-// a second job. Follow streams have no deadline (except `wait --timeout`); the channel's
-// keepalive notices a dead coordinator, and they reconnect on UNAVAILABLE, skipping the output
-// already written.
+// and DEADLINE_EXCEEDED for CliOptions::submit_retry_ms, reusing one request_id so that the
+// coordinator never makes a second job; while the connection is down it waits for the channel
+// to reconnect (a restarting coordinator) rather than sleeping, and tries again the moment it is
+// back. When the budget runs out the error is one line ending "gave up after retrying for D".
+// Follow streams have no deadline (except `wait --timeout`); the channel's keepalive notices a
+// dead coordinator, and they reconnect on UNAVAILABLE, skipping the output already written.
 #pragma once
 
 #include <istream>

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/digest.h"
+#include "common/duration.h"
 #include "common/job_file.h"
 #include "common/status_macros.h"
 
@@ -196,13 +197,17 @@ absl::StatusOr<bool> ParseBool(absl::string_view flag, absl::string_view value) 
 }
 
 std::string ExitCodeText() {
-  return "Exit codes:\n"
-         "  0   success; for wait, submit --wait/--follow and logs --follow: the job SUCCEEDED\n"
-         "  1   the job FAILED; for cas stat: the blob is missing\n"
-         "  2   the job was CANCELLED\n"
-         "  3   wait --timeout ran out before the job ended\n"
-         "  4   an error: coordinator unreachable, job not found, bad job file, request refused\n"
-         "  64  a usage error\n";
+  return absl::StrCat(
+      "Exit codes:\n"
+      "  0   success; for wait, submit --wait/--follow and logs --follow: the job SUCCEEDED\n"
+      "  1   the job FAILED; for cas stat: the blob is missing\n"
+      "  2   the job was CANCELLED\n"
+      "  3   wait --timeout ran out before the job ended\n"
+      "  4   an error: coordinator unreachable, job not found, bad job file, request refused\n"
+      "      (submit first retries an unreachable coordinator for ",
+      common::FormatDurationMs(kSubmitRetryMs),
+      ")\n"
+      "  64  a usage error\n");
 }
 
 }  // namespace

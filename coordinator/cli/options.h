@@ -30,6 +30,8 @@ inline constexpr int kExitError = 4;
 inline constexpr int kExitUsage = 64;  // EX_USAGE
 
 inline constexpr char kDefaultCoordinator[] = "127.0.0.1:7070";
+// submit's retry budget (CliOptions::submit_retry_ms), as the usage text states it.
+inline constexpr int64_t kSubmitRetryMs = 20'000;
 
 enum class Command {
   kHelp,
@@ -68,9 +70,12 @@ struct CliOptions {
   std::string digest;              // cas get, cas stat: "HASH/SIZE", validated
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
-  int64_t rpc_timeout_ms = 10'000;         // deadline of every unary call
-  int submit_attempts = 5;                 // tries of Submit on UNAVAILABLE/DEADLINE_EXCEEDED
-  int64_t retry_initial_backoff_ms = 200;  // first delay of submit retries and reconnects
+  int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call
+  // How long submit keeps retrying UNAVAILABLE and DEADLINE_EXCEEDED (with one request id),
+  // counted from its first try: long enough to ride out a coordinator restart.
+  int64_t submit_retry_ms = kSubmitRetryMs;
+  int cas_attempts = 5;                    // tries of a CAS call on UNAVAILABLE
+  int64_t retry_initial_backoff_ms = 200;  // first delay of retries and reconnects
   int64_t retry_max_backoff_ms = 3'000;
   // A follow stream that cannot reconnect for this long gives up with an error.
   int64_t reconnect_give_up_ms = 120'000;

@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "coordinator/cli/options.h"
 #include "tests/coordinator/cli/fake_farm.h"
@@ -55,9 +57,9 @@ T ParseJson(const std::string& json) {
 }
 
 // Runs farmctl with `args` against `coordinator` (as if from $FARM_COORDINATOR), with short
-// retry delays.
+// retry delays and a submit retry budget of `submit_retry_ms`.
 Result RunAgainst(const std::string& coordinator, const std::vector<std::string>& args,
-                  const std::string& stdin_text = "") {
+                  const std::string& stdin_text = "", int64_t submit_retry_ms = 1'000) {
   static common::FakeClock clock;
   std::ostringstream out;
   std::ostringstream err;
@@ -67,6 +69,7 @@ Result RunAgainst(const std::string& coordinator, const std::vector<std::string>
   if (!options.ok()) return {kExitUsage, "", std::string(options.status().message())};
   options->retry_initial_backoff_ms = 5;
   options->retry_max_backoff_ms = 20;
+  options->submit_retry_ms = submit_retry_ms;
   const int code = RunCommand(*options, io);
   return {code, out.str(), err.str()};
 }
@@ -171,14 +174,30 @@ TEST_F(FarmctlTest, SubmitRetriesUnavailableWithTheSameRequestId) {
   EXPECT_FALSE(farm_.GetJob("2").has_value()) << "a retry made a second job";
 }
 
-TEST_F(FarmctlTest, SubmitGivesUpAfterBoundedRetries) {
-  farm_.FailNextSubmits(1000, grpc::StatusCode::UNAVAILABLE);
-  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+TEST_F(FarmctlTest, SubmitGivesUpWhenItsRetryBudgetRunsOut) {
+  farm_.FailNextSubmits(1'000'000, grpc::StatusCode::UNAVAILABLE);
+  const Result r = RunAgainst(farm_.address(), {"submit", WriteFile("hello.yaml", kHelloYaml)}, "",
+                              /*submit_retry_ms=*/300);
   EXPECT_EQ(r.code, kExitError);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, absl::StrCat("farmctl: cannot reach the coordinator at ", farm_.address(),
-                                " (injected failure)\n"));
-  EXPECT_EQ(farm_.submit_requests().size(), 5u);
+                                " (injected failure); gave up after retrying for 300ms\n"));
+  const auto requests = farm_.submit_requests();
+  ASSERT_GT(requests.size(), 1u) << "it did not retry";
+  for (const auto& request : requests) {
+    EXPECT_EQ(request.request_id(), requests[0].request_id());
+  }
+  EXPECT_FALSE(farm_.GetJob("1").has_value());
+}
+
+TEST_F(FarmctlTest, SubmitRetriesATimeoutWithTheSameRequestId) {
+  farm_.FailNextSubmits(1, grpc::StatusCode::DEADLINE_EXCEEDED);
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  const auto requests = farm_.submit_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[1].request_id(), requests[0].request_id());
 }
 
 TEST_F(FarmctlTest, SubmitDoesNotRetryARefusal) {
@@ -471,13 +490,50 @@ TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
                                              {"wait", "1"},
                                              {"logs", "1", "--follow"},
                                              {"submit", templ, "--follow"}}) {
-    const Result r = RunAgainst(address, args);
+    const Result r = RunAgainst(address, args, "", /*submit_retry_ms=*/300);
     EXPECT_EQ(r.code, kExitError) << args[0];
     EXPECT_EQ(r.out, "") << args[0];
-    EXPECT_EQ(r.err, absl::StrCat("farmctl: cannot reach the coordinator at ", address,
-                                  " (connection refused)\n"))
+    // submit waits for the coordinator through its retry budget first, and says so.
+    EXPECT_EQ(
+        r.err,
+        absl::StrCat("farmctl: cannot reach the coordinator at ", address, " (connection refused)",
+                     args[0] == "submit" ? "; gave up after retrying for 300ms" : "", "\n"))
         << args[0];
   }
+  std::remove(templ.c_str());
+}
+
+// A coordinator restart (kill -9, then a new process on the same address: about 0.4 s) while
+// farmctl submits: farmctl keeps trying for its retry budget, not a number of tries, and submits
+// once. (Five tries used to be the limit: with these short delays all of them fall into the
+// outage.) That the wait between tries also makes the channel reconnect shows only in a farmctl
+// process of its own: here the fake's server threads drive the client's reconnection too.
+TEST(FarmctlRestartTest, SubmitRidesOutACoordinatorRestart) {
+  auto farm = std::make_unique<FakeFarm>();
+  const std::string address = farm->address();
+  farm.reset();  // the coordinator dies; nothing listens on `address` now
+  std::string templ = ::testing::TempDir() + "/job.XXXXXX.yaml";
+  const int fd = mkstemps(templ.data(), 5);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(templ) << kHelloYaml;
+
+  Result result;
+  std::thread submit([&] {
+    // Short retry delays: a fixed number of tries would all fall into the outage.
+    result = RunAgainst(address, {"submit", templ}, "", /*submit_retry_ms=*/kSubmitRetryMs);
+  });
+  // The fault is the outage itself, of about a restart's length (not a wait for a condition):
+  // farmctl's first tries are refused during it.
+  absl::SleepFor(absl::Milliseconds(500));
+  farm = std::make_unique<FakeFarm>(std::vector<grpc::Service*>{}, address);
+  submit.join();
+
+  EXPECT_EQ(result.code, 0) << result.err;
+  EXPECT_EQ(result.out, "1\n");
+  EXPECT_EQ(result.err, "");
+  EXPECT_EQ(farm->submit_requests().size(), 1u);
+  EXPECT_FALSE(farm->GetJob("2").has_value()) << "a retry made a second job";
   std::remove(templ.c_str());
 }
 

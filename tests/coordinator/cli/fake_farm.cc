@@ -61,12 +61,12 @@ class FakeFarm::AdminServiceImpl final : public farm::v1::AdminService::Service 
   FakeFarm* farm_;
 };
 
-FakeFarm::FakeFarm(const std::vector<grpc::Service*>& extra_services)
+FakeFarm::FakeFarm(const std::vector<grpc::Service*>& extra_services, const std::string& listen)
     : job_service_(std::make_unique<JobServiceImpl>(this)),
       admin_service_(std::make_unique<AdminServiceImpl>(this)) {
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(job_service_.get());
   builder.RegisterService(admin_service_.get());
   for (grpc::Service* service : extra_services) builder.RegisterService(service);

@@ -24,10 +24,12 @@ namespace farm::testing {
 
 class FakeFarm {
  public:
-  // Starts serving, with `extra_services` (e.g. a fake CAS, which farmctl reaches on the
-  // coordinator's address) on the same server; they are not owned and must outlive this object.
-  // FARM_CHECKs that the server started.
-  explicit FakeFarm(const std::vector<grpc::Service*>& extra_services = {});
+  // Starts serving on `listen` (port 0: a free one), with `extra_services` (e.g. a fake CAS,
+  // which farmctl reaches on the coordinator's address) on the same server; they are not owned
+  // and must outlive this object. A fixed `listen` is for a restart on the address a previous
+  // FakeFarm had. FARM_CHECKs that the server started.
+  explicit FakeFarm(const std::vector<grpc::Service*>& extra_services = {},
+                    const std::string& listen = "127.0.0.1:0");
   ~FakeFarm();
 
   // "127.0.0.1:PORT".
