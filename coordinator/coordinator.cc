@@ -75,6 +75,9 @@ absl::Status CoordinatorOptions::Validate() const {
   if (max_log_bytes_per_job < 1024) {
     return absl::InvalidArgumentError("--max_log_bytes_per_job must be at least 1024");
   }
+  if (min_free_disk_bytes < 0) {
+    return absl::InvalidArgumentError("--min_free_disk must not be negative");
+  }
   if (cas_max_bytes < (int64_t{1} << 20)) {
     return absl::InvalidArgumentError("--cas_max_bytes must be at least 1 MiB");
   }
@@ -93,6 +96,7 @@ absl::Status Coordinator::Init() {
   FARM_RETURN_IF_ERROR(options_.Validate());
   RocksDbStoreOptions store_options;
   store_options.path = options_.data_dir + "/db";
+  store_options.min_free_bytes = options_.min_free_disk_bytes;
   FARM_ASSIGN_OR_RETURN(store_, RocksDbStore::Open(store_options));
   SchedulerOptions sched;
   sched.lease_ttl_ms = options_.lease_ttl_ms;

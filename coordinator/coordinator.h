@@ -40,6 +40,9 @@ struct CoordinatorOptions {
   // blobs above cas_max_bytes, never ones used within cas_min_age_ms.
   int64_t cas_max_bytes = int64_t{10} << 30;
   int64_t cas_min_age_ms = 10 * 60'000;
+  // Writes to the job store are refused (RESOURCE_EXHAUSTED) while its file system has less
+  // than this free, so that a full disk never catches RocksDB mid-write (see rocksdb_store.h).
+  int64_t min_free_disk_bytes = int64_t{128} << 20;
   // A finished job's artifacts are kept (pinned against eviction) this long.
   int64_t artifact_retention_ms = 7LL * 24 * 3600'000;
   // Extra gRPC server interceptors, in order, on every call of every service: for tests (the

@@ -19,6 +19,9 @@ ABSL_FLAG(std::string, lease_ttl, "30s", "how long a lease lives without a heart
 ABSL_FLAG(int, agent_loss_retries, 2, "requeues after a lost agent before a job fails");
 ABSL_FLAG(int64_t, max_log_bytes_per_job, int64_t{1} << 30,
           "output kept per job; the rest is dropped behind a truncation marker");
+ABSL_FLAG(int64_t, min_free_disk, int64_t{128} << 20,
+          "bytes that must stay free on the data directory's file system; below that, writes "
+          "are refused with RESOURCE_EXHAUSTED and served again once space is back");
 ABSL_FLAG(int64_t, cas_max_bytes, int64_t{10} << 30,
           "bytes of blobs the CAS keeps; above that, least recently used blobs are evicted down "
           "to 90%");
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
   options.agent_loss_retries = absl::GetFlag(FLAGS_agent_loss_retries);
   options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
   options.cas_max_bytes = absl::GetFlag(FLAGS_cas_max_bytes);
+  options.min_free_disk_bytes = absl::GetFlag(FLAGS_min_free_disk);
   auto min_age = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_cas_min_age));
   if (!min_age.ok()) return Fail("--cas_min_age: " + std::string(min_age.status().message()));
   options.cas_min_age_ms = *min_age;
