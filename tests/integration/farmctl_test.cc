@@ -126,6 +126,19 @@ TEST_F(FarmctlTest, UnreachableCoordinatorIsOneLineOnStderr) {
   close(fd);
 }
 
+// farmctl submit keeps retrying (same request id, reconnecting) while the coordinator is down,
+// and the job is created once when it is back.
+TEST_F(FarmctlTest, SubmitRidesOutACoordinatorRestart) {
+  ASSERT_OK_AND_ASSIGN(std::string path, farm_->WriteJobFile("steps: [{run: 'true'}]\n"));
+  ASSERT_OK(farm_->KillCoordinator());
+  ASSERT_OK_AND_ASSIGN(MiniFarm::Background submit, farm_->StartFarmctl({"submit", path}));
+  ASSERT_OK(farm_->RestartCoordinator());
+  ASSERT_OK_AND_ASSIGN(int code, submit.process->Wait(absl::Seconds(30)));
+  EXPECT_EQ(code, 0) << ReadFile(submit.stderr_path).value_or("");
+  ASSERT_OK_AND_ASSIGN(farm::v1::ListJobsResponse list, farm_->ListJobs());
+  EXPECT_EQ(list.jobs_size(), 1) << list.ShortDebugString();
+}
+
 TEST_F(FarmctlTest, MalformedJobFilesAreRejectedWithFileLineAndColumn) {
   struct Case {
     std::string name;
