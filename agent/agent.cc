@@ -79,8 +79,25 @@ absl::Status Agent::Init() {
     supervisor_ = *std::move(supervisor);
   }
 
+  absl::StatusOr<std::unique_ptr<BlobCache>> blob_cache = BlobCache::Open(
+      {absl::StrCat(options_.work_dir, "/cache/blobs"), options_.cache_max_bytes}, cas_.get());
+  if (!blob_cache.ok()) {
+    return absl::InternalError(absl::StrCat("--work_dir: ", blob_cache.status().message()));
+  }
+  blob_cache_ = *std::move(blob_cache);
+
+  // Log output spilled by attempts of an earlier run of this agent (killed before it could
+  // remove it) is of no use to anyone now: those attempts are over.
+  const std::string spill_dir = absl::StrCat(options_.work_dir, "/", kLogSpillDirName);
+  if (std::filesystem::exists(spill_dir, ec)) {
+    for (const auto& entry : std::filesystem::directory_iterator(spill_dir, ec)) {
+      std::filesystem::remove_all(entry.path(), ec);
+    }
+  }
+
   attempt_context_.client = client_.get();
   attempt_context_.cas = cas_.get();
+  attempt_context_.blob_cache = blob_cache_.get();
   attempt_context_.supervisor = supervisor_.get();
   attempt_context_.agent_name = options_.name;
   attempt_context_.work_dir = options_.work_dir;

@@ -33,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/attempt_runner.h"
+#include "agent/blob_cache.h"
 #include "agent/coordinator_client.h"
 #include "agent/options.h"
 #include "agent/step_supervisor.h"
@@ -85,6 +86,8 @@ class Agent {
   absl::Status error() const;
   // The step supervisor's process id (for tests and logs); 0 before Init().
   pid_t supervisor_pid() const;
+  // The cache of job inputs (its counters, for tests and operators); null before Init().
+  const BlobCache* blob_cache() const { return blob_cache_.get(); }
 
  private:
   enum class Waiter { kSlot, kJob };
@@ -121,6 +124,7 @@ class Agent {
   common::Clock* const clock_;
   std::unique_ptr<CoordinatorClient> client_;
   std::unique_ptr<common::CasClient> cas_;
+  std::unique_ptr<BlobCache> blob_cache_;  // of job inputs, fetched through cas_
   std::unique_ptr<StepSupervisor> supervisor_;
   AttemptContext attempt_context_;
   CallCanceller lease_canceller_;  // fired by Drain(): ends parked Lease calls

@@ -1,12 +1,17 @@
 #include "agent/attempt_runner.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <limits>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "agent/artifacts.h"
+#include "agent/inputs.h"
 #include "agent/workspace.h"
 #include "common/duration.h"
 #include "common/job_limits.h"
@@ -34,6 +39,19 @@ std::string StepName(const farm::v1::JobSpec& spec, int index) {
 // a coordinator that keeps forgetting the agent is not one to keep reporting to.
 constexpr int kMaxReregistrations = 3;
 
+// Whether a step with `when` runs, given whether an earlier step failed or timed out. An
+// unknown value (a newer coordinator) is the default, WHEN_ON_SUCCESS.
+bool ShouldRun(farm::v1::StepWhen when, bool failed) {
+  switch (when) {
+    case farm::v1::WHEN_ALWAYS:
+      return true;
+    case farm::v1::WHEN_ON_FAILURE:
+      return failed;
+    default:
+      return !failed;
+  }
+}
+
 }  // namespace
 
 AttemptRunner::AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease,
@@ -60,6 +78,7 @@ void AttemptRunner::Cancel(const std::string& reason) {
   FARM_LOG(INFO) << log_prefix_ << " cancelling: " << reason;
   step_runner_.Cancel();
   upload_canceller_.Cancel();
+  staging_canceller_.Cancel();
 }
 
 void AttemptRunner::Abandon(const std::string& reason) {
@@ -73,6 +92,7 @@ void AttemptRunner::Abandon(const std::string& reason) {
   step_runner_.Cancel();
   canceller_.Cancel();
   upload_canceller_.Cancel();
+  staging_canceller_.Cancel();
 }
 
 absl::Status AttemptRunner::Report(const char* what, const std::function<absl::Status()>& call) {
@@ -198,6 +218,51 @@ absl::Status AttemptRunner::CollectArtifacts(const std::string& workspace,
   return absl::OkStatus();
 }
 
+absl::Status AttemptRunner::StageJobInputs(const std::string& workspace, int64_t job_started_ms,
+                                           AttemptOutcome* outcome) {
+  *outcome = farm::v1::ATTEMPT_FAILED;
+  if (context_.blob_cache == nullptr) {
+    return absl::FailedPreconditionError("this agent has no CAS to fetch inputs from");
+  }
+  // The job's timeout bounds the staging too: a watchdog ends the downloads when it expires.
+  const int64_t job_timeout_ms = job_.spec().timeout_ms();
+  absl::Notification staged;
+  std::atomic<bool> timed_out{false};
+  std::thread watchdog;
+  if (job_timeout_ms > 0) {
+    const int64_t left = std::max<int64_t>(0, job_started_ms + job_timeout_ms - MonoMs());
+    watchdog = std::thread([this, &staged, &timed_out, left] {
+      if (!staged.WaitForNotificationWithTimeout(absl::Milliseconds(left))) {
+        timed_out = true;
+        staging_canceller_.Cancel();
+      }
+    });
+  }
+  const int64_t started = MonoMs();
+  const absl::StatusOr<StagingStats> stats =
+      StageInputs(job_.inputs(), workspace, *context_.blob_cache, &staging_canceller_);
+  staged.Notify();
+  if (watchdog.joinable()) watchdog.join();
+  if (stats.ok()) {
+    FARM_LOG(INFO) << log_prefix_ << " inputs: " << stats->files << " files, " << stats->bytes
+                   << " bytes staged in " << common::FormatDurationMs(MonoMs() - started);
+    return absl::OkStatus();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) {
+      *outcome = farm::v1::ATTEMPT_CANCELLED;
+      return absl::CancelledError(cancel_reason_);
+    }
+  }
+  if (timed_out) {
+    return absl::DeadlineExceededError(absl::StrCat("job timed out after ",
+                                                    common::FormatDurationMs(job_timeout_ms),
+                                                    " while staging its inputs"));
+  }
+  return stats.status();
+}
+
 AttemptOutcome AttemptRunner::Run() {
   const farm::v1::JobSpec& spec = job_.spec();
   FARM_LOG(INFO) << log_prefix_ << " leased job \"" << spec.name() << "\" (" << spec.steps_size()
@@ -213,8 +278,27 @@ AttemptOutcome AttemptRunner::Run() {
     reason = std::string(workspace.status().message());
   }
 
-  LogSender log_sender(context_.client, lease_, log_prefix_, context_.reregister,
-                       context_.log_options);
+  // The job's timeout runs from here: staging its inputs counts.
+  const int64_t job_started_ms = MonoMs();
+  bool staged = true;  // false: the inputs could not be staged, no step runs
+  if (workspace.ok() && job_.inputs_size() > 0) {
+    AttemptOutcome staging_outcome = farm::v1::ATTEMPT_FAILED;
+    const absl::Status status = StageJobInputs(workspace->path(), job_started_ms, &staging_outcome);
+    if (!status.ok()) {
+      staged = false;
+      outcome = staging_outcome;
+      reason = std::string(status.message());
+      if (!abandoned()) FARM_LOG(ERROR) << log_prefix_ << " " << status;
+    }
+  }
+
+  // Output the coordinator has not acknowledged yet (a partition) spills to the work dir, next
+  // to the workspaces (named <job>-<attempt>-<hex>) rather than in one: steps never see it.
+  LogSender::Options log_options = context_.log_options;
+  if (log_options.spill_dir.empty() && !context_.work_dir.empty()) {
+    log_options.spill_dir = absl::StrCat(context_.work_dir, "/", kLogSpillDirName);
+  }
+  LogSender log_sender(context_.client, lease_, log_prefix_, context_.reregister, log_options);
   log_sender.Start();
   {
     absl::MutexLock lock(&mu_);
@@ -223,8 +307,11 @@ AttemptOutcome AttemptRunner::Run() {
   }
 
   const int64_t job_timeout_ms = spec.timeout_ms();
-  int64_t job_started_ms = -1;
-  for (int i = 0; workspace.ok() && i < spec.steps_size(); ++i) {
+  bool failed = false;  // a step failed or timed out: WHEN_ON_FAILURE steps run from now on
+  for (int i = 0; workspace.ok() && staged && i < spec.steps_size(); ++i) {
+    // After a cancel or once the lease is gone nothing runs, not even WHEN_ALWAYS steps: the
+    // user (or the agent's drain timeout) asked for the job to stop, and a lost lease is no
+    // longer ours to run anything under.
     if (abandoned()) break;
     {
       absl::MutexLock lock(&mu_);
@@ -235,16 +322,26 @@ AttemptOutcome AttemptRunner::Run() {
       }
     }
     const std::string name = StepName(spec, i);
+    if (!ShouldRun(spec.steps(i).when(), failed)) {
+      // Reported STEP_SKIPPED by the coordinator when the attempt completes.
+      FARM_LOG(INFO) << log_prefix_ << " step " << name << ": skipped ("
+                     << farm::v1::StepWhen_Name(spec.steps(i).when()) << ", "
+                     << (failed ? "a step failed" : "no step failed") << ")";
+      continue;
+    }
     const int64_t now = MonoMs();
-    if (job_started_ms < 0) job_started_ms = now;
     // The tighter of the step's timeout and what is left of the job's.
     int64_t timeout_ms = spec.steps(i).timeout_ms();
     bool job_bound = false;
     if (job_timeout_ms > 0) {
       const int64_t left = job_started_ms + job_timeout_ms - now;
       if (left <= 0) {
+        // The job's timeout bounds everything, cleanup steps too: a WHEN_ALWAYS or
+        // WHEN_ON_FAILURE step does not run once it has expired (it would have no time to).
         outcome = farm::v1::ATTEMPT_FAILED;
-        reason = absl::StrCat("job timed out after ", common::FormatDurationMs(job_timeout_ms));
+        if (!failed) {
+          reason = absl::StrCat("job timed out after ", common::FormatDurationMs(job_timeout_ms));
+        }
         break;
       }
       if (timeout_ms == 0 || left < timeout_ms) {
@@ -304,11 +401,19 @@ AttemptOutcome AttemptRunner::Run() {
          }).ok()) {
       break;
     }
-    if (verdict.state != farm::v1::STEP_SUCCEEDED) {
-      outcome = verdict.state == farm::v1::STEP_CANCELLED ? farm::v1::ATTEMPT_CANCELLED
-                                                          : farm::v1::ATTEMPT_FAILED;
+    if (verdict.state == farm::v1::STEP_CANCELLED) {
+      outcome = farm::v1::ATTEMPT_CANCELLED;
       reason = verdict.reason;
       break;
+    }
+    if (verdict.state != farm::v1::STEP_SUCCEEDED) {
+      // The first failure is the attempt's: later steps (cleanup) cannot make it succeed, and
+      // their own failures are on their step results.
+      outcome = farm::v1::ATTEMPT_FAILED;
+      if (!failed) reason = verdict.reason;
+      failed = true;
+      // Nothing runs after the job's timeout (see above).
+      if (verdict.state == farm::v1::STEP_TIMED_OUT && job_bound) break;
     }
   }
 
@@ -322,10 +427,10 @@ AttemptOutcome AttemptRunner::Run() {
   }
 
   farm::v1::CompleteJobRequest complete;
-  const bool want_artifacts =
-      spec.artifacts_size() > 0 && (outcome == farm::v1::ATTEMPT_SUCCEEDED ||
-                                    (outcome == farm::v1::ATTEMPT_FAILED &&
-                                     spec.artifacts_when() == farm::v1::ARTIFACTS_ALWAYS));
+  const bool want_artifacts = staged && spec.artifacts_size() > 0 &&
+                              (outcome == farm::v1::ATTEMPT_SUCCEEDED ||
+                               (outcome == farm::v1::ATTEMPT_FAILED &&
+                                spec.artifacts_when() == farm::v1::ARTIFACTS_ALWAYS));
   if (workspace.ok() && want_artifacts && !abandoned()) {
     absl::Status collected = CollectArtifacts(workspace->path(), complete);
     if (!collected.ok() && !abandoned()) {

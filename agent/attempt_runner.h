@@ -1,5 +1,15 @@
-// Runs one leased attempt of a job from start to end: workspace, steps in order, live logs,
-// step and job reports to the coordinator, cleanup.
+// Runs one leased attempt of a job from start to end: workspace, inputs, steps in order, live
+// logs, step and job reports to the coordinator, artifacts, cleanup.
+//
+// Inputs (Job.inputs) are staged under inputs/ before the first step (agent/inputs.h); when that
+// fails no step runs and the attempt fails with the reason naming the input.
+//
+// Steps run in order, each according to its `when`: WHEN_ON_SUCCESS while no earlier step has
+// failed or timed out, WHEN_ON_FAILURE only once one has, WHEN_ALWAYS in either case. Nothing
+// runs after a cancel (the user's, the agent's drain timeout) or once the attempt is abandoned
+// (lease lost or fenced), nor after the job's own timeout. A step that does not run is left for
+// the coordinator to record as STEP_SKIPPED. The attempt fails when any step failed, whatever
+// the steps after it did; its reason is the first failure's.
 //
 // Threads: Run() runs on the slot thread that leased the job (the step processes' parent
 // death signal is tied to it) and returns when the attempt is over. Cancel() and Abandon()
@@ -13,6 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/blob_cache.h"
 #include "agent/coordinator_client.h"
 #include "agent/log_sender.h"
 #include "agent/step_runner.h"
@@ -23,10 +34,16 @@
 
 namespace farm::agent {
 
+// Under the work dir, next to the workspaces: log output the coordinator has not acknowledged
+// yet (LogSender spills it here during a partition).
+inline constexpr char kLogSpillDirName[] = ".log-spill";
+
 // What every attempt of this agent shares. Pointers are not owned and outlive the attempt.
 struct AttemptContext {
   CoordinatorClient* client = nullptr;
   common::CasClient* cas = nullptr;  // where artifacts go; needed only by jobs that have some
+  // Where inputs come from (through `cas`); needed only by jobs that have some.
+  BlobCache* blob_cache = nullptr;
   // Guards every step's process group (see step_supervisor.h). Null only in tests that do not
   // care whether steps outlive the process.
   const StepSupervisor* supervisor = nullptr;
@@ -81,6 +98,11 @@ class AttemptRunner {
   // attempt's reason ("artifacts: ..."): CANCELLED when Cancel() or Abandon() interrupted it.
   absl::Status CollectArtifacts(const std::string& workspace,
                                 farm::v1::CompleteJobRequest& complete);
+  // Stages the job's inputs in `workspace`. Returns the attempt's reason on failure, with the
+  // outcome in `outcome` (FAILED, or CANCELLED after Cancel()). `job_started_ms` (MonoMs) is
+  // when the job's timeout started running: staging ends when it expires.
+  absl::Status StageJobInputs(const std::string& workspace, int64_t job_started_ms,
+                              farm::v1::AttemptOutcome* outcome);
   // Runs a call about the job, registering again when the coordinator forgot the agent.
   // On any failure the attempt is abandoned (a stale lease is FAILED_PRECONDITION).
   absl::Status Report(const char* what, const std::function<absl::Status()>& call);
@@ -92,6 +114,8 @@ class AttemptRunner {
   StepRunner step_runner_;
   CallCanceller canceller_;         // fired on Abandon(): ends the job's calls in flight
   CallCanceller upload_canceller_;  // fired on Cancel() and Abandon(): ends artifact uploads
+  // Fired on Cancel() and Abandon() and at the job's timeout: ends input downloads.
+  CallCanceller staging_canceller_;
 
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, drain_timeout, "10m",
           "After SIGTERM, how long running jobs may take before they are cancelled.");
 ABSL_FLAG(std::string, lease_wait, "20s",
           "How long one Lease call may wait at the coordinator for work.");
+ABSL_FLAG(int64_t, cache_max_bytes, farm::agent::kDefaultCacheMaxBytes,
+          "Bound of the local cache of job inputs (WORK_DIR/cache/blobs), least recently used "
+          "blobs evicted first; 0 disables the cache.");
 
 namespace {
 
@@ -45,7 +48,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs build jobs for a farm coordinator.\n"
       "  farm-agent --coordinator=HOST:PORT --work_dir=DIR [--name=NAME] [--labels=k=v,...]\n"
-      "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]");
+      "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]\n"
+      "             [--cache_max_bytes=10737418240]");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     return Fail(absl::StrCat("unexpected argument \"", rest[1], "\" (flags only)"));
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<int64_t> wait = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_wait));
   if (!wait.ok()) return Fail(absl::StrCat("--lease_wait: ", wait.status().message()));
   options.lease_wait_ms = *wait;
+  options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
   options.version = FARM_VERSION;
 
   // Forked while this is the only thread (see step_supervisor.h): before the signal thread,

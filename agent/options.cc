@@ -47,6 +47,10 @@ absl::Status AgentOptions::Validate() const {
   if (lease_wait_ms < 1 || lease_wait_ms > kMaxLeaseWaitMs) {
     return absl::InvalidArgumentError("--lease_wait must be between 1ms and 10m");
   }
+  if (cache_max_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--cache_max_bytes must be >= 0 (0 disables the cache), got ", cache_max_bytes));
+  }
   return absl::OkStatus();
 }
 

@@ -11,6 +11,9 @@
 
 namespace farm::agent {
 
+// The default of --cache_max_bytes.
+inline constexpr int64_t kDefaultCacheMaxBytes = int64_t{10} << 30;  // 10 GiB
+
 struct AgentOptions {
   std::string coordinator;  // HOST:PORT (or any gRPC target)
   std::string name;         // empty: the host name
@@ -20,6 +23,8 @@ struct AgentOptions {
   bool keep_failed = false;            // keep the workspace of a failed attempt
   int64_t drain_timeout_ms = 600'000;  // after a drain request, cancel jobs still running
   int64_t lease_wait_ms = 20'000;      // how long the coordinator may park a Lease call
+  // Bound of the local blob cache (<work_dir>/cache/blobs) of job inputs; 0 disables it.
+  int64_t cache_max_bytes = kDefaultCacheMaxBytes;
   std::string version;
 
   // INVALID_ARGUMENT naming the offending flag (--slots, --labels, ...).

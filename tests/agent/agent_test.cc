@@ -191,6 +191,159 @@ TEST_F(AgentTest, FailingStepFailsTheJobAndSkipsTheRest) {
   EXPECT_FALSE(fs::exists(kept[0] / "never-ran"));
 }
 
+farm::v1::StepSpec* AddStepWhen(farm::v1::JobSpec* spec, const std::string& name,
+                                const std::string& run, farm::v1::StepWhen when) {
+  farm::v1::StepSpec* step = AddStep(spec, name, run);
+  step->set_when(when);
+  return step;
+}
+
+TEST_F(AgentTest, OnFailureAndAlwaysStepsRunAfterAFailureButTheJobStillFails) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "prepare", "echo prepared");
+  AddStep(&spec, "build", "echo building; exit 2");
+  AddStep(&spec, "test", "echo testing");  // on_success (the default): skipped
+  AddStepWhen(&spec, "report", "echo reporting", farm::v1::WHEN_ON_FAILURE);
+  AddStepWhen(&spec, "cleanup", "echo cleaning", farm::v1::WHEN_ALWAYS);
+  AddStepWhen(&spec, "deploy", "echo deploying", farm::v1::WHEN_ON_SUCCESS);
+  fake_.AddJob("job-1", spec);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "step build exited with code 2");
+  EXPECT_THAT(job.started_steps, ElementsAre(0u, 1u, 3u, 4u));
+  EXPECT_EQ(job.finished.at(1).state(), farm::v1::STEP_FAILED);
+  EXPECT_FALSE(job.finished.contains(2));
+  EXPECT_EQ(job.finished.at(3).state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(job.logs.at(3), "reporting\n");
+  EXPECT_EQ(job.finished.at(4).state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(job.logs.at(4), "cleaning\n");
+  EXPECT_FALSE(job.finished.contains(5));
+}
+
+TEST_F(AgentTest, OnFailureStepsAreSkippedWhenAllSucceedAndAlwaysStepsRun) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "build", "echo building");
+  AddStepWhen(&spec, "report", "echo reporting", farm::v1::WHEN_ON_FAILURE);
+  AddStepWhen(&spec, "cleanup", "echo cleaning", farm::v1::WHEN_ALWAYS);
+  AddStep(&spec, "deploy", "echo deploying");
+  fake_.AddJob("job-1", spec);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED) << job.reason;
+  EXPECT_THAT(job.started_steps, ElementsAre(0u, 2u, 3u));
+  EXPECT_FALSE(job.finished.contains(1));
+  EXPECT_EQ(job.logs.at(2), "cleaning\n");
+  EXPECT_EQ(job.logs.at(3), "deploying\n");
+}
+
+TEST_F(AgentTest, AFailingCleanupStepKeepsTheFirstFailureAsTheReason) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(100);
+  AddStep(&spec, "test", "sleep 1000")->set_timeout_ms(200);  // its own timeout, not the job's
+  AddStepWhen(&spec, "collect", "exit 7", farm::v1::WHEN_ON_FAILURE);
+  AddStepWhen(&spec, "cleanup", "echo cleaning", farm::v1::WHEN_ALWAYS);
+  fake_.AddJob("job-1", spec);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "step test timed out after 200ms");
+  EXPECT_THAT(job.started_steps, ElementsAre(0u, 1u, 2u));
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_TIMED_OUT);
+  EXPECT_EQ(job.finished.at(1).state(), farm::v1::STEP_FAILED);
+  EXPECT_EQ(job.finished.at(1).exit_code(), 7);
+  EXPECT_EQ(job.finished.at(2).state(), farm::v1::STEP_SUCCEEDED);
+}
+
+TEST_F(AgentTest, NothingRunsAfterACancelNotEvenAlwaysSteps) {
+  StartAgent();
+  const std::string marker = dir_.path() + "/cleanup-ran";
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  AddStepWhen(&spec, "report", absl::StrCat("touch ", marker), farm::v1::WHEN_ON_FAILURE);
+  AddStepWhen(&spec, "cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
+
+  fake_.CancelJob("job-1");
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_CANCELLED);
+  EXPECT_EQ(job.reason, "cancelled");
+  EXPECT_THAT(job.started_steps, ElementsAre(0u));
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_CANCELLED);
+  EXPECT_FALSE(fs::exists(marker));
+}
+
+TEST_F(AgentTest, NothingRunsAfterACancelOfACleanupStep) {
+  // A failure, then the user cancels while the cleanup runs: the attempt is cancelled (never
+  // retried), and the next cleanup step does not run.
+  StartAgent();
+  const std::string marker = dir_.path() + "/second-cleanup-ran";
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "build", "exit 1");
+  AddStepWhen(&spec, "cleanup", "echo pid=$$; exec sleep 1000", farm::v1::WHEN_ALWAYS);
+  AddStepWhen(&spec, "more-cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 1, "pid="));
+
+  fake_.CancelJob("job-1");
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_CANCELLED);
+  EXPECT_THAT(job.started_steps, ElementsAre(0u, 1u));
+  EXPECT_FALSE(fs::exists(marker));
+}
+
+TEST_F(AgentTest, NothingRunsAfterTheJobTimeoutNotEvenAlwaysSteps) {
+  StartAgent();
+  const std::string marker = dir_.path() + "/cleanup-ran";
+  farm::v1::JobSpec spec;
+  spec.set_timeout_ms(300);
+  spec.set_kill_grace_ms(100);
+  AddStep(&spec, "slow", "sleep 1000");
+  AddStepWhen(&spec, "report", absl::StrCat("touch ", marker), farm::v1::WHEN_ON_FAILURE);
+  AddStepWhen(&spec, "cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
+  fake_.AddJob("job-1", spec);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_EQ(job.reason, "job timed out after 300ms");
+  EXPECT_THAT(job.started_steps, ElementsAre(0u));
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_TIMED_OUT);
+  EXPECT_FALSE(fs::exists(marker));
+}
+
+TEST_F(AgentTest, NothingRunsAfterTheLeaseIsLost) {
+  StartAgent();
+  const std::string marker = dir_.path() + "/cleanup-ran";
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  AddStepWhen(&spec, "cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
+  const pid_t pid = PidFromLog("job-1", 0);
+  ASSERT_GT(pid, 0);
+
+  fake_.InvalidateLease("job-1");
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  EXPECT_TRUE(WaitFor([&] { return agent_->running_jobs() == 0; }));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.completions, 0);
+  EXPECT_THAT(job.started_steps, ElementsAre(0u));
+  EXPECT_FALSE(fs::exists(marker));
+}
+
 TEST_F(AgentTest, StepKilledBySignalIsReported) {
   StartAgent();
   farm::v1::JobSpec spec;

@@ -345,5 +345,31 @@ TEST_F(AgentArtifactsTest, ArtifactsTheCoordinatorCannotFindFailTheAttemptInstea
   EXPECT_THAT(job.artifacts, IsEmpty());
 }
 
+TEST_F(AgentArtifactsTest, TheArtifactsOfOneJobAreTheInputsOfTheNext) {
+  // What a pipeline does: the coordinator hands the artifacts of "build" to the job needing it.
+  const FakeAgentService::FakeJob build =
+      Run("build", Spec("mkdir -p out && printf '#!/bin/sh\\necho tool ran\\n' > out/tool && "
+                        "chmod +x out/tool && printf data > out/data.txt",
+                        {"out/**"}));
+  ASSERT_EQ(build.outcome, farm::v1::ATTEMPT_SUCCEEDED) << build.reason;
+  ASSERT_EQ(build.artifacts.size(), 2u);
+
+  farm::v1::JobInput input;
+  input.set_dir("build/amd64");
+  input.set_job_id("build");
+  for (const farm::v1::Artifact& artifact : build.artifacts) *input.add_artifacts() = artifact;
+  fake_.AddJob("test",
+               Spec("inputs/build/amd64/out/tool && cat inputs/build/amd64/out/data.txt", {}),
+               {input});
+  ASSERT_TRUE(fake_.WaitUntil([&](const FakeAgentService::State& s) {
+    auto it = s.jobs.find("test");
+    return it != s.jobs.end() && it->second.completions > 0;
+  }));
+  const FakeAgentService::FakeJob test = fake_.Snapshot().jobs["test"];
+  EXPECT_EQ(test.outcome, farm::v1::ATTEMPT_SUCCEEDED) << test.reason;
+  EXPECT_EQ(test.logs.at(0), "tool ran\ndata");
+  EXPECT_EQ(agent_->blob_cache()->stats().misses, 2);
+}
+
 }  // namespace
 }  // namespace farm::agent

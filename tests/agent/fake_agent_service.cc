@@ -104,13 +104,15 @@ void FakeAgentService::Run(std::vector<Finisher> finishers) {
   for (Finisher& f : finishers) f();
 }
 
-void FakeAgentService::AddJob(const std::string& id, const farm::v1::JobSpec& spec) {
+void FakeAgentService::AddJob(const std::string& id, const farm::v1::JobSpec& spec,
+                              const std::vector<farm::v1::JobInput>& inputs) {
   std::vector<Finisher> finishers;
   {
     absl::MutexLock lock(&mu_);
     FakeJob& job = state_.jobs[id];
     job.job.set_id(id);
     *job.job.mutable_spec() = spec;
+    for (const farm::v1::JobInput& input : inputs) *job.job.add_inputs() = input;
     job.job.set_state(farm::v1::QUEUED);
     state_.queue.push_back(id);
     ++version_;

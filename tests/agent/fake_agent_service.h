@@ -69,8 +69,10 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
   // What Register answers.
   void SetTimings(int64_t lease_ttl_ms, int64_t heartbeat_interval_ms);
 
-  // Queues a job (attempt 1, a fresh epoch once leased).
-  void AddJob(const std::string& id, const farm::v1::JobSpec& spec);
+  // Queues a job (attempt 1, a fresh epoch once leased), with the inputs the coordinator would
+  // fill in from the jobs it needs.
+  void AddJob(const std::string& id, const farm::v1::JobSpec& spec,
+              const std::vector<farm::v1::JobInput>& inputs = {});
   // The user's cancel: the next (or parked) heartbeat listing the lease says cancel=true.
   void CancelJob(const std::string& id);
   // Makes the job's lease stale: heartbeats say valid=false, job calls FAILED_PRECONDITION.

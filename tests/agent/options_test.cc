@@ -60,6 +60,12 @@ TEST(OptionsTest, ValidateNamesTheFlag) {
   o.labels[std::string(300, 'k')] = "v";
   EXPECT_THAT(o.Validate(),
               StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("--labels")));
+  o = Valid();
+  o.cache_max_bytes = -1;
+  EXPECT_THAT(o.Validate(), StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                                HasSubstr("--cache_max_bytes")));
+  o.cache_max_bytes = 0;  // no cache
+  EXPECT_OK(o.Validate());
 }
 
 TEST(OptionsTest, DefaultsAddHostLabelsButKeepExplicitOnes) {
