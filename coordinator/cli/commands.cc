@@ -2,7 +2,10 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,16 +38,21 @@
 #include "common/grpc_status.h"
 #include "common/job_file.h"
 #include "common/job_limits.h"
+#include "common/job_state.h"
+#include "common/pipeline_file.h"
 #include "common/status_macros.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/log_printer.h"
+#include "coordinator/cli/pipeline_progress.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm::cli {
 namespace {
 
+using common::IsTerminal;
 using farm::v1::Job;
 using farm::v1::JobState;
+using farm::v1::Pipeline;
 
 // The codes after which a submit may be tried again (with the same request id).
 bool IsRetryable(const absl::Status& status) {
@@ -59,8 +68,32 @@ std::string NewRequestId() {
   return absl::StrFormat("%016x%016x", dist(rng), dist(rng));
 }
 
-// Reads a job file from `in`, one byte past the limit at most, and parses it.
-absl::StatusOr<farm::v1::JobSpec> ReadJobFromStream(std::istream& in, const std::string& name) {
+static_assert(common::kMaxPipelineFileBytes == common::kMaxJobFileBytes,
+              "submit reads a file before it knows which kind it is");
+
+// What `submit` sends: a job, or a pipeline (exactly one of them is set).
+struct SubmitSpec {
+  std::optional<farm::v1::JobSpec> job;
+  std::optional<farm::v1::PipelineSpec> pipeline;
+};
+
+// Whether `text` is a pipeline file rather than a job file: its root is a mapping with a `jobs`
+// key. Text that is not YAML at all counts as a job file, whose parser then says what is wrong.
+bool IsPipelineText(const std::string& text) {
+  try {
+    const YAML::Node root = YAML::Load(text);
+    if (!root.IsMap()) return false;
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      if (it->first.IsScalar() && it->first.Scalar() == "jobs") return true;
+    }
+    return false;
+  } catch (const std::exception&) {  // YAML::Exception: malformed, or nested too deeply
+    return false;
+  }
+}
+
+// Up to one byte past the file limit of `in`.
+absl::StatusOr<std::string> ReadLimited(std::istream& in, const std::string& name) {
   std::string text;
   char buffer[64 << 10];
   while (text.size() <= static_cast<size_t>(common::kMaxJobFileBytes) && in.good()) {
@@ -68,11 +101,58 @@ absl::StatusOr<farm::v1::JobSpec> ReadJobFromStream(std::istream& in, const std:
     text.append(buffer, static_cast<size_t>(in.gcount()));
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat(name, ": cannot read"));
+  return text;
+}
+
+// Reads a job or pipeline file from `in`, one byte past the limit at most, and parses it.
+absl::StatusOr<SubmitSpec> ReadSpecFromStream(std::istream& in, const std::string& name) {
+  FARM_ASSIGN_OR_RETURN(const std::string text, ReadLimited(in, name));
   if (text.size() > static_cast<size_t>(common::kMaxJobFileBytes)) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, ": the job file is larger than the limit of ", common::kMaxJobFileBytes, " bytes"));
   }
-  return common::ParseJobFile(text, name);
+  SubmitSpec spec;
+  if (IsPipelineText(text)) {
+    FARM_ASSIGN_OR_RETURN(spec.pipeline, common::ParsePipelineFile(text, name));
+  } else {
+    FARM_ASSIGN_OR_RETURN(spec.job, common::ParseJobFile(text, name));
+  }
+  return spec;
+}
+
+// Loads the job or pipeline file at `path`. A regular file is looked at first and then loaded
+// by LoadPipelineFile or LoadJobFile; a pipe (`<(...)`) or device is read once; a path that
+// cannot be read gets LoadJobFile's error.
+absl::StatusOr<SubmitSpec> LoadSpec(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    std::ifstream in(path, std::ios::binary);
+    if (in.is_open() && !S_ISREG(st.st_mode)) return ReadSpecFromStream(in, path);
+    if (in.is_open()) {
+      absl::StatusOr<std::string> text = ReadLimited(in, path);
+      if (text.ok() && IsPipelineText(*text)) {
+        SubmitSpec spec;
+        FARM_ASSIGN_OR_RETURN(spec.pipeline, common::LoadPipelineFile(path));
+        return spec;
+      }
+    }
+  }
+  SubmitSpec spec;
+  FARM_ASSIGN_OR_RETURN(spec.job, common::LoadJobFile(path));
+  return spec;
+}
+
+// The size of the terminal behind `fd`; false when it is not one.
+bool TerminalSize(int fd, int* width, int* height) {
+  if (fd < 0 || !::isatty(fd)) return false;
+  struct winsize size = {};
+  if (::ioctl(fd, TIOCGWINSZ, &size) == 0) {
+    *width = size.ws_col;
+    *height = size.ws_row;
+  } else {
+    *width = *height = 0;
+  }
+  return true;
 }
 
 std::string JoinPath(absl::string_view dir, absl::string_view relative) {
@@ -251,26 +331,37 @@ class Client {
     return job;
   }
 
-  // Calls Submit until it answers. UNAVAILABLE and DEADLINE_EXCEEDED are retried with the same
-  // request_id (so a retry never makes a second job) until submit_retry_ms has passed since the
-  // first try. While the connection is down, the wait between tries is a wait for the channel to
-  // connect again (a coordinator restarting on its address), and the next try goes out as soon
-  // as it has; while it is up (the coordinator itself answered UNAVAILABLE, or did not answer in
-  // time), a jittered exponential backoff. A retry's deadline is rpc_timeout_ms, cut to the end
-  // of the budget. Returns UNAVAILABLE or DEADLINE_EXCEEDED only when the budget ran out.
-  absl::StatusOr<farm::v1::SubmitJobResponse> SubmitWithRetries(
-      const farm::v1::SubmitJobRequest& request) {
+  // Makes a submit call (Submit or SubmitPipeline: `call` sends the one request, with its one
+  // request_id, in the given context) until it answers. UNAVAILABLE and DEADLINE_EXCEEDED are
+  // retried with the same request (so a retry never makes a second job) until submit_retry_ms
+  // has passed since the first try. While the connection is down, the wait between tries is a
+  // wait for the channel to connect again (a coordinator restarting on its address), and the
+  // next try goes out as soon as it has; while it is up (the coordinator itself answered
+  // UNAVAILABLE, or did not answer in time), a jittered exponential backoff. A retry's deadline
+  // is rpc_timeout_ms, cut to the end of the budget. Returns UNAVAILABLE or DEADLINE_EXCEEDED
+  // only when the budget ran out.
+  template <typename Response>
+  absl::StatusOr<Response> SubmitWithRetries(
+      const std::function<grpc::Status(grpc::ClientContext*, Response*)>& call) {
     const absl::Time give_up = absl::Now() + absl::Milliseconds(options_.submit_retry_ms);
     common::Backoff backoff(options_.retry_initial_backoff_ms, options_.retry_max_backoff_ms);
+    absl::Status previous;  // the error of the try before, to report
     for (int attempt = 1;; ++attempt) {
       absl::Time deadline = absl::Now() + absl::Milliseconds(options_.rpc_timeout_ms);
-      if (attempt > 1) deadline = std::min(deadline, give_up);
+      const bool cut = attempt > 1 && give_up < deadline;
+      if (cut) deadline = give_up;
       grpc::ClientContext context;
       context.set_deadline(absl::ToChronoTime(deadline));
-      farm::v1::SubmitJobResponse response;
-      absl::Status status = common::FromGrpcStatus(jobs_->Submit(&context, request, &response));
+      Response response;
+      absl::Status status = common::FromGrpcStatus(call(&context, &response));
       if (status.ok()) return response;
       if (!IsRetryable(status)) return status;
+      // A try cut short by the end of the budget that times out says nothing new about the
+      // coordinator: the error before it is the one that explains the failure.
+      if (cut && status.code() == absl::StatusCode::kDeadlineExceeded && !previous.ok()) {
+        status = previous;
+      }
+      previous = status;
 
       const absl::Time now = absl::Now();
       if (now >= give_up) return status;
@@ -286,6 +377,22 @@ class Client {
         return status;
       }
     }
+  }
+
+  // Reports a failed submit of a job or a pipeline (`what`); returns the exit code.
+  int FailSubmit(const absl::Status& status, absl::string_view what) {
+    if (status.code() == absl::StatusCode::kInvalidArgument) {
+      io_.err << "farmctl: the coordinator refused the " << what << ": "
+              << OneLine(status.message()) << "\n";
+      return kExitError;
+    }
+    if (IsRetryable(status)) {
+      io_.err << "farmctl: " << DescribeRpcError(status, options_.coordinator)
+              << "; gave up after retrying for "
+              << common::FormatDurationMs(options_.submit_retry_ms) << "\n";
+      return kExitError;
+    }
+    return Fail(status);
   }
 
   // Reads WatchLogs for `request`, passing every message to `on_message`, until the stream ends.
@@ -374,33 +481,24 @@ class Client {
   }
 
   int Submit() {
-    absl::StatusOr<farm::v1::JobSpec> spec = options_.file == "-"
-                                                 ? ReadJobFromStream(io_.in, "<stdin>")
-                                                 : common::LoadJobFile(options_.file);
+    absl::StatusOr<SubmitSpec> spec =
+        options_.file == "-" ? ReadSpecFromStream(io_.in, "<stdin>") : LoadSpec(options_.file);
     if (!spec.ok()) {
       // The parser's "FILE:LINE:COLUMN: ..." is the whole message, as compilers print it.
       io_.err << OneLine(spec.status().message()) << "\n";
       return kExitError;
     }
-    const int step_count = spec->steps_size();
+    if (spec->pipeline.has_value()) return SubmitPipeline(*std::move(spec->pipeline));
+    const int step_count = spec->job->steps_size();
     farm::v1::SubmitJobRequest request;
-    *request.mutable_spec() = *std::move(spec);
+    *request.mutable_spec() = *std::move(spec->job);
     request.set_request_id(NewRequestId());
-    absl::StatusOr<farm::v1::SubmitJobResponse> response = SubmitWithRetries(request);
-    if (!response.ok()) {
-      if (response.status().code() == absl::StatusCode::kInvalidArgument) {
-        io_.err << "farmctl: the coordinator refused the job: "
-                << OneLine(response.status().message()) << "\n";
-        return kExitError;
-      }
-      if (IsRetryable(response.status())) {
-        io_.err << "farmctl: " << DescribeRpcError(response.status(), options_.coordinator)
-                << "; gave up after retrying for "
-                << common::FormatDurationMs(options_.submit_retry_ms) << "\n";
-        return kExitError;
-      }
-      return Fail(response.status());
-    }
+    absl::StatusOr<farm::v1::SubmitJobResponse> response =
+        SubmitWithRetries<farm::v1::SubmitJobResponse>(
+            [&](grpc::ClientContext* context, farm::v1::SubmitJobResponse* out) {
+              return jobs_->Submit(context, request, out);
+            });
+    if (!response.ok()) return FailSubmit(response.status(), "job");
     const std::string& job_id = response->job_id();
     if (!options_.wait && !options_.follow) {
       return Print(json() ? ToJson(*response) : absl::StrCat(job_id, "\n"));
@@ -417,6 +515,131 @@ class Client {
         FollowJob(job_id, "", printer.has_value() ? &*printer : nullptr, std::nullopt);
     if (!final_state.ok()) return Fail(final_state.status(), job_id);
     return Finish(job_id, *final_state);
+  }
+
+  // The rest of `submit` for a pipeline file: the id (or the Pipeline as JSON), and with --wait
+  // or --follow the wait for its end, and its outcome as the exit code.
+  int SubmitPipeline(farm::v1::PipelineSpec spec) {
+    farm::v1::SubmitPipelineRequest request;
+    *request.mutable_spec() = std::move(spec);
+    request.set_request_id(NewRequestId());
+    absl::StatusOr<farm::v1::SubmitPipelineResponse> response =
+        SubmitWithRetries<farm::v1::SubmitPipelineResponse>(
+            [&](grpc::ClientContext* context, farm::v1::SubmitPipelineResponse* out) {
+              return jobs_->SubmitPipeline(context, request, out);
+            });
+    if (!response.ok()) return FailSubmit(response.status(), "pipeline");
+    const std::string id = response->pipeline().id();
+    if (!options_.wait && !options_.follow) {
+      return Print(json() ? ToJson(response->pipeline()) : absl::StrCat(id, "\n"));
+    }
+    if (!json()) Print(absl::StrCat(id, "\n"));
+
+    // The progress goes where a job's followed output would: stdout, or stderr when stdout
+    // holds the JSON document.
+    std::ostream& view = json() ? io_.err : io_.out;
+    const int view_fd = json() ? io_.err_fd : io_.out_fd;
+    int width = 0;
+    int height = 0;
+    PipelineProgress progress({TerminalSize(view_fd, &width, &height), io_.time_zone});
+    const auto on_snapshot = [&](const Pipeline& pipeline) {
+      if (TerminalSize(view_fd, &width, &height)) {  // the terminal may have been resized
+        view << progress.Update(pipeline, io_.clock.NowMs(), width, height);
+      } else {
+        view << progress.Update(pipeline, io_.clock.NowMs());
+      }
+      view.flush();
+      return view.good();
+    };
+    Pipeline last = response->pipeline();
+    absl::StatusOr<Pipeline> ended = PollPipeline(
+        id, options_.follow ? on_snapshot : std::function<bool(const Pipeline&)>(), std::nullopt,
+        /*submitted=*/true, &last);
+    if (!ended.ok()) return Fail(ended.status(), id);
+    const std::string summary = FormatPipelineSummary(*ended, io_.clock.NowMs());
+    if (options_.follow) {
+      view << summary << "\n";
+      view.flush();
+    } else if (!json()) {
+      io_.err << "==> " << summary << "\n";
+      io_.err.flush();
+    }
+    if (json()) Print(ToJson(*ended));
+    return ExitCodeForState(ended->state());
+  }
+
+  absl::StatusOr<Pipeline> GetPipeline(const std::string& id, std::optional<absl::Time> deadline) {
+    absl::Time call_deadline = absl::Now() + absl::Milliseconds(options_.rpc_timeout_ms);
+    if (deadline.has_value()) call_deadline = std::min(call_deadline, *deadline);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(call_deadline));
+    farm::v1::GetPipelineRequest request;
+    request.set_pipeline_id(id);
+    Pipeline pipeline;
+    FARM_RETURN_IF_ERROR(common::FromGrpcStatus(jobs_->GetPipeline(&context, request, &pipeline)));
+    return pipeline;
+  }
+
+  // Asks for the pipeline every pipeline_poll_ms until it has ended, passing each answer to
+  // `on_snapshot` (may be empty; false from it: the output failed, DATA_LOSS). Unless
+  // `submitted` (the pipeline was just made), the first call's error is returned as it is (like
+  // `wait JOB`'s first Get); after that, while the coordinator is unreachable (UNAVAILABLE, or no
+  // answer in time), it says so once on stderr and keeps asking, with backoff, for up to
+  // reconnect_give_up_ms. Returns the ended pipeline; DEADLINE_EXCEEDED when `deadline` passes
+  // first (the first call is made in any case), with `*last` the latest answer; other errors as
+  // they come.
+  absl::StatusOr<Pipeline> PollPipeline(const std::string& id,
+                                        const std::function<bool(const Pipeline&)>& on_snapshot,
+                                        std::optional<absl::Time> deadline, bool submitted,
+                                        Pipeline* last) {
+    common::Backoff backoff(options_.retry_initial_backoff_ms, options_.retry_max_backoff_ms);
+    std::optional<absl::Time> outage_since;
+    for (bool first = true;; first = false) {
+      absl::StatusOr<Pipeline> pipeline = GetPipeline(id, first ? std::nullopt : deadline);
+      if (first && !pipeline.ok() && !(submitted && IsRetryable(pipeline.status()))) {
+        return pipeline.status();
+      }
+      absl::Duration delay = absl::Milliseconds(options_.pipeline_poll_ms);
+      if (pipeline.ok()) {
+        if (outage_since.has_value()) {
+          outage_since.reset();
+          backoff.Reset();
+        }
+        *last = *pipeline;
+        if (on_snapshot && !on_snapshot(*pipeline)) {
+          return absl::DataLossError("cannot write the output");
+        }
+        if (IsTerminal(pipeline->state())) return pipeline;
+      } else if (IsRetryable(pipeline.status()) &&
+                 !(deadline.has_value() && absl::Now() >= *deadline)) {
+        const absl::Time now = absl::Now();
+        if (!outage_since.has_value()) {
+          outage_since = now;
+          io_.err << "farmctl: " << DescribeRpcError(pipeline.status(), options_.coordinator)
+                  << "; reconnecting\n";
+          io_.err.flush();
+        } else if (now - *outage_since > absl::Milliseconds(options_.reconnect_give_up_ms)) {
+          return pipeline.status();
+        }
+        delay = std::max(delay, absl::Milliseconds(backoff.NextDelayMs()));
+      } else if (!IsRetryable(pipeline.status())) {
+        return pipeline.status();
+      }
+      const absl::Time now = absl::Now();
+      if (deadline.has_value()) {
+        if (now >= *deadline) {
+          return absl::DeadlineExceededError(absl::StrCat("timed out waiting for ", id));
+        }
+        delay = std::min(delay, *deadline - now);
+      }
+      if (outage_since.has_value() &&
+          channel_->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
+        // The connection is down: ask again the moment it is back, or after the delay.
+        channel_->WaitForConnected(absl::ToChronoTime(now + delay));
+      } else {
+        absl::SleepFor(delay);
+      }
+    }
   }
 
   // Reports a job that has ended: the Job as JSON, or a summary line on stderr (stdout of
@@ -439,12 +662,18 @@ class Client {
   }
 
   int Get() {
+    if (IsPipelineId(options_.job_id)) {
+      absl::StatusOr<Pipeline> pipeline = GetPipeline(options_.job_id, std::nullopt);
+      if (!pipeline.ok()) return Fail(pipeline.status(), options_.job_id);
+      return Print(json() ? ToJson(*pipeline) : FormatPipelineText(*pipeline, Context()));
+    }
     absl::StatusOr<Job> job = GetJob(options_.job_id);
     if (!job.ok()) return Fail(job.status(), options_.job_id);
     return Print(json() ? ToJson(*job) : FormatJobText(*job, Context()));
   }
 
   int List() {
+    if (options_.pipelines) return ListPipelines();
     grpc::ClientContext context;
     SetDeadline(context);
     farm::v1::ListJobsRequest request;
@@ -454,6 +683,18 @@ class Client {
     const absl::Status status = common::FromGrpcStatus(jobs_->List(&context, request, &response));
     if (!status.ok()) return Fail(status);
     return Print(json() ? ToJson(response) : FormatJobListText(response, Context()));
+  }
+
+  int ListPipelines() {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    farm::v1::ListPipelinesRequest request;
+    request.set_limit(options_.limit);
+    farm::v1::ListPipelinesResponse response;
+    const absl::Status status =
+        common::FromGrpcStatus(jobs_->ListPipelines(&context, request, &response));
+    if (!status.ok()) return Fail(status);
+    return Print(json() ? ToJson(response) : FormatPipelineListText(response, Context()));
   }
 
   int Agents() {
@@ -467,6 +708,7 @@ class Client {
   }
 
   int Cancel() {
+    if (IsPipelineId(options_.job_id)) return CancelPipeline();
     grpc::ClientContext context;
     SetDeadline(context);
     farm::v1::CancelJobRequest request;
@@ -484,6 +726,28 @@ class Client {
     }
     return Print(absl::StrCat("job ", options_.job_id, ": cancel requested (it was ",
                               JobStateName(job.state()), ")\n"));
+  }
+
+  int CancelPipeline() {
+    const std::string& id = options_.job_id;
+    grpc::ClientContext context;
+    SetDeadline(context);
+    farm::v1::CancelPipelineRequest request;
+    request.set_pipeline_id(id);
+    Pipeline pipeline;
+    const absl::Status status =
+        common::FromGrpcStatus(jobs_->CancelPipeline(&context, request, &pipeline));
+    if (!status.ok()) return Fail(status, id);
+    if (json()) return Print(ToJson(pipeline));
+    if (IsTerminal(pipeline.state())) {
+      return Print(pipeline.state() == farm::v1::CANCELLED
+                       ? absl::StrCat("pipeline ", id, " CANCELLED\n")
+                       : absl::StrCat("pipeline ", id, " had already ended: ",
+                                      JobStateName(pipeline.state()), "\n"));
+    }
+    const int running = pipeline.jobs_size() - CountDoneJobs(pipeline);
+    return Print(absl::StrCat("pipeline ", id, ": cancel requested (", running,
+                              running == 1 ? " job" : " jobs", " still ending)\n"));
   }
 
   int Logs() {
@@ -546,6 +810,7 @@ class Client {
     if (options_.timeout_ms.has_value()) {
       deadline = absl::Now() + absl::Milliseconds(*options_.timeout_ms);
     }
+    if (IsPipelineId(options_.job_id)) return WaitPipeline(deadline);
     absl::StatusOr<Job> job = GetJob(options_.job_id);
     if (!job.ok()) return Fail(job.status(), options_.job_id);
     if (!IsTerminal(job->state())) {
@@ -566,6 +831,24 @@ class Client {
     }
     Print(json() ? ToJson(*job) : absl::StrCat(FormatOutcomeLine(*job), "\n"));
     return ExitCodeForState(job->state());
+  }
+
+  int WaitPipeline(std::optional<absl::Time> deadline) {
+    const std::string& id = options_.job_id;
+    Pipeline last;
+    absl::StatusOr<Pipeline> ended = PollPipeline(id, {}, deadline, /*submitted=*/false, &last);
+    if (!ended.ok() && ended.status().code() == absl::StatusCode::kDeadlineExceeded &&
+        deadline.has_value() && !last.id().empty()) {
+      if (json()) Print(ToJson(last));
+      io_.err << "farmctl: pipeline " << id << " is still " << JobStateName(last.state())
+              << " after " << common::FormatDurationMs(*options_.timeout_ms) << " ("
+              << CountDoneJobs(last) << "/" << last.jobs_size() << " jobs done)\n";
+      return kExitWaitTimedOut;
+    }
+    if (!ended.ok()) return Fail(ended.status(), id);
+    Print(json() ? ToJson(*ended)
+                 : absl::StrCat(FormatPipelineSummary(*ended, io_.clock.NowMs()), "\n"));
+    return ExitCodeForState(ended->state());
   }
 
   static common::CasClientOptions CasOptions(const CliOptions& options) {

@@ -7,6 +7,11 @@
 // coordinator never makes a second job; while the connection is down it waits for the channel
 // to reconnect (a restarting coordinator) rather than sleeping, and tries again the moment it is
 // back. When the budget runs out the error is one line ending "gave up after retrying for D".
+// SubmitPipeline is retried the same way.
+//
+// An id starting with "p" is a pipeline's (get, wait, cancel take either). A pipeline has no
+// watch stream: `wait` and `submit --wait/--follow` poll GetPipeline every
+// CliOptions::pipeline_poll_ms, riding out an unreachable coordinator like a follow stream.
 // Follow streams have no deadline (except `wait --timeout`); the channel's keepalive notices a
 // dead coordinator, and they reconnect on UNAVAILABLE, skipping the output already written.
 #pragma once
@@ -30,6 +35,10 @@ struct CliIo {
   std::istream& in;   // the job file of `submit -`
   const common::Clock& clock;
   absl::TimeZone time_zone;
+  // The file descriptors behind `out` and `err`, or -1: where one is a terminal, a pipeline's
+  // progress is a view redrawn in place (ANSI escapes) sized to it; otherwise plain lines.
+  int out_fd = -1;
+  int err_fd = -1;
 };
 
 // The whole of farmctl: parses `args` (argv without argv[0]; `env_coordinator` is

@@ -19,11 +19,13 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/duration.h"
+#include "common/job_state.h"
 #include "coordinator/cli/options.h"
 
 namespace farm::cli {
 namespace {
 
+using common::IsTerminal;
 using farm::v1::Job;
 using farm::v1::JobState;
 using farm::v1::StepResult;
@@ -160,15 +162,12 @@ std::string JobStateName(JobState state) {
   return farm::v1::JobState_Name(state);
 }
 
-bool IsTerminal(JobState state) {
-  return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED || state == farm::v1::CANCELLED;
-}
-
 int ExitCodeForState(JobState state) {
   switch (state) {
     case farm::v1::SUCCEEDED:
       return kExitSucceeded;
     case farm::v1::FAILED:
+    case farm::v1::SKIPPED:
       return kExitJobFailed;
     case farm::v1::CANCELLED:
       return kExitJobCancelled;
@@ -185,6 +184,11 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
   if (job.cancel_requested() && !IsTerminal(job.state())) state += " (cancel requested)";
   fields.emplace_back("state", state);
   if (!job.reason().empty()) fields.emplace_back("reason", job.reason());
+  if (!job.pipeline_id().empty()) {
+    fields.emplace_back(
+        "pipeline", absl::StrCat(job.pipeline_id(), " (as \"", OneLine(job.pipeline_job()), "\")"));
+  }
+  if (!job.needs().empty()) fields.emplace_back("needs", absl::StrJoin(job.needs(), ", "));
   fields.emplace_back("priority", absl::StrCat(job.spec().priority()));
   fields.emplace_back("labels", FormatLabels(job.spec().labels()));
   if (job.submitted_ms() > 0)
@@ -263,12 +267,130 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
 std::string FormatJobListText(const farm::v1::ListJobsResponse& response,
                               const TextContext& context) {
   if (response.jobs().empty()) return "no jobs\n";
-  Table table({"ID", "STATE", "NAME", "PRIORITY", "AGE", "DURATION"});
+  const bool pipelines = std::any_of(response.jobs().begin(), response.jobs().end(),
+                                     [](const Job& job) { return !job.pipeline_id().empty(); });
+  std::vector<std::string> header = {"ID", "STATE", "NAME"};
+  if (pipelines) header.push_back("PIPELINE");
+  for (const char* column : {"PRIORITY", "AGE", "DURATION"}) header.push_back(column);
+  Table table(std::move(header));
   for (const Job& job : response.jobs()) {
     const std::string age =
         job.submitted_ms() > 0 ? FormatAge(context.now_ms - job.submitted_ms()) : "-";
-    table.AddRow({job.id(), JobStateName(job.state()), OrDash(OneLine(job.spec().name())),
-                  absl::StrCat(job.spec().priority()), age, FormatRunTime(job, context)});
+    std::vector<std::string> row = {job.id(), JobStateName(job.state()),
+                                    OrDash(OneLine(job.spec().name()))};
+    if (pipelines) row.push_back(OrDash(job.pipeline_id()));
+    for (std::string cell :
+         {absl::StrCat(job.spec().priority()), age, FormatRunTime(job, context)}) {
+      row.push_back(std::move(cell));
+    }
+    table.AddRow(std::move(row));
+  }
+  return table.Render();
+}
+
+int CountDoneJobs(const farm::v1::Pipeline& pipeline) {
+  return static_cast<int>(
+      std::count_if(pipeline.jobs().begin(), pipeline.jobs().end(),
+                    [](const farm::v1::PipelineJob& job) { return IsTerminal(job.state()); }));
+}
+
+std::string FormatElapsed(int64_t ms) {
+  ms = std::max<int64_t>(0, ms);
+  if (ms < 60'000) return absl::StrFormat("%d.%ds", ms / 1000, ms % 1000 / 100);
+  const int64_t s = ms / 1000;
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%dh%02dm", s / 3600, s % 3600 / 60);
+}
+
+std::string FormatPipelineSummary(const farm::v1::Pipeline& pipeline, int64_t now_ms) {
+  const bool ended = IsTerminal(pipeline.state());
+  const int64_t end = ended && pipeline.finished_ms() > 0 ? pipeline.finished_ms() : now_ms;
+  const std::string elapsed =
+      pipeline.submitted_ms() > 0 ? FormatElapsed(end - pipeline.submitted_ms()) : "";
+  std::string line = absl::StrCat("pipeline ", pipeline.id(), pipeline.name().empty() ? "" : " ",
+                                  OneLine(pipeline.name()), ": ", JobStateName(pipeline.state()),
+                                  " ", CountDoneJobs(pipeline), "/", pipeline.jobs_size(), " jobs");
+  if (!ended) {
+    absl::StrAppend(&line, " done");
+    if (!elapsed.empty()) absl::StrAppend(&line, " after ", elapsed);
+    return line;
+  }
+  if (!elapsed.empty()) absl::StrAppend(&line, " in ", elapsed);
+  // Which jobs did not succeed, a few names of each kind.
+  constexpr int kNamesShown = 5;
+  std::vector<std::string> parts;
+  for (const JobState state : {farm::v1::FAILED, farm::v1::CANCELLED, farm::v1::SKIPPED}) {
+    std::vector<std::string> names;
+    int count = 0;
+    for (const farm::v1::PipelineJob& job : pipeline.jobs()) {
+      if (job.state() != state) continue;
+      if (++count <= kNamesShown) names.push_back(job.name());
+    }
+    if (count == 0) continue;
+    std::string part =
+        absl::StrCat(absl::AsciiStrToLower(JobStateName(state)), ": ", absl::StrJoin(names, ", "));
+    if (count > kNamesShown) absl::StrAppend(&part, " and ", count - kNamesShown, " more");
+    parts.push_back(std::move(part));
+  }
+  if (!parts.empty()) absl::StrAppend(&line, " (", OneLine(absl::StrJoin(parts, "; ")), ")");
+  return line;
+}
+
+std::string FormatPipelineText(const farm::v1::Pipeline& pipeline, const TextContext& context) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  fields.emplace_back("id", pipeline.id());
+  fields.emplace_back("name", OrDash(OneLine(pipeline.name())));
+  std::string state = JobStateName(pipeline.state());
+  if (pipeline.cancel_requested() && !IsTerminal(pipeline.state())) {
+    state += " (cancel requested)";
+  }
+  fields.emplace_back("state", state);
+  if (pipeline.submitted_ms() > 0) {
+    fields.emplace_back("submitted", FormatTime(pipeline.submitted_ms(), context));
+  }
+  if (pipeline.finished_ms() > 0 && IsTerminal(pipeline.state())) {
+    std::string finished = FormatTime(pipeline.finished_ms(), context);
+    if (pipeline.submitted_ms() > 0) {
+      absl::StrAppend(&finished, " (took ",
+                      FormatElapsed(pipeline.finished_ms() - pipeline.submitted_ms()), ")");
+    }
+    fields.emplace_back("finished", finished);
+  }
+  fields.emplace_back("jobs",
+                      absl::StrCat(CountDoneJobs(pipeline), "/", pipeline.jobs_size(), " done"));
+  std::string out;
+  for (const auto& [key, value] : fields) {
+    std::string label = absl::StrCat(key, ":");
+    label.resize(11, ' ');
+    absl::StrAppend(&out, label, value, "\n");
+  }
+  if (pipeline.jobs().empty()) return out;
+  Table jobs({"NAME", "ID", "STATE", "ATTEMPTS", "DURATION", "NEEDS"});
+  for (const farm::v1::PipelineJob& job : pipeline.jobs()) {
+    std::string duration = "-";
+    if (job.started_ms() > 0) {
+      const int64_t end = job.finished_ms() > 0 ? job.finished_ms() : context.now_ms;
+      duration = FormatElapsed(end - job.started_ms());
+    }
+    jobs.AddRow({OneLine(job.name()), OrDash(job.job_id()), JobStateName(job.state()),
+                 absl::StrCat(job.attempts()), duration,
+                 OrDash(OneLine(absl::StrJoin(job.needs(), ", ")))});
+  }
+  absl::StrAppend(&out, "\n", jobs.Render());
+  return out;
+}
+
+std::string FormatPipelineListText(const farm::v1::ListPipelinesResponse& response,
+                                   const TextContext& context) {
+  if (response.pipelines().empty()) return "no pipelines\n";
+  Table table({"ID", "NAME", "STATE", "JOBS", "SUBMITTED"});
+  for (const farm::v1::Pipeline& pipeline : response.pipelines()) {
+    const std::string age =
+        pipeline.submitted_ms() > 0
+            ? absl::StrCat(FormatAge(context.now_ms - pipeline.submitted_ms()), " ago")
+            : "-";
+    table.AddRow({pipeline.id(), OrDash(OneLine(pipeline.name())), JobStateName(pipeline.state()),
+                  absl::StrCat(CountDoneJobs(pipeline), "/", pipeline.jobs_size()), age});
   }
   return table.Render();
 }
@@ -425,7 +547,9 @@ std::string DescribeRpcError(const absl::Status& status, absl::string_view coord
     case absl::StatusCode::kDeadlineExceeded:
       return absl::StrCat("the coordinator at ", coordinator, " did not answer in time");
     case absl::StatusCode::kNotFound:
-      if (!job_id.empty()) return absl::StrCat("job ", job_id, " not found");
+      if (!job_id.empty()) {
+        return absl::StrCat(IsPipelineId(job_id) ? "pipeline " : "job ", job_id, " not found");
+      }
       break;
     case absl::StatusCode::kUnimplemented:
       return absl::StrCat("the coordinator at ", coordinator,

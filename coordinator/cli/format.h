@@ -28,18 +28,36 @@ struct TextContext {
 // indents; otherwise the document is one line (for JSON Lines).
 std::string ToJson(const google::protobuf::Message& message, bool pretty = true);
 
-// "QUEUED", "RUNNING", ...; "UNKNOWN" for values this build does not know.
+// "QUEUED", "RUNNING", ...; "UNKNOWN" for values this build does not know. (Whether a state is
+// final is common::IsTerminal, common/job_state.h.)
 std::string JobStateName(farm::v1::JobState state);
-bool IsTerminal(farm::v1::JobState state);
 
-// The exit code of a job's outcome: 0 SUCCEEDED, 1 FAILED, 2 CANCELLED; kExitError otherwise.
+// The exit code of a job's or a pipeline's outcome: 0 SUCCEEDED, 1 FAILED or SKIPPED (a job it
+// needed did not succeed), 2 CANCELLED; kExitError otherwise.
 int ExitCodeForState(farm::v1::JobState state);
 
 // `get`: the job's fields, its attempts, and a table of the latest attempt's steps.
 std::string FormatJobText(const farm::v1::Job& job, const TextContext& context);
-// `list`: a table of ID, STATE, NAME, PRIORITY, AGE and DURATION ("no jobs" when empty).
+// `list`: a table of ID, STATE, NAME, PRIORITY, AGE and DURATION ("no jobs" when empty), with a
+// PIPELINE column after NAME when any of the jobs belongs to one.
 std::string FormatJobListText(const farm::v1::ListJobsResponse& response,
                               const TextContext& context);
+// `get pN`: the pipeline's id, name, state, times and jobs done, then a table of its jobs: NAME,
+// ID, STATE, ATTEMPTS, DURATION and NEEDS.
+std::string FormatPipelineText(const farm::v1::Pipeline& pipeline, const TextContext& context);
+// `list --pipelines`: a table of ID, NAME, STATE, JOBS (done/total) and SUBMITTED (an age), or
+// "no pipelines".
+std::string FormatPipelineListText(const farm::v1::ListPipelinesResponse& response,
+                                   const TextContext& context);
+// How many of a pipeline's jobs have ended (common::IsTerminal).
+int CountDoneJobs(const farm::v1::Pipeline& pipeline);
+// One line (no newline) on how a pipeline stands, with its state, done/total and its time so
+// far (from submit to its end, or to now): "pipeline p3 release: SUCCEEDED 7/7 jobs in 12.3s";
+// when jobs did not succeed, which ones: "... FAILED 4/4 jobs in 3.1s (failed: test; skipped:
+// deploy, notify)"; while it runs "pipeline p3 release: RUNNING 3/7 jobs done after 4.2s".
+std::string FormatPipelineSummary(const farm::v1::Pipeline& pipeline, int64_t now_ms);
+// A compact duration for live views and tables: "0.4s", "12.3s", "4m05s", "1h02m".
+std::string FormatElapsed(int64_t ms);
 // `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS and JOBS ("no agents" when empty).
 std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
                              const TextContext& context);
@@ -64,8 +82,8 @@ std::string FormatOutcomeLine(const farm::v1::Job& job);
 
 // One line (no newline) telling a user what went wrong with a call to the coordinator at
 // `coordinator`, without gRPC's debug text: "cannot reach the coordinator at HOST:PORT
-// (connection refused)", "job 42 not found" (NOT_FOUND when `job_id` is set), or the
-// coordinator's own message.
+// (connection refused)", "job 42 not found" or "pipeline p3 not found" (NOT_FOUND when `job_id`
+// is set; IsPipelineId tells which), or the coordinator's own message.
 std::string DescribeRpcError(const absl::Status& status, absl::string_view coordinator,
                              absl::string_view job_id = "");
 

@@ -1,5 +1,6 @@
 // farmctl: the command-line client of the build farm. See `farmctl help`.
 #include <grpc/support/log.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -19,8 +20,9 @@ void DropGrpcLog(gpr_log_func_args*) {}
 int main(int argc, char** argv) {
   if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function(DropGrpcLog);
   const char* env_coordinator = std::getenv("FARM_COORDINATOR");
-  farm::cli::CliIo io{std::cout, std::cerr, std::cin, *farm::common::RealClock(),
-                      absl::LocalTimeZone()};
+  farm::cli::CliIo io{
+      std::cout,     std::cerr,    std::cin, *farm::common::RealClock(), absl::LocalTimeZone(),
+      STDOUT_FILENO, STDERR_FILENO};
   return farm::cli::RunFarmctl(std::vector<std::string>(argv + 1, argv + argc),
                                env_coordinator == nullptr ? "" : env_coordinator, io);
 }

@@ -37,15 +37,22 @@ const std::vector<CommandDef>& Commands() {
        false,
        {"wait", "follow"},
        "FILE [--wait] [--follow]",
-       "submit a YAML or JSON job file (\"-\": stdin); prints the job id"},
-      {"get", Command::kGet, {"JOB"}, false, {}, "JOB", "a job's state, attempts and steps"},
+       "submit a job or pipeline file (YAML or JSON; \"-\": stdin); prints the job id, or the "
+       "pipeline id (pN)"},
+      {"get",
+       Command::kGet,
+       {"JOB|PIPELINE"},
+       false,
+       {},
+       "JOB|PIPELINE",
+       "a job's state, attempts and steps; a pipeline's state and jobs"},
       {"list",
        Command::kList,
        {},
        false,
-       {"state", "limit"},
-       "[--state=S] [--limit=N]",
-       "recent jobs, newest first"},
+       {"state", "limit", "pipelines"},
+       "[--state=S] [--limit=N] [--pipelines]",
+       "recent jobs (or pipelines), newest first"},
       {"logs",
        Command::kLogs,
        {"JOB"},
@@ -55,12 +62,18 @@ const std::vector<CommandDef>& Commands() {
        "a job's output; --follow streams it until the job ends"},
       {"wait",
        Command::kWait,
-       {"JOB"},
+       {"JOB|PIPELINE"},
        false,
        {"timeout"},
-       "JOB [--timeout=D]",
-       "block until the job ends; the exit code is its outcome"},
-      {"cancel", Command::kCancel, {"JOB"}, false, {}, "JOB", "cancel a queued or running job"},
+       "JOB|PIPELINE [--timeout=D]",
+       "block until the job or pipeline ends; the exit code is its outcome"},
+      {"cancel",
+       Command::kCancel,
+       {"JOB|PIPELINE"},
+       false,
+       {},
+       "JOB|PIPELINE",
+       "cancel a queued or running job, or every job of a pipeline that has not ended"},
       {"agents",
        Command::kAgents,
        {},
@@ -142,12 +155,16 @@ const std::vector<FlagDef>& Flags() {
       {"output", false,
        "--output=text|json       json: one JSON document on stdout (farm.v1 messages)"},
       {"help", true, "--help                   this command's usage"},
-      {"wait", true, "--wait                   wait until the job ends; exit with its outcome"},
-      {"follow", true, "--follow                 stream the output until the job ends"},
+      {"wait", true,
+       "--wait                   wait until the job or pipeline ends; exit with its outcome"},
+      {"follow", true,
+       "--follow                 stream the job's output, or show a pipeline's progress, until "
+       "it ends"},
       {"state", false,
-       "--state=S                only jobs in state S: queued, running, succeeded, failed, "
-       "cancelled"},
-      {"limit", false, "--limit=N                at most N jobs (1-1000; default 50)"},
+       "--state=S                only jobs in state S: queued, waiting, running, succeeded, "
+       "failed, cancelled, skipped"},
+      {"limit", false, "--limit=N                at most N jobs or pipelines (1-1000; default 50)"},
+      {"pipelines", true, "--pipelines              list pipelines instead of jobs"},
       {"step", false, "--step=NAME              only this step's output"},
       {"timeout", false,
        "--timeout=D              give up after D (e.g. 90s, 10m; a bare number is seconds) with "
@@ -199,15 +216,49 @@ absl::StatusOr<bool> ParseBool(absl::string_view flag, absl::string_view value) 
 std::string ExitCodeText() {
   return absl::StrCat(
       "Exit codes:\n"
-      "  0   success; for wait, submit --wait/--follow and logs --follow: the job SUCCEEDED\n"
-      "  1   the job FAILED; for cas stat: the blob is missing\n"
-      "  2   the job was CANCELLED\n"
-      "  3   wait --timeout ran out before the job ended\n"
-      "  4   an error: coordinator unreachable, job not found, bad job file, request refused\n"
+      "  0   success; for wait, submit --wait/--follow and logs --follow: the job (or pipeline)\n"
+      "      SUCCEEDED\n"
+      "  1   the job (or pipeline) FAILED, or the job was SKIPPED; for cas stat: the blob is\n"
+      "      missing\n"
+      "  2   the job (or pipeline) was CANCELLED\n"
+      "  3   wait --timeout ran out before the job (or pipeline) ended\n"
+      "  4   an error: coordinator unreachable, job or pipeline not found, bad job or pipeline\n"
+      "      file, request refused\n"
       "      (submit first retries an unreachable coordinator for ",
       common::FormatDurationMs(kSubmitRetryMs),
       ")\n"
       "  64  a usage error\n");
+}
+
+// What a command's usage text says besides its synopsis, summary and flags.
+absl::string_view CommandDetails(Command command) {
+  switch (command) {
+    case Command::kSubmit:
+      return "A pipeline file (one with a top-level `jobs:`) is checked completely, cycles and\n"
+             "unknown needs included, before anything is sent; submit prints the pipeline's id,\n"
+             "pN (with --output=json, the farm.v1.Pipeline). Any other file is a job file; submit\n"
+             "prints the job's id.\n\n"
+             "For a pipeline, --follow shows each job's state until the pipeline ends: redrawn in\n"
+             "place on a terminal (a line per job and a done/total bar), else one line per change\n"
+             "and a summary line. --wait waits silently and prints the summary on stderr. Either\n"
+             "way the exit code is the pipeline's outcome.\n";
+    case Command::kGet:
+      return "For a pipeline (pN): its name, state and times, and a table of its jobs with their\n"
+             "ids (for logs, artifacts and download), states, attempts, durations and needs.\n";
+    case Command::kList:
+      return "--pipelines lists pipelines: id, name, state, jobs done/total and age.\n";
+    case Command::kWait:
+      return "For a pipeline (pN) the exit code is the pipeline's outcome: SUCCEEDED once every\n"
+             "job has, else FAILED or CANCELLED once every job has ended.\n";
+    case Command::kCancel:
+      return "For a pipeline (pN), every job of it that has not ended is cancelled.\n";
+    case Command::kLogs:
+    case Command::kArtifacts:
+    case Command::kDownload:
+      return "JOB is a job's id; `farmctl get pN` shows the ids of a pipeline's jobs.\n";
+    default:
+      return "";
+  }
 }
 
 }  // namespace
@@ -223,6 +274,11 @@ std::string UsageText() {
     absl::StrAppend(&text, "  ", left, "  ", def.summary, "\n");
   }
   absl::StrAppend(&text,
+                  "\nPipelines: a file with a top-level `jobs:` is a pipeline (jobs that need "
+                  "each other).\n`submit` prints its id, pN, which get, wait and cancel take "
+                  "wherever they take a JOB;\n`farmctl get pN` shows the ids of its jobs, for "
+                  "logs, artifacts and download.\n");
+  absl::StrAppend(&text,
                   "\nArtifacts and the CAS: HASH/SIZE is a blob's SHA-256 (64 lowercase hex "
                   "digits) and size,\nas `farmctl artifacts` shows it.\n");
   absl::StrAppend(&text, "\nFlags of every command:\n");
@@ -231,9 +287,9 @@ std::string UsageText() {
   }
   absl::StrAppend(&text,
                   "\nText output goes to stdout, errors and notices to stderr, one line each.\n"
-                  "With --output=json, `submit --follow` writes the job's output to stderr so "
-                  "that\nstdout holds the JSON document alone; `logs --follow --output=json` "
-                  "writes one\nWatchLogsResponse per line.\n\n",
+                  "With --output=json, `submit --follow` writes the job's output (or the "
+                  "pipeline's\nprogress) to stderr so that stdout holds the JSON document alone; "
+                  "`logs --follow\n--output=json` writes one WatchLogsResponse per line.\n\n",
                   ExitCodeText());
   return text;
 }
@@ -260,8 +316,12 @@ std::string CommandUsageText(absl::string_view command) {
   }
   const CommandDef* def = FindCommand(command);
   if (def == nullptr || def->command == Command::kHelp) return UsageText();
-  std::string text = absl::StrCat("Usage: farmctl ", def->name, " ", def->synopsis, "\n\n",
-                                  def->summary, "\n\n", "Flags:\n");
+  std::string text =
+      absl::StrCat("Usage: farmctl ", def->name, " ", def->synopsis, "\n\n", def->summary, "\n\n");
+  if (absl::string_view details = CommandDetails(def->command); !details.empty()) {
+    absl::StrAppend(&text, details, "\n");
+  }
+  absl::StrAppend(&text, "Flags:\n");
   for (absl::string_view name : def->flags) {
     absl::StrAppend(&text, "  ", FindFlag(name)->help, "\n");
   }
@@ -395,6 +455,15 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
     case Command::kDownload:
       options.paths.assign(rest.begin() + 1, rest.end());
       [[fallthrough]];
+    case Command::kLogs:
+    case Command::kArtifacts:
+      if (IsPipelineId(rest[0])) {
+        // Not a usage error of the ordinary kind: the way out is another command.
+        return absl::InvalidArgumentError(absl::StrCat(rest[0], " is a pipeline; use `farmctl get ",
+                                                       rest[0], "` to see its jobs' ids"));
+      }
+      options.job_id = rest[0];
+      break;
     default:
       if (!rest.empty()) options.job_id = rest[0];
       break;
@@ -421,12 +490,14 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
       FARM_ASSIGN_OR_RETURN(options.wait, ParseBool(name, value));
     } else if (name == "follow") {
       FARM_ASSIGN_OR_RETURN(options.follow, ParseBool(name, value));
+    } else if (name == "pipelines") {
+      FARM_ASSIGN_OR_RETURN(options.pipelines, ParseBool(name, value));
     } else if (name == "state") {
       farm::v1::JobState state;
       if (!farm::v1::JobState_Parse(absl::AsciiStrToUpper(value), &state) ||
           state == farm::v1::JOB_STATE_UNSPECIFIED) {
-        return UsageError(absl::StrCat("--state takes queued, running, succeeded, failed or "
-                                       "cancelled, not \"",
+        return UsageError(absl::StrCat("--state takes queued, waiting, running, succeeded, "
+                                       "failed, cancelled or skipped, not \"",
                                        value, "\""),
                           cmd);
       }
@@ -448,6 +519,9 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
       if (value == "-") return UsageError("-o -: farmctl writes files, not stdout", cmd);
       options.output_path = value;
     }
+  }
+  if (options.pipelines && options.state != farm::v1::JOB_STATE_UNSPECIFIED) {
+    return UsageError("--state filters jobs; it does not go with --pipelines", cmd);
   }
   if (options.command == Command::kCasGet && options.output_path.empty()) {
     return UsageError("cas get needs -o FILE: farmctl cas get HASH/SIZE -o FILE", cmd);

@@ -18,9 +18,10 @@
 namespace farm::cli {
 
 // Exit codes, as documented in the usage text. The job outcomes (0-3) are what `wait`,
-// `submit --wait/--follow` and `logs --follow` return; every other failure is kExitError so
-// that a script can tell "the job failed" from "farmctl could not find out". `cas stat` exits
-// kExitBlobMissing when the store lacks the blob.
+// `submit --wait/--follow` and `logs --follow` return, for a job or a pipeline alike (a SKIPPED
+// job counts as FAILED); every other failure is kExitError so that a script can tell "the job
+// failed" from "farmctl could not find out". `cas stat` exits kExitBlobMissing when the store
+// lacks the blob.
 inline constexpr int kExitSucceeded = 0;
 inline constexpr int kExitJobFailed = 1;
 inline constexpr int kExitBlobMissing = 1;
@@ -32,6 +33,10 @@ inline constexpr int kExitUsage = 64;  // EX_USAGE
 inline constexpr char kDefaultCoordinator[] = "127.0.0.1:7070";
 // submit's retry budget (CliOptions::submit_retry_ms), as the usage text states it.
 inline constexpr int64_t kSubmitRetryMs = 20'000;
+
+// Whether `id` names a pipeline ("p3") rather than a job ("17"): the coordinator's pipeline ids
+// are "p" and a number, its job ids plain numbers.
+inline bool IsPipelineId(absl::string_view id) { return !id.empty() && id[0] == 'p'; }
 
 enum class Command {
   kHelp,
@@ -57,10 +62,13 @@ struct CliOptions {
   std::string coordinator = kDefaultCoordinator;
   OutputFormat output = OutputFormat::kText;
 
-  std::string file;     // submit ("-" is stdin), cas put
-  std::string job_id;   // get, logs, wait, cancel, artifacts, download
-  bool wait = false;    // submit
-  bool follow = false;  // submit, logs
+  std::string file;  // submit ("-" is stdin), cas put
+  // get, logs, wait, cancel, artifacts, download. For get, wait and cancel it may name a
+  // pipeline (IsPipelineId); the others refuse one at parse time.
+  std::string job_id;
+  bool wait = false;                                           // submit
+  bool follow = false;                                         // submit, logs
+  bool pipelines = false;                                      // list: pipelines instead of jobs
   farm::v1::JobState state = farm::v1::JOB_STATE_UNSPECIFIED;  // list; UNSPECIFIED = any
   int limit = 0;                                               // list; 0 = the coordinator's
   std::string step;                                            // logs; empty = every step
@@ -77,8 +85,12 @@ struct CliOptions {
   int cas_attempts = 5;                    // tries of a CAS call on UNAVAILABLE
   int64_t retry_initial_backoff_ms = 200;  // first delay of retries and reconnects
   int64_t retry_max_backoff_ms = 3'000;
-  // A follow stream that cannot reconnect for this long gives up with an error.
+  // A follow stream (or a pipeline's polling) that cannot reconnect for this long gives up with
+  // an error.
   int64_t reconnect_give_up_ms = 120'000;
+  // How often `wait` and `submit --wait/--follow` ask for a pipeline's state (there is no
+  // pipeline watch stream).
+  int64_t pipeline_poll_ms = 250;
 };
 
 // Parses the arguments after argv[0]. Flags may come before or after the command and its
@@ -87,7 +99,8 @@ struct CliOptions {
 // operand. `env_coordinator` is
 // $FARM_COORDINATOR (empty when unset); --coordinator overrides it.
 // INVALID_ARGUMENT with a one-line message (naming the flag or operand and pointing at `farmctl
-// help COMMAND`) for every usage error, including no arguments at all.
+// help COMMAND`) for every usage error, including no arguments at all, and for a pipeline id
+// given to a command that takes only jobs (logs, artifacts, download).
 absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
                                      absl::string_view env_coordinator);
 

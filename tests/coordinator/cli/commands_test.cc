@@ -7,6 +7,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -28,6 +29,7 @@ namespace {
 using ::farm::testing::FakeFarm;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr char kHelloYaml[] = R"(name: hello
@@ -70,6 +72,7 @@ Result RunAgainst(const std::string& coordinator, const std::vector<std::string>
   options->retry_initial_backoff_ms = 5;
   options->retry_max_backoff_ms = 20;
   options->submit_retry_ms = submit_retry_ms;
+  options->pipeline_poll_ms = 5;
   const int code = RunCommand(*options, io);
   return {code, out.str(), err.str()};
 }
@@ -469,6 +472,326 @@ TEST_F(FarmctlTest, WaitTimeoutExitsThree) {
   EXPECT_EQ(ParseJson<farm::v1::Job>(r.out).state(), farm::v1::RUNNING);
 }
 
+// --- pipelines ---------------------------------------------------------------------------------
+
+constexpr char kReleaseYaml[] = R"(name: release
+jobs:
+  build:
+    matrix: {arch: [amd64, arm64]}
+    steps: [{run: make}]
+  test:
+    needs: [build]
+    steps: [{run: ./test.sh}]
+)";
+
+constexpr char kCycleYaml[] = R"(name: cycle
+jobs:
+  a: {needs: [c], steps: [{run: "true"}]}
+  b: {needs: [a], steps: [{run: "true"}]}
+  c: {needs: [b], steps: [{run: "true"}]}
+)";
+
+// The non-empty lines of `text`.
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+TEST_F(FarmctlTest, SubmitOfAPipelineFilePrintsItsIdAndSendsThePipeline) {
+  const Result r = Run({"submit", WriteFile("release.yaml", kReleaseYaml)});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "p1\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(farm_.submit_requests().empty()) << "a pipeline went out as a job";
+  const auto requests = farm_.submit_pipeline_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_THAT(requests[0].request_id(), MatchesRegex("[0-9a-f]{32}"));
+  const farm::v1::PipelineSpec& spec = requests[0].spec();
+  EXPECT_EQ(spec.name(), "release");
+  ASSERT_EQ(spec.jobs_size(), 2);
+  EXPECT_EQ(spec.jobs(0).name(), "build");
+  EXPECT_EQ(spec.jobs(0).matrix(0).name(), "arch");
+  EXPECT_EQ(spec.jobs(1).needs(0), "build");
+  // The fake expanded it as the coordinator would.
+  ASSERT_TRUE(farm_.GetPipeline("p1").has_value());
+  EXPECT_EQ(farm_.GetPipeline("p1")->jobs_size(), 3);
+}
+
+TEST_F(FarmctlTest, ASingleJobFileIsStillSubmittedAsAJob) {
+  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_EQ(farm_.submit_requests().size(), 1u);
+  EXPECT_TRUE(farm_.submit_pipeline_requests().empty());
+}
+
+TEST_F(FarmctlTest, SubmitPipelineJsonIsThePipeline) {
+  const Result r = Run({"submit", WriteFile("release.yaml", kReleaseYaml), "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto pipeline = ParseJson<farm::v1::Pipeline>(r.out);
+  EXPECT_EQ(pipeline.id(), "p1");
+  ASSERT_EQ(pipeline.jobs_size(), 3);
+  EXPECT_EQ(pipeline.jobs(1).name(), "build (arm64)");
+  EXPECT_EQ(pipeline.jobs(2).state(), farm::v1::WAITING);
+}
+
+TEST_F(FarmctlTest, SubmitReadsAPipelineFromStdin) {
+  const Result r = Run({"submit", "-"}, "jobs: {only: {steps: [{run: make}]}}\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "p1\n");
+  const Result bad = Run({"submit", "-"}, "jobs: {only: {steps: [{rnu: make}]}}\n");
+  EXPECT_EQ(bad.code, kExitError);
+  EXPECT_THAT(bad.err, StartsWith("<stdin>:1:24: unknown key \"rnu\""));
+}
+
+TEST_F(FarmctlTest, SubmitPipelineRetriesUnavailableWithTheSameRequestId) {
+  farm_.FailNextSubmits(2, grpc::StatusCode::UNAVAILABLE);
+  const Result r = Run({"submit", WriteFile("release.yaml", kReleaseYaml)});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "p1\n");
+  const auto requests = farm_.submit_pipeline_requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[1].request_id(), requests[0].request_id());
+  EXPECT_EQ(requests[2].request_id(), requests[0].request_id());
+  EXPECT_FALSE(farm_.GetPipeline("p2").has_value()) << "a retry made a second pipeline";
+}
+
+TEST_F(FarmctlTest, SubmitPipelineRefusedOrUnreachableSaysSoInOneLine) {
+  farm_.FailNextSubmits(1, grpc::StatusCode::INVALID_ARGUMENT);
+  Result r = Run({"submit", WriteFile("release.yaml", kReleaseYaml)});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.err, "farmctl: the coordinator refused the pipeline: injected failure\n");
+
+  farm_.FailNextSubmits(1'000'000, grpc::StatusCode::UNAVAILABLE);
+  r = RunAgainst(farm_.address(), {"submit", WriteFile("release.yaml", kReleaseYaml)}, "",
+                 /*submit_retry_ms=*/200);
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.err, absl::StrCat("farmctl: cannot reach the coordinator at ", farm_.address(),
+                                " (injected failure); gave up after retrying for 200ms\n"));
+}
+
+TEST_F(FarmctlTest, ACyclicPipelineIsReportedWithItsPositionBeforeAnyCall) {
+  const std::string path = WriteFile("cycle.yaml", kCycleYaml);
+  const Result r = Run({"submit", path, "--follow"});
+  // As for any bad job file: kExitError, the parser's one line, nothing sent.
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith(path + ":3:"));
+  EXPECT_THAT(r.err, HasSubstr(": jobs form a cycle: a → c → b → a\n"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  EXPECT_EQ(farm_.calls(), 0) << "the coordinator was called";
+}
+
+TEST_F(FarmctlTest, ABadPipelineFileNamesTheJobAndNothingIsSubmitted) {
+  const std::string path = WriteFile("bad.yaml", R"(jobs:
+  build: {steps: [{run: make}]}
+  test: {needs: [buld], steps: [{run: make}]}
+)");
+  const Result r = Run({"submit", path});
+  EXPECT_EQ(r.code, kExitError);
+  EXPECT_THAT(r.err, StartsWith(path + ":3:"));
+  EXPECT_THAT(r.err, HasSubstr("\"buld\", which is not a job of this pipeline"));
+  EXPECT_EQ(farm_.calls(), 0);
+}
+
+// Sets a job of pipeline `id` to `state`, then waits until farmctl has polled the pipeline
+// since, so that every change is seen by exactly one poll.
+void ChangeAndAwaitPoll(FakeFarm& farm, const std::string& id, const std::string& job,
+                        farm::v1::JobState state) {
+  farm.SetState(farm.PipelineJobId(id, job), state);
+  const int calls = farm.get_pipeline_calls();
+  ASSERT_TRUE(farm.AwaitGetPipelineCalls(calls + 1, absl::Seconds(30)));
+}
+
+TEST_F(FarmctlTest, SubmitFollowOfAPipelineInAPipeLogsEachChangeAndASummary) {
+  const std::string path = WriteFile("follow.yaml", R"(name: follow
+jobs:
+  build: {steps: [{run: make}]}
+  test: {needs: [build], steps: [{run: make}]}
+)");
+  Result r;
+  std::thread follower([&] { r = Run({"submit", path, "--follow"}); });
+  ASSERT_TRUE(farm_.AwaitGetPipelineCalls(1, absl::Seconds(30)));
+  ChangeAndAwaitPoll(farm_, "p1", "build", farm::v1::RUNNING);
+  ChangeAndAwaitPoll(farm_, "p1", "build", farm::v1::SUCCEEDED);
+  ChangeAndAwaitPoll(farm_, "p1", "test", farm::v1::QUEUED);
+  ChangeAndAwaitPoll(farm_, "p1", "test", farm::v1::RUNNING);
+  farm_.SetState(farm_.PipelineJobId("p1", "test"), farm::v1::SUCCEEDED);
+  follower.join();
+
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, Not(HasSubstr("\x1b"))) << "escape codes in a pipe";
+  // The time is the (fake) clock's, 22:13:20 UTC; the durations are the fake farm's real ones.
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 9u) << r.out;
+  EXPECT_EQ(lines[0], "p1");
+  EXPECT_EQ(lines[1], "22:13:20 build  QUEUED");
+  EXPECT_EQ(lines[2], "22:13:20 test   WAITING");
+  EXPECT_EQ(lines[3], "22:13:20 build  RUNNING");
+  EXPECT_THAT(lines[4], MatchesRegex("22:13:20 build  SUCCEEDED  [0-9.]+s"));
+  EXPECT_EQ(lines[5], "22:13:20 test   QUEUED");
+  EXPECT_EQ(lines[6], "22:13:20 test   RUNNING");
+  EXPECT_THAT(lines[7], MatchesRegex("22:13:20 test   SUCCEEDED  [0-9.]+s"));
+  EXPECT_THAT(lines[8], MatchesRegex("pipeline p1 follow: SUCCEEDED 2/2 jobs in [0-9.]+s"));
+}
+
+TEST_F(FarmctlTest, SubmitWaitOfAPipelineExitsWithItsOutcome) {
+  const std::string path = WriteFile("release.yaml", kReleaseYaml);
+  Result r;
+  std::thread waiter([&] { r = Run({"submit", path, "--wait"}); });
+  ASSERT_TRUE(farm_.AwaitGetPipelineCalls(1, absl::Seconds(30)));
+  farm_.SetState(farm_.PipelineJobId("p1", "build (amd64)"), farm::v1::SUCCEEDED);
+  farm_.SetState(farm_.PipelineJobId("p1", "build (arm64)"), farm::v1::FAILED);
+  farm_.SetState(farm_.PipelineJobId("p1", "test"), farm::v1::SKIPPED);
+  waiter.join();
+  EXPECT_EQ(r.code, kExitJobFailed) << r.err;
+  EXPECT_EQ(r.out, "p1\n") << "the id stays the last line of stdout";
+  EXPECT_THAT(r.err, MatchesRegex("==> pipeline p1 release: FAILED 3/3 jobs in [0-9.]+s "
+                                  "\\(failed: build \\(arm64\\); skipped: test\\)\n"));
+}
+
+TEST_F(FarmctlTest, SubmitFollowOfAPipelineWithJsonKeepsStdoutOneDocument) {
+  const std::string path = WriteFile("release.yaml", kReleaseYaml);
+  Result r;
+  std::thread follower([&] { r = Run({"submit", path, "--follow", "--output=json"}); });
+  ASSERT_TRUE(farm_.AwaitGetPipelineCalls(1, absl::Seconds(30)));
+  farm_.CancelPipelineNow("p1");
+  follower.join();
+  EXPECT_EQ(r.code, kExitJobCancelled) << r.err;
+  const auto pipeline = ParseJson<farm::v1::Pipeline>(r.out);
+  EXPECT_EQ(pipeline.state(), farm::v1::CANCELLED);
+  EXPECT_THAT(r.err, HasSubstr("build (amd64)  QUEUED"));
+  EXPECT_THAT(r.err, HasSubstr("pipeline p1 release: CANCELLED 3/3 jobs"));
+}
+
+TEST_F(FarmctlTest, GetAPipeline) {
+  const std::string id = farm_.AddPipeline("release", {"build", "test"}, /*chain=*/true);
+  farm_.SetState(farm_.PipelineJobId(id, "build"), farm::v1::RUNNING);
+  Result r = Run({"get", id});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("id:        p1\nname:      release\nstate:     RUNNING\n"));
+  EXPECT_THAT(r.out, HasSubstr("jobs:      0/2 done\n"));
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_THAT(lines[lines.size() - 3], MatchesRegex("NAME +ID +STATE +ATTEMPTS +DURATION +NEEDS"));
+  EXPECT_THAT(lines[lines.size() - 2], MatchesRegex("build +1 +RUNNING +0 +[0-9.]+s +-"));
+  EXPECT_THAT(lines[lines.size() - 1], MatchesRegex("test +2 +QUEUED +0 +- +build"));
+
+  r = Run({"get", id, "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+      ParseJson<farm::v1::Pipeline>(r.out), *farm_.GetPipeline(id)));
+}
+
+TEST_F(FarmctlTest, ListPipelines) {
+  farm_.AddPipeline("first", {"a"});
+  const std::string second = farm_.AddPipeline("second", {"a", "b"});
+  farm_.SetState(farm_.PipelineJobId(second, "a"), farm::v1::SUCCEEDED);
+  Result r = Run({"list", "--pipelines"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_THAT(lines[0], MatchesRegex("ID +NAME +STATE +JOBS +SUBMITTED"));
+  EXPECT_THAT(lines[1], MatchesRegex("p2 +second +RUNNING +1/2 +[0-9]+s ago"));
+  EXPECT_THAT(lines[2], MatchesRegex("p1 +first +QUEUED +0/1 +[0-9]+s ago"));
+
+  r = Run({"list", "--pipelines", "--limit=1", "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto response = ParseJson<farm::v1::ListPipelinesResponse>(r.out);
+  ASSERT_EQ(response.pipelines_size(), 1);
+  EXPECT_EQ(response.pipelines(0).id(), "p2");
+
+  // The jobs' list shows their pipeline, and the states pipelines bring.
+  r = Run({"list"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(Lines(r.out)[0], MatchesRegex("ID +STATE +NAME +PIPELINE +PRIORITY +AGE +DURATION"));
+  EXPECT_THAT(r.out, HasSubstr("SUCCEEDED  a     p2"));
+}
+
+TEST_F(FarmctlTest, CancelAPipeline) {
+  const std::string queued = farm_.AddPipeline("queued", {"a", "b"}, /*chain=*/true);
+  Result r = Run({"cancel", queued});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "pipeline p1 CANCELLED\n");
+  EXPECT_EQ(farm_.GetPipeline(queued)->state(), farm::v1::CANCELLED);
+
+  const std::string running = farm_.AddPipeline("running", {"a", "b"});
+  farm_.SetState(farm_.PipelineJobId(running, "a"), farm::v1::RUNNING);
+  r = Run({"cancel", running});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "pipeline p2: cancel requested (1 job still ending)\n");
+  r = Run({"cancel", running, "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(ParseJson<farm::v1::Pipeline>(r.out).cancel_requested());
+
+  const std::string done = farm_.AddPipeline("done", {"a"});
+  farm_.SetState(farm_.PipelineJobId(done, "a"), farm::v1::SUCCEEDED);
+  r = Run({"cancel", done});
+  EXPECT_EQ(r.out, "pipeline p3 had already ended: SUCCEEDED\n");
+}
+
+TEST_F(FarmctlTest, WaitForAPipelineExitsWithItsOutcome) {
+  const std::string id = farm_.AddPipeline("release", {"build", "test"}, /*chain=*/true);
+  Result r;
+  std::thread waiter([&] { r = Run({"wait", id}); });
+  ASSERT_TRUE(farm_.AwaitGetPipelineCalls(1, absl::Seconds(30)));
+  farm_.SetState(farm_.PipelineJobId(id, "build"), farm::v1::FAILED);
+  farm_.SetState(farm_.PipelineJobId(id, "test"), farm::v1::SKIPPED);
+  waiter.join();
+  EXPECT_EQ(r.code, kExitJobFailed) << r.err;
+  EXPECT_THAT(r.out, MatchesRegex("pipeline p1 release: FAILED 2/2 jobs in [0-9.]+s \\(failed: "
+                                  "build; skipped: test\\)\n"));
+
+  const std::string ok = farm_.AddPipeline("ok", {"a"});
+  farm_.SetState(farm_.PipelineJobId(ok, "a"), farm::v1::SUCCEEDED);
+  r = Run({"wait", ok, "--output=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(ParseJson<farm::v1::Pipeline>(r.out).state(), farm::v1::SUCCEEDED);
+
+  const std::string cancelled = farm_.AddPipeline("cancelled", {"a"});
+  farm_.CancelPipelineNow(cancelled);
+  EXPECT_EQ(Run({"wait", cancelled}).code, kExitJobCancelled);
+}
+
+TEST_F(FarmctlTest, WaitForAPipelineTimesOut) {
+  const std::string id = farm_.AddPipeline("slow", {"a", "b"});
+  farm_.SetState(farm_.PipelineJobId(id, "a"), farm::v1::SUCCEEDED);
+  Result r = Run({"wait", id, "--timeout=50ms"});
+  EXPECT_EQ(r.code, kExitWaitTimedOut) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "farmctl: pipeline p1 is still RUNNING after 50ms (1/2 jobs done)\n");
+
+  r = Run({"wait", id, "--timeout=0", "--output=json"});
+  EXPECT_EQ(r.code, kExitWaitTimedOut) << r.err;
+  EXPECT_EQ(ParseJson<farm::v1::Pipeline>(r.out).state(), farm::v1::RUNNING);
+}
+
+TEST_F(FarmctlTest, AnUnknownPipelineIsNotFoundInOneLine) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "p9"}, {"wait", "p9"}, {"cancel", "p9"}}) {
+    const Result r = Run(args);
+    EXPECT_EQ(r.code, kExitError) << args[0];
+    EXPECT_EQ(r.err, "farmctl: pipeline p9 not found\n") << args[0];
+    EXPECT_EQ(r.out, "") << args[0];
+  }
+}
+
+TEST_F(FarmctlTest, JobOnlyCommandsSayAPipelineIsNotAJob) {
+  farm_.AddPipeline("release", {"build"});
+  common::FakeClock clock;
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"logs", "p1"}, {"artifacts", "p1"}, {"download", "p1", "-o", dir_}}) {
+    std::ostringstream out;
+    std::ostringstream err;
+    std::istringstream in;
+    CliIo io{out, err, in, clock, absl::UTCTimeZone()};
+    EXPECT_EQ(RunFarmctl(args, farm_.address(), io), kExitUsage) << args[0];
+    EXPECT_EQ(err.str(), "farmctl: p1 is a pipeline; use `farmctl get p1` to see its jobs' ids\n")
+        << args[0];
+    EXPECT_EQ(out.str(), "");
+  }
+  EXPECT_EQ(farm_.calls(), 0);
+}
+
 // --- no coordinator, usage --------------------------------------------------------------------
 
 TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
@@ -484,6 +807,10 @@ TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
   std::ofstream(templ) << kHelloYaml;
   for (const std::vector<std::string>& args :
        std::vector<std::vector<std::string>>{{"get", "1"},
+                                             {"get", "p1"},
+                                             {"wait", "p1"},
+                                             {"cancel", "p1"},
+                                             {"list", "--pipelines"},
                                              {"list"},
                                              {"agents"},
                                              {"cancel", "1"},

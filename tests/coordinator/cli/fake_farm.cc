@@ -8,14 +8,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_state.h"
 #include "common/logging.h"
+#include "common/pipeline.h"
 
 namespace farm::testing {
 namespace {
 
-bool Ended(farm::v1::JobState state) {
-  return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED || state == farm::v1::CANCELLED;
-}
+bool Ended(farm::v1::JobState state) { return common::IsTerminal(state); }
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
@@ -26,23 +26,48 @@ class FakeFarm::JobServiceImpl final : public farm::v1::JobService::Service {
   explicit JobServiceImpl(FakeFarm* farm) : farm_(farm) {}
   grpc::Status Submit(grpc::ServerContext*, const farm::v1::SubmitJobRequest* request,
                       farm::v1::SubmitJobResponse* response) override {
+    farm_->CountCall();
     return farm_->Submit(*request, response);
   }
   grpc::Status Get(grpc::ServerContext*, const farm::v1::GetJobRequest* request,
                    farm::v1::Job* response) override {
+    farm_->CountCall();
     return farm_->Get(*request, response);
   }
   grpc::Status List(grpc::ServerContext*, const farm::v1::ListJobsRequest* request,
                     farm::v1::ListJobsResponse* response) override {
+    farm_->CountCall();
     return farm_->List(*request, response);
   }
   grpc::Status Cancel(grpc::ServerContext*, const farm::v1::CancelJobRequest* request,
                       farm::v1::CancelJobResponse* response) override {
+    farm_->CountCall();
     return farm_->Cancel(*request, response);
   }
   grpc::Status WatchLogs(grpc::ServerContext* context, const farm::v1::WatchLogsRequest* request,
                          grpc::ServerWriter<farm::v1::WatchLogsResponse>* writer) override {
+    farm_->CountCall();
     return farm_->WatchLogs(context, *request, writer);
+  }
+  grpc::Status SubmitPipeline(grpc::ServerContext*, const farm::v1::SubmitPipelineRequest* request,
+                              farm::v1::SubmitPipelineResponse* response) override {
+    farm_->CountCall();
+    return farm_->SubmitPipeline(*request, response);
+  }
+  grpc::Status GetPipeline(grpc::ServerContext*, const farm::v1::GetPipelineRequest* request,
+                           farm::v1::Pipeline* response) override {
+    farm_->CountCall();
+    return farm_->GetPipeline(*request, response);
+  }
+  grpc::Status ListPipelines(grpc::ServerContext*, const farm::v1::ListPipelinesRequest* request,
+                             farm::v1::ListPipelinesResponse* response) override {
+    farm_->CountCall();
+    return farm_->ListPipelines(*request, response);
+  }
+  grpc::Status CancelPipeline(grpc::ServerContext*, const farm::v1::CancelPipelineRequest* request,
+                              farm::v1::Pipeline* response) override {
+    farm_->CountCall();
+    return farm_->CancelPipeline(*request, response);
   }
 
  private:
@@ -54,6 +79,7 @@ class FakeFarm::AdminServiceImpl final : public farm::v1::AdminService::Service 
   explicit AdminServiceImpl(FakeFarm* farm) : farm_(farm) {}
   grpc::Status ListAgents(grpc::ServerContext*, const farm::v1::ListAgentsRequest*,
                           farm::v1::ListAgentsResponse* response) override {
+    farm_->CountCall();
     return farm_->ListAgents(response);
   }
 
@@ -89,11 +115,129 @@ void FakeFarm::Shutdown() {
 
 std::string FakeFarm::AddJob(farm::v1::Job job) {
   absl::MutexLock lock(&mu_);
+  return AddJobLocked(std::move(job));
+}
+
+std::string FakeFarm::AddJobLocked(farm::v1::Job job) {
   if (job.id().empty()) job.set_id(absl::StrCat(next_id_++));
   if (job.seq() == 0) job.set_seq(next_seq_++);
   const std::string id = job.id();
   jobs_[id].job = std::move(job);
   return id;
+}
+
+std::string FakeFarm::AddPipeline(const std::string& name, const std::vector<std::string>& names,
+                                  bool chain) {
+  absl::MutexLock lock(&mu_);
+  farm::v1::Pipeline pipeline;
+  pipeline.set_id(absl::StrCat("p", pipelines_.size() + 1));
+  pipeline.set_name(name);
+  pipeline.set_submitted_ms(NowMs());
+  for (size_t i = 0; i < names.size(); ++i) {
+    farm::v1::Job job;
+    job.mutable_spec()->set_name(names[i]);
+    job.set_state(farm::v1::QUEUED);
+    job.set_submitted_ms(pipeline.submitted_ms());
+    job.set_pipeline_id(pipeline.id());
+    job.set_pipeline_job(names[i]);
+    farm::v1::PipelineJob* pj = pipeline.add_jobs();
+    pj->set_name(names[i]);
+    pj->set_input_dir(names[i]);
+    if (chain && i > 0) {
+      pj->add_needs(names[i - 1]);
+      job.add_needs(pipeline.jobs(static_cast<int>(i) - 1).job_id());
+    }
+    pj->set_job_id(AddJobLocked(std::move(job)));
+  }
+  pipeline_order_.push_back(pipeline.id());
+  const std::string id = pipeline.id();
+  pipelines_[id] = std::move(pipeline);
+  return id;
+}
+
+std::optional<farm::v1::Pipeline> FakeFarm::GetPipeline(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pipelines_.find(id);
+  if (it == pipelines_.end()) return std::nullopt;
+  return ViewLocked(it->second);
+}
+
+std::string FakeFarm::PipelineJobId(const std::string& id, const std::string& job_name) const {
+  absl::MutexLock lock(&mu_);
+  for (const farm::v1::PipelineJob& job : pipelines_.at(id).jobs()) {
+    if (job.name() == job_name) return job.job_id();
+  }
+  FARM_CHECK(false) << "pipeline " << id << " has no job " << job_name;
+  return "";
+}
+
+void FakeFarm::AddAttempt(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  farm::v1::Job& job = jobs_.at(job_id).job;
+  job.add_attempts()->set_number(static_cast<uint32_t>(job.attempts_size()));
+}
+
+void FakeFarm::CancelPipelineNow(const std::string& id) {
+  farm::v1::CancelPipelineRequest request;
+  request.set_pipeline_id(id);
+  farm::v1::Pipeline ignored;
+  FARM_CHECK(CancelPipeline(request, &ignored).ok()) << "no pipeline " << id;
+}
+
+farm::v1::Pipeline FakeFarm::ViewLocked(const farm::v1::Pipeline& stored) const {
+  farm::v1::Pipeline p = stored;
+  bool all_ended = true;
+  bool all_succeeded = true;
+  bool any_started = false;
+  int64_t finished = 0;
+  for (farm::v1::PipelineJob& pj : *p.mutable_jobs()) {
+    const farm::v1::Job& job = jobs_.at(pj.job_id()).job;
+    pj.set_state(job.state());
+    pj.set_started_ms(job.started_ms());
+    pj.set_finished_ms(job.finished_ms());
+    pj.set_attempts(static_cast<uint32_t>(job.attempts_size()));
+    all_ended &= Ended(job.state());
+    all_succeeded &= job.state() == farm::v1::SUCCEEDED;
+    any_started |=
+        job.state() == farm::v1::RUNNING || job.attempts_size() > 0 || Ended(job.state());
+    finished = std::max(finished, job.finished_ms());
+  }
+  if (all_ended) {
+    p.set_state(all_succeeded          ? farm::v1::SUCCEEDED
+                : p.cancel_requested() ? farm::v1::CANCELLED
+                                       : farm::v1::FAILED);
+    p.set_finished_ms(finished);
+  } else {
+    p.set_state(any_started ? farm::v1::RUNNING : farm::v1::QUEUED);
+  }
+  return p;
+}
+
+std::vector<farm::v1::SubmitPipelineRequest> FakeFarm::submit_pipeline_requests() const {
+  absl::MutexLock lock(&mu_);
+  return submit_pipeline_requests_;
+}
+
+int FakeFarm::get_pipeline_calls() const {
+  absl::MutexLock lock(&mu_);
+  return get_pipeline_calls_;
+}
+
+bool FakeFarm::AwaitGetPipelineCalls(int count, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, count]()
+                    ABSL_SHARED_LOCKS_REQUIRED(mu_) { return get_pipeline_calls_ >= count; };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
+int FakeFarm::calls() const {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
+void FakeFarm::CountCall() {
+  absl::MutexLock lock(&mu_);
+  ++calls_;
 }
 
 std::optional<farm::v1::Job> FakeFarm::GetJob(const std::string& id) const {
@@ -319,6 +463,103 @@ grpc::Status FakeFarm::WatchLogs(grpc::ServerContext* context,
   }
   --open_watches_;
   return result;
+}
+
+grpc::Status FakeFarm::SubmitPipeline(const farm::v1::SubmitPipelineRequest& request,
+                                      farm::v1::SubmitPipelineResponse* response) {
+  absl::MutexLock lock(&mu_);
+  submit_pipeline_requests_.push_back(request);
+  if (submits_to_fail_ > 0) {
+    --submits_to_fail_;
+    return grpc::Status(submit_failure_, "injected failure");
+  }
+  if (auto it = pipeline_by_request_id_.find(request.request_id());
+      !request.request_id().empty() && it != pipeline_by_request_id_.end()) {
+    *response->mutable_pipeline() = ViewLocked(pipelines_.at(it->second));
+    response->set_existing(true);
+    return grpc::Status::OK;
+  }
+  absl::StatusOr<std::vector<common::ExpandedJob>> expanded =
+      common::ExpandPipeline(request.spec());
+  if (!expanded.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        std::string(expanded.status().message()));
+  }
+  farm::v1::Pipeline pipeline;
+  pipeline.set_id(absl::StrCat("p", pipelines_.size() + 1));
+  pipeline.set_name(request.spec().name());
+  pipeline.set_submitted_ms(NowMs());
+  pipeline.set_request_id(request.request_id());
+  std::vector<std::string> ids;
+  for (const common::ExpandedJob& e : *expanded) {
+    farm::v1::Job job;
+    *job.mutable_spec() = e.spec;
+    job.set_state(e.needs.empty() ? farm::v1::QUEUED : farm::v1::WAITING);
+    job.set_submitted_ms(pipeline.submitted_ms());
+    job.set_pipeline_id(pipeline.id());
+    job.set_pipeline_job(e.spec.name());
+    farm::v1::PipelineJob* pj = pipeline.add_jobs();
+    pj->set_name(e.spec.name());
+    pj->set_input_dir(e.input_dir);
+    for (int need : e.needs) {
+      job.add_needs(ids[static_cast<size_t>(need)]);
+      pj->add_needs((*expanded)[static_cast<size_t>(need)].spec.name());
+    }
+    ids.push_back(AddJobLocked(std::move(job)));
+    pj->set_job_id(ids.back());
+  }
+  const std::string id = pipeline.id();
+  pipeline_order_.push_back(id);
+  pipeline_by_request_id_[request.request_id()] = id;
+  pipelines_[id] = std::move(pipeline);
+  *response->mutable_pipeline() = ViewLocked(pipelines_.at(id));
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeFarm::GetPipeline(const farm::v1::GetPipelineRequest& request,
+                                   farm::v1::Pipeline* response) {
+  absl::MutexLock lock(&mu_);
+  ++get_pipeline_calls_;
+  auto it = pipelines_.find(request.pipeline_id());
+  if (it == pipelines_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no pipeline " + request.pipeline_id());
+  }
+  *response = ViewLocked(it->second);
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeFarm::ListPipelines(const farm::v1::ListPipelinesRequest& request,
+                                     farm::v1::ListPipelinesResponse* response) {
+  absl::MutexLock lock(&mu_);
+  const size_t limit = request.limit() == 0 ? 50 : static_cast<size_t>(request.limit());
+  for (auto it = pipeline_order_.rbegin();
+       it != pipeline_order_.rend() && static_cast<size_t>(response->pipelines_size()) < limit;
+       ++it) {
+    *response->add_pipelines() = ViewLocked(pipelines_.at(*it));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeFarm::CancelPipeline(const farm::v1::CancelPipelineRequest& request,
+                                      farm::v1::Pipeline* response) {
+  absl::MutexLock lock(&mu_);
+  auto it = pipelines_.find(request.pipeline_id());
+  if (it == pipelines_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no pipeline " + request.pipeline_id());
+  }
+  it->second.set_cancel_requested(true);
+  for (const farm::v1::PipelineJob& pj : it->second.jobs()) {
+    farm::v1::Job& job = jobs_.at(pj.job_id()).job;
+    if (job.state() == farm::v1::QUEUED || job.state() == farm::v1::WAITING) {
+      job.set_state(farm::v1::CANCELLED);
+      job.set_reason("cancelled by user");
+      job.set_finished_ms(NowMs());
+    } else if (!Ended(job.state())) {
+      job.set_cancel_requested(true);
+    }
+  }
+  *response = ViewLocked(it->second);
+  return grpc::Status::OK;
 }
 
 grpc::Status FakeFarm::ListAgents(farm::v1::ListAgentsResponse* response) {

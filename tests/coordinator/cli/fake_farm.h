@@ -1,7 +1,8 @@
 // An in-process fake of the coordinator's JobService and AdminService for farmctl's tests: a
-// real gRPC server on 127.0.0.1:0 whose jobs, logs and failures the test scripts. Only the
-// behaviour farmctl observes is modelled (ids, states, log chunks with offsets, final_state,
-// request_id deduplication); there is no scheduler.
+// real gRPC server on 127.0.0.1:0 whose jobs, pipelines, logs and failures the test scripts.
+// Only the behaviour farmctl observes is modelled (ids, states, log chunks with offsets,
+// final_state, request_id deduplication, a pipeline's jobs and its state derived from theirs);
+// there is no scheduler: a pipeline's jobs change state only when the test says so.
 //
 // Thread-safe: tests change the state from their own thread while farmctl calls in.
 #pragma once
@@ -50,8 +51,31 @@ class FakeFarm {
 
   // Runs (outside the lock) after every Submit that made a new job, e.g. to script its run.
   void OnSubmit(std::function<void(FakeFarm&, const std::string& id)> hook);
-  // The next `count` Submit calls fail with `code` before doing anything.
+  // The next `count` Submit or SubmitPipeline calls fail with `code` before doing anything.
   void FailNextSubmits(int count, grpc::StatusCode code);
+
+  // Pipelines. SubmitPipeline expands the spec (common::ExpandPipeline) into one job per
+  // expansion, QUEUED, or WAITING when it needs others; ids "p1", "p2", ... A pipeline's view
+  // (GetPipeline, ListPipelines, CancelPipeline) is derived from its jobs as the coordinator
+  // derives it: change them with SetState and AddAttempt.
+  // Adds a pipeline of jobs named `names` (each needing the one before it when `chain`), all
+  // QUEUED; returns its id.
+  std::string AddPipeline(const std::string& name, const std::vector<std::string>& names,
+                          bool chain = false);
+  std::optional<farm::v1::Pipeline> GetPipeline(const std::string& id) const;
+  // The id of the job called `job_name` in pipeline `id`.
+  std::string PipelineJobId(const std::string& id, const std::string& job_name) const;
+  // Records one more attempt of a job.
+  void AddAttempt(const std::string& job_id);
+  // Cancels a pipeline as CancelPipeline does: its queued and waiting jobs end CANCELLED, its
+  // running ones are marked cancel_requested.
+  void CancelPipelineNow(const std::string& id);
+  std::vector<farm::v1::SubmitPipelineRequest> submit_pipeline_requests() const;
+  // How many GetPipeline calls have been answered; waits until at least `count` have.
+  int get_pipeline_calls() const;
+  bool AwaitGetPipelineCalls(int count, absl::Duration timeout) const;
+  // How many calls of any RPC the fake has received.
+  int calls() const;
   // The next `count` WatchLogs calls end with UNAVAILABLE after sending `after_messages`
   // messages, as if the coordinator died.
   void BreakNextWatches(int count, int after_messages);
@@ -83,6 +107,21 @@ class FakeFarm {
   grpc::Status WatchLogs(grpc::ServerContext* context, const farm::v1::WatchLogsRequest& request,
                          grpc::ServerWriter<farm::v1::WatchLogsResponse>* writer);
   grpc::Status ListAgents(farm::v1::ListAgentsResponse* response);
+  grpc::Status SubmitPipeline(const farm::v1::SubmitPipelineRequest& request,
+                              farm::v1::SubmitPipelineResponse* response);
+  grpc::Status GetPipeline(const farm::v1::GetPipelineRequest& request,
+                           farm::v1::Pipeline* response);
+  grpc::Status ListPipelines(const farm::v1::ListPipelinesRequest& request,
+                             farm::v1::ListPipelinesResponse* response);
+  grpc::Status CancelPipeline(const farm::v1::CancelPipelineRequest& request,
+                              farm::v1::Pipeline* response);
+
+  // Adds a job of a pipeline (under mu_); returns its id.
+  std::string AddJobLocked(farm::v1::Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The pipeline as GetPipeline answers it: its jobs' states and times, its own derived state.
+  farm::v1::Pipeline ViewLocked(const farm::v1::Pipeline& stored) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void CountCall() ABSL_LOCKS_EXCLUDED(mu_);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
@@ -100,6 +139,14 @@ class FakeFarm {
   std::vector<farm::v1::SubmitJobRequest> submit_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<farm::v1::WatchLogsRequest> watch_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<farm::v1::ListJobsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
+  // Pipelines as stored (jobs' names, ids, needs, input dirs), by id; ordered by seq in
+  // pipeline_order_.
+  absl::flat_hash_map<std::string, farm::v1::Pipeline> pipelines_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> pipeline_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> pipeline_by_request_id_ ABSL_GUARDED_BY(mu_);
+  std::vector<farm::v1::SubmitPipelineRequest> submit_pipeline_requests_ ABSL_GUARDED_BY(mu_);
+  int get_pipeline_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

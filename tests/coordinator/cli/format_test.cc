@@ -94,6 +94,8 @@ TEST(ExitCodeTest, MapsOutcomes) {
   EXPECT_EQ(ExitCodeForState(farm::v1::SUCCEEDED), 0);
   EXPECT_EQ(ExitCodeForState(farm::v1::FAILED), 1);
   EXPECT_EQ(ExitCodeForState(farm::v1::CANCELLED), 2);
+  EXPECT_EQ(ExitCodeForState(farm::v1::SKIPPED), 1);  // a job it needed did not succeed
+  EXPECT_EQ(ExitCodeForState(farm::v1::WAITING), kExitError);
   EXPECT_EQ(ExitCodeForState(farm::v1::RUNNING), kExitError);
   EXPECT_EQ(ExitCodeForState(farm::v1::JOB_STATE_UNSPECIFIED), kExitError);
   EXPECT_NE(kExitError, kExitWaitTimedOut);
@@ -171,6 +173,119 @@ TEST(FormatJobListTextTest, ATableOfJobs) {
   EXPECT_EQ(FormatJobListText(farm::v1::ListJobsResponse(), Context()), "no jobs\n");
 }
 
+TEST(FormatJobListTextTest, JobsOfPipelinesGetAPipelineColumn) {
+  farm::v1::ListJobsResponse response;
+  farm::v1::Job* skipped = response.add_jobs();
+  skipped->set_id("21");
+  skipped->set_state(farm::v1::SKIPPED);
+  skipped->mutable_spec()->set_name("deploy");
+  skipped->set_pipeline_id("p3");
+  skipped->set_submitted_ms(kT0);
+  farm::v1::Job* waiting = response.add_jobs();
+  waiting->set_id("20");
+  waiting->set_state(farm::v1::WAITING);
+  waiting->mutable_spec()->set_name("build (amd64)");
+  waiting->set_pipeline_id("p3");
+  waiting->set_submitted_ms(kT0);
+  farm::v1::Job* alone = response.add_jobs();
+  alone->set_id("19");
+  alone->set_state(farm::v1::QUEUED);
+  alone->mutable_spec()->set_name("hello");
+  alone->set_submitted_ms(kT0);
+  EXPECT_EQ(FormatJobListText(response, Context(kT0 + 60'000)),
+            "ID  STATE    NAME           PIPELINE  PRIORITY  AGE  DURATION\n"
+            "21  SKIPPED  deploy         p3        0         1m   -\n"
+            "20  WAITING  build (amd64)  p3        0         1m   -\n"
+            "19  QUEUED   hello          -         0         1m   -\n");
+}
+
+farm::v1::Pipeline ReleasePipeline() {
+  farm::v1::Pipeline p;
+  p.set_id("p3");
+  p.set_name("release");
+  p.set_state(farm::v1::FAILED);
+  p.set_submitted_ms(kT0);
+  p.set_finished_ms(kT0 + 12'345);
+  farm::v1::PipelineJob* build = p.add_jobs();
+  build->set_name("build (amd64)");
+  build->set_job_id("11");
+  build->set_state(farm::v1::SUCCEEDED);
+  build->set_started_ms(kT0 + 1'000);
+  build->set_finished_ms(kT0 + 5'200);
+  build->set_attempts(1);
+  farm::v1::PipelineJob* test = p.add_jobs();
+  test->set_name("test");
+  test->set_job_id("12");
+  test->set_state(farm::v1::FAILED);
+  test->set_started_ms(kT0 + 6'000);
+  test->set_finished_ms(kT0 + 12'345);
+  test->set_attempts(2);
+  test->add_needs("build (amd64)");
+  farm::v1::PipelineJob* deploy = p.add_jobs();
+  deploy->set_name("deploy");
+  deploy->set_job_id("13");
+  deploy->set_state(farm::v1::SKIPPED);
+  deploy->add_needs("build (amd64)");
+  deploy->add_needs("test");
+  return p;
+}
+
+TEST(FormatPipelineTextTest, TheFieldsThenATableOfJobs) {
+  EXPECT_EQ(FormatPipelineText(ReleasePipeline(), Context()),
+            "id:        p3\n"
+            "name:      release\n"
+            "state:     FAILED\n"
+            "submitted: 2023-11-14 22:13:20 UTC\n"
+            "finished:  2023-11-14 22:13:32 UTC (took 12.3s)\n"
+            "jobs:      3/3 done\n"
+            "\n"
+            "NAME           ID  STATE      ATTEMPTS  DURATION  NEEDS\n"
+            "build (amd64)  11  SUCCEEDED  1         4.2s      -\n"
+            "test           12  FAILED     2         6.3s      build (amd64)\n"
+            "deploy         13  SKIPPED    0         -         build (amd64), test\n");
+}
+
+TEST(FormatPipelineTextTest, ARunningPipeline) {
+  farm::v1::Pipeline p = ReleasePipeline();
+  p.set_state(farm::v1::RUNNING);
+  p.set_cancel_requested(true);
+  p.set_finished_ms(0);
+  p.mutable_jobs(1)->set_state(farm::v1::RUNNING);
+  p.mutable_jobs(1)->set_finished_ms(0);
+  p.mutable_jobs(2)->set_state(farm::v1::WAITING);
+  const std::string text = FormatPipelineText(p, Context(kT0 + 20'000));
+  EXPECT_THAT(text, HasSubstr("state:     RUNNING (cancel requested)\n"));
+  EXPECT_THAT(text, Not(HasSubstr("finished:")));
+  EXPECT_THAT(text, HasSubstr("jobs:      1/3 done\n"));
+  EXPECT_THAT(text, HasSubstr("test           12  RUNNING    2         14.0s     build (amd64)\n"));
+}
+
+TEST(FormatPipelineListTextTest, ATableOfPipelines) {
+  farm::v1::ListPipelinesResponse response;
+  *response.add_pipelines() = ReleasePipeline();
+  farm::v1::Pipeline* queued = response.add_pipelines();
+  queued->set_id("p2");
+  queued->set_state(farm::v1::QUEUED);
+  queued->set_submitted_ms(kT0 - 120'000);
+  queued->add_jobs()->set_state(farm::v1::WAITING);
+  EXPECT_EQ(FormatPipelineListText(response, Context(kT0 + 30'000)),
+            "ID  NAME     STATE   JOBS  SUBMITTED\n"
+            "p3  release  FAILED  3/3   30s ago\n"
+            "p2  -        QUEUED  0/1   2m ago\n");
+  EXPECT_EQ(FormatPipelineListText(farm::v1::ListPipelinesResponse(), Context()), "no pipelines\n");
+}
+
+TEST(FormatJobTextTest, AJobOfAPipelineSaysWhichAndWhatItNeeds) {
+  farm::v1::Job job = FailedJob();
+  job.set_pipeline_id("p3");
+  job.set_pipeline_job("test");
+  job.add_needs("11");
+  job.add_needs("12");
+  const std::string text = FormatJobText(job, Context());
+  EXPECT_THAT(text, HasSubstr("pipeline:  p3 (as \"test\")\n"));
+  EXPECT_THAT(text, HasSubstr("needs:     11, 12\n"));
+}
+
 TEST(FormatAgentsTextTest, ATableOfAgents) {
   farm::v1::ListAgentsResponse response;
   farm::v1::AgentInfo* b = response.add_agents();
@@ -207,6 +322,8 @@ TEST(DescribeRpcErrorTest, NamesTheCauseOfAConnectFailureInOneLine) {
 
 TEST(DescribeRpcErrorTest, NotFoundNamesTheJob) {
   EXPECT_EQ(DescribeRpcError(absl::NotFoundError("no such key"), "c:1", "42"), "job 42 not found");
+  EXPECT_EQ(DescribeRpcError(absl::NotFoundError("no such key"), "c:1", "p7"),
+            "pipeline p7 not found");
 }
 
 TEST(DescribeRpcErrorTest, OtherErrorsAreTheCoordinatorsMessage) {

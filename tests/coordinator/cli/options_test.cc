@@ -97,6 +97,31 @@ TEST(ParseArgsTest, HelpForms) {
   EXPECT_EQ(Parse({"logs", "--help"})->help_topic, "logs");
   EXPECT_EQ(Parse({"-h"})->command, Command::kHelp);
 }
+TEST(ParseArgsTest, PipelinesAndTheNewStates) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o, Parse({"list", "--pipelines", "--limit=3"}));
+  EXPECT_TRUE(o.pipelines);
+  EXPECT_EQ(o.limit, 3);
+  EXPECT_FALSE(Parse({"list"})->pipelines);
+  EXPECT_EQ(Parse({"list", "--state=waiting"})->state, farm::v1::WAITING);
+  EXPECT_EQ(Parse({"list", "--state=SKIPPED"})->state, farm::v1::SKIPPED);
+  for (const char* command : {"get", "wait", "cancel"}) {
+    ASSERT_OK_AND_ASSIGN(CliOptions p, Parse({command, "p3"}));
+    EXPECT_EQ(p.job_id, "p3") << command;
+    EXPECT_TRUE(IsPipelineId(p.job_id));
+  }
+  EXPECT_FALSE(IsPipelineId("17"));
+  EXPECT_FALSE(IsPipelineId(""));
+}
+
+TEST(ParseArgsTest, JobOnlyCommandsRefuseAPipeline) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"logs", "p3"}, {"logs", "p3", "--follow"}, {"artifacts", "p3"}, {"download", "p3"}}) {
+    EXPECT_THAT(Parse(args),
+                StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                    "p3 is a pipeline; use `farmctl get p3` to see its jobs' ids"))
+        << args[0];
+  }
+}
 
 TEST(ParseArgsTest, UsageErrors) {
   ExpectUsageError({}, "no command given");
@@ -110,7 +135,9 @@ TEST(ParseArgsTest, UsageErrors) {
   ExpectUsageError({"get", "1", "2"}, "unexpected argument '2'");
   ExpectUsageError({"agents", "x"}, "unexpected argument 'x'");
   ExpectUsageError({"get", "1", "--output=yaml"}, "--output takes text or json");
-  ExpectUsageError({"list", "--state=done"}, "--state takes queued, running");
+  ExpectUsageError({"list", "--state=done"}, "--state takes queued, waiting, running");
+  ExpectUsageError({"list", "--pipelines", "--state=failed"}, "does not go with --pipelines");
+  ExpectUsageError({"get", "p1", "--pipelines"}, "'get' does not take --pipelines");
   ExpectUsageError({"list", "--state=job_state_unspecified"}, "--state takes");
   ExpectUsageError({"list", "--limit=0"}, "--limit takes a number from 1 to 1000");
   ExpectUsageError({"list", "--limit=many"}, "--limit takes a number");
@@ -190,11 +217,12 @@ TEST(ParseArgsTest, HelpForCas) {
 TEST(UsageTextTest, ListsEveryCommandAndTheExitCodes) {
   const std::string usage = UsageText();
   for (const char* command :
-       {"submit FILE [--wait] [--follow]", "get JOB", "list [--state=S] [--limit=N]",
-        "logs JOB [--follow] [--step=NAME]", "wait JOB [--timeout=D]", "cancel JOB", "agents",
-        "artifacts JOB", "download JOB [PATH...] [-o DIR]", "cas put FILE",
-        "cas get HASH/SIZE -o FILE", "cas stat HASH/SIZE", "--output=text|json",
-        "--coordinator=HOST:PORT", "FARM_COORDINATOR"}) {
+       {"submit FILE [--wait] [--follow]", "get JOB|PIPELINE",
+        "list [--state=S] [--limit=N] [--pipelines]", "logs JOB [--follow] [--step=NAME]",
+        "wait JOB|PIPELINE [--timeout=D]", "cancel JOB|PIPELINE", "agents", "artifacts JOB",
+        "download JOB [PATH...] [-o DIR]", "cas put FILE", "cas get HASH/SIZE -o FILE",
+        "cas stat HASH/SIZE", "--output=text|json", "--coordinator=HOST:PORT",
+        "FARM_COORDINATOR"}) {
     EXPECT_THAT(usage, HasSubstr(command));
   }
   EXPECT_THAT(usage, HasSubstr("64  a usage error"));
@@ -202,6 +230,12 @@ TEST(UsageTextTest, ListsEveryCommandAndTheExitCodes) {
   EXPECT_THAT(CommandUsageText("wait"), HasSubstr("--timeout=D"));
   EXPECT_THAT(CommandUsageText("wait"), ::testing::Not(HasSubstr("  --follow ")));
   EXPECT_THAT(CommandUsageText("logs"), HasSubstr("  --follow "));
+  EXPECT_THAT(usage, HasSubstr("Pipelines: a file with a top-level `jobs:`"));
+  EXPECT_THAT(usage, HasSubstr("1   the job (or pipeline) FAILED, or the job was SKIPPED"));
+  EXPECT_THAT(CommandUsageText("submit"), HasSubstr("prints the pipeline's id"));
+  EXPECT_THAT(CommandUsageText("submit"), HasSubstr("done/total bar"));
+  EXPECT_THAT(CommandUsageText("list"), HasSubstr("--pipelines"));
+  EXPECT_THAT(CommandUsageText("logs"), HasSubstr("`farmctl get pN` shows the ids"));
 }
 
 }  // namespace
