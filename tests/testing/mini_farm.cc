@@ -435,6 +435,32 @@ absl::StatusOr<farm::v1::Job> MiniFarm::WaitForJobDone(const std::string& id,
       id, [](const farm::v1::Job& job) { return IsTerminal(job.state()); }, timeout);
 }
 
+absl::StatusOr<farm::v1::Pipeline> MiniFarm::GetPipeline(const std::string& id) {
+  FARM_ASSIGN_OR_RETURN(std::string json, GetJobJson(id));
+  return ParseJson<farm::v1::Pipeline>(json, "get");
+}
+
+absl::StatusOr<farm::v1::Pipeline> MiniFarm::WaitForPipelineDone(const std::string& id,
+                                                                 absl::Duration timeout) {
+  farm::v1::Pipeline last;
+  absl::Status error = absl::OkStatus();
+  absl::Status waited = WaitFor(
+      [&] {
+        absl::StatusOr<farm::v1::Pipeline> pipeline = GetPipeline(id);
+        error = pipeline.status();
+        if (!pipeline.ok()) return false;
+        last = *std::move(pipeline);
+        return IsTerminal(last.state());
+      },
+      timeout, absl::StrCat("pipeline ", id), kJobPoll);
+  if (!waited.ok()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        waited.message(), error.ok() ? "" : absl::StrCat("; last error: ", error.ToString()),
+        "\nlast pipeline: ", last.ShortDebugString()));
+  }
+  return last;
+}
+
 absl::StatusOr<farm::v1::ListJobsResponse> MiniFarm::ListJobs(std::vector<std::string> extra_args) {
   std::vector<std::string> args = {"list", "--output=json"};
   for (std::string& arg : extra_args) args.push_back(std::move(arg));

@@ -157,6 +157,11 @@ class MiniFarm {
   // Until the job is SUCCEEDED, FAILED or CANCELLED.
   absl::StatusOr<farm::v1::Job> WaitForJobDone(const std::string& id,
                                                absl::Duration timeout = absl::Seconds(20));
+  // `farmctl get pN --output=json` parsed as a farm.v1.Pipeline, and polling it until every job
+  // of it has ended (its state is SUCCEEDED, FAILED or CANCELLED).
+  absl::StatusOr<farm::v1::Pipeline> GetPipeline(const std::string& id);
+  absl::StatusOr<farm::v1::Pipeline> WaitForPipelineDone(
+      const std::string& id, absl::Duration timeout = absl::Seconds(60));
   // `farmctl list --output=json ARGS...` / `farmctl agents --output=json`.
   absl::StatusOr<farm::v1::ListJobsResponse> ListJobs(std::vector<std::string> extra_args = {});
   absl::StatusOr<farm::v1::ListAgentsResponse> ListAgents();
