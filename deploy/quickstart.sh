@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Quickstart: from a fresh clone to a job's live logs on this machine.
+# Quickstart: from a fresh clone to a pipeline's live progress, logs and artifacts on this
+# machine.
 #
 #   ./deploy/quickstart.sh
 #
 # Installs what is missing (deploy/install-deps.sh), builds farm-coordinator, farm-agent and
 # farmctl into build/bin with Ninja (and ccache), starts a coordinator on a free port and one
-# agent, both keeping their state under .quickstart/ (git-ignored), submits
-# deploy/examples/hello.yaml and follows its logs live, shows the job, lists its artifacts and
-# downloads them (verified) into .quickstart/artifacts/, shows the job list and the agents, then
-# stops both processes cleanly (SIGTERM), also when something fails.
-# Exits non-zero when the job did not succeed or its artifact could not be fetched. Safe to run
-# again: each run starts afresh.
+# agent, both keeping their state under .quickstart/ (git-ignored), submits the pipeline
+# deploy/examples/release.yaml (a matrix build, a test that gets the builds' artifacts, a
+# package job in a concurrency group) and follows its progress live, shows the pipeline, the
+# test job's logs, lists the package's artifacts and downloads them (verified) into
+# .quickstart/artifacts/, shows the job list and the agents, then stops both processes cleanly
+# (SIGTERM), also when something fails.
+# Exits non-zero when the pipeline did not succeed or its artifact could not be fetched. Safe
+# to run again: each run starts afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -140,29 +143,38 @@ if ! farmctl agents --output=json 2>/dev/null | grep -q '"quickstart-agent"'; th
 fi
 echo "agent quickstart-agent registered (pid $agent_pid)"
 
-section "Submitting deploy/examples/hello.yaml and following its logs live"
+section "Submitting the pipeline deploy/examples/release.yaml and following its progress"
 job_rc=0
-echo '$ farmctl submit deploy/examples/hello.yaml --follow'
-farmctl submit deploy/examples/hello.yaml --follow | tee "$state_dir/submit.out" || job_rc=$?
-# In text mode submit prints the job id alone on the first line.
-job_id=$(head -n 1 "$state_dir/submit.out" | tr -d '[:space:]')
+echo '$ farmctl submit deploy/examples/release.yaml --follow'
+farmctl submit deploy/examples/release.yaml --follow | tee "$state_dir/submit.out" || job_rc=$?
+# submit prints the pipeline id alone on the first line, then the jobs' progress.
+pipeline_id=$(head -n 1 "$state_dir/submit.out" | tr -d '[:space:]')
 
-if [[ -n $job_id ]]; then
-  section "The job: farmctl get $job_id"
-  show farmctl get "$job_id" || true
+job_of() {  # the id of a job of the pipeline, by name, from `farmctl get PIPELINE`
+  farmctl get "$pipeline_id" | awk -v name="$1" '$1 == name { print $2 }'
+}
+if [[ $pipeline_id == p* ]]; then
+  section "The pipeline: farmctl get $pipeline_id"
+  show farmctl get "$pipeline_id" || true
 fi
 
-if [[ -n $job_id && $job_rc == 0 ]]; then
-  # The build step wrote out/result.txt; the agent kept it in the coordinator's CAS.
-  section "Its artifacts: farmctl artifacts $job_id"
-  show farmctl artifacts "$job_id"
+if [[ $pipeline_id == p* && $job_rc == 0 ]]; then
+  # test received both builds' artifacts under inputs/, and its cleanup step ran.
+  test_id=$(job_of test)
+  section "The test job's logs: farmctl logs $test_id"
+  show farmctl logs "$test_id"
+
+  # package put both binaries in a tarball, kept in the coordinator's CAS.
+  package_id=$(job_of package)
+  section "The package job's artifacts: farmctl artifacts $package_id"
+  show farmctl artifacts "$package_id"
 
   section "Fetching them (each verified against its SHA-256): farmctl download"
   rm -rf "$state_dir/artifacts"
-  show farmctl download "$job_id" -o "$state_dir/artifacts"
-  show cat "$state_dir/artifacts/out/result.txt"
-  if [[ $(cat "$state_dir/artifacts/out/result.txt") != data ]]; then
-    echo "the downloaded out/result.txt does not hold what the job wrote" >&2
+  show farmctl download "$package_id" -o "$state_dir/artifacts"
+  show tar tzf "$state_dir/artifacts/dist/release-1.2.tar.gz"
+  if [[ $(tar xzf "$state_dir/artifacts/dist/release-1.2.tar.gz" -O ./app-arm64) != "app 1.2 for arm64" ]]; then
+    echo "the downloaded release tarball does not hold what the build jobs wrote" >&2
     exit 1
   fi
 fi
@@ -174,9 +186,9 @@ section "Agents: farmctl agents"
 show farmctl agents || true
 
 if ((job_rc != 0)); then
-  section "The job did not succeed (farmctl exit code $job_rc)"
+  section "The pipeline did not succeed (farmctl exit code $job_rc)"
   exit "$job_rc"
 fi
-section "Done: the job succeeded"
+section "Done: the pipeline succeeded"
 echo "The coordinator's and the agent's logs are in $state_dir/."
 echo "README.md shows how to run a coordinator and agents yourself, and every farmctl command."

@@ -8,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tests/integration/farm_test_base.h"
 
 namespace farm::testing {
@@ -239,6 +241,26 @@ jobs:
   EXPECT_EQ(done.state(), farm::v1::CANCELLED);
   EXPECT_THAT(States(done), ElementsAre(std::pair("after", farm::v1::CANCELLED),
                                         std::pair("slow", farm::v1::CANCELLED)));
+}
+
+// The quickstart's example (deploy/examples/release.yaml), as the quickstart runs it.
+TEST_F(PipelineTest, TheQuickstartExampleSucceedsAndPackagesBothBuilds) {
+  ASSERT_OK(StartAgent("a1", {}, 2));
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult submit,
+      farm_->RunFarmctl(
+          {"submit", std::string(FARM_SOURCE_DIR) + "/deploy/examples/release.yaml", "--follow"},
+          absl::Seconds(60)));
+  ASSERT_EQ(submit.exit_code, 0) << submit.DebugString();
+  const std::string id(absl::StripAsciiWhitespace(submit.out.substr(0, submit.out.find('\n'))));
+  ASSERT_OK_AND_ASSIGN(farm::v1::Pipeline done, farm_->GetPipeline(id));
+  EXPECT_EQ(done.state(), farm::v1::SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(std::string test_logs, farm_->Logs(JobIdOf(done, "test")));
+  EXPECT_THAT(test_logs, HasSubstr("app 1.2 for amd64\napp 1.2 for arm64\n"));
+  EXPECT_THAT(test_logs, HasSubstr("cleaning up"));
+  ASSERT_OK_AND_ASSIGN(farm::v1::Job package, farm_->GetJob(JobIdOf(done, "package")));
+  ASSERT_EQ(package.artifacts_size(), 1) << package.ShortDebugString();
+  EXPECT_EQ(package.artifacts(0).path(), "dist/release-1.2.tar.gz");
 }
 
 }  // namespace
