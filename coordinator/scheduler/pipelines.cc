@@ -351,8 +351,15 @@ void Scheduler::SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_
             if (!pipeline->has_value()) {
               return done(absl::InternalError("a request id names a missing pipeline"));
             }
-            // The answer is the pipeline as it was submitted; GetPipeline shows its progress.
-            *resp.mutable_pipeline() = std::move(**pipeline);
+            Pipeline& existing_pipeline = **pipeline;
+            absl::Status read_error;
+            FillView(existing_pipeline, [&](const std::string& id) -> std::optional<Job> {
+              auto job = LoadJob(txn, keys::ParseJobId(id).value_or(0));
+              if (!job.ok()) read_error = job.status();
+              return job.ok() ? *std::move(job) : std::nullopt;
+            });
+            if (!read_error.ok()) return done(read_error);
+            *resp.mutable_pipeline() = std::move(existing_pipeline);
             resp.set_existing(true);
             ReplyAfterCommit(txn, done, resp);
             return;
@@ -496,6 +503,7 @@ absl::StatusOr<farm::v1::ListPipelinesResponse> Scheduler::ListPipelines(
     const farm::v1::ListPipelinesRequest& req) const {
   constexpr int kDefaultLimit = 50;
   constexpr int kMaxLimit = 1000;
+  constexpr size_t kMaxPageBytes = 8 << 20;
   if (req.limit() < 0 || req.limit() > kMaxLimit) {
     return absl::InvalidArgumentError(
         absl::StrCat("limit ", req.limit(), " is out of range [0, ", kMaxLimit, "]"));
@@ -516,15 +524,21 @@ absl::StatusOr<farm::v1::ListPipelinesResponse> Scheduler::ListPipelines(
       },
       /*reverse=*/true));
   farm::v1::ListPipelinesResponse resp;
+  size_t page_bytes = 0;
+  uint64_t last = 0;  // the last pipeline returned
   for (uint64_t seq : seqs) {
     absl::StatusOr<Pipeline> p = GetPipeline(keys::PipelineId(seq));
     if (absl::IsNotFound(p.status())) continue;  // expired between the scan and the read
     FARM_RETURN_IF_ERROR(p.status());
+    // Far below the gRPC message limit; one pipeline always fits (kMaxPipelineRecordBytes).
+    const size_t bytes = p->ByteSizeLong();
+    if (resp.pipelines_size() > 0 && page_bytes + bytes > kMaxPageBytes) break;
+    page_bytes += bytes;
     *resp.add_pipelines() = *std::move(p);
+    last = seq;
   }
-  if (seqs.size() == static_cast<size_t>(limit) && seqs.back() > 1) {
-    resp.set_next_page_token(keys::PipelineId(seqs.back()));
-  }
+  const bool more = last != 0 && (last != seqs.back() || seqs.size() == static_cast<size_t>(limit));
+  if (more && last > 1) resp.set_next_page_token(keys::PipelineId(last));
   return resp;
 }
 

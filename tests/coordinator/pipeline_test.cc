@@ -294,12 +294,30 @@ TEST_F(PipelineTest, ARetriedSubmitReturnsTheSamePipeline) {
   ASSERT_OK_AND_ASSIGN(auto again, SubmitYaml(kDiamond, "req-1"));
   EXPECT_TRUE(again.existing());
   EXPECT_EQ(again.pipeline().id(), first.pipeline().id());
+  EXPECT_EQ(again.pipeline().state(), farm::v1::QUEUED);
+  EXPECT_EQ(again.pipeline().jobs(0).state(), farm::v1::QUEUED);
   ASSERT_OK_AND_ASSIGN(auto list, scheduler_->ListPipelines({}));
   ASSERT_EQ(list.pipelines_size(), 1);
   // A job submit with the same request id is a different thing.
   Submit(Spec("job"), "req-1");
   ASSERT_OK_AND_ASSIGN(list, scheduler_->ListPipelines({}));
   EXPECT_EQ(list.pipelines_size(), 1);
+}
+
+TEST_F(PipelineTest, ListIsNewestFirstInPages) {
+  for (int i = 0; i < 3; ++i) ASSERT_OK(SubmitYaml(kDiamond).status());
+  farm::v1::ListPipelinesRequest req;
+  req.set_limit(2);
+  ASSERT_OK_AND_ASSIGN(auto page1, scheduler_->ListPipelines(req));
+  ASSERT_EQ(page1.pipelines_size(), 2);
+  EXPECT_EQ(page1.pipelines(0).id(), "p3");
+  EXPECT_EQ(page1.pipelines(1).id(), "p2");
+  EXPECT_EQ(page1.pipelines(0).jobs_size(), 4);
+  req.set_page_token(page1.next_page_token());
+  ASSERT_OK_AND_ASSIGN(auto page2, scheduler_->ListPipelines(req));
+  ASSERT_EQ(page2.pipelines_size(), 1);
+  EXPECT_EQ(page2.pipelines(0).id(), "p1");
+  EXPECT_TRUE(page2.next_page_token().empty());
 }
 
 TEST_F(PipelineTest, ACycleIsRefusedWithItsPath) {
