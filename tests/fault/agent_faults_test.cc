@@ -109,9 +109,12 @@ class AgentFaultTest : public ::testing::Test {
   // `sleep 1000` in the foreground (the shell's child, as in `sh -c 'sleep 1000; echo done'`);
   // later attempts finish at once. Waits until that sleep runs; returns the job id and the first
   // attempt's processes: the shell, then its sleep.
-  void SubmitSleeper(const std::string& name, std::string* id, std::vector<pid_t>* processes) {
+  // With `rerun_gate`, later attempts wait (at most 60 s) for that file before they finish.
+  void SubmitSleeper(const std::string& name, std::string* id, std::vector<pid_t>* processes,
+                     const std::string& rerun_gate = "") {
     ASSERT_OK_AND_ASSIGN(
-        *id, farm_->SubmitJobFile(JobFile(R"job(
+        *id, farm_->SubmitJobFile(
+                 JobFile(R"job(
 name: @NAME@
 kill_grace: 1s
 steps:
@@ -121,10 +124,13 @@ steps:
         echo $$ > @PIDS@/$FARM_JOB_ID-1.tmp
         mv @PIDS@/$FARM_JOB_ID-1.tmp @PIDS@/$FARM_JOB_ID-1.shell
         sleep 1000
+      elif [ -n "@GATE@" ]; then
+        i=0
+        while [ ! -e "@GATE@" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
       fi
       echo "done on attempt $FARM_ATTEMPT"
 )job",
-                                          {{"NAME", name}, {"PIDS", farm_->Path("pids")}})));
+                         {{"NAME", name}, {"PIDS", farm_->Path("pids")}, {"GATE", rerun_gate}})));
     const std::string pid_file = farm_->Path(absl::StrCat("pids/", *id, "-1.shell"));
     pid_t shell = 0;
     ASSERT_OK(WaitFor([&] { return (shell = PidFromFile(pid_file)) != 0; }, absl::Seconds(20),
@@ -276,6 +282,7 @@ TEST_F(AgentFaultTest, AgentStoppedPastItsTtl) {
   StartFarm(absl::Seconds(1));
   int one_result = 0;
   int late_refused = 0;   // a late completion of the stale attempt got FAILED_PRECONDITION
+  int stale_refused = 0;  // ... also while the rerun held the lease
   int agent_refused = 0;  // the thawed agent itself made a call and was refused
   int self_fenced = 0;    // it noticed the lease had lapsed before anyone told it
   int told_invalid = 0;   // a heartbeat answer told it the lease was gone
@@ -289,7 +296,9 @@ TEST_F(AgentFaultTest, AgentStoppedPastItsTtl) {
       SCOPED_TRACE(absl::StrCat("run ", run));
       std::string id;
       std::vector<pid_t> step_processes;
-      ASSERT_NO_FATAL_FAILURE(SubmitSleeper(absl::StrCat("stop-", run), &id, &step_processes));
+      const std::string gate = farm_->Path(absl::StrCat("rerun-gate-", run));
+      ASSERT_NO_FATAL_FAILURE(
+          SubmitSleeper(absl::StrCat("stop-", run), &id, &step_processes, gate));
       const std::string victim = CurrentAgent(id);
       ASSERT_TRUE(victim == "a1" || victim == "a2")
           << "job " << id << " runs on '" << victim << "'";
@@ -298,10 +307,24 @@ TEST_F(AgentFaultTest, AgentStoppedPastItsTtl) {
       Subprocess* agent = farm_->agent(victim);
       ThawOnExit thaw(agent);
       ASSERT_OK(agent->Signal(SIGSTOP));
-      // Frozen until the job is done elsewhere, which takes the lease expiring: past the TTL.
-      ASSERT_OK_AND_ASSIGN(
-          farm::v1::Job done,
-          farm_->WaitForJobState(id, farm::v1::SUCCEEDED, ttl_ + kCompletedAfterTtlWithin));
+      // Past the TTL the job runs again on the other agent. While that attempt holds the lease,
+      // a call with the frozen attempt's lease is refused: only the epoch tells them apart.
+      ASSERT_OK_AND_ASSIGN(farm::v1::Job rerun, farm_->WaitForJob(
+                                                    id,
+                                                    [](const farm::v1::Job& j) {
+                                                      return j.state() == farm::v1::RUNNING &&
+                                                             j.attempts_size() >= 2;
+                                                    },
+                                                    ttl_ + kCompletedAfterTtlWithin));
+      const absl::Status stale =
+          LateCompletion(farm_->coordinator_address(), rerun.attempts(0), id);
+      EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition)
+          << "a stale lease was taken for the current one: " << stale;
+      if (stale.code() == absl::StatusCode::kFailedPrecondition) ++stale_refused;
+      ASSERT_OK(WriteFile(gate, ""));
+      // Frozen until the job is done elsewhere.
+      ASSERT_OK_AND_ASSIGN(farm::v1::Job done, farm_->WaitForJobState(id, farm::v1::SUCCEEDED,
+                                                                      kCompletedAfterTtlWithin));
       ASSERT_OK(agent->Signal(SIGCONT));
       const absl::Time thawed = absl::Now();
 
@@ -358,15 +381,16 @@ TEST_F(AgentFaultTest, AgentStoppedPastItsTtl) {
       KillLeftovers(step_processes);
     }();
   }
-  const std::string summary =
-      absl::StrCat("agent_stop: runs=", runs, " one_result=", one_result,
-                   " late_refused=", late_refused, " steps_stopped=", steps_stopped,
-                   " (gave up by: self_fenced=", self_fenced, " told_invalid=", told_invalid,
-                   " refused=", agent_refused, "; lease TTL ", absl::FormatDuration(ttl_), ")");
+  const std::string summary = absl::StrCat(
+      "agent_stop: runs=", runs, " one_result=", one_result, " late_refused=", late_refused,
+      " stale_refused_during_rerun=", stale_refused, " steps_stopped=", steps_stopped,
+      " (gave up by: self_fenced=", self_fenced, " told_invalid=", told_invalid,
+      " refused=", agent_refused, "; lease TTL ", absl::FormatDuration(ttl_), ")");
   std::printf("%s\n", summary.c_str());
   RecordProperty("summary", summary);
   EXPECT_EQ(one_result, kRuns);
   EXPECT_EQ(late_refused, kRuns);
+  EXPECT_EQ(stale_refused, kRuns);
   EXPECT_EQ(steps_stopped, kRuns);
 }
 

@@ -366,6 +366,10 @@ TEST_F(PartitionTest, LongerThanTheTtlTheJobIsRerunElsewhereAndTheLateResultRefu
           return false;
         },
         absl::Seconds(30), "the partitioned agent to be back and idle", absl::Milliseconds(100)));
+    // Cut off, it could not be told: it must have killed its step itself, one TTL after its
+    // last renewed heartbeat, long before `release` appeared.
+    EXPECT_FALSE(HasEffect(id, 1))
+        << "the cut-off agent's step ran to its end after its lease had lapsed";
     ASSERT_OK_AND_ASSIGN(farm::v1::Job after, farm_->GetJob(id));
     EXPECT_EQ(after.attempts_size(), 2) << after.ShortDebugString();
     EXPECT_EQ(after.attempts(0).outcome(), farm::v1::ATTEMPT_LOST) << after.ShortDebugString();
