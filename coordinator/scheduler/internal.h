@@ -1,12 +1,19 @@
 // Helpers shared by the files that implement the Scheduler (scheduler.cc, pipelines.cc).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "coordinator/scheduler/engine.h"
 #include "coordinator/scheduler/scheduler.h"
+#include "coordinator/store/keys.h"
 #include "google/protobuf/map.h"
 
 namespace farm::coordinator::internal {
@@ -18,6 +25,34 @@ inline absl::Status Stopping() {
 inline std::map<std::string, std::string> ToMap(
     const google::protobuf::Map<std::string, std::string>& m) {
   return std::map<std::string, std::string>(m.begin(), m.end());
+}
+
+// A list call's page: how many entries at most, the exclusive upper key to scan down from
+// (empty: from the newest), and the byte budget that keeps a reply far below the gRPC limit.
+struct Page {
+  static constexpr int kDefaultLimit = 50;
+  static constexpr int kMaxLimit = 1000;
+  static constexpr size_t kMaxBytes = 8 << 20;
+  int limit = kDefaultLimit;
+  std::string upper;
+};
+
+// `parse_id` turns a page token (the id of the last entry of the previous page) into its seq.
+inline absl::StatusOr<Page> ParsePage(
+    int32_t limit, const std::string& page_token,
+    const std::function<std::optional<uint64_t>(absl::string_view)>& parse_id) {
+  if (limit < 0 || limit > Page::kMaxLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit ", limit, " is out of range [0, ", Page::kMaxLimit, "]"));
+  }
+  Page page;
+  if (limit > 0) page.limit = limit;
+  if (!page_token.empty()) {
+    const std::optional<uint64_t> seq = parse_id(page_token);
+    if (!seq.has_value()) return absl::InvalidArgumentError("page_token is malformed");
+    page.upper = keys::JobKey(*seq);
+  }
+  return page;
 }
 
 // Answers `done` with `value` once the group is durable, or with the write error.

@@ -501,23 +501,12 @@ absl::StatusOr<Pipeline> Scheduler::GetPipeline(absl::string_view pipeline_id) c
 
 absl::StatusOr<farm::v1::ListPipelinesResponse> Scheduler::ListPipelines(
     const farm::v1::ListPipelinesRequest& req) const {
-  constexpr int kDefaultLimit = 50;
-  constexpr int kMaxLimit = 1000;
-  constexpr size_t kMaxPageBytes = 8 << 20;
-  if (req.limit() < 0 || req.limit() > kMaxLimit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("limit ", req.limit(), " is out of range [0, ", kMaxLimit, "]"));
-  }
-  const int limit = req.limit() == 0 ? kDefaultLimit : req.limit();
-  std::string upper;  // exclusive
-  if (!req.page_token().empty()) {
-    auto seq = keys::ParsePipelineId(req.page_token());
-    if (!seq.has_value()) return absl::InvalidArgumentError("page_token is malformed");
-    upper = keys::JobKey(*seq);
-  }
+  FARM_ASSIGN_OR_RETURN(internal::Page page,
+                        internal::ParsePage(req.limit(), req.page_token(), keys::ParsePipelineId));
+  const int limit = page.limit;
   std::vector<uint64_t> seqs;
   FARM_RETURN_IF_ERROR(store_->Scan(
-      Cf::kPipelines, "", upper,
+      Cf::kPipelines, "", page.upper,
       [&](absl::string_view key, absl::string_view) {
         seqs.push_back(keys::ReadU64(key, 0));
         return seqs.size() < static_cast<size_t>(limit);
@@ -532,7 +521,7 @@ absl::StatusOr<farm::v1::ListPipelinesResponse> Scheduler::ListPipelines(
     FARM_RETURN_IF_ERROR(p.status());
     // Far below the gRPC message limit; one pipeline always fits (kMaxPipelineRecordBytes).
     const size_t bytes = p->ByteSizeLong();
-    if (resp.pipelines_size() > 0 && page_bytes + bytes > kMaxPageBytes) break;
+    if (resp.pipelines_size() > 0 && page_bytes + bytes > internal::Page::kMaxBytes) break;
     page_bytes += bytes;
     *resp.add_pipelines() = *std::move(p);
     last = seq;

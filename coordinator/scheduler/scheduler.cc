@@ -561,22 +561,11 @@ absl::StatusOr<Job> Scheduler::GetJob(absl::string_view job_id) const {
 
 absl::StatusOr<farm::v1::ListJobsResponse> Scheduler::ListJobs(
     const farm::v1::ListJobsRequest& req) const {
-  constexpr int kDefaultLimit = 50;
-  constexpr int kMaxLimit = 1000;
   // Bounds the work of one call when a state filter matches little.
   constexpr int kMaxScanned = 100'000;
-  constexpr size_t kMaxPageBytes = 8 << 20;
-  if (req.limit() < 0 || req.limit() > kMaxLimit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("limit ", req.limit(), " is out of range [0, ", kMaxLimit, "]"));
-  }
-  const int limit = req.limit() == 0 ? kDefaultLimit : req.limit();
-  std::string upper;  // exclusive
-  if (!req.page_token().empty()) {
-    auto seq = keys::ParseJobId(req.page_token());
-    if (!seq.has_value()) return absl::InvalidArgumentError("page_token is malformed");
-    upper = keys::JobKey(*seq);
-  }
+  FARM_ASSIGN_OR_RETURN(internal::Page page,
+                        internal::ParsePage(req.limit(), req.page_token(), keys::ParseJobId));
+  const int limit = page.limit;
   farm::v1::ListJobsResponse resp;
   int scanned = 0;
   uint64_t last_seq = 0;  // the last job scanned (returned or filtered out)
@@ -584,7 +573,7 @@ absl::StatusOr<farm::v1::ListJobsResponse> Scheduler::ListJobs(
   size_t page_bytes = 0;
   absl::Status parse_error;
   FARM_RETURN_IF_ERROR(store_->Scan(
-      Cf::kJobs, "", upper,
+      Cf::kJobs, "", page.upper,
       [&](absl::string_view key, absl::string_view value) {
         const uint64_t seq = keys::ReadU64(key, 0);
         if (++scanned > kMaxScanned) return !(full = true);
@@ -596,7 +585,7 @@ absl::StatusOr<farm::v1::ListJobsResponse> Scheduler::ListJobs(
         if (req.state() == farm::v1::JOB_STATE_UNSPECIFIED || job.state() == req.state()) {
           // A page stays far below the gRPC message limit however big the jobs are; one job
           // always fits (a job's spec and artifact list are bounded by job_limits.h).
-          if (resp.jobs_size() > 0 && page_bytes + value.size() > kMaxPageBytes) {
+          if (resp.jobs_size() > 0 && page_bytes + value.size() > internal::Page::kMaxBytes) {
             return !(full = true);
           }
           page_bytes += value.size();
