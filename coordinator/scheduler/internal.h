@@ -27,6 +27,20 @@ inline std::map<std::string, std::string> ToMap(
   return std::map<std::string, std::string>(m.begin(), m.end());
 }
 
+// A client's request id: at most 256 bytes, no control characters (so that the coordinator's
+// own prefixes, which start with one, can never collide with a client's id).
+inline absl::Status ValidateRequestId(const std::string& request_id) {
+  if (request_id.size() > 256) {
+    return absl::InvalidArgumentError("request_id is longer than 256 bytes");
+  }
+  for (unsigned char c : request_id) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("request_id contains a control character");
+    }
+  }
+  return absl::OkStatus();
+}
+
 // A list call's page: how many entries at most, the exclusive upper key to scan down from
 // (empty: from the newest), and the byte budget that keeps a reply far below the gRPC limit.
 struct Page {

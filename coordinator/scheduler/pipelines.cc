@@ -29,9 +29,10 @@ using farm::v1::Job;
 using farm::v1::Pipeline;
 using internal::ReplyAfterCommit;
 
-// Request ids of pipelines share the requests family with jobs', under their own prefix.
+// Request ids of pipelines share the requests family with jobs', under a prefix that no
+// client's id can start with (ValidateRequestId refuses control characters).
 std::string PipelineRequestId(absl::string_view request_id) {
-  return absl::StrCat("pipeline/", request_id);
+  return absl::StrCat("\x01pipeline/", request_id);
 }
 
 // A job's inputs (the artifact lists of the jobs it needs) are part of its record and of the
@@ -320,9 +321,7 @@ absl::StatusOr<std::optional<Pipeline>> Scheduler::LoadPipeline(Txn& txn, uint64
 
 void Scheduler::SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_id,
                                Done<farm::v1::SubmitPipelineResponse> done) {
-  if (request_id.size() > 256) {
-    return done(absl::InvalidArgumentError("request_id is longer than 256 bytes"));
-  }
+  if (absl::Status s = internal::ValidateRequestId(request_id); !s.ok()) return done(s);
   auto expanded = common::ExpandPipeline(spec);
   if (!expanded.ok()) return done(expanded.status());
   // The pipeline is read back whole (the jobs' own size is bounded by ExpandPipeline).

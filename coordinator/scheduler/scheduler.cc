@@ -489,9 +489,7 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
                        Done<farm::v1::SubmitJobResponse> done) {
   common::ApplyJobDefaults(spec);
   if (absl::Status s = common::ValidateJobSpec(spec); !s.ok()) return done(s);
-  if (request_id.size() > 256) {
-    return done(absl::InvalidArgumentError("request_id is longer than 256 bytes"));
-  }
+  if (absl::Status s = internal::ValidateRequestId(request_id); !s.ok()) return done(s);
   PostOrFail(
       [this, spec = std::move(spec), request_id = std::move(request_id), done](Txn& txn) mutable {
         farm::v1::SubmitJobResponse resp;

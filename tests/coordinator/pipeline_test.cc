@@ -298,10 +298,14 @@ TEST_F(PipelineTest, ARetriedSubmitReturnsTheSamePipeline) {
   EXPECT_EQ(again.pipeline().jobs(0).state(), farm::v1::QUEUED);
   ASSERT_OK_AND_ASSIGN(auto list, scheduler_->ListPipelines({}));
   ASSERT_EQ(list.pipelines_size(), 1);
-  // A job submit with the same request id is a different thing.
+  // A job submit with the same request id is a different thing, and no job's id can pass for
+  // a pipeline's.
   Submit(Spec("job"), "req-1");
   ASSERT_OK_AND_ASSIGN(list, scheduler_->ListPipelines({}));
   EXPECT_EQ(list.pipelines_size(), 1);
+  EXPECT_THAT(Await<farm::v1::SubmitJobResponse>(
+                  [&](auto cb) { scheduler_->Submit(Spec("job"), "\x01pipeline/req-1", cb); }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(PipelineTest, ListIsNewestFirstInPages) {
