@@ -13,6 +13,8 @@
 #include <string>
 #include <thread>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/channel.h"
 #include "coordinator/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -244,6 +246,18 @@ TEST_F(ServiceTest, ShutdownAnswersParkedCallsPromptly) {
   reg.set_session_id("s");
   farm::v1::RegisterResponse reg_resp;
   ASSERT_TRUE(agents_->Register(Ctx().get(), reg, &reg_resp).ok());
+  auto admin = farm::v1::AdminService::NewStub(channel_);
+  auto last_seen = [&]() -> int64_t {
+    farm::v1::ListAgentsResponse agents;
+    if (!admin->ListAgents(Ctx().get(), {}, &agents).ok() || agents.agents_size() != 1) return 0;
+    return agents.agents(0).last_seen_ms();
+  };
+  // The Lease below marks the agent seen when it parks; make that visible as a later time
+  // than the registration's (the clock has millisecond resolution).
+  const int64_t registered = last_seen();
+  ASSERT_GT(registered, 0);
+  while (absl::ToUnixMillis(absl::Now()) <= registered) {
+  }
   grpc::Status parked_status;
   std::thread parked([&] {
     farm::v1::LeaseRequest lr;
@@ -253,15 +267,10 @@ TEST_F(ServiceTest, ShutdownAnswersParkedCallsPromptly) {
     farm::v1::LeaseResponse lease;
     parked_status = agents_->Lease(Ctx(60).get(), lr, &lease);
   });
-  // Wait until the call is parked: the agent shows as seen.
-  auto admin = farm::v1::AdminService::NewStub(channel_);
+  // Wait until the call is parked: the agent shows as seen after its registration.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   bool seen = false;
-  while (!seen && std::chrono::steady_clock::now() < deadline) {
-    farm::v1::ListAgentsResponse agents;
-    ASSERT_TRUE(admin->ListAgents(Ctx().get(), {}, &agents).ok());
-    seen = agents.agents_size() == 1 && agents.agents(0).last_seen_ms() > 0;
-  }
+  while (!seen && std::chrono::steady_clock::now() < deadline) seen = last_seen() > registered;
   ASSERT_TRUE(seen);
   const auto start = std::chrono::steady_clock::now();
   coordinator_->Shutdown();
