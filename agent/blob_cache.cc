@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 
 namespace farm::agent {
 namespace {
@@ -24,26 +25,6 @@ namespace {
 absl::Status ErrnoError(int err, absl::string_view what) {
   return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", std::strerror(err)));
 }
-
-// An fd closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
 
 absl::Status WriteAll(int fd, const char* data, size_t size) {
   while (size > 0) {
@@ -128,14 +109,15 @@ absl::Status CopyInKernel(int in, int out, int64_t size) {
 // `dest` is removed.
 absl::Status CopyOut(const std::string& src, const std::string& dest, bool executable,
                      const common::Digest& digest, bool verify) {
-  Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  common::UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) {
     if (errno == ENOENT) {
       return absl::DataLossError(absl::StrCat("the cached blob ", digest.ToString(), " is gone"));
     }
     return ErrnoError(errno, absl::StrCat("cannot open the cached blob ", src));
   }
-  Fd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
+  common::UniqueFd out(
+      ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
   if (out.get() < 0) return ErrnoError(errno, absl::StrCat("cannot create ", dest));
   absl::Status status = verify ? CopyHashed(in.get(), out.get(), digest)
                                : CopyInKernel(in.get(), out.get(), digest.size);
@@ -356,7 +338,8 @@ absl::Status BlobCache::Materialize(const common::Digest& digest, const std::str
     return absl::AlreadyExistsError(absl::StrCat(dest, " already exists"));
   }
   if (digest == common::EmptyDigest()) {
-    Fd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
+    common::UniqueFd out(
+        ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
     if (out.get() < 0) return ErrnoError(errno, absl::StrCat("cannot create ", dest));
     return absl::OkStatus();
   }

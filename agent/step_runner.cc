@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/unique_fd.h"
 
 namespace farm::agent {
 namespace {
@@ -35,23 +36,6 @@ std::string ErrnoText(int err) {
   // GNU strerror_r: returns a pointer that may or may not be `buf`.
   return strerror_r(err, buf, sizeof(buf));
 }
-
-// Closes the descriptor when it goes out of scope.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd = -1) : fd_(fd) {}
-  ~ScopedFd() { Reset(); }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 // What the child reports through the exec-status pipe when it cannot exec.
 struct ChildError {
@@ -136,13 +120,13 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
     outcome.message = absl::StrCat("pipe: ", ErrnoText(errno));
     return outcome;
   }
-  ScopedFd out_r(out_fds[0]), out_w(out_fds[1]);
+  common::UniqueFd out_r(out_fds[0]), out_w(out_fds[1]);
   if (::pipe2(status_fds, O_CLOEXEC) != 0) {
     outcome.message = absl::StrCat("pipe: ", ErrnoText(errno));
     return outcome;
   }
-  ScopedFd status_r(status_fds[0]), status_w(status_fds[1]);
-  ScopedFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  common::UniqueFd status_r(status_fds[0]), status_w(status_fds[1]);
+  common::UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (dev_null.get() < 0) {
     outcome.message = absl::StrCat("open /dev/null: ", ErrnoText(errno));
     return outcome;
@@ -234,7 +218,7 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
   status_r.Reset();
 
   ::fcntl(out_r.get(), F_SETFL, ::fcntl(out_r.get(), F_GETFL) | O_NONBLOCK);
-  ScopedFd pidfd(PidfdOpen(pid));  // readable when the child exits; -1 → poll every 20 ms
+  common::UniqueFd pidfd(PidfdOpen(pid));  // readable when the child exits; -1 → poll every 20 ms
 
   enum class Stop { kNone, kTimeout, kCancel };
   Stop stop = Stop::kNone;

@@ -24,6 +24,7 @@
 #include "common/backoff.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 
 namespace farm::common {
@@ -85,30 +86,9 @@ absl::Status Annotate(const absl::Status& status, absl::string_view prefix) {
   return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
 }
 
-// An fd closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error (a write-back failure on close matters for downloads).
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
 // Opens `path` for reading and checks that it still has `size` bytes.
-absl::StatusOr<std::unique_ptr<Fd>> OpenForUpload(const std::string& path, int64_t size) {
-  auto fd = std::make_unique<Fd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+absl::StatusOr<std::unique_ptr<UniqueFd>> OpenForUpload(const std::string& path, int64_t size) {
+  auto fd = std::make_unique<UniqueFd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd->get() < 0) return ErrnoError(errno, "cannot open");
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return ErrnoError(errno, "cannot stat");
@@ -300,7 +280,7 @@ absl::Status CasClient::UploadBatch(const std::vector<const FileUpload*>& files,
   for (const FileUpload* file : files) {
     const std::string& name = file->label.empty() ? file->path : file->label;
     if (!by_key.emplace(Key(file->digest), file).second) continue;  // the same content twice
-    absl::StatusOr<std::unique_ptr<Fd>> fd = OpenForUpload(file->path, file->digest.size);
+    absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenForUpload(file->path, file->digest.size);
     if (!fd.ok()) return Annotate(fd.status(), absl::StrCat(name, ": "));
     reapi::BatchUpdateBlobsRequest::Request* entry = request.add_requests();
     *entry->mutable_digest() = ToProto(file->digest);
@@ -340,7 +320,7 @@ absl::Status CasClient::UploadBatch(const std::vector<const FileUpload*>& files,
 absl::Status CasClient::WriteStream(const FileUpload& file, CancelSource* cancel) {
   const std::string& name = file.label.empty() ? file.path : file.label;
   const int64_t size = file.digest.size;
-  absl::StatusOr<std::unique_ptr<Fd>> fd = OpenForUpload(file.path, size);
+  absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenForUpload(file.path, size);
   if (!fd.ok()) return Annotate(fd.status(), absl::StrCat(name, ": "));
   const std::string resource =
       absl::StrCat("uploads/", NewUuid(), "/blobs/", file.digest.hash, "/", size);
@@ -430,7 +410,8 @@ absl::Status CasClient::Download(const Digest& digest, const std::string& path, 
   // Hidden, next to the destination: same file system, so the rename is atomic.
   const std::string temp =
       absl::StrCat(slash == std::string::npos ? "" : dir, ".", base, ".farm-", RandomHex(6));
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
+  UniqueFd fd(
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
   if (fd.get() < 0) return ErrnoError(errno, absl::StrCat(path, ": cannot create"));
   bool keep = false;
   struct Cleanup {
