@@ -312,6 +312,16 @@ absl::Status Scheduler::CancelInTxn(Txn& txn, Job& job) {
 // ---------------------------------------------------------------------------------------------
 // Pipelines
 
+absl::Status Scheduler::FillViewInTxn(Txn& txn, Pipeline& pipeline) {
+  absl::Status read_error;
+  FillView(pipeline, [&](const std::string& id) -> std::optional<Job> {
+    auto job = LoadJob(txn, keys::ParseJobId(id).value_or(0));
+    if (!job.ok()) read_error = job.status();
+    return job.ok() ? *std::move(job) : std::nullopt;
+  });
+  return read_error;
+}
+
 absl::StatusOr<std::optional<Pipeline>> Scheduler::LoadPipeline(Txn& txn, uint64_t seq) {
   FARM_ASSIGN_OR_RETURN(auto raw, txn.Get(Cf::kPipelines, keys::JobKey(seq)));
   if (!raw.has_value()) return std::nullopt;
@@ -351,13 +361,7 @@ void Scheduler::SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_
               return done(absl::InternalError("a request id names a missing pipeline"));
             }
             Pipeline& existing_pipeline = **pipeline;
-            absl::Status read_error;
-            FillView(existing_pipeline, [&](const std::string& id) -> std::optional<Job> {
-              auto job = LoadJob(txn, keys::ParseJobId(id).value_or(0));
-              if (!job.ok()) read_error = job.status();
-              return job.ok() ? *std::move(job) : std::nullopt;
-            });
-            if (!read_error.ok()) return done(read_error);
+            if (absl::Status s = FillViewInTxn(txn, existing_pipeline); !s.ok()) return done(s);
             *resp.mutable_pipeline() = std::move(existing_pipeline);
             resp.set_existing(true);
             ReplyAfterCommit(txn, done, resp);
@@ -418,13 +422,7 @@ void Scheduler::SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_
           if (!job.needs().empty()) continue;
           if (absl::Status s = MakeReady(txn, job); !s.ok()) return done(s);
         }
-        absl::Status read_error;
-        FillView(pipeline, [&](const std::string& id) -> std::optional<Job> {
-          auto job = LoadJob(txn, keys::ParseJobId(id).value_or(0));
-          if (!job.ok()) read_error = job.status();
-          return job.ok() ? *std::move(job) : std::nullopt;
-        });
-        if (!read_error.ok()) return done(read_error);
+        if (absl::Status s = FillViewInTxn(txn, pipeline); !s.ok()) return done(s);
         FARM_LOG(INFO) << "[pipeline=" << pipeline.id() << "] submitted: " << pipeline.name()
                        << ", " << created.size() << " jobs";
         *resp.mutable_pipeline() = std::move(pipeline);
@@ -461,16 +459,7 @@ void Scheduler::CancelPipeline(std::string pipeline_id, Done<Pipeline> done) {
           if (absl::Status s = CancelInTxn(txn, **job); !s.ok()) return done(s);
         }
         FARM_LOG(INFO) << "[pipeline=" << pipeline_id << "] cancel requested";
-        std::map<std::string, Job> now;
-        for (const farm::v1::PipelineJob& pj : pipeline.jobs()) {
-          auto job = LoadJob(txn, keys::ParseJobId(pj.job_id()).value_or(0));
-          if (job.ok() && job->has_value()) now[pj.job_id()] = std::move(**job);
-        }
-        FillView(pipeline, [&](const std::string& id) -> std::optional<Job> {
-          auto it = now.find(id);
-          if (it == now.end()) return std::nullopt;
-          return it->second;
-        });
+        if (absl::Status s = FillViewInTxn(txn, pipeline); !s.ok()) return done(s);
         ReplyAfterCommit(txn, done, pipeline);
       },
       [&](absl::Status s) { done(s); });

@@ -224,6 +224,8 @@ class Scheduler {
   // Whether a failed attempt is retried under the job's retry policy.
   static bool RetriesAfterFailure(const farm::v1::Job& job);
   absl::StatusOr<std::optional<farm::v1::Pipeline>> LoadPipeline(Txn& txn, uint64_t seq);
+  // The pipeline's derived view (job states, its state) from what this group sees.
+  absl::Status FillViewInTxn(Txn& txn, farm::v1::Pipeline& pipeline);
   absl::Status RecoverGroups();
 
   Store* const store_;
