@@ -403,7 +403,15 @@ void Agent::HeartbeatLoop() {
     }
     const absl::Status& status = response.status();
     if (status.code() == absl::StatusCode::kCancelled && call.cancelled()) {
-      continue;  // KickHeartbeat(): send the new state now
+      // KickHeartbeat(): send the new state now, but no more often than the spacing allows:
+      // every leased job kicks, and under a stream of short jobs one heartbeat per job would
+      // cost more than the jobs. A cancel of a job not listed yet still arrives within the
+      // spacing: the next heartbeat lists the job, and the coordinator answers it at once.
+      const int64_t spent = MonoMs() - sent_ms;
+      if (spent < kMinHeartbeatSpacingMs) {
+        stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
+      }
+      continue;
     }
     if (IsNotRegistered(status)) {
       FARM_LOG(INFO) << log_prefix_ << " the coordinator does not know this agent (it restarted?); "

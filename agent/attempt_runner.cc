@@ -358,18 +358,23 @@ AttemptOutcome AttemptRunner::Run() {
     started.set_step_index(i);
     started.set_started_ms(result.started_ms());
     // The step starts without waiting for the coordinator to record that it did (a durable
-    // write): the report runs alongside, and a refusal abandons the attempt, which kills the
-    // step. It is joined before the step's result is reported, so reports stay in order.
-    std::future<absl::Status> started_report = std::async(std::launch::async, [&] {
+    // write): the report is sent once the program runs (so that it does not compete with
+    // starting it), alongside the step; a refusal abandons the attempt, which kills the step.
+    // It is joined before the step's result is reported, so reports stay in order; a step that
+    // failed to start is reported started, then failed.
+    auto report_started = [&] {
       return Report("StepStarted",
                     [&] { return context_.client->StepStarted(started, &canceller_); });
-    });
-
+    };
+    std::future<absl::Status> started_report;
     const StepCommand command = MakeCommand(i, name, workspace->path(), timeout_ms);
-    const StepOutcome step = step_runner_.Run(command, [&](int64_t offset, absl::string_view data) {
-      log_sender.Append(i, offset, data);
-    });
-    if (!started_report.get().ok()) break;
+    const StepOutcome step = step_runner_.Run(
+        command,
+        [&](int64_t offset, absl::string_view data) { log_sender.Append(i, offset, data); },
+        [&] { started_report = std::async(std::launch::async, report_started); });
+    const absl::Status started_status =
+        started_report.valid() ? started_report.get() : report_started();
+    if (!started_status.ok()) break;
     const StepVerdict verdict = Judge(name, step, job_bound, timeout_ms);
     FARM_LOG(INFO) << log_prefix_ << " step " << name << ": "
                    << (verdict.message.empty() ? "succeeded" : verdict.message) << " in "

@@ -87,7 +87,8 @@ void StepRunner::Cancel() {
   (void)!::write(cancel_fd_, &one, sizeof(one));
 }
 
-StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) {
+StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink,
+                            const std::function<void()>& on_started) {
   FARM_CHECK(!command.argv.empty());
   FARM_CHECK(command.kill_grace_ms > 0);
   StepOutcome outcome;
@@ -216,6 +217,7 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink) 
     return outcome;
   }
   status_r.Reset();
+  if (on_started) on_started();
 
   ::fcntl(out_r.get(), F_SETFL, ::fcntl(out_r.get(), F_GETFL) | O_NONBLOCK);
   common::UniqueFd pidfd(PidfdOpen(pid));  // readable when the child exits; -1 → poll every 20 ms

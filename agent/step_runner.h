@@ -81,7 +81,12 @@ class StepRunner {
   // step ends, so no background process of the step outlives it. If the leader exits while
   // descendants keep the pipe open, they get SIGTERM at once and SIGKILL after the grace, and
   // reading stops then.
-  StepOutcome Run(const StepCommand& command, const OutputSink& sink);
+  //
+  // `on_started`, when set, runs on this thread once the program has been executed (not when it
+  // failed to start), before any output is read: work that should not compete with starting
+  // the step (such as reporting that it started) belongs there.
+  StepOutcome Run(const StepCommand& command, const OutputSink& sink,
+                  const std::function<void()>& on_started = nullptr);
 
   // Asks the running step (and every later Run() on this object) to stop: SIGTERM to the
   // process group now, SIGKILL after the command's grace. Sticky and idempotent.
