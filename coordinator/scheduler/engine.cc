@@ -61,12 +61,17 @@ void Txn::OnCommit(std::function<void(const absl::Status&)> fn) {
   callbacks_.push_back(std::move(fn));
 }
 
+void Txn::ReplyOnCommit(std::function<void(const absl::Status&)> fn) {
+  replies_.push_back(std::move(fn));
+}
+
 Engine::Engine(Store* store, common::Clock* clock, EngineOptions options)
     : store_(store), clock_(clock), options_(options) {}
 
 Engine::~Engine() { Stop(); }
 
 void Engine::Start() {
+  reply_thread_ = std::thread([this] { SendReplies(); });
   thread_ = std::thread([this] { Run(); });
   thread_id_ = thread_.get_id();
 }
@@ -79,6 +84,28 @@ void Engine::Stop() {
     wake_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  {
+    absl::MutexLock lock(&reply_mu_);
+    replies_done_ = true;
+  }
+  if (reply_thread_.joinable()) reply_thread_.join();
+}
+
+void Engine::SendReplies() {
+  while (true) {
+    std::pair<absl::Status, std::vector<std::function<void(const absl::Status&)>>> group;
+    {
+      absl::MutexLock lock(&reply_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reply_mu_) {
+        return !replies_.empty() || replies_done_;
+      };
+      reply_mu_.Await(absl::Condition(&ready));
+      if (replies_.empty()) return;  // done, and everything sent
+      group = std::move(replies_.front());
+      replies_.pop_front();
+    }
+    for (auto& reply : group.second) reply(group.first);
+  }
 }
 
 bool Engine::Post(Command cmd) {
@@ -176,6 +203,10 @@ void Engine::Run() {
       }
     }
     for (auto& cb : txn.callbacks_) cb(status);
+    if (!txn.replies_.empty()) {
+      absl::MutexLock lock(&reply_mu_);
+      replies_.emplace_back(status, std::move(txn.replies_));
+    }
 
     if (stopping) {
       absl::MutexLock lock(&mu_);

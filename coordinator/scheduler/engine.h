@@ -10,7 +10,8 @@
 // callback of the group gets the error. No reply is ever sent before its write is durable.
 //
 // Thread-safety: Post() from any thread. AddTimer/CancelTimer only on the engine thread (from
-// inside commands and timers).
+// inside commands and timers). A second thread sends replies (Txn::ReplyOnCommit) while the
+// engine thread goes on with the next group.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +45,10 @@ class Txn {
 
   // fn runs on the engine thread once the group is written: OK, or the write error.
   void OnCommit(std::function<void(const absl::Status&)> fn);
+  // Like OnCommit, but fn runs on the engine's reply thread, after the group's OnCommit
+  // callbacks, so that sending replies (gRPC's work) does not hold up the next group. For
+  // callbacks that touch no engine state. Replies keep their order, within and across groups.
+  void ReplyOnCommit(std::function<void(const absl::Status&)> fn);
 
   Store* store() const { return store_; }
   const WriteBatch& batch() const { return batch_; }
@@ -54,6 +59,7 @@ class Txn {
   WriteBatch batch_;
   std::map<std::pair<int, std::string>, std::optional<std::string>> overlay_;
   std::vector<std::function<void(const absl::Status&)>> callbacks_;
+  std::vector<std::function<void(const absl::Status&)>> replies_;
 };
 
 struct EngineOptions {
@@ -70,7 +76,8 @@ class Engine {
   ~Engine();
 
   void Start();
-  // Runs everything already posted, writes it, then joins the thread. Later Posts fail.
+  // Runs everything already posted, writes it, sends every reply, then joins the threads.
+  // Later Posts fail.
   void Stop();
 
   // Queues cmd for the engine thread. Returns false (and drops cmd) once stopping.
@@ -94,6 +101,7 @@ class Engine {
 
  private:
   void Run();
+  void SendReplies();  // the reply thread
 
   Store* const store_;
   common::Clock* const clock_;
@@ -114,6 +122,13 @@ class Engine {
 
   std::thread thread_;
   std::thread::id thread_id_;
+
+  // Groups' ReplyOnCommit callbacks with their write status, in commit order.
+  absl::Mutex reply_mu_;
+  std::deque<std::pair<absl::Status, std::vector<std::function<void(const absl::Status&)>>>>
+      replies_ ABSL_GUARDED_BY(reply_mu_);
+  bool replies_done_ ABSL_GUARDED_BY(reply_mu_) = false;  // the engine thread has ended
+  std::thread reply_thread_;
 };
 
 }  // namespace farm::coordinator

@@ -72,7 +72,7 @@ inline absl::StatusOr<Page> ParsePage(
 // Answers `done` with `value` once the group is durable, or with the write error.
 template <typename T>
 void ReplyAfterCommit(Txn& txn, const Scheduler::Done<T>& done, T value) {
-  txn.OnCommit([done, value = std::move(value)](const absl::Status& s) {
+  txn.ReplyOnCommit([done, value = std::move(value)](const absl::Status& s) {
     if (s.ok()) {
       done(value);
     } else {
