@@ -138,7 +138,12 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 5;
-  db_options.max_total_wal_size = 256 << 20;
+  // Bounds the log a restart after a crash replays (about 2 s per 64 MiB here).
+  db_options.max_total_wal_size = 64 << 20;
+  // Memory for memtables, all families together (each may grow to write_buffer_size, and there
+  // are a dozen): past it the largest is flushed. With the block cache this bounds RocksDB's
+  // memory, so that a deep backlog does not grow the coordinator.
+  db_options.db_write_buffer_size = options.write_buffer_bytes;
   // Reject a corrupted tail of the WAL loudly except for the last, possibly torn, record.
   db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
 
@@ -154,7 +159,14 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
   for (int i = 0; i < kNumCfs; ++i) {
-    descriptors.emplace_back(CfName(static_cast<Cf>(i)), cf_options);
+    rocksdb::ColumnFamilyOptions family = cf_options;
+    if (static_cast<Cf>(i) == Cf::kRequests) {
+      // Every submit with a request id looks its id up, and almost always misses: a memtable
+      // bloom filter answers a miss without walking the skiplist.
+      family.memtable_whole_key_filtering = true;
+      family.memtable_prefix_bloom_size_ratio = 0.02;
+    }
+    descriptors.emplace_back(CfName(static_cast<Cf>(i)), family);
   }
 
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -171,9 +183,20 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
 
 RocksDbStore::~RocksDbStore() {
   std::unique_ptr<Db> db;
+  bool healthy;
   {
     absl::MutexLock lock(&mu_);
     db = std::move(db_);
+    healthy = write_error_.ok();
+  }
+  if (db != nullptr && healthy) {
+    // Flushed memtables need no log replay at the next start: a clean restart serves at once
+    // however much was written since the last flush (measured: 4.5 s to replay after 1M
+    // submits, without this).
+    rocksdb::FlushOptions flush;
+    flush.allow_write_stall = true;
+    rocksdb::Status s = db->db->Flush(flush, db->handles);
+    if (!s.ok()) FARM_LOG(WARNING) << "flushing the store before closing it: " << s.ToString();
   }
 }
 

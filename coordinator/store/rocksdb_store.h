@@ -41,6 +41,8 @@ struct RocksDbStoreOptions {
   std::string path;
   // Memory for the block cache shared by all families.
   size_t block_cache_bytes = 64 << 20;
+  // Memory for memtables, all column families together.
+  size_t write_buffer_bytes = 64 << 20;
   // The file system layer; null for the process default. Fault tests pass one that can lose
   // unsynced writes. Not owned; must outlive the store.
   rocksdb::Env* env = nullptr;
