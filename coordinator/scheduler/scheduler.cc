@@ -242,7 +242,10 @@ absl::Status Scheduler::Enqueue(Txn& txn, Job& job) {
   const keys::QueueKey key = QueueKeyFor(job, id);
   job.set_state(farm::v1::QUEUED);
   PutJob(txn, job);
-  txn.Put(Cf::kQueue, key.Encode(), keys::U64(job.seq()));
+  std::string encoded = key.Encode();
+  // A key below the refill bound (a higher priority) moves the bound down to it.
+  if (!ls.scan_from.empty() && encoded < ls.scan_from) ls.scan_from = encoded;
+  txn.Put(Cf::kQueue, std::move(encoded), keys::U64(job.seq()));
   if (ls.window.empty() && !ls.complete) FARM_RETURN_IF_ERROR(RefillWindow(txn, id, ls));
   // Keep the window a prefix of the set's dispatch order.
   if (ls.complete || (!ls.window.empty() && key < ls.window.rbegin()->first)) {
@@ -259,8 +262,9 @@ absl::Status Scheduler::Enqueue(Txn& txn, Job& job) {
 absl::Status Scheduler::RefillWindow(Txn& txn, uint64_t id, LabelSet& ls) {
   ls.window.clear();
   const std::string prefix = keys::QueuePrefix(id);
+  const std::string& start = ls.scan_from.empty() ? prefix : ls.scan_from;
   size_t seen = 0;
-  FARM_RETURN_IF_ERROR(txn.Scan(Cf::kQueue, prefix, keys::PrefixEnd(prefix),
+  FARM_RETURN_IF_ERROR(txn.Scan(Cf::kQueue, start, keys::PrefixEnd(prefix),
                                 [&](absl::string_view key, absl::string_view value) {
                                   if (key.size() != 20 || value.size() != 8) return true;
                                   ++seen;
@@ -284,7 +288,9 @@ absl::StatusOr<std::optional<uint64_t>> Scheduler::PopFor(Txn& txn, const Agent&
   if (best == nullptr) return std::nullopt;
   auto head = best->window.begin();
   const uint64_t seq = head->second;
-  txn.Delete(Cf::kQueue, head->first.Encode());
+  // The window is a prefix of the set's order, so the head is its smallest queued key.
+  best->scan_from = head->first.Encode();
+  txn.Delete(Cf::kQueue, best->scan_from);
   best->window.erase(head);
   return seq;
 }

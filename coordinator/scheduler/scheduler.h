@@ -127,6 +127,9 @@ class Scheduler {
     std::map<std::string, std::string> labels;
     std::map<keys::QueueKey, uint64_t> window;  // the first keys in dispatch order → seq
     bool complete = false;                      // window holds every queued key of the set
+    // Every key of the set that sorts below this one has been leased (deleted): refills scan
+    // from here, not over the tombstones of a drained backlog. Empty: from the set's start.
+    std::string scan_from;
   };
   struct ActiveLease {
     farm::v1::Job job;
