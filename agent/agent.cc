@@ -6,12 +6,14 @@
 #include <random>
 #include <system_error>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/backoff.h"
 #include "common/channel.h"
 #include "common/duration.h"
+#include "common/features.h"
 #include "common/logging.h"
 
 extern char** environ;
@@ -189,6 +191,8 @@ bool Agent::EnsureRegistered(int64_t stale_generation, int64_t* generation, Wait
       *generation = generation_;
       lease_ttl_ms_ = response->lease_ttl_ms();
       ++fence_changes_;
+      complete_with_last_step_ =
+          absl::c_linear_search(response->features(), common::kFeatureCompleteJobLastStep);
       heartbeat_interval_ms_ = response->heartbeat_interval_ms() > 0
                                    ? response->heartbeat_interval_ms()
                                    : kDefaultHeartbeatIntervalMs;
@@ -256,6 +260,10 @@ void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& j
   // registered" answers each force a newer registration instead of spinning.
   auto seen = std::make_shared<std::atomic<int64_t>>(generation);
   AttemptContext context = attempt_context_;
+  {
+    absl::MutexLock lock(&mu_);
+    context.complete_with_last_step = complete_with_last_step_;
+  }
   context.reregister = [this, seen]() {
     int64_t g = 0;
     const bool ok = EnsureRegistered(seen->load(), &g, Waiter::kJob);

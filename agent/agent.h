@@ -141,6 +141,8 @@ class Agent {
   bool registering_ ABSL_GUARDED_BY(mu_) = false;
   int64_t lease_ttl_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t heartbeat_interval_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  // The coordinator takes the last step's result with CompleteJob (RegisterResponse.features).
+  bool complete_with_last_step_ ABSL_GUARDED_BY(mu_) = false;
   int active_slots_ ABSL_GUARDED_BY(mu_) = 0;
   // Running attempts by "job_id/attempt".
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);

@@ -57,6 +57,9 @@ struct AttemptContext {
   std::function<bool()> reregister;
   common::Clock* clock = nullptr;
   LogSender::Options log_options;
+  // The coordinator accepts the last step's result with CompleteJob (RegisterResponse.features
+  // has "complete_job.last_step").
+  bool complete_with_last_step = false;
 };
 
 class AttemptRunner {

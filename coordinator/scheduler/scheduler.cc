@@ -6,6 +6,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/backoff.h"
+#include "common/features.h"
 #include "common/job_limits.h"
 #include "common/job_state.h"
 #include "common/logging.h"
@@ -656,6 +657,7 @@ void Scheduler::Register(farm::v1::RegisterRequest req, Done<farm::v1::RegisterR
         farm::v1::RegisterResponse resp;
         resp.set_lease_ttl_ms(options_.lease_ttl_ms);
         resp.set_heartbeat_interval_ms(std::max<int64_t>(options_.lease_ttl_ms / 3, 100));
+        resp.add_features(std::string(common::kFeatureCompleteJobLastStep));
         ReplyAfterCommit(txn, done, resp);
       },
       [&](absl::Status s) { done(s); });
@@ -906,22 +908,28 @@ void Scheduler::StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack
       [&](absl::Status s) { done(s); });
 }
 
+absl::StatusOr<farm::v1::Job*> Scheduler::RecordStepResult(const farm::v1::LeaseRef& lease,
+                                                           uint32_t step_index,
+                                                           const farm::v1::StepResult& result) {
+  auto step_or = LeasedStep(lease, step_index);
+  if (!step_or.ok()) return step_or.status();
+  auto [job, step] = *step_or;
+  if (!StepDone(result.state())) {
+    return absl::InvalidArgumentError("a finished step needs a final state");
+  }
+  const std::string name = step->name();
+  *step = result;
+  step->set_name(name);
+  return job;
+}
+
 void Scheduler::StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done) {
   PostOrFail(
       [this, req = std::move(req), done](Txn& txn) {
-        auto step_or = LeasedStep(req.lease(), req.step_index());
-        if (!step_or.ok()) return done(step_or.status());
-        auto [job_ptr, step_ptr] = *step_or;
-        Job& job = *job_ptr;
-        if (!StepDone(req.result().state())) {
-          return done(absl::InvalidArgumentError("a finished step needs a final state"));
-        }
-        farm::v1::StepResult* step = step_ptr;
-        const std::string name = step->name();
-        *step = req.result();
-        step->set_name(name);
-        PutJob(txn, job);
-        NotifyAfterCommit(txn, job.seq());
+        auto job = RecordStepResult(req.lease(), req.step_index(), req.result());
+        if (!job.ok()) return done(job.status());
+        PutJob(txn, **job);
+        NotifyAfterCommit(txn, (*job)->seq());
         ReplyAfterCommit(txn, done, farm::v1::Ack());
       },
       [&](absl::Status s) { done(s); });
@@ -957,6 +965,12 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
         const uint64_t seq = (*lease)->job.seq();
         if (!req.artifacts().empty() && artifact_check_) {
           if (absl::Status s = artifact_check_(req.artifacts()); !s.ok()) return done(s);
+        }
+        if (req.has_last_step()) {
+          // Only memory changes here; EndAttempt writes the job with it.
+          auto recorded =
+              RecordStepResult(req.lease(), req.last_step().step_index(), req.last_step().result());
+          if (!recorded.ok()) return done(recorded.status());
         }
         FARM_LOG(INFO) << "[job=" << seq << " attempt=" << req.lease().attempt()
                        << " agent=" << (*lease)->agent

@@ -196,6 +196,12 @@ class Scheduler {
   // The leased job and one step of its current attempt (INVALID_ARGUMENT for a bad index).
   absl::StatusOr<std::pair<farm::v1::Job*, farm::v1::StepResult*>> LeasedStep(
       const farm::v1::LeaseRef& ref, uint32_t step_index);
+  // A finished step's result into the leased job's current attempt (memory only; the caller
+  // writes the job). The job, or LeasedStep's errors, or INVALID_ARGUMENT for a state that is
+  // not final.
+  absl::StatusOr<farm::v1::Job*> RecordStepResult(const farm::v1::LeaseRef& lease,
+                                                  uint32_t step_index,
+                                                  const farm::v1::StepResult& result);
   // An agent's call: NOT_FOUND when it is not registered, FAILED_PRECONDITION when an agent of
   // the same name registered since with another session; else marks it seen.
   absl::StatusOr<Agent*> AgentCall(const std::string& name, const std::string& session_id);

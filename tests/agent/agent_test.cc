@@ -165,6 +165,43 @@ TEST_F(AgentTest, RunsAJobAndReportsStepsLogsAndOutcome) {
   EXPECT_TRUE(WaitFor([&] { return WorkDirEmpty(); }));
 }
 
+TEST_F(AgentTest, TheLastStepsResultGoesWithTheCompletionWhenTheCoordinatorTakesIt) {
+  fake_.SetFeatures({"complete_job.last_step"});
+  StartAgent();
+  farm::v1::JobSpec spec;
+  spec.set_name("two");
+  AddStep(&spec, "first", "true");
+  AddStep(&spec, "last", "exit 4");
+  fake_.AddJob("job-1", spec);
+  farm::v1::JobSpec with_artifacts = spec;
+  with_artifacts.add_artifacts("*.txt");
+  fake_.AddJob("job-2", with_artifacts);
+
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  ASSERT_TRUE(WaitCompleted("job-2"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
+  EXPECT_THAT(job.reason, HasSubstr("exited with code 4"));
+  ASSERT_EQ(job.finished.size(), 2u);
+  EXPECT_EQ(job.finished.at(1).state(), farm::v1::STEP_FAILED);
+  EXPECT_EQ(job.finished.at(1).exit_code(), 4);
+  EXPECT_EQ(job.finished_with_completion, std::set<uint32_t>{1});
+  // Artifacts are collected between the last step and the completion: StepFinished as usual.
+  EXPECT_TRUE(Job("job-2").finished_with_completion.empty());
+  EXPECT_EQ(Job("job-2").finished.size(), 2u);
+}
+
+TEST_F(AgentTest, AnOlderCoordinatorGetsEveryStepWithStepFinished) {
+  StartAgent();  // the fake lists no features
+  farm::v1::JobSpec spec;
+  spec.set_name("one");
+  AddStep(&spec, "only", "true");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  EXPECT_EQ(Job("job-1").finished.size(), 1u);
+  EXPECT_TRUE(Job("job-1").finished_with_completion.empty());
+}
+
 TEST_F(AgentTest, FailingStepFailsTheJobAndSkipsTheRest) {
   options_.keep_failed = true;
   StartAgent();

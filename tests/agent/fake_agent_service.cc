@@ -100,6 +100,11 @@ void FakeAgentService::SetTimings(int64_t lease_ttl_ms, int64_t heartbeat_interv
   heartbeat_interval_ms_ = heartbeat_interval_ms;
 }
 
+void FakeAgentService::SetFeatures(std::vector<std::string> features) {
+  absl::MutexLock lock(&mu_);
+  features_ = std::move(features);
+}
+
 void FakeAgentService::Run(std::vector<Finisher> finishers) {
   for (Finisher& f : finishers) f();
 }
@@ -214,6 +219,7 @@ grpc::ServerUnaryReactor* FakeAgentService::Register(grpc::CallbackServerContext
   state_.registrations.push_back(*request);
   response->set_lease_ttl_ms(lease_ttl_ms_);
   response->set_heartbeat_interval_ms(heartbeat_interval_ms_);
+  for (const std::string& f : features_) response->add_features(f);
   return Respond(context, grpc::Status::OK);
 }
 
@@ -439,6 +445,10 @@ grpc::ServerUnaryReactor* FakeAgentService::CompleteJob(grpc::CallbackServerCont
     job->outcome = request->outcome();
     job->reason = request->reason();
     job->artifacts.assign(request->artifacts().begin(), request->artifacts().end());
+    if (request->has_last_step()) {
+      job->finished[request->last_step().step_index()] = request->last_step().result();
+      job->finished_with_completion.insert(request->last_step().step_index());
+    }
     job->job.set_state(request->outcome() == farm::v1::ATTEMPT_SUCCEEDED   ? farm::v1::SUCCEEDED
                        : request->outcome() == farm::v1::ATTEMPT_CANCELLED ? farm::v1::CANCELLED
                                                                            : farm::v1::FAILED);

@@ -41,6 +41,9 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     std::string reason;
     std::map<uint32_t, std::string> logs;       // committed output per step
     std::vector<farm::v1::Artifact> artifacts;  // of the last CompleteJob
+    // Steps whose result came with CompleteJob (last_step) rather than StepFinished; they are
+    // in `finished` too.
+    std::set<uint32_t> finished_with_completion;
   };
   struct State {
     std::map<std::string, FakeJob> jobs;
@@ -68,6 +71,8 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
 
   // What Register answers.
   void SetTimings(int64_t lease_ttl_ms, int64_t heartbeat_interval_ms);
+  // RegisterResponse.features (none by default: the first version of the protocol).
+  void SetFeatures(std::vector<std::string> features);
 
   // Queues a job (attempt 1, a fresh epoch once leased), with the inputs the coordinator would
   // fill in from the jobs it needs.
@@ -155,6 +160,7 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 100;
   int64_t lease_ttl_ms_ ABSL_GUARDED_BY(mu_) = 30'000;
   int64_t heartbeat_interval_ms_ ABSL_GUARDED_BY(mu_) = 1'000;
+  std::vector<std::string> features_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool hang_heartbeats_ ABSL_GUARDED_BY(mu_) = false;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every change, wakes the timer

@@ -55,6 +55,94 @@ TEST_F(SchedulerTest, OrderHoldsAcrossWindowRefillsAndRestarts) {
   EXPECT_EQ(got, want);
 }
 
+// Refills scan from the last leased key (not over the tombstones of everything leased before),
+// so a job that sorts before that point must still be found: a higher priority, and the first
+// job of an emptied set.
+TEST_F(SchedulerTest, AJobQueuedAheadOfWhatWasLeasedIsStillFirstAfterRefills) {
+  Shutdown();
+  Boot(/*window=*/2);
+  for (int i = 0; i < 7; ++i) Submit(Spec("low", 0));
+  Register("agent");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+    ASSERT_TRUE(lease.has_job()) << i;
+  }
+  Submit(Spec("high", 9));
+  std::vector<std::string> got;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+    ASSERT_TRUE(lease.has_job()) << i;
+    got.push_back(lease.job().spec().name());
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"high", "low", "low"}));
+  ASSERT_OK_AND_ASSIGN(auto none, Lease("agent"));
+  EXPECT_FALSE(none.has_job());
+  // The set is empty now; what comes next, at any priority, is found.
+  const std::string later = Submit(Spec("later", -5));
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  ASSERT_TRUE(lease.has_job());
+  EXPECT_EQ(lease.job().id(), later);
+}
+
+TEST_F(SchedulerTest, TheLastStepsResultMayComeWithTheCompletion) {
+  farm::v1::RegisterRequest reg;
+  reg.set_name("agent");
+  reg.set_slots(1);
+  reg.set_session_id("s1");
+  ASSERT_OK_AND_ASSIGN(
+      farm::v1::RegisterResponse registered,
+      Await<farm::v1::RegisterResponse>([&](auto cb) { scheduler_->Register(reg, cb); }));
+  EXPECT_THAT(registered.features(), ::testing::Contains("complete_job.last_step"));
+
+  const std::string id = Submit(Spec("two", 0, {}, /*steps=*/2));
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  ASSERT_TRUE(lease.has_job());
+  farm::v1::StepFinishedRequest first;
+  *first.mutable_lease() = lease.lease();
+  first.set_step_index(0);
+  first.mutable_result()->set_state(farm::v1::STEP_SUCCEEDED);
+  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->StepFinished(first, cb); }));
+
+  farm::v1::CompleteJobRequest req;
+  *req.mutable_lease() = lease.lease();
+  req.set_outcome(farm::v1::ATTEMPT_FAILED);
+  req.set_reason("step s1 exited with 3");
+  req.mutable_last_step()->set_step_index(1);
+  req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_FAILED);
+  req.mutable_last_step()->mutable_result()->set_exit_code(3);
+  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
+  // A retry after a lost reply is accepted and changes nothing.
+  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
+
+  Restart();  // what was recorded is durable
+  const farm::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), farm::v1::FAILED);
+  ASSERT_EQ(job.attempts_size(), 1);
+  ASSERT_EQ(job.attempts(0).steps_size(), 2);
+  EXPECT_EQ(job.attempts(0).steps(0).state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(job.attempts(0).steps(1).state(), farm::v1::STEP_FAILED);
+  EXPECT_EQ(job.attempts(0).steps(1).exit_code(), 3);
+  EXPECT_EQ(job.attempts(0).steps(1).name(), "s1");
+}
+
+TEST_F(SchedulerTest, ACompletionWithABadLastStepChangesNothing) {
+  Register("agent");
+  const std::string id = Submit(Spec("one", 0));
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  farm::v1::CompleteJobRequest req;
+  *req.mutable_lease() = lease.lease();
+  req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+  req.mutable_last_step()->set_step_index(7);
+  req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_SUCCEEDED);
+  EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  req.mutable_last_step()->set_step_index(0);
+  req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_RUNNING);
+  EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Job(id).state(), farm::v1::RUNNING);
+}
+
 TEST_F(SchedulerTest, AJobRunsOnlyOnAnAgentWithAllItsLabels) {
   const std::string gpu = Submit(Spec("gpu", 0, {{"gpu", "yes"}, {"os", "linux"}}));
   const std::string any = Submit(Spec("any", 0));
