@@ -121,6 +121,8 @@ class BenchFarm {
   ~BenchFarm();  // stops agents, then the coordinator (SIGTERM, SIGKILL after 10 s)
 
   const std::string& root() const { return root_.path(); }
+  // Leaves the farm's directory (data, every process's log) on disk for a post-mortem.
+  void Keep() { root_.Keep(); }
   std::string data_dir() const { return root_.Join("coordinator-data"); }
 
   // farm-coordinator --listen=127.0.0.1:0 --data_dir --port_file FLAGS...; returns once the

@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "coordinator/cli/format.h"
 #include "tests/bench/bench.h"
 #include "tests/bench/scenarios.h"
 #include "tests/testing/temp_dir.h"
@@ -46,6 +47,8 @@ ABSL_FLAG(bool, verbose, false, "keep the farms' directories and print their pat
 
 namespace farm::bench {
 namespace {
+
+using farm::cli::JsonString;  // farmctl's: the same escaping for the results file
 
 struct Series {
   std::string unit;
@@ -113,30 +116,6 @@ Machine ReadMachine(const std::string& data_root) {
   gethostname(host, sizeof(host) - 1);
   m.hostname = host;
   return m;
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 std::string Num(double v) {

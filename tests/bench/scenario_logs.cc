@@ -143,12 +143,17 @@ absl::StatusOr<std::vector<Metric>> RunLogs(const BenchEnv& env, int64_t size_mi
   if (!checked.ok()) ctx.TryCancel();
   const absl::Status finished = common::FromGrpcStatus(reader->Finish());
   const int64_t r1 = MonotonicNs();
-  FARM_RETURN_IF_ERROR(checked);
-  FARM_RETURN_IF_ERROR(finished);
+  if (!checked.ok() || !finished.ok()) {
+    farm->Keep();
+    return absl::Status((checked.ok() ? finished : checked).code(),
+                        absl::StrCat((checked.ok() ? finished : checked).message(),
+                                     "; the farm's logs are kept in ", farm->root()));
+  }
   if (checker.bytes() != bytes || final_state != farm::v1::SUCCEEDED) {
-    return absl::DataLossError(absl::StrCat("read back ", checker.bytes(), " of ", bytes,
-                                            " bytes (final state ",
-                                            farm::v1::JobState_Name(final_state), ")"));
+    farm->Keep();
+    return absl::DataLossError(absl::StrCat(
+        "read back ", checker.bytes(), " of ", bytes, " bytes (final state ",
+        farm::v1::JobState_Name(final_state), "); the farm's logs are kept in ", farm->root()));
   }
   FARM_ASSIGN_OR_RETURN(const ProcSample coord2, SampleProcess(coordinator));
   FARM_ASSIGN_OR_RETURN(const ProcSample agent2, SampleProcess(agent));
