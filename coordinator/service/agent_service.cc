@@ -70,7 +70,6 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
     std::optional<farm::v1::LogUploadChunk> append;
     {
       absl::MutexLock lock(&mu_);
-      reading_ = false;
       if (!ok) {
         read_done_ = true;  // the client half-closed (or went away)
       } else if (chunk_.data().size() > kMaxLogChunkBytes) {
@@ -82,6 +81,10 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
         ++in_flight_;
         append = std::move(chunk_);
       }
+      // A chunk being appended keeps the next read from starting until it has been posted:
+      // appends must reach the engine in stream order, or a later chunk would arrive first and
+      // be refused as a gap.
+      if (!append.has_value()) reading_ = false;
     }
     if (append.has_value()) {
       const uint32_t step = append->step_index();
@@ -90,6 +93,8 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
                             [this, step, bytes](absl::StatusOr<int64_t> committed) {
                               Appended(step, bytes, committed);
                             });
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
     }
     Continue();
   }
@@ -147,7 +152,7 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
   farm::v1::LogUploadResponse* const resp_;  // written under mu_ until Finish
   farm::v1::LogUploadChunk chunk_;           // the read buffer: only while reading_
   absl::Mutex mu_;
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;  // a read is pending, or its chunk being posted
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/channel.h"
@@ -223,6 +224,47 @@ TEST_F(ServiceTest, FollowStreamsOutputLiveAndEndsWithTheJobState) {
   }
   EXPECT_TRUE(all->Finish().ok());
   EXPECT_EQ(text, "one\ntwo\n");
+}
+
+// A stream's chunks are appended while earlier ones are still being written: all of them must
+// be committed, in order, whatever the interleaving (a chunk that overtook its predecessor was
+// once refused as a gap, and the agent dropped the rest of the step's output).
+TEST_F(ServiceTest, ManyChunksInOneStreamAreAllCommittedInOrder) {
+  const std::string id = Submit(TwoSteps());
+  farm::v1::LeaseResponse lease = RegisterAndLease();
+  ASSERT_TRUE(lease.has_job());
+  std::string expected;
+  int64_t offset = 0;
+  for (int stream = 0; stream < 40; ++stream) {
+    auto ctx = Ctx(30);
+    farm::v1::LogUploadResponse up;
+    auto writer = agents_->UploadLogs(ctx.get(), &up);
+    for (int i = 0; i < 1000; ++i) {
+      farm::v1::LogUploadChunk c;
+      *c.mutable_lease() = lease.lease();
+      c.set_step_index(0);
+      c.set_offset(offset);
+      c.set_data(absl::StrCat("stream ", stream, " chunk ", i, std::string(2000, '.'), "\n"));
+      offset += static_cast<int64_t>(c.data().size());
+      expected += c.data();
+      if (!writer->Write(c)) break;  // the server ended the stream: Finish says why
+    }
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    ASSERT_TRUE(status.ok()) << "stream " << stream << ": " << status.error_message();
+    ASSERT_EQ(up.committed().at(0), offset);
+  }
+  farm::v1::WatchLogsRequest watch;
+  watch.set_job_id(id);
+  auto ctx = Ctx(30);
+  auto reader = jobs_->WatchLogs(ctx.get(), watch);
+  std::string got;
+  farm::v1::WatchLogsResponse msg;
+  while (reader->Read(&msg)) {
+    for (const auto& c : msg.chunks()) got += c.data();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(got, expected);
 }
 
 TEST_F(ServiceTest, JobsSurviveARestartOfTheCoordinator) {
