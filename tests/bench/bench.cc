@@ -299,6 +299,14 @@ std::shared_ptr<grpc::Channel> BenchFarm::NewChannel(bool own_connection) const 
   return grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
 }
 
+absl::StatusOr<std::unique_ptr<farm::v1::JobService::Stub>> BenchFarm::ConnectedJobClient() const {
+  std::shared_ptr<grpc::Channel> channel = NewChannel(/*own_connection=*/true);
+  if (!channel->WaitForConnected(DeadlineIn(absl::Seconds(10)))) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to ", address_));
+  }
+  return farm::v1::JobService::NewStub(channel);
+}
+
 absl::StatusOr<farm::v1::Job> BenchFarm::WaitForJobDone(const std::string& job_id,
                                                         absl::Duration timeout,
                                                         absl::Duration poll) {

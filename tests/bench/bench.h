@@ -145,6 +145,9 @@ class BenchFarm {
   // A new channel to the coordinator. `own_connection` gives it its own TCP connection (as a
   // separate client process would have) instead of sharing one with other channels.
   std::shared_ptr<grpc::Channel> NewChannel(bool own_connection = false) const;
+  // A JobService stub on a channel of its own connection, connected already (so that
+  // connecting is not part of what is measured). UNAVAILABLE when it cannot connect in 10 s.
+  absl::StatusOr<std::unique_ptr<farm::v1::JobService::Stub>> ConnectedJobClient() const;
   farm::v1::JobService::Stub* jobs() { return jobs_.get(); }
 
   // Polls Get(job_id) until the job is SUCCEEDED/FAILED/CANCELLED; the final job.

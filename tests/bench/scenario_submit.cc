@@ -92,12 +92,7 @@ absl::StatusOr<std::vector<Metric>> Run(const BenchEnv& env, int64_t size) {
 
   std::vector<Client> clients(kClients);
   for (int i = 0; i < kClients; ++i) {
-    std::shared_ptr<grpc::Channel> channel = farm->NewChannel(/*own_connection=*/true);
-    // Connecting is not part of a submit.
-    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
-      return absl::UnavailableError(absl::StrCat("client ", i, " could not connect"));
-    }
-    clients[i].jobs = farm::v1::JobService::NewStub(channel);
+    FARM_ASSIGN_OR_RETURN(clients[i].jobs, farm->ConnectedJobClient());
     clients[i].count = size / kClients + (i < size % kClients ? 1 : 0);
   }
 

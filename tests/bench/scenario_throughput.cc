@@ -111,11 +111,7 @@ absl::StatusOr<std::vector<Metric>> Run(const BenchEnv& env, int64_t size) {
 
   std::vector<Submitter> submitters(kSubmitters);
   for (int i = 0; i < kSubmitters; ++i) {
-    std::shared_ptr<grpc::Channel> channel = farm->NewChannel(/*own_connection=*/true);
-    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
-      return absl::UnavailableError(absl::StrCat("submitter ", i, " could not connect"));
-    }
-    submitters[i].jobs = farm::v1::JobService::NewStub(channel);
+    FARM_ASSIGN_OR_RETURN(submitters[i].jobs, farm->ConnectedJobClient());
     submitters[i].count = size / kSubmitters + (i < size % kSubmitters ? 1 : 0);
   }
   absl::Notification start;
