@@ -68,6 +68,8 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
 
   void OnReadDone(bool ok) override {
     std::optional<farm::v1::LogUploadChunk> append;
+    Next next = Next::kNothing;
+    grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
       if (!ok) {
@@ -83,8 +85,11 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
       }
       // A chunk being appended keeps the next read from starting until it has been posted:
       // appends must reach the engine in stream order, or a later chunk would arrive first and
-      // be refused as a gap.
-      if (!append.has_value()) reading_ = false;
+      // be refused as a gap. (It also keeps the call from finishing meanwhile.)
+      if (!append.has_value()) {
+        reading_ = false;
+        next = NextLocked(&status);
+      }
     }
     if (append.has_value()) {
       const uint32_t step = append->step_index();
@@ -95,14 +100,19 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
                             });
       absl::MutexLock lock(&mu_);
       reading_ = false;
+      next = NextLocked(&status);
     }
-    Continue();
+    Do(next, status);
   }
 
   void OnDone() override { delete this; }
 
  private:
+  enum class Next { kNothing, kRead, kFinish };
+
   void Appended(uint32_t step, size_t bytes, const absl::StatusOr<int64_t>& committed) {
+    Next next;
+    grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
       --in_flight_;
@@ -113,39 +123,40 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
         int64_t& length = (*resp_->mutable_committed())[step];
         length = std::max(length, *committed);
       }
+      next = NextLocked(&status);
     }
-    Continue();
+    Do(next, status);
   }
 
   void Fail(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (status_.ok()) status_ = std::move(status);
   }
 
-  // Reads the next chunk while there is room in flight; finishes once the client is done (or a
-  // chunk failed), no read is pending and every append has answered. StartRead and Finish run
-  // outside the lock: their reactions may run at once, on another thread.
-  void Continue() {
-    bool read = false;
-    bool finish = false;
-    grpc::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_ || reading_) return;
-      if (read_done_ || !status_.ok()) {
-        if (in_flight_ > 0) return;
-        finished_ = true;
-        finish = true;
-        status = status_;
-      } else if (in_flight_bytes_ < kMaxInFlightBytes) {
-        reading_ = true;
-        read = true;
-      }
+  // What comes next, decided once per change: read the next chunk while there is room in
+  // flight; finish (with *status) once the client is done or a chunk failed, no read is pending
+  // and every append has answered. Exactly one thread is told to finish.
+  Next NextLocked(grpc::Status* status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || reading_) return Next::kNothing;
+    if (read_done_ || !status_.ok()) {
+      if (in_flight_ > 0) return Next::kNothing;
+      finished_ = true;
+      *status = status_;
+      return Next::kFinish;
     }
-    if (read) {
+    if (in_flight_bytes_ >= kMaxInFlightBytes) return Next::kNothing;
+    reading_ = true;
+    return Next::kRead;
+  }
+
+  // Outside the lock (reactions may run at once, on another thread), and the last thing its
+  // caller does with this call: once Finish is called, OnDone may delete it.
+  void Do(Next next, const grpc::Status& status) {
+    if (next == Next::kRead) {
       chunk_.Clear();
       StartRead(&chunk_);
+    } else if (next == Next::kFinish) {
+      Finish(status);
     }
-    if (finish) Finish(status);
   }
 
   Scheduler* const scheduler_;
