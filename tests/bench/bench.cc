@@ -29,23 +29,11 @@ std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
 }
 
-std::string ReadOrEmpty(const std::string& path) {
-  absl::StatusOr<std::string> text = testing::ReadFile(path);
-  return text.ok() ? *text : std::string();
-}
-
-std::string Tail(const std::string& text, size_t lines) {
-  std::vector<absl::string_view> all = absl::StrSplit(text, '\n');
-  size_t from = all.size() > lines ? all.size() - lines : 0;
-  std::vector<absl::string_view> kept(all.begin() + from, all.end());
-  return absl::StrJoin(kept, "\n");
-}
-
 }  // namespace
 
 absl::StatusOr<ProcSample> SampleProcess(pid_t pid) {
-  const std::string stat = ReadOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
-  const std::string status = ReadOrEmpty(absl::StrCat("/proc/", pid, "/status"));
+  const std::string stat = testing::ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+  const std::string status = testing::ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/status"));
   if (stat.empty() || status.empty()) {
     return absl::NotFoundError(absl::StrCat("process ", pid, " is gone"));
   }
@@ -81,7 +69,7 @@ absl::StatusOr<ProcSample> SampleProcess(pid_t pid) {
 }
 
 absl::StatusOr<double> MachineBusySeconds() {
-  const std::string stat = ReadOrEmpty("/proc/stat");
+  const std::string stat = testing::ReadFileOrEmpty("/proc/stat");
   // "cpu  user nice system idle iowait irq softirq steal ..." in clock ticks.
   std::vector<absl::string_view> fields =
       absl::StrSplit(absl::string_view(stat).substr(0, stat.find('\n')), ' ', absl::SkipEmpty());
@@ -208,26 +196,9 @@ absl::Status BenchFarm::Launch(const std::string& listen) {
   options.stderr_path = options.stdout_path;
   FARM_ASSIGN_OR_RETURN(coordinator_, testing::Subprocess::Start(options));
 
-  std::string address;
-  bool exited = false;
-  absl::Status waited = WaitFor(
-      [&] {
-        if (!coordinator_->IsRunning()) {
-          exited = true;
-          return true;
-        }
-        const std::string text = ReadOrEmpty(port_file);
-        if (text.empty() || text.back() != '\n') return false;
-        address = std::string(absl::StripAsciiWhitespace(text));
-        return !address.empty();
-      },
-      absl::Seconds(60), "the coordinator's port file", absl::Milliseconds(1));
-  if (exited || !waited.ok()) {
-    return absl::UnavailableError(absl::StrCat("farm-coordinator did not start: ", waited.message(),
-                                               "; its log:\n",
-                                               Tail(ReadOrEmpty(options.stderr_path), 30)));
-  }
-  address_ = address;
+  FARM_ASSIGN_OR_RETURN(address_,
+                        testing::WaitForAddressFile(*coordinator_, port_file, absl::Seconds(60),
+                                                    options.stderr_path));
   channel_ = NewChannel();
   jobs_ = farm::v1::JobService::NewStub(channel_);
   return WaitServing(absl::Seconds(30));

@@ -29,20 +29,6 @@ namespace {
 // Job polling spawns a farmctl per poll; this keeps a waiting test from eating a core.
 constexpr absl::Duration kJobPoll = absl::Milliseconds(50);
 
-std::string Tail(const std::string& text, size_t max_lines) {
-  size_t pos = text.size();
-  if (pos > 0 && text[pos - 1] == '\n') --pos;
-  for (size_t lines = 0; pos > 0; --pos) {
-    if (text[pos - 1] == '\n' && ++lines == max_lines) break;
-  }
-  return text.substr(pos);
-}
-
-std::string ReadOrEmpty(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFile(path);
-  return text.ok() ? *std::move(text) : std::string();
-}
-
 template <typename Message>
 absl::StatusOr<Message> ParseJson(const std::string& json, absl::string_view what) {
   Message message;
@@ -122,10 +108,10 @@ void MiniFarm::DumpLogs() {
   for (const std::string& path : logs) {
     // farmctl output is in the assertion messages already.
     if (absl::StrContains(path, "/farmctl-")) continue;
-    std::string text = ReadOrEmpty(path);
+    std::string text = ReadFileOrEmpty(path);
     if (text.empty()) continue;
     fprintf(stderr, "===== MiniFarm log %s (last lines) =====\n%s\n", path.c_str(),
-            Tail(text, 60).c_str());
+            TailLines(text, 60).c_str());
   }
 }
 
@@ -171,32 +157,9 @@ absl::Status MiniFarm::LaunchCoordinator(const std::string& listen) {
   options.stderr_path = Path(absl::StrCat("coordinator-", n, ".stderr"));
   FARM_ASSIGN_OR_RETURN(coordinator_, Subprocess::Start(options));
 
-  // The coordinator renames the file into place once it serves, so a complete line is the
-  // whole address.
-  std::string address;
-  bool exited = false;
-  absl::Status waited = WaitFor(
-      [&] {
-        if (!coordinator_->IsRunning()) {
-          exited = true;
-          return true;
-        }
-        absl::StatusOr<std::string> text = ReadFile(port_file);
-        if (!text.ok() || !absl::EndsWith(*text, "\n")) return false;
-        address = std::string(absl::StripAsciiWhitespace(*text));
-        return !address.empty();
-      },
-      options_.start_timeout, "the coordinator's port file", absl::Milliseconds(5));
-  if (exited) {
-    absl::StatusOr<int> code = coordinator_->Wait(absl::ZeroDuration());
-    return absl::UnavailableError(absl::StrCat("farm-coordinator exited (", code.ok() ? *code : -1,
-                                               ") before serving; stderr:\n",
-                                               Tail(ReadOrEmpty(options.stderr_path), 30)));
-  }
-  if (!waited.ok()) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(waited.message(), "; stderr:\n", Tail(ReadOrEmpty(options.stderr_path), 30)));
-  }
+  FARM_ASSIGN_OR_RETURN(
+      std::string address,
+      WaitForAddressFile(*coordinator_, port_file, options_.start_timeout, options.stderr_path));
   coordinator_address_ = address;
   return absl::OkStatus();
 }
@@ -337,8 +300,8 @@ absl::StatusOr<CommandResult> MiniFarm::RunFarmctl(std::vector<std::string> args
   absl::StatusOr<int> code = run.process->Wait(timeout);
   if (!code.ok()) (void)run.process->Kill9();
   CommandResult result;
-  result.out = ReadOrEmpty(run.stdout_path);
-  result.err = ReadOrEmpty(run.stderr_path);
+  result.out = ReadFileOrEmpty(run.stdout_path);
+  result.err = ReadFileOrEmpty(run.stderr_path);
   // The files are evidence only while a command runs; keep the farm's directory small.
   std::error_code ec;
   std::filesystem::remove(run.stdout_path, ec);

@@ -15,7 +15,11 @@
 #include <system_error>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tests/testing/temp_dir.h"
 
 extern char** environ;
 
@@ -268,6 +272,31 @@ std::vector<pid_t> Descendants(pid_t pid) {
     }
   }
   return result;
+}
+
+absl::StatusOr<std::string> WaitForAddressFile(Subprocess& child, const std::string& path,
+                                               absl::Duration timeout,
+                                               const std::string& log_path) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (!child.IsRunning()) {
+      absl::StatusOr<int> code = child.Wait(absl::ZeroDuration());
+      return absl::UnavailableError(absl::StrCat(child.options().binary, " exited (",
+                                                 code.ok() ? *code : -1, ") before serving; log:\n",
+                                                 TailLines(ReadFileOrEmpty(log_path), 30)));
+    }
+    const std::string text = ReadFileOrEmpty(path);
+    if (absl::EndsWith(text, "\n")) {
+      std::string address(absl::StripAsciiWhitespace(text));
+      if (!address.empty()) return address;
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("timed out after ", absl::FormatDuration(timeout), " waiting for ", path,
+                       "; log:\n", TailLines(ReadFileOrEmpty(log_path), 30)));
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 }  // namespace farm::testing

@@ -83,6 +83,13 @@ class Subprocess {
   int result_ = -1;  // valid when reaped_
 };
 
+// Waits until `child` has written a complete line to `path` (a server's port file, which the
+// farm's binaries rename into place once they serve) and returns that line: the address.
+// UNAVAILABLE when the child exits first, DEADLINE_EXCEEDED after `timeout`; both with the tail
+// of `log_path` (the child's stderr).
+absl::StatusOr<std::string> WaitForAddressFile(Subprocess& child, const std::string& path,
+                                               absl::Duration timeout, const std::string& log_path);
+
 // True while `pid` names a process that has not exited. A zombie (exited, not yet reaped by its
 // parent) counts as gone: that is what "the process was killed" means for a step whose parent
 // is not this process.

@@ -85,4 +85,18 @@ bool FileExists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+std::string ReadFileOrEmpty(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  return text.ok() ? *std::move(text) : std::string();
+}
+
+std::string TailLines(const std::string& text, size_t max_lines) {
+  size_t pos = text.size();
+  if (pos > 0 && text[pos - 1] == '\n') --pos;
+  for (size_t lines = 0; pos > 0; --pos) {
+    if (text[pos - 1] == '\n' && ++lines == max_lines) break;
+  }
+  return text.substr(pos);
+}
+
 }  // namespace farm::testing

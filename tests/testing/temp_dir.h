@@ -40,5 +40,9 @@ class TempDir {
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFile(const std::string& path, const std::string& contents);
 bool FileExists(const std::string& path);
+// The file's contents, or "" when it cannot be read (for logs in failure messages).
+std::string ReadFileOrEmpty(const std::string& path);
+// The last `max_lines` lines of `text`.
+std::string TailLines(const std::string& text, size_t max_lines);
 
 }  // namespace farm::testing
