@@ -1,0 +1,33 @@
+// Small POSIX I/O helpers shared by every binary: the one errno → Status mapping, and loops
+// that write or read a whole buffer across short transfers and EINTR.
+//
+// Error codes follow absl::ErrnoToStatusCode (ENOENT → NOT_FOUND, EACCES/EPERM →
+// PERMISSION_DENIED, ENOSPC → RESOURCE_EXHAUSTED, EISDIR/ENOTDIR → FAILED_PRECONDITION, ...);
+// the message is "<what>: <strerror>". Thread-safe (no state).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace farm::common {
+
+// The Status for a failed system call: "<what>: <strerror(err)>" with errno's canonical code.
+absl::Status ErrnoStatus(int err, absl::string_view what);
+
+// Writes all of `data` to fd (write(2), retrying short writes and EINTR). The error names
+// `what` (a path or a description) and the call.
+absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what = "write");
+
+// pwrite(2)s all of `data` at `offset`.
+absl::Status WriteAllAt(int fd, absl::string_view data, int64_t offset,
+                        absl::string_view what = "write");
+
+// pread(2)s exactly `n` bytes at `offset` into buf; false at a premature end of file.
+absl::StatusOr<bool> ReadExactlyAt(int fd, char* buf, size_t n, int64_t offset,
+                                   absl::string_view what = "read");
+
+}  // namespace farm::common
