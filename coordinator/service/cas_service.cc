@@ -52,7 +52,7 @@ absl::Status CheckDigestFunction(reapi::DigestFunction::Value f) {
 
 // Runs fn (returning absl::Status) on the pool and finishes the unary call with its result.
 template <typename Fn>
-grpc::ServerUnaryReactor* OnPool(grpc::CallbackServerContext* ctx, IoPool* pool, Fn fn) {
+grpc::ServerUnaryReactor* OnPool(grpc::CallbackServerContext* ctx, common::IoPool* pool, Fn fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   pool->Post([reactor, fn = std::move(fn)]() mutable { reactor->Finish(ToGrpcStatus(fn())); });
   return reactor;
@@ -69,7 +69,7 @@ absl::Status TooBig(absl::string_view what, int64_t value, int64_t limit,
 
 class GetTreeCall final : public grpc::ServerWriteReactor<reapi::GetTreeResponse> {
  public:
-  GetTreeCall(BlobStore* blobs, IoPool* pool, const reapi::GetTreeRequest& req)
+  GetTreeCall(BlobStore* blobs, common::IoPool* pool, const reapi::GetTreeRequest& req)
       : blobs_(blobs), pool_(pool) {
     absl::Status s = Setup(req);
     if (!s.ok()) {
@@ -155,7 +155,7 @@ class GetTreeCall final : public grpc::ServerWriteReactor<reapi::GetTreeResponse
   }
 
   BlobStore* const blobs_;
-  IoPool* const pool_;
+  common::IoPool* const pool_;
   int page_size_ = kMaxTreePageSize;
   int64_t skip_ = 0;
   int64_t emitted_ = 0;
@@ -170,7 +170,7 @@ class GetTreeCall final : public grpc::ServerWriteReactor<reapi::GetTreeResponse
 
 class ReadCall final : public grpc::ServerWriteReactor<bs::ReadResponse> {
  public:
-  ReadCall(BlobStore* blobs, IoPool* pool, const bs::ReadRequest& req)
+  ReadCall(BlobStore* blobs, common::IoPool* pool, const bs::ReadRequest& req)
       : blobs_(blobs), pool_(pool), request_(req) {
     absl::MutexLock lock(&mu_);
     producing_ = true;
@@ -280,7 +280,7 @@ class ReadCall final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   }
 
   BlobStore* const blobs_;
-  IoPool* const pool_;
+  common::IoPool* const pool_;
   const bs::ReadRequest request_;
   std::unique_ptr<BlobReader> reader_;
 
@@ -300,7 +300,7 @@ class ReadCall final : public grpc::ServerWriteReactor<bs::ReadResponse> {
 
 class WriteCall final : public grpc::ServerReadReactor<bs::WriteRequest> {
  public:
-  WriteCall(BlobStore* blobs, IoPool* pool, bs::WriteResponse* response)
+  WriteCall(BlobStore* blobs, common::IoPool* pool, bs::WriteResponse* response)
       : blobs_(blobs), pool_(pool), response_(response) {
     absl::MutexLock lock(&mu_);
     reading_ = true;
@@ -407,7 +407,7 @@ class WriteCall final : public grpc::ServerReadReactor<bs::WriteRequest> {
   }
 
   BlobStore* const blobs_;
-  IoPool* const pool_;
+  common::IoPool* const pool_;
   bs::WriteResponse* const response_;
 
   // Pool side (one Apply at a time).
@@ -454,7 +454,7 @@ class ReapiServices::Capabilities final : public reapi::Capabilities::CallbackSe
 
 class ReapiServices::Cas final : public reapi::ContentAddressableStorage::CallbackService {
  public:
-  Cas(BlobStore* blobs, IoPool* pool) : blobs_(blobs), pool_(pool) {}
+  Cas(BlobStore* blobs, common::IoPool* pool) : blobs_(blobs), pool_(pool) {}
 
   grpc::ServerUnaryReactor* FindMissingBlobs(grpc::CallbackServerContext* ctx,
                                              const reapi::FindMissingBlobsRequest* req,
@@ -565,12 +565,12 @@ class ReapiServices::Cas final : public reapi::ContentAddressableStorage::Callba
 
  private:
   BlobStore* const blobs_;
-  IoPool* const pool_;
+  common::IoPool* const pool_;
 };
 
 class ReapiServices::Ac final : public reapi::ActionCache::CallbackService {
  public:
-  Ac(ActionCache* cache, IoPool* pool) : cache_(cache), pool_(pool) {}
+  Ac(ActionCache* cache, common::IoPool* pool) : cache_(cache), pool_(pool) {}
 
   grpc::ServerUnaryReactor* GetActionResult(grpc::CallbackServerContext* ctx,
                                             const reapi::GetActionResultRequest* req,
@@ -597,12 +597,12 @@ class ReapiServices::Ac final : public reapi::ActionCache::CallbackService {
 
  private:
   ActionCache* const cache_;
-  IoPool* const pool_;
+  common::IoPool* const pool_;
 };
 
 class ReapiServices::ByteStream final : public bs::ByteStream::CallbackService {
  public:
-  ByteStream(BlobStore* blobs, IoPool* pool) : blobs_(blobs), pool_(pool) {}
+  ByteStream(BlobStore* blobs, common::IoPool* pool) : blobs_(blobs), pool_(pool) {}
 
   grpc::ServerWriteReactor<bs::ReadResponse>* Read(grpc::CallbackServerContext* ctx,
                                                    const bs::ReadRequest* req) override {
@@ -629,7 +629,7 @@ class ReapiServices::ByteStream final : public bs::ByteStream::CallbackService {
 
  private:
   BlobStore* const blobs_;
-  IoPool* const pool_;
+  common::IoPool* const pool_;
 };
 
 ReapiServices::ReapiServices(BlobStore* blobs, ActionCache* action_cache, int io_threads)

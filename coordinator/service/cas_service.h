@@ -37,9 +37,9 @@
 #include <memory>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "common/io_pool.h"
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/blob_store.h"
-#include "coordinator/cas/io_pool.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 
 namespace grpc {
@@ -74,7 +74,7 @@ class ReapiServices {
   class Ac;
   class ByteStream;
 
-  IoPool pool_;
+  common::IoPool pool_;
   std::unique_ptr<Capabilities> capabilities_;
   std::unique_ptr<Cas> cas_;
   std::unique_ptr<Ac> ac_;

@@ -14,7 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 
-namespace farm::coordinator {
+namespace farm::common {
 
 class IoPool {
  public:
@@ -38,4 +38,4 @@ class IoPool {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace farm::coordinator
+}  // namespace farm::common

@@ -1,8 +1,8 @@
-#include "coordinator/cas/io_pool.h"
+#include "common/io_pool.h"
 
 #include <utility>
 
-namespace farm::coordinator {
+namespace farm::common {
 
 IoPool::IoPool(int threads) {
   threads_.reserve(threads);
@@ -36,4 +36,4 @@ void IoPool::Run() {
   }
 }
 
-}  // namespace farm::coordinator
+}  // namespace farm::common

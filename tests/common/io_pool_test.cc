@@ -1,4 +1,4 @@
-#include "coordinator/cas/io_pool.h"
+#include "common/io_pool.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 
 #include "absl/synchronization/mutex.h"
 
-namespace farm::coordinator {
+namespace farm::common {
 namespace {
 
 TEST(IoPoolTest, RunsEverythingPostedBeforeItGoesAway) {
@@ -36,4 +36,4 @@ TEST(IoPoolTest, RunsEverythingPostedBeforeItGoesAway) {
 }
 
 }  // namespace
-}  // namespace farm::coordinator
+}  // namespace farm::common
