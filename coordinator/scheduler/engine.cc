@@ -65,6 +65,11 @@ void Txn::ReplyOnCommit(std::function<void(const absl::Status&)> fn) {
   replies_.push_back(std::move(fn));
 }
 
+void Txn::Fail(absl::Status status) {
+  FARM_CHECK(!status.ok());
+  if (failed_.ok()) failed_ = std::move(status);
+}
+
 Engine::Engine(Store* store, common::Clock* clock, EngineOptions options)
     : store_(store), clock_(clock), options_(options) {}
 
@@ -169,29 +174,38 @@ void Engine::Run() {
       stopping = stopping_;
     }
 
-    Txn txn(store_);
+    Txn txn(store_, ++groups_started_);
     // Due timers first: they are older than anything just posted.
     const int64_t now = clock_->MonotonicMs();
     while (!timers_.empty() && timers_.begin()->first <= now) {
       auto node = timers_.extract(timers_.begin());
       timer_due_.erase(node.mapped().first);
       node.mapped().second(txn);
+      if (epilogue_ && !txn.failed()) epilogue_(txn);
     }
-    while (!batch.empty()) {
+    // A full group, or a failed one, takes no more commands: the rest run in the next group,
+    // ahead of anything posted meanwhile (after a failure, once the owner has rebuilt its
+    // memory: they had no part in it).
+    while (!batch.empty() && !txn.failed() && txn.batch_.byte_size() < options_.max_group_bytes) {
       Command cmd = std::move(batch.front());
       batch.pop_front();
       cmd(txn);
-      if (txn.batch_.byte_size() >= options_.max_group_bytes && !batch.empty()) {
-        // Leave the rest for the next group, ahead of anything posted meanwhile.
-        absl::MutexLock lock(&mu_);
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
-        batch.clear();
-        wake_ = true;
-      }
+      if (epilogue_ && !txn.failed()) epilogue_(txn);
+    }
+    if (!batch.empty()) {
+      absl::MutexLock lock(&mu_);
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+      batch.clear();
+      wake_ = true;
     }
 
     absl::Status status;
-    if (!txn.batch_.empty() && writes_stopped_) {
+    if (txn.failed()) {
+      status = txn.failed_;
+      FARM_LOG(ERROR) << "a group of " << txn.batch_.ops().size()
+                      << " operations was abandoned: " << status;
+      if (on_write_failure_) on_write_failure_(status);
+    } else if (!txn.batch_.empty() && writes_stopped_) {
       status = absl::UnavailableError("the coordinator is stopping after a failed write");
     } else if (!txn.batch_.empty()) {
       status = store_->Write(txn.batch_, options_.sync);

@@ -33,7 +33,9 @@ namespace farm::coordinator {
 
 class Txn {
  public:
-  explicit Txn(Store* store) : store_(store) {}
+  // `id` numbers the engine's groups (1, 2, ...), so that a part can do something once per group.
+  explicit Txn(Store* store, uint64_t id = 0) : store_(store), id_(id) {}
+  uint64_t id() const { return id_; }
 
   absl::StatusOr<std::optional<std::string>> Get(Cf cf, absl::string_view key);
   // Keys in [start, limit) in order as this group sees them (store merged with the writes
@@ -50,16 +52,26 @@ class Txn {
   // callbacks that touch no engine state. Replies keep their order, within and across groups.
   void ReplyOnCommit(std::function<void(const absl::Status&)> fn);
 
+  // Fails the whole group: nothing of it is written, the write-failure handler runs (the owner
+  // rebuilds its memory from the store) and every callback gets `status`. For a command that
+  // cannot finish a change it has begun (a read failed halfway through a cascade): committing
+  // the half would lose the rest. The first failure wins; commands not yet run when it fails
+  // run in the next group instead.
+  void Fail(absl::Status status);
+  bool failed() const { return !failed_.ok(); }
+
   Store* store() const { return store_; }
   const WriteBatch& batch() const { return batch_; }
 
  private:
   friend class Engine;
   Store* store_;
+  uint64_t id_;
   WriteBatch batch_;
   std::map<std::pair<int, std::string>, std::optional<std::string>> overlay_;
   std::vector<std::function<void(const absl::Status&)>> callbacks_;
   std::vector<std::function<void(const absl::Status&)>> replies_;
+  absl::Status failed_;
 };
 
 struct EngineOptions {
@@ -89,6 +101,10 @@ class Engine {
 
   // Runs on the engine thread after a failed group write, before the callbacks.
   void SetWriteFailureHandler(std::function<void(const absl::Status&)> fn);
+  // Runs after every command and every timer, in its group (unless the group failed): the
+  // owner's follow-up work (the scheduler offers newly queued jobs to parked agents). Before
+  // Start.
+  void SetCommandEpilogue(Command fn) { epilogue_ = std::move(fn); }
   // Engine thread only. From now on no group is written; their callbacks get UNAVAILABLE. For
   // when memory can no longer be trusted to match the store.
   void StopWriting() { writes_stopped_ = true; }
@@ -107,6 +123,7 @@ class Engine {
   common::Clock* const clock_;
   const EngineOptions options_;
   std::function<void(const absl::Status&)> on_write_failure_;
+  Command epilogue_;
 
   absl::Mutex mu_;
   std::deque<Command> queue_ ABSL_GUARDED_BY(mu_);
@@ -117,6 +134,7 @@ class Engine {
   std::multimap<int64_t, std::pair<TimerId, Command>> timers_;
   std::map<TimerId, int64_t> timer_due_;
   TimerId next_timer_ = 1;
+  uint64_t groups_started_ = 0;
   int64_t groups_written_ = 0;
   bool writes_stopped_ = false;
 

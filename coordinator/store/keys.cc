@@ -1,5 +1,7 @@
 #include "coordinator/store/keys.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -139,6 +141,31 @@ std::string RequestTimeKey(int64_t submitted_ms, absl::string_view request_id) {
   std::string s(kRequestTimePrefix);
   AppendU64(s, static_cast<uint64_t>(submitted_ms));
   s.append(request_id.data(), request_id.size());
+  return s;
+}
+
+std::string EventKey(int64_t time_ms, uint64_t seq) {
+  std::string s;
+  s.reserve(16);
+  AppendU64(s, static_cast<uint64_t>(std::max<int64_t>(time_ms, 0)));
+  AppendU64(s, seq);
+  return s;
+}
+
+std::optional<EventKeyParts> DecodeEventKey(absl::string_view key) {
+  if (key.size() != 16) return std::nullopt;
+  return EventKeyParts{static_cast<int64_t>(ReadU64(key, 0)), ReadU64(key, 8)};
+}
+
+std::string JobEventKey(uint64_t job_seq, int64_t time_ms, uint64_t seq) {
+  std::string s = U64(job_seq);
+  s += EventKey(time_ms, seq);
+  return s;
+}
+
+std::string PipelineJobKey(uint64_t pipeline_seq, uint64_t seq) {
+  std::string s = U64(pipeline_seq);
+  AppendU64(s, seq);
   return s;
 }
 

@@ -8,6 +8,12 @@
 //   requests: "i/" request id                          → seq(8) | submitted_ms(8)
 //             "t/" submitted_ms(8) | request id         → ""   (expiry index)
 //   meta:     "next_seq", "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
+//   events:   time_ms(8) | event seq(8)              → farm.v1.Event (labels as the labelset id)
+//   job_events: job seq(8) | time_ms(8) | event seq(8) → ""   (a job's events, in order)
+//   agents:   agent name                             → farm.internal.AgentRecord
+//   progress: seq(8)                                 → farm.v1.Attempt (the running attempt)
+//   pipeline_jobs: pipeline seq(8) | job seq(8)      → farm.v1.PipelineJob (state, times)
+//   waiting:  seq(8)                                 → ""  (WAITING jobs)
 #pragma once
 
 #include <cstdint>
@@ -89,6 +95,21 @@ inline constexpr char kGroupAdmitted = 'a';
 inline constexpr char kGroupWaiting = 'w';
 std::string GroupPrefix(char kind, absl::string_view group);
 std::string GroupKey(char kind, absl::string_view group, uint64_t seq);
+
+// Events: ordered by time, then by their sequence number (unique, increasing).
+struct EventKeyParts {
+  int64_t time_ms = 0;
+  uint64_t seq = 0;
+};
+std::string EventKey(int64_t time_ms, uint64_t seq);
+// nullopt unless `key` is 16 bytes.
+std::optional<EventKeyParts> DecodeEventKey(absl::string_view key);
+std::string JobEventKey(uint64_t job_seq, int64_t time_ms, uint64_t seq);
+// The meta key of the highest event sequence number ever deleted by retention.
+inline constexpr absl::string_view kEventSeqFloor = "event_seq_floor";
+
+// A pipeline job's summary: the pipeline seq, then the job seq.
+std::string PipelineJobKey(uint64_t pipeline_seq, uint64_t seq);
 
 // The smallest key greater than every key that starts with prefix.
 std::string PrefixEnd(absl::string_view prefix);

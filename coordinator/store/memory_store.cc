@@ -4,8 +4,22 @@
 
 namespace farm::coordinator {
 
+absl::Status MemoryStore::ReadFault(Cf cf) {
+  const int i = static_cast<int>(cf);
+  if (read_fail_times_[i] <= 0) return absl::OkStatus();
+  --read_fail_times_[i];
+  return read_fail_[i];
+}
+
+void MemoryStore::FailReads(Cf cf, absl::Status status, int times) {
+  absl::MutexLock lock(&mu_);
+  read_fail_[static_cast<int>(cf)] = std::move(status);
+  read_fail_times_[static_cast<int>(cf)] = times;
+}
+
 absl::StatusOr<std::optional<std::string>> MemoryStore::Get(Cf cf, absl::string_view key) {
   absl::MutexLock lock(&mu_);
+  if (absl::Status fault = ReadFault(cf); !fault.ok()) return fault;
   const auto& m = data_[static_cast<int>(cf)];
   auto it = m.find(std::string(key));
   if (it == m.end()) return std::nullopt;
@@ -18,6 +32,7 @@ absl::Status MemoryStore::Scan(Cf cf, absl::string_view start, absl::string_view
   std::vector<std::pair<std::string, std::string>> items;
   {
     absl::MutexLock lock(&mu_);
+    if (absl::Status fault = ReadFault(cf); !fault.ok()) return fault;
     const auto& m = data_[static_cast<int>(cf)];
     auto begin = m.lower_bound(std::string(start));
     auto end = limit.empty() ? m.end() : m.lower_bound(std::string(limit));

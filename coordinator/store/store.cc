@@ -26,6 +26,18 @@ const char* CfName(Cf cf) {
       return "pipelines";
     case Cf::kGroups:
       return "groups";
+    case Cf::kEvents:
+      return "events";
+    case Cf::kJobEvents:
+      return "job_events";
+    case Cf::kAgents:
+      return "agents";
+    case Cf::kProgress:
+      return "progress";
+    case Cf::kPipelineJobs:
+      return "pipeline_jobs";
+    case Cf::kWaiting:
+      return "waiting";
   }
   return "?";
 }

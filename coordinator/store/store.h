@@ -32,8 +32,15 @@ enum class Cf : int {
   // Concurrency groups: "a" | group | 0 | job seq → "" for jobs holding one of the group's
   // places (queued or running); "w" | group | 0 | job seq → "" for jobs waiting for one.
   kGroups = 10,
+  // The event history (keys.h): time | event seq → farm.v1.Event, and its per-job index.
+  kEvents = 11,
+  kJobEvents = 12,
+  kAgents = 13,        // agent name → farm.internal.AgentRecord (the agent registry)
+  kProgress = 14,      // job seq → farm.v1.Attempt: the running attempt's step results
+  kPipelineJobs = 15,  // pipeline seq | job seq → farm.v1.PipelineJob: a job's summary
+  kWaiting = 16,       // job seq → "" for WAITING jobs (re-resolved at recovery)
 };
-inline constexpr int kNumCfs = 11;
+inline constexpr int kNumCfs = 17;
 const char* CfName(Cf cf);
 
 // An atomic group of writes. Later operations on the same key win.
