@@ -85,6 +85,9 @@ absl::Status CoordinatorOptions::Validate() const {
   if (artifact_retention_ms < 60'000) {
     return absl::InvalidArgumentError("--artifact_retention must be at least 1m");
   }
+  if (event_retention_ms < 60'000) {
+    return absl::InvalidArgumentError("--event_retention must be at least 1m");
+  }
   return absl::OkStatus();
 }
 
@@ -102,9 +105,13 @@ absl::Status Coordinator::Init() {
   sched.lease_ttl_ms = options_.lease_ttl_ms;
   sched.agent_loss_retries = options_.agent_loss_retries;
   sched.max_log_bytes_per_job = options_.max_log_bytes_per_job;
+  sched.event_retention_ms = options_.event_retention_ms;
   scheduler_ = std::make_unique<Scheduler>(store_.get(), common::RealClock(), &hub_, sched);
   FARM_RETURN_IF_ERROR(scheduler_->Init());
-  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_);
+  event_reader_ = std::make_unique<EventReader>(store_.get());
+  read_pool_ = std::make_unique<common::IoPool>(4);
+  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
+                                                  read_pool_.get());
   agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
   admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get());
   FileBlobStoreOptions cas;
@@ -115,14 +122,17 @@ absl::Status Coordinator::Init() {
                         FileBlobStore::Open(std::move(cas), store_.get(), common::RealClock()));
   action_cache_ = std::make_unique<ActionCache>(store_.get(), blob_store_.get());
   // A job completes only once every artifact it reports is stored; they are then kept for the
-  // retention period. (The pin is one small synced write on the scheduler's thread.)
+  // retention period. The pin runs on the read pool, before the completion reaches the engine.
   scheduler_->SetArtifactCheck(
-      [this](const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& artifacts) {
+      [this](const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& artifacts,
+             std::function<void(absl::Status)> done) {
         std::vector<common::Digest> digests;
         digests.reserve(artifacts.size());
         for (const auto& a : artifacts) digests.push_back(common::Digest{a.hash(), a.size()});
-        return blob_store_->PinArtifacts(
-            digests, common::RealClock()->NowMs() + options_.artifact_retention_ms);
+        read_pool_->Post([this, digests = std::move(digests), done = std::move(done)] {
+          done(blob_store_->PinArtifacts(
+              digests, common::RealClock()->NowMs() + options_.artifact_retention_ms));
+        });
       });
   reapi_services_ = std::make_unique<ReapiServices>(blob_store_.get(), action_cache_.get());
   return absl::OkStatus();
@@ -180,6 +190,8 @@ void Coordinator::Shutdown() {
   }
   if (scheduler_ != nullptr) scheduler_->Stop();
   server_.reset();
+  // Every call has finished: reads and pins still queued run, then the pool stops.
+  read_pool_.reset();
   // Every call has finished: the REAPI pool drains, then the CAS stops its maintenance.
   reapi_services_.reset();
   action_cache_.reset();

@@ -9,9 +9,11 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
+#include "common/io_pool.h"
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/file_blob_store.h"
-#include "coordinator/logs/log_hub.h"
+#include "coordinator/events/event_reader.h"
+#include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/store/store.h"
 
@@ -45,6 +47,8 @@ struct CoordinatorOptions {
   int64_t min_free_disk_bytes = int64_t{128} << 20;
   // A finished job's artifacts are kept (pinned against eviction) this long.
   int64_t artifact_retention_ms = 7LL * 24 * 3600'000;
+  // Events (the history of jobs and agents) are kept this long.
+  int64_t event_retention_ms = EventRecorder::kDefaultRetentionMs;
   // Extra gRPC server interceptors, in order, on every call of every service: for tests (the
   // fault suite injects faults with them) and for future middleware such as authentication.
   // Shared so that the options stay copyable; the server uses them from its threads until
@@ -77,8 +81,12 @@ class Coordinator {
  private:
   const CoordinatorOptions options_;
   std::unique_ptr<Store> store_;
-  LogHub hub_;
+  FollowerHub hub_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<EventReader> event_reader_;
+  // Store reads for users (jobs, pipelines, logs, events) and artifact pinning: never on the
+  // engine thread nor on gRPC's callback threads.
+  std::unique_ptr<common::IoPool> read_pool_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

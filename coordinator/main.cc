@@ -28,6 +28,8 @@ ABSL_FLAG(int64_t, cas_max_bytes, int64_t{10} << 30,
           "to 90%");
 ABSL_FLAG(std::string, artifact_retention, "168h",
           "how long a finished job's artifacts are kept safe from CAS eviction");
+ABSL_FLAG(std::string, event_retention, "720h",
+          "how long the event history (every change of jobs and agents) is kept");
 ABSL_FLAG(std::string, cas_min_age, "10m",
           "never evict a CAS blob used more recently than this (e.g. 10m, 1h)");
 
@@ -81,6 +83,9 @@ int main(int argc, char** argv) {
     return Fail("--artifact_retention: " + std::string(retention.status().message()));
   }
   options.artifact_retention_ms = *retention;
+  auto events = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_event_retention));
+  if (!events.ok()) return Fail("--event_retention: " + std::string(events.status().message()));
+  options.event_retention_ms = *events;
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   farm::coordinator::Coordinator coordinator(options);

@@ -1,14 +1,14 @@
-#include "coordinator/logs/log_hub.h"
+#include "coordinator/logs/follower_hub.h"
 
 #include <vector>
 
 namespace farm::coordinator {
 
-void LogHub::Subscribe(uint64_t seq, std::shared_ptr<JobWatcher> watcher) {
+void FollowerHub::Subscribe(uint64_t seq, std::shared_ptr<Watcher> watcher) {
   {
     absl::MutexLock lock(&mu_);
     if (!shut_down_) {
-      const JobWatcher* key = watcher.get();
+      const Watcher* key = watcher.get();
       watchers_[seq][key] = std::move(watcher);
       return;
     }
@@ -16,7 +16,7 @@ void LogHub::Subscribe(uint64_t seq, std::shared_ptr<JobWatcher> watcher) {
   watcher->OnShutdown();
 }
 
-void LogHub::Unsubscribe(uint64_t seq, const JobWatcher* watcher) {
+void FollowerHub::Unsubscribe(uint64_t seq, const Watcher* watcher) {
   absl::MutexLock lock(&mu_);
   auto it = watchers_.find(seq);
   if (it == watchers_.end()) return;
@@ -24,8 +24,8 @@ void LogHub::Unsubscribe(uint64_t seq, const JobWatcher* watcher) {
   if (it->second.empty()) watchers_.erase(it);
 }
 
-void LogHub::Notify(uint64_t seq) {
-  std::vector<std::shared_ptr<JobWatcher>> targets;
+void FollowerHub::Notify(uint64_t seq) {
+  std::vector<std::shared_ptr<Watcher>> targets;
   {
     absl::MutexLock lock(&mu_);
     auto it = watchers_.find(seq);
@@ -33,15 +33,11 @@ void LogHub::Notify(uint64_t seq) {
     targets.reserve(it->second.size());
     for (const auto& [key, w] : it->second) targets.push_back(w);
   }
-  for (const auto& w : targets) w->OnJobChanged();
+  for (const auto& w : targets) w->OnChanged();
 }
 
-}  // namespace farm::coordinator
-
-namespace farm::coordinator {
-
-void LogHub::Shutdown() {
-  std::vector<std::shared_ptr<JobWatcher>> targets;
+void FollowerHub::Shutdown() {
+  std::vector<std::shared_ptr<Watcher>> targets;
   {
     absl::MutexLock lock(&mu_);
     shut_down_ = true;

@@ -1,253 +1,31 @@
 #include "coordinator/service/job_service.h"
 
-#include <memory>
-
-#include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
-#include "common/job_state.h"
-#include "common/logging.h"
-#include "coordinator/logs/log_reader.h"
-#include "coordinator/store/keys.h"
+#include "coordinator/service/list_events.h"
+#include "coordinator/service/watch_logs.h"
 
 namespace farm::coordinator {
 namespace {
 
 using common::ToGrpcStatus;
 
-// Bytes of output per WatchLogs message.
-constexpr size_t kMaxLogMessageBytes = 1 << 20;
-
-using common::IsTerminal;
-using common::StepDone;
-
-// Streams a job's output: the stored part first, then (with follow) what is committed later,
-// until the job ends. Steps in order, each from offset 0; with follow it moves on to a new
-// attempt when the job is retried.
-class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsResponse> {
- public:
-  WatchLogsCall(Scheduler* scheduler, LogHub* hub, farm::v1::WatchLogsRequest req, uint64_t seq)
-      : scheduler_(scheduler), hub_(hub), req_(std::move(req)), seq_(seq) {
-    relay_ = std::make_shared<Relay>(this);
-    if (req_.follow()) hub_->Subscribe(seq_, relay_);
-    Pump();
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) {
-        finished_ = true;
-        finish = true;
-        final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by the client");
-      } else if (finish_after_write_) {
-        finished_ = true;
-        finish = true;
-      }
-    }
-    if (finish) {
-      Finish(final_status_);
-      return;
-    }
-    Pump();
-  }
-
-  void OnCancel() override {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!finished_ && !writing_) {
-        finished_ = true;
-        finish = true;
-      }
-      cancelled_ = true;
-    }
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-  }
-
-  void OnDone() override {
-    relay_->Detach();
-    if (req_.follow()) hub_->Unsubscribe(seq_, relay_.get());
-    delete this;
-  }
-
- private:
-  // What the hub holds: outlives the call, forwards wake-ups while the call exists.
-  class Relay : public JobWatcher {
-   public:
-    explicit Relay(WatchLogsCall* call) : call_(call) {}
-    void OnJobChanged() override {
-      absl::MutexLock lock(&mu_);
-      if (call_ != nullptr) call_->Pump();
-    }
-    void OnShutdown() override {
-      absl::MutexLock lock(&mu_);
-      if (call_ != nullptr) call_->Abort();
-    }
-    void Detach() {
-      absl::MutexLock lock(&mu_);
-      call_ = nullptr;
-    }
-
-   private:
-    absl::Mutex mu_;
-    WatchLogsCall* call_ ABSL_GUARDED_BY(mu_);
+// Finishes the call with `r`, moving its value into *resp.
+template <typename T>
+auto FinishWith(grpc::ServerUnaryReactor* reactor, T* resp) {
+  return [reactor, resp](absl::StatusOr<T> r) {
+    if (r.ok()) *resp = *std::move(r);
+    reactor->Finish(ToGrpcStatus(r.status()));
   };
+}
 
-  // Ends the call with UNAVAILABLE (the coordinator is going away; clients reconnect).
-  void Abort() {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      final_status_ =
-          grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is shutting down");
-      finish_after_write_ = true;
-      if (!writing_) {
-        finished_ = true;
-        finish = true;
-      }
-    }
-    if (finish) Finish(final_status_);
-  }
-
-  // Sends the next piece, or finishes, or waits for a wake-up. Any thread.
-  void Pump() {
-    enum { kNothing, kWrite, kFinish } action = kNothing;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_ || cancelled_) return;
-      if (writing_) return;  // OnWriteDone pumps again
-      action = Next() ? kWrite : (finished_ ? kFinish : kNothing);
-      if (action == kWrite) writing_ = true;
-    }
-    if (action == kWrite) {
-      StartWrite(&resp_);
-    } else if (action == kFinish) {
-      Finish(final_status_);
-    }
-  }
-
-  // Fills resp_ and returns true when there is something to write; sets finished_ (and
-  // final_status_) when the call should end without another write.
-  bool Next() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    resp_.Clear();
-    if (finish_after_write_) return false;
-    while (true) {
-      auto job = scheduler_->GetJob(keys::JobId(seq_));
-      if (!job.ok()) return End(ToGrpcStatus(job.status()));
-      const int attempts = job->attempts_size();
-      const bool terminal = IsTerminal(job->state());
-      if (req_.attempt() > 0 && static_cast<int>(req_.attempt()) > attempts) {
-        if (terminal || !req_.follow()) {
-          return End(
-              grpc::Status(grpc::StatusCode::NOT_FOUND,
-                           absl::StrCat("job ", job->id(), " has no attempt ", req_.attempt())));
-        }
-        return false;  // wait for it
-      }
-      if (attempt_ == 0) {
-        if (attempts == 0) return terminal || !req_.follow() ? EndWithState(*job) : false;
-        attempt_ = req_.attempt() > 0 ? req_.attempt() : static_cast<uint32_t>(attempts);
-        if (!req_.step().empty()) {
-          bool found = false;
-          for (const auto& s : job->spec().steps()) found |= s.name() == req_.step();
-          if (!found) {
-            return End(grpc::Status(
-                grpc::StatusCode::NOT_FOUND,
-                absl::StrCat("job ", job->id(), " has no step named \"", req_.step(), "\"")));
-          }
-        }
-      }
-      const farm::v1::Attempt& at = job->attempts(static_cast<int>(attempt_) - 1);
-      if (step_ >= static_cast<uint32_t>(at.steps_size())) {
-        // This attempt is streamed completely.
-        if (req_.attempt() == 0 && static_cast<int>(attempt_) < attempts) {
-          ++attempt_;
-          step_ = 0;
-          offset_ = 0;
-          continue;
-        }
-        if (terminal || !req_.follow() || at.outcome() != farm::v1::ATTEMPT_RUNNING) {
-          if (!terminal && req_.follow()) return false;  // requeued: wait for the next attempt
-          return EndWithState(*job);
-        }
-        return false;
-      }
-      const farm::v1::StepResult& step = at.steps(static_cast<int>(step_));
-      if (!req_.step().empty() && step.name() != req_.step()) {
-        ++step_;
-        offset_ = 0;
-        continue;
-      }
-      auto chunks =
-          ReadLog(scheduler_->store(), seq_, attempt_, step_, offset_, kMaxLogMessageBytes);
-      if (!chunks.ok()) return End(ToGrpcStatus(chunks.status()));
-      if (!chunks->empty()) {
-        for (auto& c : *chunks) {
-          farm::v1::LogChunk* out = resp_.add_chunks();
-          out->set_attempt(attempt_);
-          out->set_step_index(step_);
-          out->set_step(step.name());
-          out->set_offset(c.offset);
-          offset_ = c.offset + static_cast<int64_t>(c.data.size());
-          out->set_data(std::move(c.data));
-        }
-        return true;
-      }
-      // Nothing more stored for this step: it is complete once it (or its attempt) ended,
-      // because output is committed before the step is reported finished.
-      if (StepDone(step.state()) || at.outcome() != farm::v1::ATTEMPT_RUNNING) {
-        ++step_;
-        offset_ = 0;
-        continue;
-      }
-      if (!req_.follow()) return EndWithState(*job);
-      return false;
-    }
-  }
-
-  bool End(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    finished_ = true;
-    final_status_ = std::move(status);
-    return false;
-  }
-
-  // Ends the stream; when the job is over, with a last message that carries its state.
-  bool EndWithState(const farm::v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!IsTerminal(job.state())) return End(grpc::Status::OK);
-    resp_.Clear();
-    resp_.set_final_state(job.state());
-    finish_after_write_ = true;
-    final_status_ = grpc::Status::OK;
-    return true;
-  }
-
-  Scheduler* const scheduler_;
-  LogHub* const hub_;
-  const farm::v1::WatchLogsRequest req_;
-  const uint64_t seq_;
-  std::shared_ptr<Relay> relay_;
-
-  absl::Mutex mu_;
-  farm::v1::WatchLogsResponse resp_ ABSL_GUARDED_BY(mu_);
-  uint32_t attempt_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t step_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t offset_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_;
-};
-
-class ErrorWriter final : public grpc::ServerWriteReactor<farm::v1::WatchLogsResponse> {
- public:
-  explicit ErrorWriter(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
+// Runs the read `fn` (returning absl::StatusOr<T>) on the pool and finishes with its result.
+template <typename T, typename Fn>
+grpc::ServerUnaryReactor* ReadOnPool(grpc::CallbackServerContext* ctx, common::IoPool* pool,
+                                     T* resp, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  pool->Post([done = FinishWith(reactor, resp), fn = std::move(fn)] { done(fn()); });
+  return reactor;
+}
 
 }  // namespace
 
@@ -255,32 +33,21 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
                                                  const farm::v1::SubmitJobRequest* req,
                                                  farm::v1::SubmitJobResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  scheduler_->Submit(req->spec(), req->request_id(),
-                     [reactor, resp](absl::StatusOr<farm::v1::SubmitJobResponse> r) {
-                       if (r.ok()) *resp = std::move(*r);
-                       reactor->Finish(ToGrpcStatus(r.status()));
-                     });
+  scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                               const farm::v1::GetJobRequest* req,
                                               farm::v1::Job* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto job = scheduler_->GetJob(req->job_id());
-  if (job.ok()) *resp = std::move(*job);
-  reactor->Finish(ToGrpcStatus(job.status()));
-  return reactor;
+  return ReadOnPool(ctx, pool_, resp,
+                    [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::List(grpc::CallbackServerContext* ctx,
                                                const farm::v1::ListJobsRequest* req,
                                                farm::v1::ListJobsResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto list = scheduler_->ListJobs(*req);
-  if (list.ok()) *resp = std::move(*list);
-  reactor->Finish(ToGrpcStatus(list.status()));
-  return reactor;
+  return ReadOnPool(ctx, pool_, resp, [this, req] { return scheduler_->reads().ListJobs(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
@@ -288,7 +55,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ct
                                                  farm::v1::CancelJobResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   scheduler_->Cancel(req->job_id(), [reactor, resp](absl::StatusOr<farm::v1::Job> r) {
-    if (r.ok()) *resp->mutable_job() = std::move(*r);
+    if (r.ok()) *resp->mutable_job() = *std::move(r);
     reactor->Finish(ToGrpcStatus(r.status()));
   });
   return reactor;
@@ -298,56 +65,41 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
                                                          const farm::v1::SubmitPipelineRequest* req,
                                                          farm::v1::SubmitPipelineResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  scheduler_->SubmitPipeline(req->spec(), req->request_id(),
-                             [reactor, resp](absl::StatusOr<farm::v1::SubmitPipelineResponse> r) {
-                               if (r.ok()) *resp = std::move(*r);
-                               reactor->Finish(ToGrpcStatus(r.status()));
-                             });
+  scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContext* ctx,
                                                       const farm::v1::GetPipelineRequest* req,
                                                       farm::v1::Pipeline* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto pipeline = scheduler_->GetPipeline(req->pipeline_id());
-  if (pipeline.ok()) *resp = std::move(*pipeline);
-  reactor->Finish(ToGrpcStatus(pipeline.status()));
-  return reactor;
+  return ReadOnPool(ctx, pool_, resp,
+                    [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::ListPipelinesRequest* req,
                                                         farm::v1::ListPipelinesResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  auto list = scheduler_->ListPipelines(*req);
-  if (list.ok()) *resp = std::move(*list);
-  reactor->Finish(ToGrpcStatus(list.status()));
-  return reactor;
+  return ReadOnPool(ctx, pool_, resp,
+                    [this, req] { return scheduler_->reads().ListPipelines(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::CancelPipelineRequest* req,
                                                          farm::v1::Pipeline* resp) {
   auto* reactor = ctx->DefaultReactor();
-  scheduler_->CancelPipeline(req->pipeline_id(),
-                             [reactor, resp](absl::StatusOr<farm::v1::Pipeline> r) {
-                               if (r.ok()) *resp = std::move(*r);
-                               reactor->Finish(ToGrpcStatus(r.status()));
-                             });
+  scheduler_->CancelPipeline(req->pipeline_id(), FinishWith(reactor, resp));
   return reactor;
 }
 
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* JobServiceImpl::WatchLogs(
     grpc::CallbackServerContext* ctx, const farm::v1::WatchLogsRequest* req) {
-  auto seq = keys::ParseJobId(req->job_id());
-  if (!seq.has_value()) {
-    return new ErrorWriter(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                        absl::StrCat("job ", req->job_id(), " not found")));
-  }
-  auto job = scheduler_->GetJob(req->job_id());
-  if (!job.ok()) return new ErrorWriter(ToGrpcStatus(job.status()));
-  return new WatchLogsCall(scheduler_, hub_, *req, *seq);
+  return NewWatchLogsCall(scheduler_->store(), &scheduler_->reads(), hub_, pool_, *req);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListEvents(grpc::CallbackServerContext* ctx,
+                                                     const farm::v1::ListEventsRequest* req,
+                                                     farm::v1::ListEventsResponse* resp) {
+  return NewListEventsCall(ctx, events_, hub_, pool_, *req, resp);
 }
 
 }  // namespace farm::coordinator

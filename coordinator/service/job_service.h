@@ -1,8 +1,12 @@
-// farm.v1.JobService on the gRPC callback API: a thin adapter over Scheduler (state changes)
-// and the store (committed reads). Thread-safe; owned by the Coordinator.
+// farm.v1.JobService on the gRPC callback API: a thin adapter over the Scheduler (state
+// changes, on its engine thread) and the committed store (reads). Every read (Get, List,
+// GetPipeline, ListPipelines, WatchLogs, ListEvents) runs on the read pool, never on gRPC's
+// callback threads nor on the engine thread. Thread-safe; owned by the Coordinator.
 #pragma once
 
-#include "coordinator/logs/log_hub.h"
+#include "common/io_pool.h"
+#include "coordinator/events/event_reader.h"
+#include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "farm/v1/farm.grpc.pb.h"
 
@@ -10,7 +14,9 @@ namespace farm::coordinator {
 
 class JobServiceImpl final : public farm::v1::JobService::CallbackService {
  public:
-  JobServiceImpl(Scheduler* scheduler, LogHub* hub) : scheduler_(scheduler), hub_(hub) {}
+  // `reads`: the pool for store reads; not owned, outlives the service.
+  JobServiceImpl(Scheduler* scheduler, FollowerHub* hub, EventReader* events, common::IoPool* reads)
+      : scheduler_(scheduler), hub_(hub), events_(events), pool_(reads) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const farm::v1::SubmitJobRequest* req,
@@ -37,10 +43,15 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
                                            farm::v1::Pipeline* resp) override;
   grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* WatchLogs(
       grpc::CallbackServerContext* ctx, const farm::v1::WatchLogsRequest* req) override;
+  grpc::ServerUnaryReactor* ListEvents(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::ListEventsRequest* req,
+                                       farm::v1::ListEventsResponse* resp) override;
 
  private:
   Scheduler* const scheduler_;
-  LogHub* const hub_;
+  FollowerHub* const hub_;
+  EventReader* const events_;
+  common::IoPool* const pool_;
 };
 
 }  // namespace farm::coordinator

@@ -12,7 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "coordinator/logs/log_hub.h"
+#include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/store/memory_store.h"
 #include "tests/testing/status_matchers.h"
@@ -155,7 +155,7 @@ class SchedulerTest : public ::testing::Test {
 
   MemoryStore store_;
   common::FakeClock clock_;
-  LogHub hub_;
+  FollowerHub hub_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 

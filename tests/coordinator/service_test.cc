@@ -236,6 +236,14 @@ TEST_F(ServiceTest, ManyChunksInOneStreamAreAllCommittedInOrder) {
   std::string expected;
   int64_t offset = 0;
   for (int stream = 0; stream < 40; ++stream) {
+    // As an agent does (every third of the TTL): 80 MB may take longer than one TTL here.
+    farm::v1::HeartbeatRequest beat;
+    beat.set_agent("agent");
+    beat.set_session_id("s");
+    *beat.add_leases() = lease.lease();
+    farm::v1::HeartbeatResponse beat_resp;
+    ASSERT_TRUE(agents_->Heartbeat(Ctx().get(), beat, &beat_resp).ok());
+    ASSERT_TRUE(beat_resp.leases(0).valid());
     auto ctx = Ctx(30);
     farm::v1::LogUploadResponse up;
     auto writer = agents_->UploadLogs(ctx.get(), &up);

@@ -36,7 +36,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
-#include "coordinator/logs/log_hub.h"
+#include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/store/rocksdb_store.h"
 #include "tests/fault/checker.h"
@@ -323,7 +323,7 @@ TEST_F(DiskFullTest, SchedulerSurvivesEnospcInItsWritesAndLosesNoAcknowledgedSub
   options.min_free_bytes = 0;  // the real ENOSPC, inside RocksDB
   options.reopen_interval_ms = 200;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<RocksDbStore> store, RocksDbStore::Open(options));
-  coordinator::LogHub hub;
+  coordinator::FollowerHub hub;
   auto scheduler = std::make_unique<coordinator::Scheduler>(store.get(), common::RealClock(), &hub,
                                                             coordinator::SchedulerOptions());
   ASSERT_OK(scheduler->Init());

@@ -25,7 +25,7 @@ namespace farm::fault {
 namespace {
 
 using coordinator::EngineOptions;
-using coordinator::LogHub;
+using coordinator::FollowerHub;
 using coordinator::RocksDbStore;
 using coordinator::RocksDbStoreOptions;
 using coordinator::Scheduler;
@@ -70,7 +70,7 @@ Summary RunCycles(const std::string& dir, int cycles, bool sync, uint32_t seed) 
       ADD_FAILURE() << "cycle " << cycle << ": cannot reopen after the crash: " << store.status();
       return sum;
     }
-    LogHub hub;
+    FollowerHub hub;
     SchedulerOptions options;
     EngineOptions engine;
     engine.sync = sync;
@@ -151,7 +151,7 @@ Summary RunCycles(const std::string& dir, int cycles, bool sync, uint32_t seed) 
       ADD_FAILURE() << "cannot reopen after the last crash: " << store.status();
       return sum;
     }
-    LogHub hub;
+    FollowerHub hub;
     Scheduler scheduler(store->get(), common::RealClock(), &hub, SchedulerOptions());
     if (!scheduler.Init().ok()) {
       ADD_FAILURE() << "recovery failed after the last crash";

@@ -1,0 +1,132 @@
+#include "coordinator/events/event_reader.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "coordinator/store/keys.h"
+
+namespace farm::coordinator {
+namespace {
+
+std::string Token(const farm::v1::Event& e) { return absl::StrCat(e.time_ms(), ".", e.seq()); }
+
+std::optional<keys::EventKeyParts> ParseToken(absl::string_view token) {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  keys::EventKeyParts out;
+  uint64_t time = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &time) ||
+      !absl::SimpleAtoi(parts[1], &out.seq) || time > (uint64_t{1} << 62)) {
+    return std::nullopt;
+  }
+  out.time_ms = static_cast<int64_t>(time);
+  return out;
+}
+
+}  // namespace
+
+absl::Status EventReader::Validate(const farm::v1::ListEventsRequest& req) {
+  if (req.limit() < 0 || req.limit() > kMaxLimit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit ", req.limit(), " is out of range [0, ", kMaxLimit, "]"));
+  }
+  if (req.since_ms() < 0 || req.until_ms() < 0) {
+    return absl::InvalidArgumentError("since_ms and until_ms must not be negative");
+  }
+  if (req.until_ms() > 0 && req.until_ms() <= req.since_ms()) {
+    return absl::InvalidArgumentError("until_ms must be later than since_ms");
+  }
+  if (req.wait_ms() < 0 || req.wait_ms() > kMaxWaitMs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("wait_ms ", req.wait_ms(), " is out of range [0, ", kMaxWaitMs, "]"));
+  }
+  if (!req.job_id().empty() && !keys::ParseJobId(req.job_id()).has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", req.job_id(), "\" is not a job id"));
+  }
+  if (!req.page_token().empty() && !ParseToken(req.page_token()).has_value()) {
+    return absl::InvalidArgumentError("page_token is malformed");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventReader::FillLabels(farm::v1::Event& event) {
+  if (event.labelset() == 0) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = labelsets_.find(event.labelset());
+    if (it != labelsets_.end()) {
+      event.mutable_labels()->insert(it->second.begin(), it->second.end());
+      return absl::OkStatus();
+    }
+  }
+  std::string key(keys::kLabelSetPrefix);
+  keys::AppendU64(key, event.labelset());
+  FARM_ASSIGN_OR_RETURN(auto canonical, store_->Get(Cf::kMeta, key));
+  if (!canonical.has_value()) return absl::OkStatus();  // not yet visible: no labels
+  std::map<std::string, std::string> labels = keys::ParseCanonicalLabels(*canonical);
+  event.mutable_labels()->insert(labels.begin(), labels.end());
+  absl::MutexLock lock(&mu_);
+  labelsets_.emplace(event.labelset(), std::move(labels));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<farm::v1::ListEventsResponse> EventReader::List(
+    const farm::v1::ListEventsRequest& req) {
+  FARM_RETURN_IF_ERROR(Validate(req));
+  const size_t limit = req.limit() > 0 ? static_cast<size_t>(req.limit()) : kDefaultLimit;
+  // The first key to read: after the token's event, else at since_ms.
+  std::string start = keys::EventKey(req.since_ms(), 0);
+  if (std::optional<keys::EventKeyParts> after = ParseToken(req.page_token())) {
+    const std::string next = keys::EventKey(after->time_ms, after->seq + 1);
+    if (next > start) start = next;
+  }
+  const std::string until = req.until_ms() > 0 ? keys::EventKey(req.until_ms(), 0) : "";
+  farm::v1::ListEventsResponse resp;
+  absl::Status error;
+  auto take = [&](absl::string_view value) {
+    farm::v1::Event* e = resp.add_events();
+    if (!e->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      error = absl::DataLossError("an event record is corrupt");
+      return false;
+    }
+    error = FillLabels(*e);
+    return error.ok() && static_cast<size_t>(resp.events_size()) < limit;
+  };
+  if (req.job_id().empty()) {
+    FARM_RETURN_IF_ERROR(
+        store_->Scan(Cf::kEvents, start, until,
+                     [&](absl::string_view, absl::string_view value) { return take(value); }));
+  } else {
+    const std::string prefix = keys::U64(*keys::ParseJobId(req.job_id()));
+    const std::string limit_key = until.empty() ? keys::PrefixEnd(prefix) : prefix + until;
+    FARM_RETURN_IF_ERROR(store_->Scan(Cf::kJobEvents, prefix + start, limit_key,
+                                      [&](absl::string_view key, absl::string_view) {
+                                        absl::StatusOr<std::optional<std::string>> value =
+                                            store_->Get(Cf::kEvents, key.substr(8));
+                                        if (!value.ok()) {
+                                          error = value.status();
+                                          return false;
+                                        }
+                                        if (!value->has_value()) return true;  // expired meanwhile
+                                        return take(**value);
+                                      }));
+  }
+  FARM_RETURN_IF_ERROR(error);
+  const bool reached_until = req.until_ms() > 0 && static_cast<size_t>(resp.events_size()) < limit;
+  if (!reached_until) {
+    // Go on after the last event, or (none yet) from where this call started.
+    if (!resp.events().empty()) {
+      resp.set_next_page_token(Token(*resp.events().rbegin()));
+    } else if (!req.page_token().empty()) {
+      resp.set_next_page_token(req.page_token());
+    } else {
+      resp.set_next_page_token(absl::StrCat(req.since_ms(), ".0"));  // no event has seq 0
+    }
+  }
+  return resp;
+}
+
+}  // namespace farm::coordinator

@@ -1,0 +1,95 @@
+#include "coordinator/scheduler/event_recorder.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/store/keys.h"
+
+namespace farm::coordinator {
+
+absl::Status EventRecorder::Recover(Store* store) {
+  last_seq_ = 0;
+  last_time_ms_ = 0;
+  FARM_ASSIGN_OR_RETURN(auto floor, store->Get(Cf::kMeta, keys::kEventSeqFloor));
+  if (floor.has_value() && floor->size() == 8) last_seq_ = keys::ReadU64(*floor, 0);
+  return store->Scan(
+      Cf::kEvents, "", "",
+      [&](absl::string_view key, absl::string_view) {
+        if (auto parts = keys::DecodeEventKey(key)) {
+          last_time_ms_ = parts->time_ms;
+          last_seq_ = std::max(last_seq_, parts->seq);
+        }
+        return false;
+      },
+      /*reverse=*/true);
+}
+
+farm::v1::Event EventRecorder::ForJob(Txn& txn, const farm::v1::Job& job,
+                                      farm::v1::EventKind kind) {
+  farm::v1::Event event;
+  event.set_kind(kind);
+  event.set_job_id(job.id());
+  event.set_pipeline_id(job.pipeline_id());
+  event.set_pipeline_job(job.pipeline_job());
+  event.set_labelset(sets_->Intern(txn, job.spec().labels()));
+  event.set_state(job.state());
+  return event;
+}
+
+void EventRecorder::Append(Txn& txn, farm::v1::Event event) {
+  event.set_seq(++last_seq_);
+  last_time_ms_ = std::max(last_time_ms_, clock_->NowMs());
+  event.set_time_ms(last_time_ms_);
+  event.clear_labels();  // readers restore them from the label set
+  const std::string key = keys::EventKey(event.time_ms(), event.seq());
+  if (const std::optional<uint64_t> job = keys::ParseJobId(event.job_id())) {
+    txn.Put(Cf::kJobEvents, keys::JobEventKey(*job, event.time_ms(), event.seq()), "");
+  }
+  txn.Put(Cf::kEvents, key, event.SerializeAsString());
+  if (notified_group_ != txn.id() || txn.id() == 0) {
+    notified_group_ = txn.id();
+    txn.OnCommit([hub = hub_](const absl::Status& s) {
+      if (s.ok()) hub->NotifyEvents();
+    });
+  }
+}
+
+absl::Status EventRecorder::Sweep(Txn& txn) {
+  const int64_t now = clock_->MonotonicMs();
+  if (now < next_sweep_ms_) return absl::OkStatus();
+  next_sweep_ms_ = now + 60'000;
+  const int64_t cutoff = clock_->NowMs() - retention_ms_;
+  if (cutoff <= 0) return absl::OkStatus();
+  std::vector<std::pair<std::string, uint64_t>> expired;  // event key, job seq (0: none)
+  uint64_t max_seq = 0;
+  FARM_RETURN_IF_ERROR(
+      txn.Scan(Cf::kEvents, "", keys::EventKey(cutoff, 0),
+               [&](absl::string_view key, absl::string_view value) {
+                 farm::v1::Event event;
+                 uint64_t job = 0;
+                 if (event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                   job = keys::ParseJobId(event.job_id()).value_or(0);
+                 }
+                 if (auto parts = keys::DecodeEventKey(key)) {
+                   max_seq = std::max(max_seq, parts->seq);
+                 }
+                 expired.emplace_back(std::string(key), job);
+                 return expired.size() < kMaxDeletesPerSweep;
+               }));
+  if (expired.size() >= kMaxDeletesPerSweep) next_sweep_ms_ = now;  // more are due
+  for (const auto& [key, job] : expired) {
+    if (job != 0) {
+      std::string index = keys::U64(job);
+      index += key;
+      txn.Delete(Cf::kJobEvents, std::move(index));
+    }
+    txn.Delete(Cf::kEvents, key);
+  }
+  if (max_seq > 0) txn.Put(Cf::kMeta, std::string(keys::kEventSeqFloor), keys::U64(max_seq));
+  return absl::OkStatus();
+}
+
+}  // namespace farm::coordinator

@@ -1,0 +1,61 @@
+// Writes the event history (Cf::kEvents, with a per-job index in Cf::kJobEvents): every change
+// of a job, an attempt or an agent is appended to the same group as the change itself, so an
+// event is durable exactly when what it records is. Events are compact: no specs, the job's
+// labels as their label-set id.
+//
+// Keys are (time, seq): seq increases by one per event; time is the wall clock, but never
+// less than the previous event's, so key order is append order and a follower that goes on
+// after the last key it read misses nothing. Followers (FollowerHub::NotifyEvents) are woken
+// once per group that appended events, after it commits.
+//
+// Retention: Sweep deletes events older than `retention_ms`, a bounded number per call.
+//
+// Engine thread only. Errors: the store's read errors from Recover and Sweep.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "common/clock.h"
+#include "coordinator/logs/follower_hub.h"
+#include "coordinator/scheduler/engine.h"
+#include "coordinator/scheduler/label_sets.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm::coordinator {
+
+class EventRecorder {
+ public:
+  static constexpr int64_t kDefaultRetentionMs = 30LL * 24 * 3600'000;
+  // Events deleted per sweep, at most.
+  static constexpr size_t kMaxDeletesPerSweep = 20'000;
+
+  EventRecorder(common::Clock* clock, LabelSets* sets, FollowerHub* hub, int64_t retention_ms)
+      : clock_(clock), sets_(sets), hub_(hub), retention_ms_(retention_ms) {}
+
+  // Finds where the history ends (the last seq and time).
+  absl::Status Recover(Store* store);
+
+  // An event about `job`: its id, pipeline, name within it, and label set.
+  farm::v1::Event ForJob(Txn& txn, const farm::v1::Job& job, farm::v1::EventKind kind);
+  // Appends `event` to this group, with the next seq and the time.
+  void Append(Txn& txn, farm::v1::Event event);
+
+  // Deletes events past the retention (and their index entries). Cheap when nothing is due: it
+  // looks again a minute later, or at once while it still finds more than it may delete.
+  absl::Status Sweep(Txn& txn);
+
+  uint64_t last_seq() const { return last_seq_; }
+
+ private:
+  common::Clock* const clock_;
+  LabelSets* const sets_;
+  FollowerHub* const hub_;
+  const int64_t retention_ms_;
+  uint64_t last_seq_ = 0;
+  int64_t last_time_ms_ = 0;
+  uint64_t notified_group_ = 0;  // the last group that will wake the followers
+  int64_t next_sweep_ms_ = 0;    // monotonic
+};
+
+}  // namespace farm::coordinator

@@ -1,0 +1,68 @@
+// Intake: users' submits and cancels of jobs and pipelines. A submit creates the job (or the
+// pipeline and all its jobs) in one write, idempotently by request id (request_ids.h), and
+// hands each job to the lifecycle; a cancel ends a job that has not started at once and asks a
+// running one's agent to stop.
+//
+// Owns the job sequence (job ids). Engine thread only. Errors: NOT_FOUND (an unknown job or
+// pipeline), FAILED_PRECONDITION (cancelling a job that already ended otherwise), the
+// lifecycle's and the store's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/pipeline.h"
+#include "coordinator/scheduler/attempts.h"
+#include "coordinator/scheduler/engine.h"
+#include "coordinator/scheduler/heartbeats.h"
+#include "coordinator/scheduler/job_lifecycle.h"
+#include "coordinator/scheduler/pipeline_graph.h"
+#include "coordinator/scheduler/request_ids.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm::coordinator {
+
+class Intake {
+ public:
+  struct Parts {
+    common::Clock* clock;
+    RequestIds* request_ids;
+    JobLifecycle* lifecycle;
+    PipelineGraph* pipelines;
+    AttemptTracker* attempts;
+    HeartbeatDesk* heartbeats;
+  };
+  explicit Intake(Parts parts) : p_(parts) {}
+
+  // Loads the job sequence.
+  absl::Status Recover(Store* store);
+
+  // A validated spec; *existing when the request id named an earlier submit.
+  absl::StatusOr<std::string> Submit(Txn& txn, farm::v1::JobSpec spec,
+                                     const std::string& request_id, bool* existing);
+  // An expanded pipeline; the pipeline's view as this group leaves it.
+  absl::StatusOr<farm::v1::Pipeline> SubmitPipeline(Txn& txn, const std::string& name,
+                                                    std::vector<common::ExpandedJob> jobs,
+                                                    const std::string& request_id, bool* existing);
+  absl::StatusOr<farm::v1::Job> Cancel(Txn& txn, uint64_t seq);
+  absl::StatusOr<farm::v1::Pipeline> CancelPipeline(Txn& txn, uint64_t pseq);
+
+  // Re-resolves every job still WAITING for its needs (after a restart: a cascade that an
+  // older version lost, or a need that ended meanwhile).
+  absl::Status ResolveWaiting(Txn& txn);
+
+ private:
+  uint64_t NextSeq(Txn& txn);
+  // A QUEUED or WAITING job ends CANCELLED at once; a RUNNING one is asked to stop.
+  absl::Status CancelInTxn(Txn& txn, farm::v1::Job& job);
+  // The pipeline's derived view as this group sees it.
+  absl::Status FillView(Txn& txn, farm::v1::Pipeline& pipeline);
+
+  Parts p_;
+  uint64_t last_seq_ = 0;
+};
+
+}  // namespace farm::coordinator

@@ -1,0 +1,22 @@
+// JobService.WatchLogs: a job's stored output, then (with follow) what is committed later,
+// until the job ends. Steps in order, each from offset 0; with follow it moves on to a new
+// attempt when the job is retried. Every store read runs on the read pool: a commit only
+// wakes the call (FollowerHub), never reads for it on the engine thread, and gRPC's callback
+// threads only move messages.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/io_pool.h"
+#include "coordinator/logs/follower_hub.h"
+#include "coordinator/scheduler/job_reads.h"
+#include "farm/v1/farm.pb.h"
+
+namespace farm::coordinator {
+
+// A reactor for one WatchLogs call (it deletes itself when done).
+grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
+    Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
+    const farm::v1::WatchLogsRequest& req);
+
+}  // namespace farm::coordinator
