@@ -103,7 +103,8 @@ absl::StatusOr<BenchEnv> EnvFromFlags() {
   if (env.bin_dir.empty()) {
     env.bin_dir = std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
   }
-  for (const char* binary : {"farm-coordinator", "farm-agent", "farm-bench-stamp"}) {
+  for (const char* binary :
+       {"farm-coordinator", "farm-agent", "farm-bench-stamp", "farm-bench-chatty"}) {
     if (access((env.bin_dir + "/" + binary).c_str(), X_OK) != 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--bin_dir: ", env.bin_dir, "/", binary, " is not an executable"));
@@ -215,7 +216,7 @@ int Main() {
 
 std::vector<Scenario> AllScenarios() {
   return {DispatchScenario(), ThroughputScenario(), SubmitScenario(), LogsScenario(),
-          CasScenario(),      BacklogScenario(),    AgentsScenario()};
+          CasScenario(),      BacklogScenario(),    AgentsScenario(), FollowersScenario()};
 }
 
 }  // namespace farm::bench
