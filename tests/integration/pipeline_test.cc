@@ -1,6 +1,7 @@
 // Pipelines on the real binaries, through farmctl: artifact hand-off along a diamond, a matrix,
 // skipping after a failure, an exit-code retry, a concurrency group under load, a cycle.
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -155,11 +156,17 @@ jobs:
 
 // Twelve jobs of one group with concurrency 2 on six free slots: each step appends its start
 // and end (nanoseconds) to a shared file, and the overlap is computed from those times.
+// That the group uses both of its places is made certain, not left to timing: each step takes
+// the next ticket (mkdir is atomic) and waits, 30 s at most, until the step of its pair (tickets
+// 1-2, 3-4, ...) has taken its own, so the two of a pair overlap. Within the limit that never
+// deadlocks: a step of an odd ticket waits while the other place is free or about to be.
 TEST_F(PipelineTest, AConcurrencyGroupNeverRunsMoreThanItsLimit) {
   ASSERT_OK(StartAgent("a1", {}, 2));
   ASSERT_OK(StartAgent("a2", {}, 2));
   ASSERT_OK(StartAgent("a3", {}, 2));
-  const std::string timeline = farm_->Path("timeline");
+  const std::string dir = farm_->Path("group");
+  ASSERT_TRUE(std::filesystem::create_directories(dir));
+  const std::string timeline = dir + "/timeline";
   ASSERT_OK_AND_ASSIGN(std::string id, farm_->SubmitJobFile(JobFile(R"(
 name: publish
 jobs:
@@ -167,14 +174,30 @@ jobs:
     matrix: {n: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}
     concurrency_group: publish
     concurrency: 2
-    steps: [{run: "echo start $(date +%s%N) >> @LOG@; sleep 0.3; echo end $(date +%s%N) >> @LOG@"}]
+    steps:
+      - run: |
+          echo start $(date +%s%N) >> "@DIR@/timeline"
+          t=1
+          until mkdir "@DIR@/ticket.$t" 2>/dev/null; do
+            t=$((t + 1))
+            if [ $t -gt 12 ]; then echo "no ticket left"; exit 4; fi
+          done
+          if [ $((t % 2)) -eq 1 ]; then pair=$((t + 1)); else pair=$((t - 1)); fi
+          tries=0
+          until [ -d "@DIR@/ticket.$pair" ]; do
+            tries=$((tries + 1))
+            if [ $tries -gt 300 ]; then echo "ticket $t: no ticket $pair after 30 s"; exit 3; fi
+            sleep 0.1
+          done
+          sleep 0.3
+          echo end $(date +%s%N) >> "@DIR@/timeline"
   other:
     matrix: {n: [1, 2, 3, 4]}
     steps: [{run: "sleep 0.3"}]
 )",
-                                                                    {{"LOG", timeline}})));
+                                                                    {{"DIR", dir}})));
   ASSERT_OK_AND_ASSIGN(farm::v1::Pipeline done, farm_->WaitForPipelineDone(id, absl::Seconds(90)));
-  EXPECT_EQ(done.state(), farm::v1::SUCCEEDED);
+  EXPECT_EQ(done.state(), farm::v1::SUCCEEDED) << done.ShortDebugString();
 
   std::vector<std::pair<int64_t, int>> events;  // time, +1 start / -1 end
   std::ifstream in(timeline);
@@ -188,7 +211,7 @@ jobs:
   std::cout << "concurrency_group: jobs=12 limit=2 slots=6 max_running=" << max_running
             << std::endl;
   EXPECT_LE(max_running, 2);
-  EXPECT_EQ(max_running, 2) << "the group never used both of its places";
+  EXPECT_EQ(max_running, 2) << "the pairs' steps did not overlap: the timeline is wrong";
 }
 
 TEST_F(PipelineTest, ACycleIsRefusedWithItsPathBeforeAnythingIsSubmitted) {
