@@ -28,6 +28,7 @@ namespace {
 
 using ::farm::testing::StatusIs;
 using ::farm::testing::StatusIsWithMessage;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -647,7 +648,10 @@ TEST(FileBlobStoreDiskFullTest, UploadFailsCleanlyAndTheStoreKeepsServing) {
     s = w->Append(absl::string_view(big).substr(off, 256 << 10));
   }
   if (s.ok()) s = w->Commit();
-  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted));
+  // What the client hears: the code to back off on, and a message naming the cause and file.
+  EXPECT_THAT(
+      s, StatusIsWithMessage(absl::StatusCode::kResourceExhausted,
+                             AllOf(HasSubstr("No space left on device"), HasSubstr(options.root))));
   w.reset();
   ASSERT_OK_AND_ASSIGN(bool present, blobs->Contains(big_digest));
   EXPECT_FALSE(present);
