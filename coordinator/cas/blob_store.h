@@ -140,7 +140,8 @@ class BlobStore {
   // Keeps the blobs from eviction until `until_ms` (Unix ms; a later pin of the same blob
   // extends it, an earlier one does not shorten it). Pins expire by themselves: to keep an
   // artifact longer, pin it again. The present blobs are pinned even when some are missing;
-  // then the result is NOT_FOUND naming the missing digests.
+  // then the result is NOT_FOUND naming the missing digests. INVALID_ARGUMENT naming a
+  // malformed digest (nothing is pinned then).
   virtual absl::Status PinArtifacts(const std::vector<Digest>& digests, int64_t until_ms) = 0;
 
   virtual BlobStoreStats Stats() = 0;

@@ -107,6 +107,9 @@ absl::Status FileBlobStoreOptions::Validate() const {
   if (maintenance_interval_ms <= 0) {
     return absl::InvalidArgumentError("the CAS maintenance interval must be positive");
   }
+  if (io_threads <= 0) {
+    return absl::InvalidArgumentError("the CAS I/O thread count must be positive");
+  }
   return absl::OkStatus();
 }
 
@@ -114,7 +117,7 @@ absl::Status FileBlobStoreOptions::Validate() const {
 // Lifecycle and start-up
 
 FileBlobStore::FileBlobStore(FileBlobStoreOptions options, Store* store, common::Clock* clock)
-    : options_(std::move(options)), store_(store), clock_(clock) {
+    : options_(std::move(options)), store_(store), clock_(clock), pool_(options_.io_threads) {
   blobs_dir_ = options_.root + "/blobs";
   tmp_dir_ = options_.root + "/tmp";
 }
@@ -131,6 +134,7 @@ absl::StatusOr<std::unique_ptr<FileBlobStore>> FileBlobStore::Open(FileBlobStore
 FileBlobStore::~FileBlobStore() {
   StopMaintenance();
   for (int fd : shard_fds_) ::close(fd);
+  // pool_, destroyed first of the members, then runs the pins still queued.
 }
 
 absl::Status FileBlobStore::Init() {

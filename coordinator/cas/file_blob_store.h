@@ -26,7 +26,7 @@
 //   file_blob_store_upload.cc       resumable streamed uploads (the upload table)
 //   file_blob_store_put.cc          batch puts, and installing any finished blob file
 //   file_blob_store_maintenance.cc  access-time flush, upload sweep, eviction, its thread
-//   file_blob_store_pin.cc          artifact pins
+//   file_blob_store_pin.cc          artifact pins, also asynchronously on the CAS's IoPool
 //
 // Errors from the file system carry errno's canonical code (common::ErrnoStatus: a full disk is
 // RESOURCE_EXHAUSTED, EACCES PERMISSION_DENIED, EIO UNKNOWN, ...) and name the file and the
@@ -34,14 +34,16 @@
 //
 // Concurrency: metadata changes of one blob happen under one of 64 stripe locks chosen by its
 // hash, so an eviction, a corruption report, a pin and a concurrent upload of the same blob
-// never interleave. Code that needs several stripes (installing a batch) takes them in one
-// global order; everything else holds at most one. File reads and writes happen outside the
-// locks (open files survive an unlink). All methods are thread-safe and blocking: call them off
-// latency-sensitive threads (the REAPI services run them on an IoPool of their own).
+// never interleave. Code that needs several stripes (installing a batch, pinning) takes them in
+// one global order; everything else holds at most one. File reads and writes happen outside the
+// locks (open files survive an unlink). All methods are thread-safe and, but for
+// PinArtifactsAsync, blocking: call them off latency-sensitive threads (the REAPI services run
+// them on an IoPool of their own).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +56,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/io_pool.h"
 #include "coordinator/cas/blob_store.h"
 #include "coordinator/store/store.h"
 
@@ -67,6 +70,7 @@ struct FileBlobStoreOptions {
   int64_t upload_idle_ttl_ms = 30 * 60'000;  // partial uploads idle this long are swept
   int max_uploads = 10'000;                  // partial uploads held at once
   int64_t maintenance_interval_ms = 5'000;   // access-time flush, sweep and eviction cadence
+  int io_threads = 2;                        // the CAS's own IoPool (PinArtifactsAsync)
 
   // INVALID_ARGUMENT naming the offending field (as its flag where there is one).
   absl::Status Validate() const;
@@ -80,7 +84,8 @@ class FileBlobStore final : public BlobStore {
   // store errors as they come.
   static absl::StatusOr<std::unique_ptr<FileBlobStore>> Open(FileBlobStoreOptions options,
                                                              Store* store, common::Clock* clock);
-  // Stops maintenance. Readers and writers must be gone.
+  // Stops maintenance, then finishes the asynchronous pins already asked for (calling their
+  // `done`). Readers and writers must be gone.
   ~FileBlobStore() override;
 
   // Runs RunMaintenance every options.maintenance_interval_ms on a thread of its own, and at
@@ -106,8 +111,20 @@ class FileBlobStore final : public BlobStore {
                                                         const Digest& digest,
                                                         int64_t offset) override;
   UploadStatus QueryWrite(absl::string_view upload_id, const Digest& digest) override;
+  // As BlobStore::PinArtifacts, and: every pin that changes is written in ONE synced store
+  // batch, under the stripes of all the digests at once (pins that would not extend anything
+  // write nothing). INVALID_ARGUMENT naming a malformed digest (then nothing is pinned); store
+  // errors as they come (then nothing is pinned either).
   absl::Status PinArtifacts(const std::vector<Digest>& digests, int64_t until_ms) override;
   BlobStoreStats Stats() override;
+
+  // PinArtifacts run on the CAS's own IoPool, for callers that must not block or take the
+  // CAS's locks (the scheduler's engine thread). Returns at once; `done` is called exactly
+  // once, on a pool thread, with PinArtifacts' result (NOT_FOUND naming the missing digests,
+  // ...). `done` should be quick (it holds a pool thread); it may call this store again. Pins
+  // asked for before the destructor starts complete, and call `done`, before it returns.
+  void PinArtifactsAsync(std::vector<Digest> digests, int64_t until_ms,
+                         std::function<void(absl::Status)> done);
 
  private:
   // --- Shared by every part (file_blob_store.cc) ---
@@ -215,6 +232,10 @@ class FileBlobStore final : public BlobStore {
   bool wake_ ABSL_GUARDED_BY(wake_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::thread maintenance_;
+
+  // The CAS's own pool (PinArtifactsAsync). Declared last: it is destroyed first, and runs the
+  // work it still holds while everything above is alive.
+  common::IoPool pool_;
 };
 
 }  // namespace farm::coordinator
