@@ -46,8 +46,8 @@ class BlobReader {
   // pass the same buffer back to avoid reallocating). On error *out is empty. Returns true while
   // more data follows, false with the last chunk (which may be empty, e.g. for an empty range).
   // Before returning false the reader has checked the whole blob against its digest: DATA_LOSS
-  // when it does not match (the blob has then been removed from the store), INTERNAL for
-  // read errors.
+  // when it does not match (the blob has then been removed from the store); read errors with
+  // errno's canonical code (common::ErrnoStatus: EIO is UNKNOWN).
   virtual absl::StatusOr<bool> Next(size_t max_bytes, std::string* out) = 0;
 
   // Bytes of the range not yet returned.
@@ -70,13 +70,13 @@ class BlobWriter {
 
   // Appends the next bytes. INVALID_ARGUMENT when they would exceed the digest's size,
   // RESOURCE_EXHAUSTED when the disk is full, ABORTED when a newer writer took the upload
-  // over (or it was swept), INTERNAL for other I/O errors.
+  // over (or it was swept), errno's canonical code for other I/O errors.
   virtual absl::Status Append(absl::string_view data) = 0;
 
   // Makes the blob visible once all of it is here and it hashes to the digest: the data is
   // synced, renamed into place and its directory synced before this returns OK.
   // INVALID_ARGUMENT when bytes are missing or the hash differs, RESOURCE_EXHAUSTED on a full
-  // disk, ABORTED / INTERNAL as for Append. OK at once when complete() already.
+  // disk, ABORTED and I/O errors as for Append. OK at once when complete() already.
   virtual absl::Status Commit() = 0;
 };
 
@@ -140,7 +140,8 @@ class BlobStore {
   // Keeps the blobs from eviction until `until_ms` (Unix ms; a later pin of the same blob
   // extends it, an earlier one does not shorten it). Pins expire by themselves: to keep an
   // artifact longer, pin it again. The present blobs are pinned even when some are missing;
-  // then the result is NOT_FOUND naming the missing digests.
+  // then the result is NOT_FOUND naming the missing digests. INVALID_ARGUMENT naming a
+  // malformed digest (nothing is pinned then).
   virtual absl::Status PinArtifacts(const std::vector<Digest>& digests, int64_t until_ms) = 0;
 
   virtual BlobStoreStats Stats() = 0;

@@ -9,8 +9,8 @@
 //
 // Metadata (column families in store.h):
 //   cas_blobs: hash(64 hex)             → size(8) | created_ms(8) | accessed_ms(8) |
-//   pinned_until_ms(8) cas_lru:   accessed_ms(8) | hash(64) → ""   (eviction order: least recently
-//   used first)
+//                                         pinned_until_ms(8)
+//   cas_lru:   accessed_ms(8) | hash(64) → ""   (eviction order: least recently used first)
 // All integers big-endian. A blob is visible exactly when its cas_blobs entry exists; the
 // entry is written (synced) after the file is synced, renamed and its directory synced, so a
 // crash leaves at worst a file without an entry, which start-up removes.
@@ -20,15 +20,30 @@
 // exceed max_bytes and removes least recently used blobs until they are at most
 // low_watermark_percent of it, skipping blobs used within min_age_ms and pinned blobs.
 //
+// Parts, one source file each, all sharing the metadata and the stripe locks below:
+//   file_blob_store.cc              start-up reconciliation, metadata, Contains/FindMissing
+//   file_blob_store_read.cc         verified reads; corrupt blobs are removed
+//   file_blob_store_upload.cc       resumable streamed uploads (the upload table)
+//   file_blob_store_put.cc          batch puts, and installing any finished blob file
+//   file_blob_store_maintenance.cc  access-time flush, upload sweep, eviction, its thread
+//   file_blob_store_pin.cc          artifact pins, also asynchronously on the CAS's IoPool
+//
+// Errors from the file system carry errno's canonical code (common::ErrnoStatus: a full disk is
+// RESOURCE_EXHAUSTED, EACCES PERMISSION_DENIED, EIO UNKNOWN, ...) and name the file and the
+// call; errors of the metadata store come back as the Store gives them.
+//
 // Concurrency: metadata changes of one blob happen under one of 64 stripe locks chosen by its
-// hash, so an eviction, a corruption report and a concurrent upload of the same blob never
-// interleave. File reads and writes happen outside the locks (open files survive an unlink).
-// All methods are thread-safe and blocking: call them off latency-sensitive threads (the
-// REAPI services run them on an IoPool).
+// hash, so an eviction, a corruption report, a pin and a concurrent upload of the same blob
+// never interleave. Code that needs several stripes (installing a batch, pinning) takes them in
+// one global order; everything else holds at most one. File reads and writes happen outside the
+// locks (open files survive an unlink). All methods are thread-safe and, but for
+// PinArtifactsAsync, blocking: call them off latency-sensitive threads (the REAPI services run
+// them on an IoPool of their own).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,10 +51,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/io_pool.h"
 #include "coordinator/cas/blob_store.h"
 #include "coordinator/store/store.h"
 
@@ -53,6 +70,7 @@ struct FileBlobStoreOptions {
   int64_t upload_idle_ttl_ms = 30 * 60'000;  // partial uploads idle this long are swept
   int max_uploads = 10'000;                  // partial uploads held at once
   int64_t maintenance_interval_ms = 5'000;   // access-time flush, sweep and eviction cadence
+  int io_threads = 2;                        // the CAS's own IoPool (PinArtifactsAsync)
 
   // INVALID_ARGUMENT naming the offending field (as its flag where there is one).
   absl::Status Validate() const;
@@ -66,7 +84,8 @@ class FileBlobStore final : public BlobStore {
   // store errors as they come.
   static absl::StatusOr<std::unique_ptr<FileBlobStore>> Open(FileBlobStoreOptions options,
                                                              Store* store, common::Clock* clock);
-  // Stops maintenance. Readers and writers must be gone.
+  // Stops maintenance, then finishes the asynchronous pins already asked for (calling their
+  // `done`). Readers and writers must be gone.
   ~FileBlobStore() override;
 
   // Runs RunMaintenance every options.maintenance_interval_ms on a thread of its own, and at
@@ -92,18 +111,23 @@ class FileBlobStore final : public BlobStore {
                                                         const Digest& digest,
                                                         int64_t offset) override;
   UploadStatus QueryWrite(absl::string_view upload_id, const Digest& digest) override;
+  // As BlobStore::PinArtifacts, and: every pin that changes is written in ONE synced store
+  // batch, under the stripes of all the digests at once (pins that would not extend anything
+  // write nothing). INVALID_ARGUMENT naming a malformed digest (then nothing is pinned); store
+  // errors as they come (then nothing is pinned either).
   absl::Status PinArtifacts(const std::vector<Digest>& digests, int64_t until_ms) override;
   BlobStoreStats Stats() override;
 
+  // PinArtifacts run on the CAS's own IoPool, for callers that must not block or take the
+  // CAS's locks (the scheduler's engine thread). Returns at once; `done` is called exactly
+  // once, on a pool thread, with PinArtifacts' result (NOT_FOUND naming the missing digests,
+  // ...). `done` should be quick (it holds a pool thread); it may call this store again. Pins
+  // asked for before the destructor starts complete, and call `done`, before it returns.
+  void PinArtifactsAsync(std::vector<Digest> digests, int64_t until_ms,
+                         std::function<void(absl::Status)> done);
+
  private:
-  class Reader;
-  class Writer;
-  struct Upload;
-  struct Staged {
-    Digest digest;
-    std::string temp_path;
-    absl::Status status;
-  };
+  // --- Shared by every part (file_blob_store.cc) ---
   struct Meta {
     int64_t size = 0;
     int64_t created_ms = 0;
@@ -112,32 +136,75 @@ class FileBlobStore final : public BlobStore {
   };
 
   FileBlobStore(FileBlobStoreOptions options, Store* store, common::Clock* clock);
+
+  // Start-up, in this order. Each returns how many things it removed, for the start-up log.
   absl::Status Init();
+  absl::Status CreateDirectories();
+  absl::StatusOr<int64_t> EmptyTmp();
+  absl::StatusOr<int64_t> DropEntriesWithoutFiles();  // and counts the blobs that stay
+  absl::StatusOr<int64_t> RemoveFilesWithoutEntries();
 
   std::string ShardDir(int shard) const;
   absl::Mutex& StripeFor(absl::string_view hash);
+  // The distinct stripes of these (validated) hashes, in the one order in which code that holds
+  // several takes them.
+  std::vector<absl::Mutex*> StripesFor(const std::vector<absl::string_view>& hashes);
   absl::StatusOr<std::optional<Meta>> GetMeta(absl::string_view hash);
   // Marks the blob used now (recorded by the next RunMaintenance).
   void Touch(absl::string_view hash);
   // A new temp file path under root/tmp.
   std::string TempPath(absl::string_view kind);
+  // Removes the blob's file and metadata. Caller holds its stripe lock.
+  absl::Status RemoveLocked(absl::string_view hash, const Meta& meta);
+
+  // --- Reads (file_blob_store_read.cc) ---
+  class Reader;
+  // A reader found the blob's bytes wrong: remove it (unless `inode` no longer names the file,
+  // i.e. a fresh copy replaced it meanwhile) and log.
+  void ReportCorrupt(const Digest& digest, uint64_t inode, const std::string& why);
+
+  // --- Streamed uploads (file_blob_store_upload.cc; Upload in file_blob_store_internal.h) ---
+  class Writer;
+  struct Upload;
+  // The upload of `key`, created (with its temp file) when absent; a dead one is replaced.
+  absl::StatusOr<std::shared_ptr<Upload>> FindOrCreateUpload(const std::string& key,
+                                                             const Digest& digest, int64_t offset);
+  // Drops a partial upload (its data and its map entry).
+  void DiscardUpload(const std::shared_ptr<Upload>& upload);
+  // Forgets a committed upload (its temp file now belongs to InstallAll).
+  void ForgetUpload(const std::shared_ptr<Upload>& upload);
+
+  // --- Batch puts and installing blob files (file_blob_store_put.cc) ---
+  struct Staged {
+    Digest digest;
+    std::string temp_path;
+    absl::Status status;
+  };
   // Size, limit and hash of a blob offered with its data.
   absl::Status CheckOffered(const Digest& digest, absl::string_view data) const;
+  // Writes `data` to a new temp file and starts its writeback; the open fd in *fd.
+  absl::StatusOr<std::string> WriteTemp(absl::string_view data, int* fd);
+  // Seals and syncs the staged files (one syncfs for several), setting their status.
+  void SyncStaged(std::vector<Staged>& staged, const std::vector<int>& fds);
   // Moves synced, closed temp files into place and records them: the files are renamed, their
   // directories synced once each, and all entries written in one synced batch. Items whose
   // status is not OK are skipped; the others get their outcome in `status`. Every temp file
   // is gone afterwards, whatever the outcome.
   void InstallAll(std::vector<Staged>& items);
-  // A reader found the blob's bytes wrong: remove it (unless `inode` no longer names the file,
-  // i.e. a fresh copy replaced it meanwhile) and log.
-  void ReportCorrupt(const Digest& digest, uint64_t inode, const std::string& why);
-  // Removes the blob's file and metadata. Caller holds its stripe lock.
-  absl::Status RemoveLocked(absl::string_view hash, const Meta& meta);
-  // Drops a partial upload (its data and its map entry).
-  void DiscardUpload(const std::shared_ptr<Upload>& upload);
+  // InstallAll's first step, under the items' stripes: renames an item into place unless its
+  // blob is already there (stored, or among `moved_hashes` of this batch). True when it was
+  // moved (its directory then needs a sync).
+  bool MoveIntoPlaceLocked(Staged& item, const absl::flat_hash_set<std::string>& moved_hashes);
+  // InstallAll's last step: one synced batch for every moved item that is still OK.
+  void RecordInstalled(const std::vector<Staged*>& moved);
+
+  // --- Maintenance and eviction (file_blob_store_maintenance.cc) ---
   absl::Status FlushTouches();
   void SweepUploads();
   absl::Status Evict();
+  // Evicts what it may of one scanned batch of the LRU index; adds to *evicted.
+  absl::Status EvictCandidates(const std::vector<std::string>& lru_keys, int64_t target,
+                               int64_t cutoff, int64_t now, int64_t* evicted);
   void MaintenanceLoop();
   void WakeMaintenance();
 
@@ -165,6 +232,10 @@ class FileBlobStore final : public BlobStore {
   bool wake_ ABSL_GUARDED_BY(wake_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::thread maintenance_;
+
+  // The CAS's own pool (PinArtifactsAsync). Declared last: it is destroyed first, and runs the
+  // work it still holds while everything above is alive.
+  common::IoPool pool_;
 };
 
 }  // namespace farm::coordinator

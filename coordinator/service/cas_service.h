@@ -29,12 +29,17 @@
 //     RESOURCE_EXHAUSTED when the disk is full, DATA_LOSS when a stored blob was found corrupt
 //     (it is removed: upload it again), UNIMPLEMENTED for compressed-blobs.
 //
+// Files: cas_service.cc (this class, Capabilities, ActionCache, shared helpers),
+// cas_service_cas.cc (ContentAddressableStorage, GetTree), cas_service_bytestream.cc
+// (ByteStream); cas_service_internal.h is what they share.
+//
 // Thread-safe; owned by the Coordinator, which must shut the gRPC server down (so that every
 // call has finished) before destroying this object.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "common/io_pool.h"
@@ -44,7 +49,8 @@
 
 namespace grpc {
 class ServerBuilder;
-}
+class Service;
+}  // namespace grpc
 
 namespace farm::coordinator {
 
@@ -69,16 +75,9 @@ class ReapiServices {
   void Register(grpc::ServerBuilder& builder);
 
  private:
-  class Capabilities;
-  class Cas;
-  class Ac;
-  class ByteStream;
-
   common::IoPool pool_;
-  std::unique_ptr<Capabilities> capabilities_;
-  std::unique_ptr<Cas> cas_;
-  std::unique_ptr<Ac> ac_;
-  std::unique_ptr<ByteStream> bytestream_;
+  // Capabilities, ContentAddressableStorage, ActionCache, ByteStream.
+  std::vector<std::unique_ptr<grpc::Service>> services_;
 };
 
 }  // namespace farm::coordinator

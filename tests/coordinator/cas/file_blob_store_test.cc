@@ -28,6 +28,7 @@ namespace {
 
 using ::farm::testing::StatusIs;
 using ::farm::testing::StatusIsWithMessage;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -536,31 +537,7 @@ TEST_F(FileBlobStoreTest, RecentlyUsedBlobsAreNotEvicted) {
   EXPECT_EQ(blobs_->Stats().blobs, 3);
 }
 
-TEST_F(FileBlobStoreTest, PinnedBlobsAreNotEvictedUntilThePinExpires) {
-  const Digest a = PutRandom(300 << 10, 40);
-  clock_.AdvanceMs(1000);
-  const Digest b = PutRandom(300 << 10, 41);
-  clock_.AdvanceMs(1000);
-  const Digest c = PutRandom(300 << 10, 42);
-  const int64_t pin_until = clock_.NowMs() + 3 * options_.min_age_ms;
-  const Digest absent{std::string(64, 'f'), 12};
-  EXPECT_THAT(blobs_->PinArtifacts({a, common::EmptyDigest(), absent}, pin_until),
-              StatusIsWithMessage(absl::StatusCode::kNotFound, HasSubstr(absent.ToString())));
-  // An earlier pin does not shorten it.
-  ASSERT_OK(blobs_->PinArtifacts({a}, clock_.NowMs() + 1));
-  clock_.AdvanceMs(options_.min_age_ms + 1000);
-  const Digest d = PutRandom(300 << 10, 43);
-  ASSERT_OK(blobs_->RunMaintenance());
-  EXPECT_TRUE(Has(a));  // pinned, although least recently used
-  EXPECT_FALSE(Has(b));
-  EXPECT_TRUE(Has(c));
-
-  clock_.AdvanceMs(3 * options_.min_age_ms);
-  PutRandom(300 << 10, 44);
-  ASSERT_OK(blobs_->RunMaintenance());
-  EXPECT_FALSE(Has(a));  // the pin expired
-  EXPECT_TRUE(Has(d));
-}
+// Pins: file_blob_store_pin_test.cc.
 
 TEST_F(FileBlobStoreTest, BlobLargerThanTheStoreIsRefused) {
   const std::string data = RandomBytes((1 << 20) + 1, 50);
@@ -647,7 +624,10 @@ TEST(FileBlobStoreDiskFullTest, UploadFailsCleanlyAndTheStoreKeepsServing) {
     s = w->Append(absl::string_view(big).substr(off, 256 << 10));
   }
   if (s.ok()) s = w->Commit();
-  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted));
+  // What the client hears: the code to back off on, and a message naming the cause and file.
+  EXPECT_THAT(
+      s, StatusIsWithMessage(absl::StatusCode::kResourceExhausted,
+                             AllOf(HasSubstr("No space left on device"), HasSubstr(options.root))));
   w.reset();
   ASSERT_OK_AND_ASSIGN(bool present, blobs->Contains(big_digest));
   EXPECT_FALSE(present);
