@@ -122,17 +122,17 @@ absl::Status Coordinator::Init() {
                         FileBlobStore::Open(std::move(cas), store_.get(), common::RealClock()));
   action_cache_ = std::make_unique<ActionCache>(store_.get(), blob_store_.get());
   // A job completes only once every artifact it reports is stored; they are then kept for the
-  // retention period. The pin runs on the read pool, before the completion reaches the engine.
+  // retention period. The pin (one synced batch) runs on the CAS's pool, before the completion
+  // reaches the engine.
   scheduler_->SetArtifactCheck(
       [this](const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& artifacts,
              std::function<void(absl::Status)> done) {
         std::vector<common::Digest> digests;
         digests.reserve(artifacts.size());
         for (const auto& a : artifacts) digests.push_back(common::Digest{a.hash(), a.size()});
-        read_pool_->Post([this, digests = std::move(digests), done = std::move(done)] {
-          done(blob_store_->PinArtifacts(
-              digests, common::RealClock()->NowMs() + options_.artifact_retention_ms));
-        });
+        blob_store_->PinArtifactsAsync(
+            std::move(digests), common::RealClock()->NowMs() + options_.artifact_retention_ms,
+            std::move(done));
       });
   reapi_services_ = std::make_unique<ReapiServices>(blob_store_.get(), action_cache_.get());
   return absl::OkStatus();
@@ -190,7 +190,7 @@ void Coordinator::Shutdown() {
   }
   if (scheduler_ != nullptr) scheduler_->Stop();
   server_.reset();
-  // Every call has finished: reads and pins still queued run, then the pool stops.
+  // Every call has finished: reads still queued run, then the pool stops.
   read_pool_.reset();
   // Every call has finished: the REAPI pool drains, then the CAS stops its maintenance.
   reapi_services_.reset();

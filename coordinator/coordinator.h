@@ -84,8 +84,8 @@ class Coordinator {
   FollowerHub hub_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<EventReader> event_reader_;
-  // Store reads for users (jobs, pipelines, logs, events) and artifact pinning: never on the
-  // engine thread nor on gRPC's callback threads.
+  // Store reads for users (jobs, pipelines, logs, events): never on the engine thread nor on
+  // gRPC's callback threads.
   std::unique_ptr<common::IoPool> read_pool_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
