@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
 #include "common/logging.h"
+#include "common/posix_io.h"
 
 namespace farm::agent {
 namespace {
@@ -29,31 +30,12 @@ std::string SafeName(absl::string_view id) {
   return out;
 }
 
-absl::Status WriteAt(int fd, int64_t offset, absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "cannot write the spill file");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-    offset += n;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadAt(int fd, int64_t offset, char* out, int64_t size) {
-  while (size > 0) {
-    const ssize_t n = ::pread(fd, out, static_cast<size_t>(size), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "cannot read the spill file");
-    }
-    if (n == 0) return absl::DataLossError("the spill file is shorter than what was written");
-    out += n;
-    offset += n;
-    size -= n;
-  }
+// Reads back `size` bytes the sender spilled at `offset`.
+absl::Status ReadSpilled(int fd, int64_t offset, char* out, int64_t size) {
+  absl::StatusOr<bool> read = common::ReadExactlyAt(fd, out, static_cast<size_t>(size), offset,
+                                                    "cannot read the spill file");
+  if (!read.ok()) return read.status();
+  if (!*read) return absl::DataLossError("the spill file is shorter than what was written");
   return absl::OkStatus();
 }
 
@@ -133,7 +115,7 @@ bool LogSender::SpillLocked(absl::string_view data, Pending* entry) {
       status = absl::InternalError(absl::StrCat("cannot create the spill directory ",
                                                 options_.spill_dir, ": ", ec.message()));
     } else if (fd < 0) {
-      status = absl::ErrnoToStatus(
+      status = common::ErrnoStatus(
           errno, absl::StrCat("cannot create a spill file in ", options_.spill_dir));
     } else {
       spill_fd_ = fd;
@@ -146,7 +128,9 @@ bool LogSender::SpillLocked(absl::string_view data, Pending* entry) {
       }
     }
   }
-  if (status.ok()) status = WriteAt(spill_fd_, spill_size_, data);
+  if (status.ok()) {
+    status = common::WriteAllAt(spill_fd_, data, spill_size_, "cannot write the spill file");
+  }
   if (!status.ok()) {
     spill_failed_ = true;
     FARM_LOG(WARNING) << log_prefix_ << " " << status
@@ -258,7 +242,7 @@ size_t LogSender::ReadBatch(const std::vector<Pending>& batch, int fd,
     chunk->set_offset(entry.offset);
     std::string* data = chunk->mutable_data();
     data->resize(static_cast<size_t>(entry.size));
-    *error = ReadAt(fd, entry.file_offset, data->data(), entry.size);
+    *error = ReadSpilled(fd, entry.file_offset, data->data(), entry.size);
     if (!error->ok()) break;
     chunks->push_back(std::move(chunk));
   }
