@@ -12,23 +12,13 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "agent/workspace.h"
 #include "common/backoff.h"
 #include "common/logging.h"
 #include "common/posix_io.h"
 
 namespace farm::agent {
 namespace {
-
-// `id` with anything outside [A-Za-z0-9._-] replaced by '_', for a file name.
-std::string SafeName(absl::string_view id) {
-  std::string out(id);
-  for (char& c : out) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) c = '_';
-  }
-  return out;
-}
 
 // Reads back `size` bytes the sender spilled at `offset`.
 absl::Status ReadSpilled(int fd, int64_t offset, char* out, int64_t size) {
@@ -108,7 +98,7 @@ bool LogSender::SpillLocked(absl::string_view data, Pending* entry) {
   if (spill_fd_ < 0) {
     std::error_code ec;
     std::filesystem::create_directories(options_.spill_dir, ec);
-    std::string path = absl::StrCat(options_.spill_dir, "/", SafeName(lease_.job_id()), "-",
+    std::string path = absl::StrCat(options_.spill_dir, "/", SafeFileName(lease_.job_id()), "-",
                                     lease_.attempt(), "-XXXXXX.spill");
     const int fd = ec ? -1 : ::mkostemps(path.data(), 6, O_CLOEXEC);
     if (ec) {
