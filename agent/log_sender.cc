@@ -239,10 +239,16 @@ size_t LogSender::ReadBatch(const std::vector<Pending>& batch, int fd,
   return chunks->size();
 }
 
+struct LogSender::LoopState {
+  explicit LoopState(const Options& options)
+      : backoff(options.initial_backoff_ms, options.max_backoff_ms) {}
+  common::Backoff backoff;
+  absl::flat_hash_set<uint32_t> warned_steps;  // told about output the coordinator dropped
+  int failures = 0;                            // in a row
+};
+
 void LogSender::Loop() {
-  common::Backoff backoff(options_.initial_backoff_ms, options_.max_backoff_ms);
-  absl::flat_hash_set<uint32_t> warned_steps;
-  int failures = 0;
+  LoopState state(options_);
   while (true) {
     std::vector<Pending> batch;
     bool spilled = false;
@@ -287,58 +293,59 @@ void LogSender::Loop() {
         continue;
       }
     }
+    if (!Upload(chunks, state)) return;
+  }
+}
 
-    absl::StatusOr<farm::v1::LogUploadResponse> response = client_->UploadLogs(chunks, &canceller_);
-    if (response.ok()) {
-      failures = 0;
-      backoff.Reset();
-      // Everything written was processed. Bytes the coordinator did not commit (for example
-      // past its per-job log limit) would never be, so they are dropped, not resent.
-      for (const ChunkPtr& chunk : chunks) {
-        auto it = response->committed().find(chunk->step_index());
-        const int64_t end = chunk->offset() + static_cast<int64_t>(chunk->data().size());
-        const int64_t committed = it == response->committed().end() ? 0 : it->second;
-        if (committed < end && warned_steps.insert(chunk->step_index()).second) {
-          FARM_LOG(WARNING) << log_prefix_ << " coordinator committed " << committed
-                            << " bytes of step " << chunk->step_index() << " output, sent up to "
-                            << end << "; the rest is dropped";
-        }
+bool LogSender::Upload(const std::vector<ChunkPtr>& chunks, LoopState& state) {
+  absl::StatusOr<farm::v1::LogUploadResponse> response = client_->UploadLogs(chunks, &canceller_);
+  if (response.ok()) {
+    state.failures = 0;
+    state.backoff.Reset();
+    // Everything written was processed. Bytes the coordinator did not commit (for example
+    // past its per-job log limit) would never be, so they are dropped, not resent.
+    for (const ChunkPtr& chunk : chunks) {
+      auto it = response->committed().find(chunk->step_index());
+      const int64_t end = chunk->offset() + static_cast<int64_t>(chunk->data().size());
+      const int64_t committed = it == response->committed().end() ? 0 : it->second;
+      if (committed < end && state.warned_steps.insert(chunk->step_index()).second) {
+        FARM_LOG(WARNING) << log_prefix_ << " coordinator committed " << committed
+                          << " bytes of step " << chunk->step_index() << " output, sent up to "
+                          << end << "; the rest is dropped";
       }
-      absl::MutexLock lock(&mu_);
-      if (!aborted_) PopFront(chunks.size());
-      continue;
     }
-
-    const absl::Status& status = response.status();
-    if (status.code() == absl::StatusCode::kFailedPrecondition) {
-      FARM_LOG(WARNING) << log_prefix_ << " log upload refused, lease is stale: " << status;
-      absl::MutexLock lock(&mu_);
-      failure_ = status;
-      ClearLocked();
-      return;
-    }
-    if (status.code() == absl::StatusCode::kCancelled && canceller_.cancelled()) return;
-    if (IsNotRegistered(status)) {
-      if (!reregister_ || !reregister_()) {
-        Abort();
-        return;
-      }
-      continue;
-    }
-    if (IsRetryable(status)) {
-      if (failures++ % 10 == 0) {
-        FARM_LOG(WARNING) << log_prefix_ << " log upload failed, retrying: " << status;
-      }
-      if (canceller_.SleepFor(backoff.NextDelayMs())) return;
-      continue;
-    }
-    // OUT_OF_RANGE (a gap: the coordinator lost bytes it had acknowledged), INVALID_ARGUMENT
-    // and the like cannot be fixed by resending the same bytes.
-    FARM_LOG(ERROR) << log_prefix_ << " log upload rejected, dropping " << chunks.size()
-                    << " chunks: " << status;
     absl::MutexLock lock(&mu_);
     if (!aborted_) PopFront(chunks.size());
+    return true;
   }
+
+  const absl::Status& status = response.status();
+  if (status.code() == absl::StatusCode::kFailedPrecondition) {
+    FARM_LOG(WARNING) << log_prefix_ << " log upload refused, lease is stale: " << status;
+    absl::MutexLock lock(&mu_);
+    failure_ = status;
+    ClearLocked();
+    return false;
+  }
+  if (status.code() == absl::StatusCode::kCancelled && canceller_.cancelled()) return false;
+  if (IsNotRegistered(status)) {
+    if (reregister_ && reregister_()) return true;
+    Abort();
+    return false;
+  }
+  if (IsRetryable(status)) {
+    if (state.failures++ % 10 == 0) {
+      FARM_LOG(WARNING) << log_prefix_ << " log upload failed, retrying: " << status;
+    }
+    return !canceller_.SleepFor(state.backoff.NextDelayMs());
+  }
+  // OUT_OF_RANGE (a gap: the coordinator lost bytes it had acknowledged), INVALID_ARGUMENT
+  // and the like cannot be fixed by resending the same bytes.
+  FARM_LOG(ERROR) << log_prefix_ << " log upload rejected, dropping " << chunks.size()
+                  << " chunks: " << status;
+  absl::MutexLock lock(&mu_);
+  if (!aborted_) PopFront(chunks.size());
+  return true;
 }
 
 }  // namespace farm::agent
