@@ -1,7 +1,6 @@
 #include "agent/agent.h"
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <random>
 #include <system_error>
@@ -21,12 +20,6 @@ extern char** environ;
 namespace farm::agent {
 namespace {
 
-int64_t MonoMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string RandomHex(int bytes) {
   std::random_device rd;
   std::string out;
@@ -42,10 +35,14 @@ constexpr int64_t kMinHeartbeatSpacingMs = 100;
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, std::unique_ptr<StepSupervisor> supervisor)
-    : options_(std::move(options)),
-      clock_(common::RealClock()),
-      supervisor_(std::move(supervisor)) {}
+Agent::Agent(AgentOptions options, std::unique_ptr<StepSupervisor> supervisor, common::Clock* clock)
+    : options_(std::move(options)), clock_(clock), supervisor_(std::move(supervisor)) {
+  clock_jumps_ = clock_->OnJump([this] {
+    absl::MutexLock lock(&mu_);
+    FenceStaleLeases();
+    ++fence_changes_;  // the fence thread plans its wait again
+  });
+}
 
 Agent::~Agent() { Shutdown(); }
 
@@ -140,6 +137,11 @@ int64_t Agent::registrations() const {
 int Agent::running_jobs() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(running_.size());
+}
+
+int64_t Agent::fenced_attempts() const {
+  absl::MutexLock lock(&mu_);
+  return fenced_attempts_;
 }
 
 absl::Status Agent::error() const {
@@ -276,7 +278,7 @@ void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& j
     absl::MutexLock lock(&mu_);
     // The coordinator granted the lease before we heard of it, so this is a little late; the
     // heartbeat kicked here renews it as of a moment that is not.
-    running_[key] = Running{&runner, MonoMs(), false};
+    running_[key] = Running{&runner, clock_->MonotonicMs(), false};
     ++fence_changes_;
     KickHeartbeat();  // so that a cancel of this job reaches the agent without delay
     if (!cancel_all_reason_.empty()) runner.Cancel(cancel_all_reason_);
@@ -305,26 +307,31 @@ void Agent::HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response, int
   }
 }
 
+int64_t Agent::FenceStaleLeases() {
+  if (lease_ttl_ms_ <= 0) return -1;
+  const int64_t now = clock_->MonotonicMs();
+  int64_t next = -1;
+  for (auto& [key, running] : running_) {
+    if (running.fenced) continue;
+    const int64_t deadline = running.renewed_ms + lease_ttl_ms_;
+    if (now >= deadline) {
+      running.fenced = true;
+      ++fenced_attempts_;
+      running.runner->Abandon(absl::StrCat("no heartbeat acknowledged for ",
+                                           common::FormatDurationMs(now - running.renewed_ms),
+                                           " (lease TTL ", common::FormatDurationMs(lease_ttl_ms_),
+                                           "): the coordinator has given the lease up"));
+    } else if (next < 0 || deadline < next) {
+      next = deadline;
+    }
+  }
+  return next;
+}
+
 void Agent::FenceLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    const int64_t now = MonoMs();
-    int64_t next = -1;
-    if (lease_ttl_ms_ > 0) {
-      for (auto& [key, running] : running_) {
-        if (running.fenced) continue;
-        const int64_t deadline = running.renewed_ms + lease_ttl_ms_;
-        if (now >= deadline) {
-          running.fenced = true;
-          running.runner->Abandon(absl::StrCat(
-              "no heartbeat acknowledged for ", common::FormatDurationMs(now - running.renewed_ms),
-              " (lease TTL ", common::FormatDurationMs(lease_ttl_ms_),
-              "): the coordinator has given the lease up"));
-        } else if (next < 0 || deadline < next) {
-          next = deadline;
-        }
-      }
-    }
+    const int64_t next = FenceStaleLeases();
     const int64_t seen = fence_changes_;
     auto wake = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stopping_ || fence_changes_ != seen;
@@ -334,7 +341,8 @@ void Agent::FenceLoop() {
     } else {
       // A timed wait on a frozen process (SIGSTOP) ends right after it thaws, and the deadline
       // is checked before anything else this thread does.
-      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(next - now));
+      mu_.AwaitWithTimeout(absl::Condition(&wake),
+                           absl::Milliseconds(next - clock_->MonotonicMs()));
     }
   }
 }
@@ -393,7 +401,7 @@ void Agent::HeartbeatLoop() {
       request.set_wait_ms(wait_ms);
       heartbeat_call_ = &call;
     }
-    const int64_t sent_ms = MonoMs();
+    const int64_t sent_ms = clock_->MonotonicMs();
     absl::StatusOr<farm::v1::HeartbeatResponse> response = client_->Heartbeat(request, &call);
     {
       absl::MutexLock lock(&mu_);
@@ -403,7 +411,7 @@ void Agent::HeartbeatLoop() {
       failures = 0;
       backoff.Reset();
       HandleLeaseStatuses(*response, sent_ms);
-      const int64_t spent = MonoMs() - sent_ms;
+      const int64_t spent = clock_->MonotonicMs() - sent_ms;
       if (spent < kMinHeartbeatSpacingMs) {
         stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
       }
@@ -415,7 +423,7 @@ void Agent::HeartbeatLoop() {
       // every leased job kicks, and under a stream of short jobs one heartbeat per job would
       // cost more than the jobs. A cancel of a job not listed yet still arrives within the
       // spacing: the next heartbeat lists the job, and the coordinator answers it at once.
-      const int64_t spent = MonoMs() - sent_ms;
+      const int64_t spent = clock_->MonotonicMs() - sent_ms;
       if (spent < kMinHeartbeatSpacingMs) {
         stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
       }
@@ -441,7 +449,7 @@ void Agent::Drain() {
     absl::MutexLock lock(&mu_);
     if (draining_) return;
     draining_ = true;
-    drain_started_ms_ = MonoMs();
+    drain_started_ms_ = clock_->MonotonicMs();
     running = static_cast<int>(running_.size());
     KickHeartbeat();
   }
@@ -464,7 +472,8 @@ void Agent::WaitUntilDrained() {
     return active_slots_ == 0 && running_.empty();
   };
   const absl::Time deadline =
-      absl::Now() + absl::Milliseconds(drain_started_ms_ + options_.drain_timeout_ms - MonoMs());
+      absl::Now() +
+      absl::Milliseconds(drain_started_ms_ + options_.drain_timeout_ms - clock_->MonotonicMs());
   if (!mu_.AwaitWithDeadline(absl::Condition(&idle), deadline)) {
     const std::string reason =
         absl::StrCat("agent shutting down: drain timeout of ",

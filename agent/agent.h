@@ -16,7 +16,9 @@
 //   lease not renewed for a lease TTL has been given up by the coordinator (which may have
 //   handed the job to another agent), so the fence thread abandons its attempt and kills its
 //   step at that moment, even when the agent cannot reach the coordinator at all, and even
-//   right after the whole agent was frozen (SIGSTOP) for longer than the TTL.
+//   right after the whole agent was frozen (SIGSTOP) for longer than the TTL. Time is the
+//   injected clock's (common::Clock): when a FakeClock jumps past a deadline, the lease is
+//   fenced before AdvanceMs() returns, so that tests drive fencing without waiting.
 //
 // Thread-safe: Drain(), CancelRunningJobs() and the accessors may be called from any thread
 // (the signal-handling thread) once Start() has returned.
@@ -45,8 +47,10 @@ namespace farm::agent {
 class Agent {
  public:
   // `supervisor` guards the steps' process groups; main() starts it before any thread exists
-  // (see step_supervisor.h). When null, Init() starts one.
-  explicit Agent(AgentOptions options, std::unique_ptr<StepSupervisor> supervisor = nullptr);
+  // (see step_supervisor.h). When null, Init() starts one. `clock` (not owned, outlives the
+  // agent) times leases, heartbeats, drains and jobs.
+  explicit Agent(AgentOptions options, std::unique_ptr<StepSupervisor> supervisor = nullptr,
+                 common::Clock* clock = common::RealClock());
   ~Agent();  // Shutdown()
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -81,6 +85,8 @@ class Agent {
   // How many times the agent registered so far (0: not yet).
   int64_t registrations() const;
   int running_jobs() const;
+  // How many attempts self-fencing has abandoned so far (their lease went a TTL unrenewed).
+  int64_t fenced_attempts() const;
   // OK unless the agent stopped itself because it can no longer run steps safely (its step
   // supervisor died): then INTERNAL saying so, and main() exits non-zero.
   absl::Status error() const;
@@ -95,6 +101,9 @@ class Agent {
   void SlotLoop(int slot);
   void HeartbeatLoop();
   void FenceLoop();
+  // Abandons the attempts whose lease has gone a TTL without renewal as of the clock's now.
+  // Returns the earliest deadline of the others (MonotonicMs), or -1 when none has one.
+  int64_t FenceStaleLeases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the agent for good when the step supervisor has died (see error()).
   void CheckSupervisor();
   void RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& job, int64_t generation);
@@ -146,14 +155,18 @@ class Agent {
   int active_slots_ ABSL_GUARDED_BY(mu_) = 0;
   // Running attempts by "job_id/attempt".
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);
-  // Bumped when an attempt starts or the lease TTL changes: wakes the fence thread.
+  // Bumped when an attempt starts, the lease TTL changes or the clock jumps: wakes the fence
+  // thread.
   int64_t fence_changes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t fenced_attempts_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   CallCanceller* heartbeat_call_ ABSL_GUARDED_BY(mu_) = nullptr;  // the parked heartbeat
 
   std::vector<std::thread> slot_threads_;
   std::thread heartbeat_thread_;
   std::thread fence_thread_;
+  // Last: it ends first, before anything its callback touches.
+  common::Clock::Subscription clock_jumps_;
 };
 
 }  // namespace farm::agent

@@ -55,7 +55,7 @@ absl::StatusOr<ArtifactMatches> FindArtifacts(const std::string& workspace,
                                               int max_files = common::kMaxArtifactsPerJob);
 
 // Hashes each file (one read; a file reached through several paths is read once) and fills its
-// digest. The error names the path: NOT_FOUND, PERMISSION_DENIED, INTERNAL.
+// digest. The error names the path and keeps common::DigestFile's code.
 absl::Status HashArtifacts(std::vector<ArtifactFile>& files);
 
 struct UploadStats {

@@ -1,15 +1,11 @@
-// Runs one leased attempt of a job from start to end: workspace, inputs, steps in order, live
-// logs, step and job reports to the coordinator, artifacts, cleanup.
+// Runs one leased attempt of a job from start to end: prepares the workspace, stages the
+// inputs, runs the job's work through the Runner for its kind (runner.h; steps today:
+// steps_runner.h) with live logs, then collects the artifacts, completes the attempt with the
+// coordinator and cleans up.
 //
-// Inputs (Job.inputs) are staged under inputs/ before the first step (agent/inputs.h); when that
-// fails no step runs and the attempt fails with the reason naming the input.
-//
-// Steps run in order, each according to its `when`: WHEN_ON_SUCCESS while no earlier step has
-// failed or timed out, WHEN_ON_FAILURE only once one has, WHEN_ALWAYS in either case. Nothing
-// runs after a cancel (the user's, the agent's drain timeout) or once the attempt is abandoned
-// (lease lost or fenced), nor after the job's own timeout. A step that does not run is left for
-// the coordinator to record as STEP_SKIPPED. The attempt fails when any step failed, whatever
-// the steps after it did; its reason is the first failure's.
+// Inputs (Job.inputs) are staged under inputs/ before the work starts (agent/inputs.h); when
+// that fails nothing runs and the attempt fails with the reason naming the input. The job's
+// timeout runs from the start of the staging.
 //
 // Threads: Run() runs on the slot thread that leased the job (the step processes' parent
 // death signal is tied to it) and returns when the attempt is over. Cancel() and Abandon()
@@ -18,16 +14,21 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/blob_cache.h"
 #include "agent/coordinator_client.h"
 #include "agent/log_sender.h"
-#include "agent/step_runner.h"
+#include "agent/runner.h"
 #include "agent/step_supervisor.h"
+#include "agent/workspace.h"
 #include "common/cas_client.h"
 #include "common/clock.h"
 #include "farm/v1/farm.pb.h"
@@ -52,8 +53,9 @@ struct AttemptContext {
   bool keep_failed = false;
   // The agent's own environment ("NAME=value"), the base of every step's environment.
   std::vector<std::string> base_env;
-  // Blocks until the agent registered again after a NOT_FOUND "not registered"; false when
-  // the agent gives up (it is shutting down). Called from the attempt's threads.
+  // Blocks until the agent registered again after the coordinator said it does not know it
+  // (IsNotRegistered); false when the agent gives up (it is shutting down). Called from the
+  // attempt's threads.
   std::function<bool()> reregister;
   common::Clock* clock = nullptr;
   LogSender::Options log_options;
@@ -62,15 +64,15 @@ struct AttemptContext {
   bool complete_with_last_step = false;
 };
 
-class AttemptRunner {
+class AttemptRunner final : public Attempt {
  public:
   AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease, farm::v1::Job job);
   AttemptRunner(const AttemptRunner&) = delete;
   AttemptRunner& operator=(const AttemptRunner&) = delete;
 
-  // Runs the attempt and reports it (StepStarted/StepFinished per step, CompleteJob at the
-  // end) unless it was abandoned. Returns the outcome reported, or ATTEMPT_LOST when the
-  // attempt was abandoned and nothing more was reported.
+  // Runs the attempt and reports it (the work's own reports, CompleteJob at the end) unless it
+  // was abandoned. Returns the outcome reported, or ATTEMPT_LOST when the attempt was abandoned
+  // and nothing more was reported.
   farm::v1::AttemptOutcome Run();
 
   // Stops the attempt and completes it as CANCELLED with `reason` ("cancelled" for a user's
@@ -78,45 +80,47 @@ class AttemptRunner {
   void Cancel(const std::string& reason);
   // Stops the attempt without reporting anything more (the lease is stale or lost): kills the
   // step, drops pending output, cancels calls in flight.
-  void Abandon(const std::string& reason);
+  void Abandon(const std::string& reason) override;
 
-  const farm::v1::LeaseRef& lease() const { return lease_; }
-  const std::string& log_prefix() const { return log_prefix_; }
+  const farm::v1::LeaseRef& lease() const override { return lease_; }
+  const farm::v1::Job& job() const override { return job_; }
+  const std::string& log_prefix() const override { return log_prefix_; }
+  std::optional<std::string> cancel_reason() const override;
   // True once Abandon() was called: the lease is no longer ours, so heartbeats stop listing
   // it. (A cancelled attempt stays listed, keeping its lease alive while the step is killed.)
-  bool abandoned() const;
+  bool abandoned() const override;
+  // Retries `call` after registering again when the coordinator forgot the agent (a few times
+  // at most); on any failure the attempt is abandoned.
+  absl::Status Report(const char* what, const Call& call) override;
 
  private:
-  // The reason for the job's outcome when step `name` ended with `outcome`.
-  struct StepVerdict {
-    farm::v1::StepState state;
-    std::string message;  // for StepResult.message
-    std::string reason;   // for CompleteJob.reason; empty when the step succeeded
-  };
-  StepVerdict Judge(const std::string& name, const StepOutcome& outcome, bool job_bound,
-                    int64_t timeout_ms) const;
-  StepCommand MakeCommand(int index, const std::string& step_name, const std::string& workspace,
-                          int64_t timeout_ms) const;
-  // Collects, hashes and uploads the job's artifacts into `complete`. Returns an error for the
-  // attempt's reason ("artifacts: ..."): CANCELLED when Cancel() or Abandon() interrupted it.
-  absl::Status CollectArtifacts(const std::string& workspace,
-                                farm::v1::CompleteJobRequest& complete);
-  // Stages the job's inputs in `workspace`. Returns the attempt's reason on failure, with the
-  // outcome in `outcome` (FAILED, or CANCELLED after Cancel()). `job_started_ms` (MonoMs) is
-  // when the job's timeout started running: staging ends when it expires.
-  absl::Status StageJobInputs(const std::string& workspace, int64_t job_started_ms,
-                              farm::v1::AttemptOutcome* outcome);
-  // Runs a call about the job, registering again when the coordinator forgot the agent.
-  // On any failure the attempt is abandoned (a stale lease is FAILED_PRECONDITION).
-  absl::Status Report(const char* what, const std::function<absl::Status()>& call);
+  // The attempt's workspace; on failure, the attempt's FAILED outcome and reason go to `work`.
+  absl::StatusOr<Workspace> PrepareWorkspace(WorkResult* work);
+  // Stages the job's inputs in `workspace`. False when they could not be, with the outcome
+  // (FAILED, or CANCELLED after Cancel()) and reason in `work`. `job_started_ms` is when the
+  // job's timeout started running: staging ends when it expires.
+  bool StageJobInputs(const std::string& workspace, int64_t job_started_ms, WorkResult* work);
+  // Runs the job's work through runner_ with a log stream of its own.
+  void RunWork(const std::string& workspace, int64_t job_started_ms, WorkResult* work);
+  // Collects, hashes and uploads the job's artifacts into `complete` when the outcome calls for
+  // them; a failure fails the attempt (or cancels it, after Cancel()).
+  void CollectArtifacts(const std::string& workspace, WorkResult* work,
+                        farm::v1::CompleteJobRequest* complete);
+  absl::Status FindAndUploadArtifacts(const std::string& workspace,
+                                      farm::v1::CompleteJobRequest* complete);
+  // Reports the outcome with CompleteJob (dropping the artifacts, and failing the attempt,
+  // when the coordinator says one of them is gone from the CAS).
+  void Complete(WorkResult* work, farm::v1::CompleteJobRequest* complete);
+  // Removes the workspace (or keeps a failed attempt's, with --keep_failed).
+  void CleanUp(const Workspace& workspace, farm::v1::AttemptOutcome outcome);
 
   const AttemptContext& context_;
   const farm::v1::LeaseRef lease_;
   const farm::v1::Job job_;
   const std::string log_prefix_;
-  StepRunner step_runner_;
-  CallCanceller canceller_;         // fired on Abandon(): ends the job's calls in flight
-  CallCanceller upload_canceller_;  // fired on Cancel() and Abandon(): ends artifact uploads
+  const std::unique_ptr<Runner> runner_;  // for the job's kind of work
+  CallCanceller canceller_;               // fired on Abandon(): ends the job's calls in flight
+  CallCanceller upload_canceller_;        // fired on Cancel() and Abandon(): ends artifact uploads
   // Fired on Cancel() and Abandon() and at the job's timeout: ends input downloads.
   CallCanceller staging_canceller_;
 
@@ -125,7 +129,7 @@ class AttemptRunner {
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
   bool reported_ ABSL_GUARDED_BY(mu_) = false;            // CompleteJob was acknowledged
-  LogSender* log_sender_ ABSL_GUARDED_BY(mu_) = nullptr;  // while Run() has one
+  LogSender* log_sender_ ABSL_GUARDED_BY(mu_) = nullptr;  // while RunWork() has one
 };
 
 }  // namespace farm::agent

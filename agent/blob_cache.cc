@@ -16,28 +16,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "common/posix_io.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 
 namespace farm::agent {
 namespace {
-
-absl::Status ErrnoError(int err, absl::string_view what) {
-  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", std::strerror(err)));
-}
-
-absl::Status WriteAll(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "write");
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
 
 constexpr size_t kCopyBufferBytes = 1 << 20;
 
@@ -49,12 +33,13 @@ absl::Status CopyHashed(int in, int out, const common::Digest& expected) {
     const ssize_t n = ::read(in, buffer.data(), buffer.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(errno, "read");
+      return common::ErrnoStatus(errno, "read");
     }
     if (n == 0) break;
     hasher.Update(buffer.data(), static_cast<size_t>(n));
     if (hasher.bytes() > expected.size) break;  // no need to read a grown file to its end
-    FARM_RETURN_IF_ERROR(WriteAll(out, buffer.data(), static_cast<size_t>(n)));
+    FARM_RETURN_IF_ERROR(
+        common::WriteAll(out, absl::string_view(buffer.data(), static_cast<size_t>(n))));
   }
   const int64_t bytes = hasher.bytes();
   const common::Digest got = hasher.Finish();
@@ -78,7 +63,7 @@ absl::Status CopyInKernel(int in, int out, int64_t size) {
                           errno == EOPNOTSUPP || errno == EBADF)) {
         break;
       }
-      return ErrnoError(errno, "copy_file_range");
+      return common::ErrnoStatus(errno, "copy_file_range");
     }
     if (n == 0) {
       return absl::DataLossError(
@@ -92,13 +77,14 @@ absl::Status CopyInKernel(int in, int out, int64_t size) {
     const ssize_t n = ::read(in, buffer.data(), buffer.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(errno, "read");
+      return common::ErrnoStatus(errno, "read");
     }
     if (n == 0) {
       return absl::DataLossError(
           absl::StrCat("the cached blob ended after ", copied, " of ", size, " bytes"));
     }
-    FARM_RETURN_IF_ERROR(WriteAll(out, buffer.data(), static_cast<size_t>(n)));
+    FARM_RETURN_IF_ERROR(
+        common::WriteAll(out, absl::string_view(buffer.data(), static_cast<size_t>(n))));
     copied += n;
   }
   return absl::OkStatus();
@@ -114,14 +100,15 @@ absl::Status CopyOut(const std::string& src, const std::string& dest, bool execu
     if (errno == ENOENT) {
       return absl::DataLossError(absl::StrCat("the cached blob ", digest.ToString(), " is gone"));
     }
-    return ErrnoError(errno, absl::StrCat("cannot open the cached blob ", src));
+    return common::ErrnoStatus(errno, absl::StrCat("cannot open the cached blob ", src));
   }
   common::UniqueFd out(
       ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
-  if (out.get() < 0) return ErrnoError(errno, absl::StrCat("cannot create ", dest));
+  if (out.get() < 0) return common::ErrnoStatus(errno, absl::StrCat("cannot create ", dest));
   absl::Status status = verify ? CopyHashed(in.get(), out.get(), digest)
                                : CopyInKernel(in.get(), out.get(), digest.size);
-  if (status.ok() && out.Close() != 0) status = ErrnoError(errno, absl::StrCat("write ", dest));
+  if (status.ok() && out.Close() != 0)
+    status = common::ErrnoStatus(errno, absl::StrCat("write ", dest));
   if (!status.ok()) ::unlink(dest.c_str());
   return status;
 }
@@ -146,7 +133,7 @@ absl::Status BlobCache::Scan() {
   DIR* dir = ::opendir(options_.dir.c_str());
   if (dir == nullptr) {
     if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoError(errno, absl::StrCat("cannot read the blob cache ", options_.dir));
+    return common::ErrnoStatus(errno, absl::StrCat("cannot read the blob cache ", options_.dir));
   }
   struct Found {
     int64_t mtime_ns;
@@ -285,10 +272,10 @@ absl::StatusOr<BlobCache::Pin> BlobCache::Acquire(const common::Digest& digest,
 
   std::error_code ec;
   std::filesystem::create_directories(options_.dir, ec);
-  absl::Status fetched = ec ? absl::Status(absl::ErrnoToStatusCode(ec.value()),
-                                           absl::StrCat("cannot create the blob cache ",
-                                                        options_.dir, ": ", ec.message()))
-                            : cas_->Download(digest, PathOf(digest), /*executable=*/false, cancel);
+  absl::Status fetched =
+      ec ? common::ErrnoStatus(ec.value(),
+                               absl::StrCat("cannot create the blob cache ", options_.dir))
+         : cas_->Download(digest, PathOf(digest), /*executable=*/false, cancel);
   // Read-only: a reminder to anyone who finds it that it is shared (the agent can still unlink
   // it, which takes only the directory's write permission).
   if (fetched.ok()) ::chmod(PathOf(digest).c_str(), 0444);
@@ -340,7 +327,7 @@ absl::Status BlobCache::Materialize(const common::Digest& digest, const std::str
   if (digest == common::EmptyDigest()) {
     common::UniqueFd out(
         ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
-    if (out.get() < 0) return ErrnoError(errno, absl::StrCat("cannot create ", dest));
+    if (out.get() < 0) return common::ErrnoStatus(errno, absl::StrCat("cannot create ", dest));
     return absl::OkStatus();
   }
 

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <functional>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/backoff.h"
@@ -52,8 +51,7 @@ void CallCanceller::Detach(grpc::ClientContext* context) {
 }
 
 bool IsNotRegistered(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kNotFound &&
-         absl::StrContains(status.message(), "not registered");
+  return common::ReasonOf(status) == common::kReasonAgentNotRegistered;
 }
 
 bool IsRetryable(const absl::Status& status) {

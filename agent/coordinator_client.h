@@ -1,5 +1,6 @@
 // The agent's side of farm.v1.AgentService: one wrapper over the generated stub that gives
-// every call a deadline, converts grpc::Status to absl::Status, and retries the calls about a
+// every call a deadline, converts grpc::Status to absl::Status (common::FromGrpcStatus, which
+// keeps the error's reason), and retries the calls about a
 // job on UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff and jitter.
 //
 // With log_sender.cc, the only agent code that includes grpcpp.
@@ -62,9 +63,10 @@ class CallCanceller final : public common::CancelSource {
   absl::flat_hash_set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
 };
 
-// True for the code/message the coordinator uses for a call from an agent it does not know
-// (it restarted or forgot us): NOT_FOUND with "not registered" in the message. The agent
-// answers by registering again.
+// True when the coordinator does not know the agent that called (it restarted, or forgot an
+// agent that was silent for long): the status carries the reason
+// common::kReasonAgentNotRegistered (a NOT_FOUND; the message text is not looked at). The
+// agent answers by registering again.
 bool IsNotRegistered(const absl::Status& status);
 
 // True for the codes worth retrying a call on: UNAVAILABLE, DEADLINE_EXCEEDED and

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/job_limits.h"
+#include "common/posix_io.h"
 #include "common/status_macros.h"
 
 namespace farm::agent {
@@ -60,8 +61,7 @@ absl::StatusOr<StagingStats> StageInputs(
       std::error_code ec;
       std::filesystem::create_directories(std::filesystem::path(dest).parent_path(), ec);
       if (ec) {
-        return fail(absl::Status(absl::ErrnoToStatusCode(ec.value()),
-                                 absl::StrCat("cannot create its directory: ", ec.message())));
+        return fail(common::ErrnoStatus(ec.value(), "cannot create its directory"));
       }
       const common::Digest digest{artifact.hash(), artifact.size()};
       if (absl::Status s = cache.Materialize(digest, dest, artifact.executable(), cancel);

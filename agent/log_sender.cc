@@ -12,48 +12,20 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "agent/workspace.h"
 #include "common/backoff.h"
 #include "common/logging.h"
+#include "common/posix_io.h"
 
 namespace farm::agent {
 namespace {
 
-// `id` with anything outside [A-Za-z0-9._-] replaced by '_', for a file name.
-std::string SafeName(absl::string_view id) {
-  std::string out(id);
-  for (char& c : out) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) c = '_';
-  }
-  return out;
-}
-
-absl::Status WriteAt(int fd, int64_t offset, absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "cannot write the spill file");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-    offset += n;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadAt(int fd, int64_t offset, char* out, int64_t size) {
-  while (size > 0) {
-    const ssize_t n = ::pread(fd, out, static_cast<size_t>(size), offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "cannot read the spill file");
-    }
-    if (n == 0) return absl::DataLossError("the spill file is shorter than what was written");
-    out += n;
-    offset += n;
-    size -= n;
-  }
+// Reads back `size` bytes the sender spilled at `offset`.
+absl::Status ReadSpilled(int fd, int64_t offset, char* out, int64_t size) {
+  absl::StatusOr<bool> read = common::ReadExactlyAt(fd, out, static_cast<size_t>(size), offset,
+                                                    "cannot read the spill file");
+  if (!read.ok()) return read.status();
+  if (!*read) return absl::DataLossError("the spill file is shorter than what was written");
   return absl::OkStatus();
 }
 
@@ -126,14 +98,14 @@ bool LogSender::SpillLocked(absl::string_view data, Pending* entry) {
   if (spill_fd_ < 0) {
     std::error_code ec;
     std::filesystem::create_directories(options_.spill_dir, ec);
-    std::string path = absl::StrCat(options_.spill_dir, "/", SafeName(lease_.job_id()), "-",
+    std::string path = absl::StrCat(options_.spill_dir, "/", SafeFileName(lease_.job_id()), "-",
                                     lease_.attempt(), "-XXXXXX.spill");
     const int fd = ec ? -1 : ::mkostemps(path.data(), 6, O_CLOEXEC);
     if (ec) {
       status = absl::InternalError(absl::StrCat("cannot create the spill directory ",
                                                 options_.spill_dir, ": ", ec.message()));
     } else if (fd < 0) {
-      status = absl::ErrnoToStatus(
+      status = common::ErrnoStatus(
           errno, absl::StrCat("cannot create a spill file in ", options_.spill_dir));
     } else {
       spill_fd_ = fd;
@@ -146,7 +118,9 @@ bool LogSender::SpillLocked(absl::string_view data, Pending* entry) {
       }
     }
   }
-  if (status.ok()) status = WriteAt(spill_fd_, spill_size_, data);
+  if (status.ok()) {
+    status = common::WriteAllAt(spill_fd_, data, spill_size_, "cannot write the spill file");
+  }
   if (!status.ok()) {
     spill_failed_ = true;
     FARM_LOG(WARNING) << log_prefix_ << " " << status
@@ -258,17 +232,23 @@ size_t LogSender::ReadBatch(const std::vector<Pending>& batch, int fd,
     chunk->set_offset(entry.offset);
     std::string* data = chunk->mutable_data();
     data->resize(static_cast<size_t>(entry.size));
-    *error = ReadAt(fd, entry.file_offset, data->data(), entry.size);
+    *error = ReadSpilled(fd, entry.file_offset, data->data(), entry.size);
     if (!error->ok()) break;
     chunks->push_back(std::move(chunk));
   }
   return chunks->size();
 }
 
+struct LogSender::LoopState {
+  explicit LoopState(const Options& options)
+      : backoff(options.initial_backoff_ms, options.max_backoff_ms) {}
+  common::Backoff backoff;
+  absl::flat_hash_set<uint32_t> warned_steps;  // told about output the coordinator dropped
+  int failures = 0;                            // in a row
+};
+
 void LogSender::Loop() {
-  common::Backoff backoff(options_.initial_backoff_ms, options_.max_backoff_ms);
-  absl::flat_hash_set<uint32_t> warned_steps;
-  int failures = 0;
+  LoopState state(options_);
   while (true) {
     std::vector<Pending> batch;
     bool spilled = false;
@@ -313,58 +293,59 @@ void LogSender::Loop() {
         continue;
       }
     }
+    if (!Upload(chunks, state)) return;
+  }
+}
 
-    absl::StatusOr<farm::v1::LogUploadResponse> response = client_->UploadLogs(chunks, &canceller_);
-    if (response.ok()) {
-      failures = 0;
-      backoff.Reset();
-      // Everything written was processed. Bytes the coordinator did not commit (for example
-      // past its per-job log limit) would never be, so they are dropped, not resent.
-      for (const ChunkPtr& chunk : chunks) {
-        auto it = response->committed().find(chunk->step_index());
-        const int64_t end = chunk->offset() + static_cast<int64_t>(chunk->data().size());
-        const int64_t committed = it == response->committed().end() ? 0 : it->second;
-        if (committed < end && warned_steps.insert(chunk->step_index()).second) {
-          FARM_LOG(WARNING) << log_prefix_ << " coordinator committed " << committed
-                            << " bytes of step " << chunk->step_index() << " output, sent up to "
-                            << end << "; the rest is dropped";
-        }
+bool LogSender::Upload(const std::vector<ChunkPtr>& chunks, LoopState& state) {
+  absl::StatusOr<farm::v1::LogUploadResponse> response = client_->UploadLogs(chunks, &canceller_);
+  if (response.ok()) {
+    state.failures = 0;
+    state.backoff.Reset();
+    // Everything written was processed. Bytes the coordinator did not commit (for example
+    // past its per-job log limit) would never be, so they are dropped, not resent.
+    for (const ChunkPtr& chunk : chunks) {
+      auto it = response->committed().find(chunk->step_index());
+      const int64_t end = chunk->offset() + static_cast<int64_t>(chunk->data().size());
+      const int64_t committed = it == response->committed().end() ? 0 : it->second;
+      if (committed < end && state.warned_steps.insert(chunk->step_index()).second) {
+        FARM_LOG(WARNING) << log_prefix_ << " coordinator committed " << committed
+                          << " bytes of step " << chunk->step_index() << " output, sent up to "
+                          << end << "; the rest is dropped";
       }
-      absl::MutexLock lock(&mu_);
-      if (!aborted_) PopFront(chunks.size());
-      continue;
     }
-
-    const absl::Status& status = response.status();
-    if (status.code() == absl::StatusCode::kFailedPrecondition) {
-      FARM_LOG(WARNING) << log_prefix_ << " log upload refused, lease is stale: " << status;
-      absl::MutexLock lock(&mu_);
-      failure_ = status;
-      ClearLocked();
-      return;
-    }
-    if (status.code() == absl::StatusCode::kCancelled && canceller_.cancelled()) return;
-    if (IsNotRegistered(status)) {
-      if (!reregister_ || !reregister_()) {
-        Abort();
-        return;
-      }
-      continue;
-    }
-    if (IsRetryable(status)) {
-      if (failures++ % 10 == 0) {
-        FARM_LOG(WARNING) << log_prefix_ << " log upload failed, retrying: " << status;
-      }
-      if (canceller_.SleepFor(backoff.NextDelayMs())) return;
-      continue;
-    }
-    // OUT_OF_RANGE (a gap: the coordinator lost bytes it had acknowledged), INVALID_ARGUMENT
-    // and the like cannot be fixed by resending the same bytes.
-    FARM_LOG(ERROR) << log_prefix_ << " log upload rejected, dropping " << chunks.size()
-                    << " chunks: " << status;
     absl::MutexLock lock(&mu_);
     if (!aborted_) PopFront(chunks.size());
+    return true;
   }
+
+  const absl::Status& status = response.status();
+  if (status.code() == absl::StatusCode::kFailedPrecondition) {
+    FARM_LOG(WARNING) << log_prefix_ << " log upload refused, lease is stale: " << status;
+    absl::MutexLock lock(&mu_);
+    failure_ = status;
+    ClearLocked();
+    return false;
+  }
+  if (status.code() == absl::StatusCode::kCancelled && canceller_.cancelled()) return false;
+  if (IsNotRegistered(status)) {
+    if (reregister_ && reregister_()) return true;
+    Abort();
+    return false;
+  }
+  if (IsRetryable(status)) {
+    if (state.failures++ % 10 == 0) {
+      FARM_LOG(WARNING) << log_prefix_ << " log upload failed, retrying: " << status;
+    }
+    return !canceller_.SleepFor(state.backoff.NextDelayMs());
+  }
+  // OUT_OF_RANGE (a gap: the coordinator lost bytes it had acknowledged), INVALID_ARGUMENT
+  // and the like cannot be fixed by resending the same bytes.
+  FARM_LOG(ERROR) << log_prefix_ << " log upload rejected, dropping " << chunks.size()
+                  << " chunks: " << status;
+  absl::MutexLock lock(&mu_);
+  if (!aborted_) PopFront(chunks.size());
+  return true;
 }
 
 }  // namespace farm::agent

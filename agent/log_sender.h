@@ -123,7 +123,12 @@ class LogSender {
     int64_t file_offset = -1;
   };
 
+  struct LoopState;  // the sender thread's backoff and what it has warned about
   void Loop();
+  // Sends `chunks` (the front of the queue) in one stream and acts on the answer: drops what
+  // was processed, backs off, registers again, or fails the sender. False when the sender
+  // thread is done.
+  bool Upload(const std::vector<ChunkPtr>& chunks, LoopState& state);
   // Turns the first `count` pending chunks (copied out by the caller) into upload chunks,
   // reading spilled ones back from `fd`. Returns how many it could read; stops at the first
   // read error, which goes to `error`.

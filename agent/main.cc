@@ -8,12 +8,15 @@
 
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
@@ -44,6 +47,33 @@ int Fail(const std::string& message) {
   return 2;
 }
 
+// The flags as options; INVALID_ARGUMENT naming the flag when one cannot be parsed.
+absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
+  farm::agent::AgentOptions options;
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  options.name = absl::GetFlag(FLAGS_name);
+  absl::StatusOr<std::map<std::string, std::string>> labels =
+      farm::agent::ParseLabels(absl::GetFlag(FLAGS_labels));
+  if (!labels.ok()) return labels.status();
+  options.labels = *labels;
+  options.slots = absl::GetFlag(FLAGS_slots);
+  options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  options.keep_failed = absl::GetFlag(FLAGS_keep_failed);
+  absl::StatusOr<int64_t> drain = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_drain_timeout));
+  if (!drain.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--drain_timeout: ", drain.status().message()));
+  }
+  options.drain_timeout_ms = *drain;
+  absl::StatusOr<int64_t> wait = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_wait));
+  if (!wait.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--lease_wait: ", wait.status().message()));
+  }
+  options.lease_wait_ms = *wait;
+  options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
+  options.version = FARM_VERSION;
+  return options;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -66,24 +96,8 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("unexpected argument \"", rest[1], "\" (flags only)"));
   }
 
-  farm::agent::AgentOptions options;
-  options.coordinator = absl::GetFlag(FLAGS_coordinator);
-  options.name = absl::GetFlag(FLAGS_name);
-  absl::StatusOr<std::map<std::string, std::string>> labels =
-      farm::agent::ParseLabels(absl::GetFlag(FLAGS_labels));
-  if (!labels.ok()) return Fail(std::string(labels.status().message()));
-  options.labels = *labels;
-  options.slots = absl::GetFlag(FLAGS_slots);
-  options.work_dir = absl::GetFlag(FLAGS_work_dir);
-  options.keep_failed = absl::GetFlag(FLAGS_keep_failed);
-  absl::StatusOr<int64_t> drain = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_drain_timeout));
-  if (!drain.ok()) return Fail(absl::StrCat("--drain_timeout: ", drain.status().message()));
-  options.drain_timeout_ms = *drain;
-  absl::StatusOr<int64_t> wait = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_wait));
-  if (!wait.ok()) return Fail(absl::StrCat("--lease_wait: ", wait.status().message()));
-  options.lease_wait_ms = *wait;
-  options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
-  options.version = FARM_VERSION;
+  absl::StatusOr<farm::agent::AgentOptions> options = OptionsFromFlags();
+  if (!options.ok()) return Fail(std::string(options.status().message()));
 
   // Forked while this is the only thread (see step_supervisor.h): before the signal thread,
   // before gRPC starts any.
@@ -101,7 +115,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  farm::agent::Agent agent(options, *std::move(supervisor));
+  farm::agent::Agent agent(*std::move(options), *std::move(supervisor));
   if (absl::Status s = agent.Init(); !s.ok()) return Fail(std::string(s.message()));
   if (absl::Status s = agent.Start(); !s.ok()) return Fail(std::string(s.message()));
 

@@ -13,17 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string SafeName(absl::string_view id) {
-  std::string out(id);
-  for (char& c : out) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) c = '_';
-  }
-  if (out.empty() || out == "." || out == "..") out = absl::StrCat("_", out);
-  return out;
-}
-
 // Gives the owner rwx on every directory below `root` so that remove_all can unlink their
 // entries (build tools like to leave read-only trees behind).
 void MakeTreeWritable(const fs::path& root) {
@@ -41,11 +30,22 @@ void MakeTreeWritable(const fs::path& root) {
 
 }  // namespace
 
+std::string SafeFileName(absl::string_view id) {
+  std::string out(id);
+  for (char& c : out) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) c = '_';
+  }
+  if (out.empty() || out == "." || out == "..") out = absl::StrCat("_", out);
+  return out;
+}
+
 absl::StatusOr<Workspace> Workspace::Create(absl::string_view work_dir, absl::string_view job_id,
                                             uint32_t attempt) {
   static thread_local std::mt19937_64 rng(std::random_device{}());
   for (int tries = 0; tries < 5; ++tries) {
-    const std::string path = absl::StrCat(work_dir, "/", SafeName(job_id), "-", attempt, "-",
+    const std::string path = absl::StrCat(work_dir, "/", SafeFileName(job_id), "-", attempt, "-",
                                           absl::StrFormat("%08x", rng() & 0xffffffffu));
     std::error_code ec;
     // create_directory returns false (no error) when it already exists: pick another name.

@@ -10,6 +10,10 @@
 
 namespace farm::agent {
 
+// `id` (a job id) as a file name: anything outside [A-Za-z0-9._-] becomes '_', and "", "." and
+// ".." get a '_' in front.
+std::string SafeFileName(absl::string_view id);
+
 class Workspace {
  public:
   // Creates `work_dir/<job_id>-<attempt>-<random hex>` (job_id with anything outside

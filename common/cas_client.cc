@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <functional>
 #include <random>
 #include <thread>
@@ -23,6 +22,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "common/backoff.h"
 #include "common/grpc_status.h"
+#include "common/posix_io.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
@@ -76,10 +76,6 @@ std::string NewUuid() {
                       hex.substr(16, 4), "-", hex.substr(20, 12));
 }
 
-absl::Status ErrnoError(int err, absl::string_view what) {
-  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", std::strerror(err)));
-}
-
 // The Status with `prefix` in front of its message, same code.
 absl::Status Annotate(const absl::Status& status, absl::string_view prefix) {
   if (status.ok()) return status;
@@ -89,9 +85,9 @@ absl::Status Annotate(const absl::Status& status, absl::string_view prefix) {
 // Opens `path` for reading and checks that it still has `size` bytes.
 absl::StatusOr<std::unique_ptr<UniqueFd>> OpenForUpload(const std::string& path, int64_t size) {
   auto fd = std::make_unique<UniqueFd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd->get() < 0) return ErrnoError(errno, "cannot open");
+  if (fd->get() < 0) return ErrnoStatus(errno, "cannot open");
   struct stat st;
-  if (::fstat(fd->get(), &st) != 0) return ErrnoError(errno, "cannot stat");
+  if (::fstat(fd->get(), &st) != 0) return ErrnoStatus(errno, "cannot stat");
   if (!S_ISREG(st.st_mode)) return absl::FailedPreconditionError("not a regular file");
   if (st.st_size != size) {
     return absl::FailedPreconditionError(absl::StrCat("it is ", st.st_size, " bytes now but was ",
@@ -104,25 +100,9 @@ absl::StatusOr<std::unique_ptr<UniqueFd>> OpenForUpload(const std::string& path,
 // shorter (it changed).
 absl::Status ReadAt(int fd, int64_t offset, int64_t length, std::string* out) {
   out->resize(static_cast<size_t>(length));
-  int64_t done = 0;
-  while (done < length) {
-    const ssize_t n = ::pread(fd, out->data() + done, static_cast<size_t>(length - done),
-                              static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, "cannot read");
-    if (n == 0) return absl::FailedPreconditionError("it became shorter while being uploaded");
-    done += n;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status WriteAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, "cannot write");
-    data.remove_prefix(static_cast<size_t>(n));
-  }
+  FARM_ASSIGN_OR_RETURN(const bool complete,
+                        ReadExactlyAt(fd, out->data(), out->size(), offset, "cannot read"));
+  if (!complete) return absl::FailedPreconditionError("it became shorter while being uploaded");
   return absl::OkStatus();
 }
 
@@ -412,7 +392,7 @@ absl::Status CasClient::Download(const Digest& digest, const std::string& path, 
       absl::StrCat(slash == std::string::npos ? "" : dir, ".", base, ".farm-", RandomHex(6));
   UniqueFd fd(
       ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
-  if (fd.get() < 0) return ErrnoError(errno, absl::StrCat(path, ": cannot create"));
+  if (fd.get() < 0) return ErrnoStatus(errno, absl::StrCat(path, ": cannot create"));
   bool keep = false;
   struct Cleanup {
     const std::string& temp;
@@ -446,7 +426,7 @@ absl::Status CasClient::Download(const Digest& digest, const std::string& path, 
                          local = absl::DataLossError(absl::StrCat(
                              "blob ", label, ": the store sent more than ", digest.size, " bytes"));
                        } else {
-                         local = WriteAll(fd.get(), data);
+                         local = WriteAll(fd.get(), data, "cannot write");
                        }
                        if (!local.ok()) {
                          context->TryCancel();
@@ -485,9 +465,9 @@ absl::Status CasClient::Download(const Digest& digest, const std::string& path, 
     return absl::DataLossError(
         absl::StrCat("blob ", label, ": the bytes received hash to ", hash, ", not to the digest"));
   }
-  if (fd.Close() != 0) return ErrnoError(errno, absl::StrCat(path, ": cannot write"));
+  if (fd.Close() != 0) return ErrnoStatus(errno, absl::StrCat(path, ": cannot write"));
   if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return ErrnoError(errno, absl::StrCat(path, ": cannot replace"));
+    return ErrnoStatus(errno, absl::StrCat(path, ": cannot replace"));
   }
   keep = true;
   return absl::OkStatus();

@@ -91,9 +91,9 @@ class Sha256Hasher {
 // The digest of `data`.
 Digest DigestOf(absl::string_view data);
 
-// The digest of a file's contents, read in bounded chunks. NOT_FOUND when the file is missing,
-// PERMISSION_DENIED when unreadable, FAILED_PRECONDITION for a directory, INTERNAL for other
-// read errors; messages name the path.
+// The digest of a file's contents, read in bounded chunks. Errors have errno's code
+// (common::ErrnoStatus): NOT_FOUND when the file is missing, PERMISSION_DENIED when unreadable,
+// FAILED_PRECONDITION for a directory or a path through a file; messages name the path.
 absl::StatusOr<Digest> DigestFile(const std::string& path);
 
 // 64 lowercase hex digits of 32 raw bytes.

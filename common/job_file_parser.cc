@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <exception>
 #include <utility>
 
@@ -18,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/job_file.h"
+#include "common/posix_io.h"
 #include "common/status_macros.h"
 
 namespace farm::common::internal {
@@ -97,17 +97,13 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path, int64_t max_by
                                          absl::string_view kind) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    const int err = errno;
-    return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrCat(path, ": cannot open: ", std::strerror(err)));
+    return ErrnoStatus(errno, absl::StrCat(path, ": cannot open"));
   }
   std::string text;
   absl::Status status;
   struct stat st;
   if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    status = absl::Status(absl::ErrnoToStatusCode(err),
-                          absl::StrCat(path, ": cannot stat: ", std::strerror(err)));
+    status = ErrnoStatus(errno, absl::StrCat(path, ": cannot stat"));
   } else if (S_ISDIR(st.st_mode)) {
     status = absl::InvalidArgumentError(absl::StrCat(path, ": is a directory, not a ", kind));
   } else if (S_ISREG(st.st_mode) && st.st_size > max_bytes) {
@@ -120,9 +116,7 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path, int64_t max_by
       const ssize_t n = ::read(fd, buffer, sizeof(buffer));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
-        const int err = errno;
-        status = absl::Status(absl::ErrnoToStatusCode(err),
-                              absl::StrCat(path, ": cannot read: ", std::strerror(err)));
+        status = ErrnoStatus(errno, absl::StrCat(path, ": cannot read"));
         break;
       }
       if (n == 0) break;

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/clock.h"
 #include "tests/agent/fake_agent_service.h"
 #include "tests/agent/test_util.h"
 #include "tests/testing/status_matchers.h"
@@ -41,6 +42,9 @@ farm::v1::StepSpec* AddStep(farm::v1::JobSpec* spec, const std::string& name,
   return step;
 }
 
+// A step that runs until it is stopped, printing "pid=<its process id>" first.
+constexpr char kPrintPidAndSleep[] = "echo pid=$$; exec sleep 1000";
+
 class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -57,8 +61,8 @@ class AgentTest : public ::testing::Test {
     options_.version = "test";
   }
 
-  void StartAgent() {
-    agent_ = std::make_unique<Agent>(options_);
+  void StartAgent(common::Clock* clock = common::RealClock()) {
+    agent_ = std::make_unique<Agent>(options_, nullptr, clock);
     ASSERT_OK(agent_->Init());
     ASSERT_OK(agent_->Start());
   }
@@ -76,6 +80,13 @@ class AgentTest : public ::testing::Test {
       auto log = it->second.logs.find(step);
       return log != it->second.logs.end() && log->second.find(text) != std::string::npos;
     });
+  }
+  // Queues `spec` as `job` and waits until step `step` (kPrintPidAndSleep) has printed its
+  // process id; returns it, or 0 when it did not in time.
+  pid_t AddJobAndWaitForPid(const std::string& job, const farm::v1::JobSpec& spec,
+                            uint32_t step = 0) {
+    fake_.AddJob(job, spec);
+    return WaitForLog(job, step, "pid=") ? PidFromLog(job, step) : 0;
   }
   FakeAgentService::FakeJob Job(const std::string& id) { return fake_.Snapshot().jobs[id]; }
   // "pid=123" in a step's output → 123.
@@ -113,6 +124,7 @@ class AgentTest : public ::testing::Test {
   FakeAgentService fake_;
   std::string address_;
   AgentOptions options_;
+  common::FakeClock clock_;  // for the tests that pass it to StartAgent(); outlives agent_
   std::unique_ptr<Agent> agent_;
 };
 
@@ -303,11 +315,10 @@ TEST_F(AgentTest, NothingRunsAfterACancelNotEvenAlwaysSteps) {
   const std::string marker = dir_.path() + "/cleanup-ran";
   farm::v1::JobSpec spec;
   spec.set_kill_grace_ms(60'000);
-  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
   AddStepWhen(&spec, "report", absl::StrCat("touch ", marker), farm::v1::WHEN_ON_FAILURE);
   AddStepWhen(&spec, "cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
+  ASSERT_GT(AddJobAndWaitForPid("job-1", spec), 0);
 
   fake_.CancelJob("job-1");
   ASSERT_TRUE(WaitCompleted("job-1"));
@@ -327,10 +338,9 @@ TEST_F(AgentTest, NothingRunsAfterACancelOfACleanupStep) {
   farm::v1::JobSpec spec;
   spec.set_kill_grace_ms(60'000);
   AddStep(&spec, "build", "exit 1");
-  AddStepWhen(&spec, "cleanup", "echo pid=$$; exec sleep 1000", farm::v1::WHEN_ALWAYS);
+  AddStepWhen(&spec, "cleanup", kPrintPidAndSleep, farm::v1::WHEN_ALWAYS);
   AddStepWhen(&spec, "more-cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitForLog("job-1", 1, "pid="));
+  ASSERT_GT(AddJobAndWaitForPid("job-1", spec, 1), 0);
 
   fake_.CancelJob("job-1");
   ASSERT_TRUE(WaitCompleted("job-1"));
@@ -365,11 +375,9 @@ TEST_F(AgentTest, NothingRunsAfterTheLeaseIsLost) {
   const std::string marker = dir_.path() + "/cleanup-ran";
   farm::v1::JobSpec spec;
   spec.set_kill_grace_ms(60'000);
-  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
   AddStepWhen(&spec, "cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
-  const pid_t pid = PidFromLog("job-1", 0);
+  const pid_t pid = AddJobAndWaitForPid("job-1", spec);
   ASSERT_GT(pid, 0);
 
   fake_.InvalidateLease("job-1");
@@ -400,10 +408,8 @@ TEST_F(AgentTest, UserCancelReachesTheRunningStep) {
   StartAgent();
   farm::v1::JobSpec spec;
   spec.set_kill_grace_ms(60'000);
-  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
-  const pid_t pid = PidFromLog("job-1", 0);
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
+  const pid_t pid = AddJobAndWaitForPid("job-1", spec);
   ASSERT_GT(pid, 0);
 
   fake_.CancelJob("job-1");
@@ -420,11 +426,9 @@ TEST_F(AgentTest, StaleLeaseAbandonsTheAttemptWithoutReporting) {
   StartAgent();
   farm::v1::JobSpec spec;
   spec.set_kill_grace_ms(60'000);
-  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
   AddStep(&spec, "after", "true");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
-  const pid_t pid = PidFromLog("job-1", 0);
+  const pid_t pid = AddJobAndWaitForPid("job-1", spec);
   ASSERT_GT(pid, 0);
 
   fake_.InvalidateLease("job-1");
@@ -480,16 +484,65 @@ TEST_F(AgentTest, AHungCoordinatorIsFencedOneLeaseTtlAfterTheLastRenewal) {
   EXPECT_EQ(Job("job-1").completions, 0);
 }
 
+// Self-fencing on the injected clock: time passes only when the test moves the FakeClock, and
+// the lease is fenced exactly when it has gone a TTL without renewal, not a millisecond before.
+TEST_F(AgentTest, SelfFencingFollowsTheInjectedClock) {
+  constexpr int64_t kTtlMs = 60'000;
+  fake_.SetTimings(kTtlMs, /*heartbeat_interval_ms=*/200);
+  // No heartbeat renews anything: the coordinator cannot be reached for them.
+  fake_.FailNext("Heartbeat", 1'000'000, grpc::StatusCode::UNAVAILABLE);
+  StartAgent(&clock_);
+  farm::v1::JobSpec spec;
+  spec.set_kill_grace_ms(60'000);
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
+  const pid_t pid = AddJobAndWaitForPid("job-1", spec);
+  ASSERT_GT(pid, 0);
+
+  clock_.AdvanceMs(kTtlMs - 1);
+  EXPECT_EQ(agent_->fenced_attempts(), 0);
+  EXPECT_FALSE(ProcessGone(pid));
+  clock_.AdvanceMs(1);
+  EXPECT_EQ(agent_->fenced_attempts(), 1);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  EXPECT_TRUE(WaitFor([&] { return agent_->running_jobs() == 0; }));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.completions, 0);
+  EXPECT_TRUE(job.finished.empty());
+}
+
+// A heartbeat that comes back valid renews the lease as of the moment it was sent, on the
+// injected clock: after one sent past the first jump, a second jump of almost a TTL fences
+// nothing, and the attempt is still the agent's to cancel and report.
+TEST_F(AgentTest, AnsweredHeartbeatsRenewTheLeaseOnTheInjectedClock) {
+  constexpr int64_t kTtlMs = 60'000;
+  fake_.SetTimings(kTtlMs, /*heartbeat_interval_ms=*/100);
+  StartAgent(&clock_);
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
+  ASSERT_GT(AddJobAndWaitForPid("job-1", spec), 0);
+
+  clock_.AdvanceMs(kTtlMs - 1);
+  // The second heartbeat the coordinator receives from now on was sent after the jump, and the
+  // agent handled its answer before sending the third.
+  const size_t seen = fake_.Snapshot().heartbeats.size();
+  ASSERT_TRUE(fake_.WaitUntil([&](const State& s) { return s.heartbeats.size() >= seen + 3; }));
+  clock_.AdvanceMs(kTtlMs - 1);
+  EXPECT_EQ(agent_->fenced_attempts(), 0);
+
+  fake_.CancelJob("job-1");
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  EXPECT_EQ(Job("job-1").outcome, farm::v1::ATTEMPT_CANCELLED);
+  EXPECT_EQ(agent_->fenced_attempts(), 0);
+}
+
 TEST_F(AgentTest, ADeadStepSupervisorStopsTheAgentAndItsSteps) {
   // Someone kills the supervisor: the agent cannot promise that its steps die with it any more,
   // so it cancels what runs, takes no more work and says why.
   StartAgent();
   farm::v1::JobSpec spec;
   spec.set_kill_grace_ms(60'000);
-  AddStep(&spec, "sleep", "echo pid=$$; exec sleep 1000");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitForLog("job-1", 0, "pid="));
-  const pid_t pid = PidFromLog("job-1", 0);
+  AddStep(&spec, "sleep", kPrintPidAndSleep);
+  const pid_t pid = AddJobAndWaitForPid("job-1", spec);
   ASSERT_GT(pid, 0);
   EXPECT_OK(agent_->error());
 

@@ -4,15 +4,24 @@
 #include <chrono>
 #include <limits>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/grpc_status.h"
 
 namespace farm::agent::testing {
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+// Parked calls end on the real clock: the client's deadline is real time.
+int64_t NowMs() { return common::RealClock()->MonotonicMs(); }
+
+// What the coordinator answers a call from an agent it does not know: the reason, not the
+// message, tells the agent to register again (the message here says it in other words on
+// purpose).
+grpc::Status NotRegistered(const std::string& agent) {
+  return common::ToGrpcStatus(common::WithReason(
+      absl::NotFoundError(absl::StrCat("the coordinator does not know agent ", agent)),
+      common::kReasonAgentNotRegistered));
 }
 
 }  // namespace
@@ -241,9 +250,7 @@ grpc::ServerUnaryReactor* FakeAgentService::Lease(grpc::CallbackServerContext* c
   grpc::Status status;
   if (InjectedFailure("Lease", &status)) return Respond(context, status);
   if (!state_.registered.contains(request->agent())) {
-    return Respond(context,
-                   grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                absl::StrCat("agent ", request->agent(), " is not registered")));
+    return Respond(context, NotRegistered(request->agent()));
   }
   if (!state_.queue.empty()) {
     FakeJob& job = state_.jobs[state_.queue.front()];
@@ -279,9 +286,7 @@ grpc::ServerUnaryReactor* FakeAgentService::Heartbeat(grpc::CallbackServerContex
   grpc::Status status;
   if (InjectedFailure("Heartbeat", &status)) return Respond(context, status);
   if (!state_.registered.contains(request->agent())) {
-    return Respond(context,
-                   grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                absl::StrCat("agent ", request->agent(), " is not registered")));
+    return Respond(context, NotRegistered(request->agent()));
   }
   state_.heartbeats.push_back(*request);
   if (hang_heartbeats_) {
