@@ -26,6 +26,7 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -159,8 +160,9 @@ class FarmClient {
     absl::Status previous;  // the error of the try before, to report
     for (int tries = 1;; ++tries) {
       if (info != nullptr) info->tries = tries;
-      const absl::Time deadline = CallDeadline(tries > 1 ? loop.give_up() : std::nullopt);
-      const bool cut = deadline < CallDeadline(std::nullopt);
+      const absl::Time uncut = CallDeadline(std::nullopt);
+      const absl::Time deadline = tries > 1 ? std::min(uncut, *loop.give_up()) : uncut;
+      const bool cut = deadline < uncut;
       grpc::ClientContext context;
       context.set_deadline(absl::ToChronoTime(deadline));
       Response response;
