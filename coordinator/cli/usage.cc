@@ -69,8 +69,8 @@ const std::vector<FlagDef>& Flags() {
       {"wait", true,
        "--wait                   wait until the job or pipeline ends; exit with its outcome"},
       {"follow", true,
-       "--follow                 stream the job's output, show a pipeline's progress, or go on "
-       "with new events, until it ends"},
+       "--follow                 stream the job's output, a pipeline's progress or new events "
+       "until it ends"},
       {"state", false,
        "--state=S                only jobs in state S: queued, waiting, running, succeeded, "
        "failed, cancelled, skipped"},
