@@ -38,3 +38,32 @@ function(farm_proto_library name)
   target_include_directories(${name} PUBLIC ${out})
   target_link_libraries(${name} PUBLIC protobuf::libprotobuf gRPC::grpc++ ${ARG_DEPS})
 endfunction()
+
+# farm_only_links(TARGET ALLOWED...)
+# Refuses (a configure error) any library of this project on TARGET's link line other than
+# ALLOWED: imported targets (Foo::Bar) and plain system libraries are fine, any other target
+# built here is not. Checked once every CMakeLists has been read, so that a later
+# target_link_libraries(TARGET ...) anywhere is caught too.
+function(farm_only_links target)
+  set_property(TARGET ${target} PROPERTY FARM_ALLOWED_LINKS ${ARGN})
+  # A deferred call expands its arguments when it runs: pass the name as a literal.
+  cmake_language(EVAL CODE
+    "cmake_language(DEFER DIRECTORY [[${CMAKE_SOURCE_DIR}]] CALL _farm_check_links [[${target}]])")
+endfunction()
+
+function(_farm_check_links target)
+  get_target_property(allowed ${target} FARM_ALLOWED_LINKS)
+  get_target_property(links ${target} LINK_LIBRARIES)
+  get_target_property(interface ${target} INTERFACE_LINK_LIBRARIES)
+  foreach(lib IN LISTS links interface)
+    string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" lib "${lib}")
+    if(TARGET ${lib})
+      get_target_property(imported ${lib} IMPORTED)
+      if(NOT imported AND NOT lib IN_LIST allowed)
+        list(JOIN allowed ", " allowed_text)
+        message(FATAL_ERROR "${target} may link only ${allowed_text} of this project's "
+                            "libraries, not ${lib}")
+      endif()
+    endif()
+  endforeach()
+endfunction()

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libabsl-dev libssl-dev libyaml-cpp-dev
+  librocksdb-dev libabsl-dev libssl-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev
   procps
 )

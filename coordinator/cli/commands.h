@@ -1,6 +1,7 @@
-// farmctl's commands: each one a few JobService/AdminService calls over a channel to the
-// coordinator, with output to the given streams. A pure gRPC client: it links no coordinator
-// code.
+// farmctl's entry points: parse the arguments, then run the command through the dispatch table
+// (command_table.h), each command group in its own file over one Session (session.h): a
+// retrying farm.v1 client (common/farm_client.h) and the CAS client on one channel. A pure gRPC
+// client: it links no coordinator code.
 //
 // Every unary call has a deadline (CliOptions::rpc_timeout_ms). Submit retries on UNAVAILABLE
 // and DEADLINE_EXCEEDED for CliOptions::submit_retry_ms, reusing one request_id so that the
@@ -14,6 +15,7 @@
 // CliOptions::pipeline_poll_ms, riding out an unreachable coordinator like a follow stream.
 // Follow streams have no deadline (except `wait --timeout`); the channel's keepalive notices a
 // dead coordinator, and they reconnect on UNAVAILABLE, skipping the output already written.
+// `events --follow` long-polls ListEvents and reconnects the same way.
 #pragma once
 
 #include <istream>

@@ -176,6 +176,47 @@ int ExitCodeForState(JobState state) {
   }
 }
 
+namespace {
+
+// `get`'s tables: every attempt, and the latest attempt's steps.
+void AppendAttemptsAndSteps(const Job& job, const TextContext& context, std::string& out) {
+  if (job.attempts_size() > 0) {
+    Table attempts({"ATTEMPT", "AGENT", "EPOCH", "OUTCOME", "DURATION", "REASON"});
+    for (const farm::v1::Attempt& attempt : job.attempts()) {
+      std::string duration = "-";
+      if (attempt.started_ms() > 0) {
+        const int64_t end = attempt.ended_ms() > 0 ? attempt.ended_ms() : context.now_ms;
+        duration = common::FormatDurationMs(std::max<int64_t>(0, end - attempt.started_ms()));
+      }
+      attempts.AddRow({absl::StrCat(attempt.number()), OrDash(attempt.agent()),
+                       absl::StrCat(attempt.epoch()), OutcomeName(attempt.outcome()), duration,
+                       OneLine(attempt.reason())});
+    }
+    absl::StrAppend(&out, "\nattempts:\n", attempts.Render("  "));
+  }
+
+  const farm::v1::Attempt* latest =
+      job.attempts_size() > 0 ? &job.attempts(job.attempts_size() - 1) : nullptr;
+  Table steps({"STEP", "STATE", "EXIT", "DURATION", "NOTE"});
+  for (int i = 0; i < job.spec().steps_size(); ++i) {
+    const farm::v1::StepSpec& spec = job.spec().steps(i);
+    const StepResult* result = latest == nullptr ? nullptr : FindResult(*latest, spec, i);
+    if (result == nullptr) {
+      steps.AddRow({spec.name(), "PENDING", "-", "-", ""});
+      continue;
+    }
+    steps.AddRow({spec.name(), StepStateName(result->state()), FormatExit(*result),
+                  FormatStepDuration(*result, context), OneLine(result->message())});
+  }
+  if (job.spec().steps_size() > 0) {
+    absl::StrAppend(&out, "\nsteps",
+                    latest == nullptr ? "" : absl::StrCat(" (attempt ", latest->number(), ")"),
+                    ":\n", steps.Render("  "));
+  }
+}
+
+}  // namespace
+
 std::string FormatJobText(const Job& job, const TextContext& context) {
   std::vector<std::pair<std::string, std::string>> fields;
   fields.emplace_back("id", job.id());
@@ -228,39 +269,7 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
     absl::StrAppend(&out, label, value, "\n");
   }
 
-  if (job.attempts_size() > 0) {
-    Table attempts({"ATTEMPT", "AGENT", "EPOCH", "OUTCOME", "DURATION", "REASON"});
-    for (const farm::v1::Attempt& attempt : job.attempts()) {
-      std::string duration = "-";
-      if (attempt.started_ms() > 0) {
-        const int64_t end = attempt.ended_ms() > 0 ? attempt.ended_ms() : context.now_ms;
-        duration = common::FormatDurationMs(std::max<int64_t>(0, end - attempt.started_ms()));
-      }
-      attempts.AddRow({absl::StrCat(attempt.number()), OrDash(attempt.agent()),
-                       absl::StrCat(attempt.epoch()), OutcomeName(attempt.outcome()), duration,
-                       OneLine(attempt.reason())});
-    }
-    absl::StrAppend(&out, "\nattempts:\n", attempts.Render("  "));
-  }
-
-  const farm::v1::Attempt* latest =
-      job.attempts_size() > 0 ? &job.attempts(job.attempts_size() - 1) : nullptr;
-  Table steps({"STEP", "STATE", "EXIT", "DURATION", "NOTE"});
-  for (int i = 0; i < job.spec().steps_size(); ++i) {
-    const farm::v1::StepSpec& spec = job.spec().steps(i);
-    const StepResult* result = latest == nullptr ? nullptr : FindResult(*latest, spec, i);
-    if (result == nullptr) {
-      steps.AddRow({spec.name(), "PENDING", "-", "-", ""});
-      continue;
-    }
-    steps.AddRow({spec.name(), StepStateName(result->state()), FormatExit(*result),
-                  FormatStepDuration(*result, context), OneLine(result->message())});
-  }
-  if (job.spec().steps_size() > 0) {
-    absl::StrAppend(&out, "\nsteps",
-                    latest == nullptr ? "" : absl::StrCat(" (attempt ", latest->number(), ")"),
-                    ":\n", steps.Render("  "));
-  }
+  AppendAttemptsAndSteps(job, context, out);
   return out;
 }
 

@@ -1,16 +1,19 @@
 // farmctl's command line: the subcommands, their flags, the usage text and the exit codes.
 //
-// farmctl parses its own arguments (rather than through absl flags, which are process-global,
-// exit 1 on a bad flag, and know nothing of subcommands) so that every usage error exits 64
-// with one line naming the problem, a flag is accepted only by the commands it applies to, and
-// the parsing is unit-testable.
+// The arguments are parsed with CLI11 (subcommands, per-command flags and operands, `--`), built
+// from the command table (command_table.h) that each command group registers into. farmctl
+// keeps its own messages and exit codes on top: every usage error exits 64 with one line naming
+// the problem and pointing at `farmctl help COMMAND`, a flag is accepted only by the commands it
+// applies to, and the parsing is unit-testable (no process-global flags).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "farm/v1/farm.pb.h"
@@ -52,8 +55,17 @@ enum class Command {
   kCasPut,
   kCasGet,
   kCasStat,
+  kEvents,
 };
 enum class OutputFormat { kText, kJson };
+
+// A moment on the command line: a time (RFC 3339) or a duration back from now.
+struct TimeArg {
+  int64_t ms = 0;    // Unix milliseconds, or the duration
+  bool ago = false;  // ms is a duration before now
+
+  int64_t Resolve(int64_t now_ms) const { return ago ? now_ms - ms : ms; }
+};
 
 struct CliOptions {
   Command command = Command::kHelp;
@@ -63,19 +75,23 @@ struct CliOptions {
   OutputFormat output = OutputFormat::kText;
 
   std::string file;  // submit ("-" is stdin), cas put
-  // get, logs, wait, cancel, artifacts, download. For get, wait and cancel it may name a
-  // pipeline (IsPipelineId); the others refuse one at parse time.
+  // get, logs, wait, cancel, artifacts, download, events (--job). For get, wait and cancel it
+  // may name a pipeline (IsPipelineId); the others refuse one at parse time.
   std::string job_id;
   bool wait = false;                                           // submit
-  bool follow = false;                                         // submit, logs
+  bool follow = false;                                         // submit, logs, events
   bool pipelines = false;                                      // list: pipelines instead of jobs
   farm::v1::JobState state = farm::v1::JOB_STATE_UNSPECIFIED;  // list; UNSPECIFIED = any
-  int limit = 0;                                               // list; 0 = the coordinator's
-  std::string step;                                            // logs; empty = every step
-  std::optional<int64_t> timeout_ms;                           // wait; none = forever
-  std::vector<std::string> paths;  // download: artifact paths or directories; empty = all
-  std::string output_path;         // -o: download's directory (empty = "."), cas get's file
-  std::string digest;              // cas get, cas stat: "HASH/SIZE", validated
+  int limit = 0;     // list (1-1000), events (at most this many); 0 = the coordinator's / no limit
+  std::string step;  // logs; empty = every step
+  std::optional<int64_t> timeout_ms;  // wait; none = forever
+  std::vector<std::string> paths;     // download: artifact paths or directories; empty = all
+  std::string output_path;            // -o: download's directory (empty = "."), cas get's file
+  std::string digest;                 // cas get, cas stat: "HASH/SIZE", validated
+  // events: the window, each either a moment or a duration back from the time the command
+  // runs (--since=1h); none = from the oldest event kept, and (without --follow) up to now.
+  std::optional<TimeArg> since;
+  std::optional<TimeArg> until;
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call
@@ -91,16 +107,23 @@ struct CliOptions {
   // How often `wait` and `submit --wait/--follow` ask for a pipeline's state (there is no
   // pipeline watch stream).
   int64_t pipeline_poll_ms = 250;
+  // How long one ListEvents call of `events --follow` waits at the live end (its wait_ms).
+  int64_t events_wait_ms = 30'000;
+  // Called with the error of each failed try of a retried call (submit) before it is tried
+  // again (RetryPolicy::on_retry), and of each reconnect of a follow; tests see the retries
+  // with it. May be empty.
+  std::function<void(const absl::Status&)> on_retry;
 };
 
 // Parses the arguments after argv[0]. Flags may come before or after the command and its
 // operands, as --name=value, --name value, or -name; `--` ends the flags. `-o VALUE` (also
-// `-o=VALUE`) is the one short flag. `cas` takes a subcommand (put, get, stat) as its first
-// operand. `env_coordinator` is
-// $FARM_COORDINATOR (empty when unset); --coordinator overrides it.
-// INVALID_ARGUMENT with a one-line message (naming the flag or operand and pointing at `farmctl
-// help COMMAND`) for every usage error, including no arguments at all, and for a pipeline id
-// given to a command that takes only jobs (logs, artifacts, download).
+// `-o=VALUE`) is the one short flag. (CLI11 itself takes neither -name nor -o=VALUE, nor a
+// command's flag before the command: NormalizeArgs rewrites those forms first.) `cas` takes a
+// subcommand (put, get, stat) as its first operand. `env_coordinator` is $FARM_COORDINATOR (empty
+// when unset); --coordinator overrides it. INVALID_ARGUMENT with a one-line message (naming the
+// flag or operand and pointing at `farmctl help COMMAND`) for every usage error, including no
+// arguments at all, and for a pipeline id given to a command that takes only jobs (logs, artifacts,
+// download).
 absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
                                      absl::string_view env_coordinator);
 

@@ -1,22 +1,26 @@
 // farm-example-client: submitting a job from your own code.
 //
-// This program talks to the coordinator with nothing but the stubs generated from
-// proto/farm/v1/farm.proto (link them, plus gRPC and protobuf, and you have a farm client):
-//   1. JobService.Submit   a job built in code,
+// This program talks to the coordinator through the stubs generated from
+// proto/farm/v1/farm.proto, with common::FarmClient (common/farm_client.h) around them for the
+// one call worth retrying:
+//   1. JobService.Submit   a job built in code, retried while the coordinator is unreachable
+//                          (or restarting) with the same request id, so never submitted twice,
 //   2. JobService.WatchLogs with follow=true: the output so far, then live output until the job
 //      ends,
 //   3. JobService.Get      the final state.
+// A client in another language makes the same three calls on its own stubs, and retries Submit
+// the same way: on UNAVAILABLE (and timeouts), with backoff, keeping the request id.
 //
 // Usage: farm-example-client HOST:PORT
 // Exit code: 0 if the job succeeded, 1 if it did not (or a call failed), 2 on bad usage.
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <cstdio>
 #include <iostream>
-#include <random>
+#include <memory>
 #include <string>
 
+#include "common/farm_client.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace {
@@ -26,14 +30,6 @@ void SetTimeout(grpc::ClientContext& context, std::chrono::seconds timeout) {
   context.set_deadline(std::chrono::system_clock::now() + timeout);
 }
 
-// A request id makes Submit safe to retry: the coordinator never makes two jobs for one id.
-std::string NewRequestId() {
-  std::random_device random;
-  char id[33];
-  snprintf(id, sizeof(id), "%08x%08x%08x%08x", random(), random(), random(), random());
-  return id;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -41,13 +37,17 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0] << " HOST:PORT\n";
     return 2;
   }
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(argv[1], grpc::InsecureChannelCredentials());
-  std::unique_ptr<farm::v1::JobService::Stub> jobs = farm::v1::JobService::NewStub(channel);
+  // One retry policy for the calls that retry: 10 s per try, 20 s in all (the defaults).
+  auto client = farm::common::FarmClient::Create(argv[1]);
+  if (!client.ok()) {
+    std::cerr << client.status().message() << "\n";
+    return 2;
+  }
+  farm::v1::JobService::Stub& jobs = (*client)->jobs();
 
   // 1. Describe the job: the same structure as a job file (see deploy/examples/hello.yaml).
   farm::v1::SubmitJobRequest submit;
-  submit.set_request_id(NewRequestId());
+  submit.set_request_id(farm::common::FarmClient::NewRequestId());  // makes retries safe
   farm::v1::JobSpec& spec = *submit.mutable_spec();
   spec.set_name("example-from-code");
   (*spec.mutable_env())["GREETING"] = "hello";
@@ -59,15 +59,12 @@ int main(int argc, char** argv) {
   count.set_run("for i in 1 2 3; do echo \"tick $i\"; done");
   count.set_timeout_ms(60'000);
 
-  farm::v1::SubmitJobResponse submitted;
-  grpc::ClientContext submit_context;
-  SetTimeout(submit_context, std::chrono::seconds(10));
-  grpc::Status status = jobs->Submit(&submit_context, submit, &submitted);
-  if (!status.ok()) {
-    std::cerr << "submit failed: " << status.error_message() << "\n";
+  auto submitted = (*client)->Submit(submit);
+  if (!submitted.ok()) {
+    std::cerr << "submit failed: " << submitted.status().message() << "\n";
     return 1;
   }
-  const std::string& job_id = submitted.job_id();
+  const std::string job_id = submitted->job_id();
   std::cout << "submitted job " << job_id << std::endl;
 
   // 2. Follow the logs. Each chunk says which step it belongs to; print a header when the step
@@ -78,7 +75,7 @@ int main(int argc, char** argv) {
   grpc::ClientContext watch_context;
   SetTimeout(watch_context, std::chrono::seconds(600));
   std::unique_ptr<grpc::ClientReader<farm::v1::WatchLogsResponse>> stream =
-      jobs->WatchLogs(&watch_context, watch);
+      jobs.WatchLogs(&watch_context, watch);
   farm::v1::WatchLogsResponse response;
   std::string current_step;
   while (stream->Read(&response)) {
@@ -90,7 +87,7 @@ int main(int argc, char** argv) {
       std::cout << chunk.data() << std::flush;
     }
   }
-  status = stream->Finish();
+  grpc::Status status = stream->Finish();
   if (!status.ok()) {
     std::cerr << "following the logs failed: " << status.error_message() << "\n";
     return 1;
@@ -102,7 +99,7 @@ int main(int argc, char** argv) {
   farm::v1::Job job;
   grpc::ClientContext get_context;
   SetTimeout(get_context, std::chrono::seconds(10));
-  status = jobs->Get(&get_context, get, &job);
+  status = jobs.Get(&get_context, get, &job);
   if (!status.ok()) {
     std::cerr << "get failed: " << status.error_message() << "\n";
     return 1;

@@ -11,8 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/backoff.h"
-#include "common/channel.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 
@@ -20,11 +18,6 @@ namespace farm::fault {
 namespace {
 
 constexpr size_t kMaxProblems = 50;
-
-bool Retryable(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable ||
-         status.code() == absl::StatusCode::kDeadlineExceeded;
-}
 
 bool Ended(farm::v1::JobState state) {
   return state == farm::v1::SUCCEEDED || state == farm::v1::FAILED || state == farm::v1::CANCELLED;
@@ -44,14 +37,18 @@ std::string CheckReport::Line() const {
 
 absl::StatusOr<std::unique_ptr<Checker>> Checker::Create(const std::string& target,
                                                          CheckerOptions options) {
-  FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, common::MakeChannel(target));
-  return std::unique_ptr<Checker>(new Checker(std::move(channel), options));
+  common::RetryPolicy policy;
+  policy.call_timeout_ms = absl::ToInt64Milliseconds(options.rpc_timeout);
+  policy.budget_ms = absl::ToInt64Milliseconds(options.submit_give_up);
+  policy.initial_backoff_ms = 50;
+  policy.max_backoff_ms = 1000;
+  FARM_ASSIGN_OR_RETURN(std::unique_ptr<common::FarmClient> client,
+                        common::FarmClient::Create(target, std::move(policy)));
+  return std::unique_ptr<Checker>(new Checker(std::move(client), options));
 }
 
-Checker::Checker(std::shared_ptr<grpc::Channel> channel, CheckerOptions options)
-    : options_(options),
-      channel_(std::move(channel)),
-      jobs_(farm::v1::JobService::NewStub(channel_)) {
+Checker::Checker(std::unique_ptr<common::FarmClient> client, CheckerOptions options)
+    : options_(options), client_(std::move(client)) {
   std::random_device random;
   id_prefix_ = absl::StrFormat("chk-%08x%08x-", random(), random());
 }
@@ -73,17 +70,6 @@ int64_t Checker::acked() const {
   return n;
 }
 
-void Checker::Pause(absl::Duration delay) {
-  if (channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
-    absl::SleepFor(delay);  // the coordinator itself answered UNAVAILABLE: back off
-    return;
-  }
-  // The connection is down. Waiting on the channel also drives its reconnection; a client that
-  // merely sleeps between fail-fast calls sees a restarted coordinator only when gRPC's backup
-  // poller next runs (every 5 s by default), i.e. 5-10 s late.
-  channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + delay));
-}
-
 absl::StatusOr<std::string> Checker::Submit(const farm::v1::JobSpec& spec) {
   farm::v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
@@ -92,71 +78,54 @@ absl::StatusOr<std::string> Checker::Submit(const farm::v1::JobSpec& spec) {
     absl::MutexLock lock(&mu_);
     records_[request.request_id()] = Record();
   }
-  const absl::Time give_up = absl::Now() + options_.submit_give_up;
-  common::Backoff backoff(/*initial_ms=*/50, /*max_ms=*/1000);
-  absl::Status last;
-  bool indeterminate = false;
-  while (true) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    farm::v1::SubmitJobResponse response;
-    last = common::FromGrpcStatus(jobs_->Submit(&context, request, &response));
-    if (last.ok()) {
-      absl::MutexLock lock(&mu_);
-      Record& record = records_[request.request_id()];
-      record.outcome = Outcome::kAcked;
-      record.job_id = response.job_id();
-      return response.job_id();
-    }
-    if (!Retryable(last)) break;
-    // This try may still take effect (e.g. it is queued in a coordinator that is about to die).
-    indeterminate = true;
-    const absl::Duration delay = absl::Milliseconds(backoff.NextDelayMs());
-    if (absl::Now() + delay >= give_up) break;
-    Pause(delay);
-  }
+  common::CallInfo info;
+  absl::StatusOr<farm::v1::SubmitJobResponse> response = client_->Submit(request, &info);
   absl::MutexLock lock(&mu_);
   Record& record = records_[request.request_id()];
+  if (response.ok()) {
+    record.outcome = Outcome::kAcked;
+    record.job_id = response->job_id();
+    return response->job_id();
+  }
+  const absl::Status& last = response.status();
   record.error = last.ToString();
-  if (Retryable(last)) {
+  if (client_->policy().IsRetryable(last)) {
     record.outcome = Outcome::kUnknown;
     return absl::DeadlineExceededError(
         absl::StrCat("submit ", request.request_id(),
                      " still failing when the checker gave up: ", last.ToString()));
   }
-  // A refusal after a try that may have taken effect proves nothing about that try.
-  record.outcome = indeterminate ? Outcome::kUnknown : Outcome::kRefused;
+  // A refusal after a try that may have taken effect (a retried one: it may have been queued in
+  // a coordinator that was about to die) proves nothing about that try.
+  record.outcome = info.tries > 1 ? Outcome::kUnknown : Outcome::kRefused;
   return last;
 }
 
 absl::StatusOr<std::vector<farm::v1::Job>> Checker::ReadAllJobs(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+  common::RetryPolicy policy = client_->policy();
+  policy.budget_ms = absl::ToInt64Milliseconds(timeout);
+  common::RetryLoop retry(policy, client_->channel().get(), /*budget_from_now=*/true);
   std::vector<farm::v1::Job> jobs;
   std::string page_token;
-  common::Backoff backoff(/*initial_ms=*/50, /*max_ms=*/1000);
   int limit = 1000;
   while (true) {
     farm::v1::ListJobsRequest request;
     request.set_limit(limit);
     request.set_page_token(page_token);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    farm::v1::ListJobsResponse response;
-    absl::Status status = common::FromGrpcStatus(jobs_->List(&context, request, &response));
-    if (status.code() == absl::StatusCode::kResourceExhausted && limit > 1) {
+    absl::StatusOr<farm::v1::ListJobsResponse> response =
+        client_->CallOnce(&farm::v1::JobService::Stub::List, client_->jobs(), request);
+    if (response.status().code() == absl::StatusCode::kResourceExhausted && limit > 1) {
       // A page of large jobs exceeds the 16 MiB message limit: ask for smaller pages.
       limit /= 2;
       continue;
     }
-    if (!status.ok()) {
-      if (!Retryable(status) || absl::Now() >= deadline) return status;
-      Pause(absl::Milliseconds(backoff.NextDelayMs()));
+    if (!response.ok()) {
+      if (!retry.Failed(response.status())) return response.status();
       continue;
     }
-    backoff.Reset();
-    for (farm::v1::Job& job : *response.mutable_jobs()) jobs.push_back(std::move(job));
-    if (response.next_page_token().empty()) return jobs;
-    page_token = response.next_page_token();
+    for (farm::v1::Job& job : *response->mutable_jobs()) jobs.push_back(std::move(job));
+    if (response->next_page_token().empty()) return jobs;
+    page_token = response->next_page_token();
   }
 }
 

@@ -1,7 +1,8 @@
 // The fault suite's history checker, in the manner of Jepsen: it submits jobs through the public
-// farm.v1 stubs exactly as a careful client would (a fresh request id per job, retried with the
-// SAME id on UNAVAILABLE and DEADLINE_EXCEEDED, as farmctl does), records the outcome of every
-// submit, and at the end reads every job in the farm and judges the history:
+// farm.v1 API exactly as a careful client would (a fresh request id per job, retried with the
+// SAME id on UNAVAILABLE and DEADLINE_EXCEEDED by common::FarmClient, the retry policy farmctl
+// uses too), records the outcome of every submit, and at the end reads every job in the farm and
+// judges the history:
 //
 //   submitted=2000 acked=2000 lost=0 duplicated_completions=0 unexpected=0 reruns=7
 //
@@ -28,8 +29,6 @@
 // restarted at any moment (every call retries until its own deadline).
 #pragma once
 
-#include <grpcpp/channel.h>
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -39,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/farm_client.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm::fault {
@@ -73,9 +73,9 @@ class Checker {
                                                          CheckerOptions options = {});
 
   // Submits `spec` under a fresh request id and retries it with the same id on UNAVAILABLE and
-  // DEADLINE_EXCEEDED (exponential backoff with jitter) until it is acknowledged or
-  // submit_give_up passes. The job id; otherwise the last error (DEADLINE_EXCEEDED when it gave
-  // up while retrying: outcome unknown; any other code: the submit was refused).
+  // DEADLINE_EXCEEDED (common::FarmClient's policy, with a budget of submit_give_up) until it is
+  // acknowledged or the budget is spent. The job id; otherwise the last error (DEADLINE_EXCEEDED
+  // when it gave up while retrying: outcome unknown; any other code: the submit was refused).
   absl::StatusOr<std::string> Submit(const farm::v1::JobSpec& spec);
 
   // Every job in the farm (JobService.List, all pages), retrying UNAVAILABLE until `timeout`.
@@ -98,15 +98,12 @@ class Checker {
     std::string error;
   };
 
-  Checker(std::shared_ptr<grpc::Channel> channel, CheckerOptions options);
+  Checker(std::unique_ptr<common::FarmClient> client, CheckerOptions options);
   std::string NewRequestId();
-  // Waits before a retry: `delay`, or less when the connection comes back sooner.
-  void Pause(absl::Duration delay);
   CheckReport Judge(const std::vector<farm::v1::Job>& jobs, const std::string& effects_path);
 
   const CheckerOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
+  std::unique_ptr<common::FarmClient> client_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, Record> records_ ABSL_GUARDED_BY(mu_);  // by request id

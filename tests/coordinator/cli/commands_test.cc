@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -18,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "coordinator/cli/options.h"
@@ -59,9 +61,11 @@ T ParseJson(const std::string& json) {
 }
 
 // Runs farmctl with `args` against `coordinator` (as if from $FARM_COORDINATOR), with short
-// retry delays and a submit retry budget of `submit_retry_ms`.
+// retry delays and a submit retry budget of `submit_retry_ms`; `on_retry` sees each refused try
+// that farmctl retries.
 Result RunAgainst(const std::string& coordinator, const std::vector<std::string>& args,
-                  const std::string& stdin_text = "", int64_t submit_retry_ms = 1'000) {
+                  const std::string& stdin_text = "", int64_t submit_retry_ms = 1'000,
+                  std::function<void(const absl::Status&)> on_retry = {}) {
   static common::FakeClock clock;
   std::ostringstream out;
   std::ostringstream err;
@@ -73,6 +77,7 @@ Result RunAgainst(const std::string& coordinator, const std::vector<std::string>
   options->retry_max_backoff_ms = 20;
   options->submit_retry_ms = submit_retry_ms;
   options->pipeline_poll_ms = 5;
+  options->on_retry = std::move(on_retry);
   const int code = RunCommand(*options, io);
   return {code, out.str(), err.str()};
 }
@@ -167,8 +172,14 @@ TEST_F(FarmctlTest, EachSubmitIsANewRequest) {
 
 TEST_F(FarmctlTest, SubmitRetriesUnavailableWithTheSameRequestId) {
   farm_.FailNextSubmits(2, grpc::StatusCode::UNAVAILABLE);
-  const Result r = Run({"submit", WriteFile("hello.yaml", kHelloYaml)});
+  std::vector<absl::Status> retried;
+  const Result r = RunAgainst(farm_.address(), {"submit", WriteFile("hello.yaml", kHelloYaml)}, "",
+                              1'000, [&](const absl::Status& s) { retried.push_back(s); });
   EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(retried.size(), 2u) << "each refusal is retried once";
+  for (const absl::Status& s : retried) {
+    EXPECT_EQ(s, absl::UnavailableError("injected failure"));
+  }
   EXPECT_EQ(r.out, "1\n");
   const auto requests = farm_.submit_requests();
   ASSERT_EQ(requests.size(), 3u);
@@ -816,6 +827,8 @@ TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
                                              {"cancel", "1"},
                                              {"wait", "1"},
                                              {"logs", "1", "--follow"},
+                                             {"events"},
+                                             {"events", "--job=1", "--follow"},
                                              {"submit", templ, "--follow"}}) {
     const Result r = RunAgainst(address, args, "", /*submit_retry_ms=*/300);
     EXPECT_EQ(r.code, kExitError) << args[0];
@@ -830,11 +843,12 @@ TEST(FarmctlUnreachableTest, EveryCommandSaysSoInOneLine) {
   std::remove(templ.c_str());
 }
 
-// A coordinator restart (kill -9, then a new process on the same address: about 0.4 s) while
-// farmctl submits: farmctl keeps trying for its retry budget, not a number of tries, and submits
-// once. (Five tries used to be the limit: with these short delays all of them fall into the
-// outage.) That the wait between tries also makes the channel reconnect shows only in a farmctl
-// process of its own: here the fake's server threads drive the client's reconnection too.
+// A coordinator restart (kill -9, then a new process on the same address) while farmctl
+// submits: farmctl keeps trying for its retry budget, not a number of tries, and submits once.
+// The outage is real (nothing listens on the address) and observed: the new coordinator starts
+// only once farmctl has seen a try refused, so the test cannot pass without the retry. That the
+// wait between tries also makes the channel reconnect shows only in a farmctl process of its
+// own: here the fake's server threads drive the client's reconnection too.
 TEST(FarmctlRestartTest, SubmitRidesOutACoordinatorRestart) {
   auto farm = std::make_unique<FakeFarm>();
   const std::string address = farm->address();
@@ -845,21 +859,36 @@ TEST(FarmctlRestartTest, SubmitRidesOutACoordinatorRestart) {
   close(fd);
   std::ofstream(templ) << kHelloYaml;
 
+  absl::Mutex mu;
+  std::vector<absl::Status> refused;  // guarded by mu
   Result result;
   std::thread submit([&] {
-    // Short retry delays: a fixed number of tries would all fall into the outage.
-    result = RunAgainst(address, {"submit", templ}, "", /*submit_retry_ms=*/kSubmitRetryMs);
+    result = RunAgainst(address, {"submit", templ}, "", /*submit_retry_ms=*/kSubmitRetryMs,
+                        [&](const absl::Status& status) {
+                          absl::MutexLock lock(&mu);
+                          refused.push_back(status);
+                        });
   });
-  // The fault is the outage itself, of about a restart's length (not a wait for a condition):
-  // farmctl's first tries are refused during it.
-  absl::SleepFor(absl::Milliseconds(500));
+  bool seen_refusal = false;
+  {
+    absl::MutexLock lock(&mu);
+    const auto tried = [&refused]() { return !refused.empty(); };
+    seen_refusal = mu.AwaitWithTimeout(absl::Condition(&tried), absl::Seconds(15));
+  }
+  EXPECT_TRUE(seen_refusal) << "farmctl never reported a refused try";
   farm = std::make_unique<FakeFarm>(std::vector<grpc::Service*>{}, address);
   submit.join();
 
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_FALSE(refused.empty());
+    EXPECT_EQ(refused[0].code(), absl::StatusCode::kUnavailable) << refused[0];
+  }
   EXPECT_EQ(result.code, 0) << result.err;
   EXPECT_EQ(result.out, "1\n");
   EXPECT_EQ(result.err, "");
-  EXPECT_EQ(farm->submit_requests().size(), 1u);
+  EXPECT_EQ(farm->submit_requests().size(), 1u) << "the refused tries never reached a server";
+  EXPECT_TRUE(farm->GetJob("1").has_value());
   EXPECT_FALSE(farm->GetJob("2").has_value()) << "a retry made a second job";
   std::remove(templ.c_str());
 }

@@ -69,6 +69,11 @@ class FakeFarm::JobServiceImpl final : public farm::v1::JobService::Service {
     farm_->CountCall();
     return farm_->CancelPipeline(*request, response);
   }
+  grpc::Status ListEvents(grpc::ServerContext*, const farm::v1::ListEventsRequest* request,
+                          farm::v1::ListEventsResponse* response) override {
+    farm_->CountCall();
+    return farm_->ListEvents(*request, response);
+  }
 
  private:
   FakeFarm* farm_;

@@ -89,6 +89,21 @@ class FakeFarm {
   // Waits until `count` WatchLogs calls are open at the same time; false on timeout.
   bool AwaitOpenWatches(int count, absl::Duration timeout) const;
 
+  // The event history (fake_farm_events.cc). ListEvents answers from the events added here as
+  // the coordinator does: oldest first, filtered by job and [since_ms, until_ms), in pages of
+  // `limit` (0: 1000) with the last event's seq as the page token; next_page_token is empty once
+  // nothing before until_ms is left, else set (also at the live end). A call that finds nothing
+  // new with wait_ms set is held until a matching event is added or wait_ms passes.
+  // Adds an event (seq assigned: 1, 2, ...) and wakes held ListEvents calls. Returns its seq.
+  uint64_t AddEvent(farm::v1::Event event);
+  std::vector<farm::v1::ListEventsRequest> list_events_requests() const;
+  // How many ListEvents calls are being held at the live end right now; waits for `count`.
+  bool AwaitHeldListEvents(int count, absl::Duration timeout) const;
+  // Waits until `count` ListEvents calls have been received (refused ones too).
+  bool AwaitListEventsCalls(size_t count, absl::Duration timeout) const;
+  // The next `count` ListEvents calls fail with UNAVAILABLE before doing anything.
+  void FailNextListEvents(int count);
+
  private:
   class JobServiceImpl;
   class AdminServiceImpl;
@@ -115,6 +130,12 @@ class FakeFarm {
                              farm::v1::ListPipelinesResponse* response);
   grpc::Status CancelPipeline(const farm::v1::CancelPipelineRequest& request,
                               farm::v1::Pipeline* response);
+  grpc::Status ListEvents(const farm::v1::ListEventsRequest& request,
+                          farm::v1::ListEventsResponse* response);
+  // The page of `request` from events_ (under mu_); whether it has any event.
+  bool EventsPageLocked(const farm::v1::ListEventsRequest& request,
+                        farm::v1::ListEventsResponse* response) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   // Adds a job of a pipeline (under mu_); returns its id.
   std::string AddJobLocked(farm::v1::Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -146,6 +167,10 @@ class FakeFarm {
   absl::flat_hash_map<std::string, std::string> pipeline_by_request_id_ ABSL_GUARDED_BY(mu_);
   std::vector<farm::v1::SubmitPipelineRequest> submit_pipeline_requests_ ABSL_GUARDED_BY(mu_);
   int get_pipeline_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<farm::v1::Event> events_ ABSL_GUARDED_BY(mu_);  // in seq order
+  std::vector<farm::v1::ListEventsRequest> list_events_requests_ ABSL_GUARDED_BY(mu_);
+  int held_list_events_ ABSL_GUARDED_BY(mu_) = 0;
+  int list_events_to_fail_ ABSL_GUARDED_BY(mu_) = 0;
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::unique_ptr<JobServiceImpl> job_service_;

@@ -1,0 +1,156 @@
+// farmctl's usage text (options.h: UsageText, CommandUsageText) and its flags (flags.h), built
+// from the command table so that help and parsing never disagree.
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/duration.h"
+#include "coordinator/cli/command_table.h"
+#include "coordinator/cli/flags.h"
+#include "coordinator/cli/options.h"
+
+namespace farm::cli {
+namespace {
+
+constexpr absl::string_view kCas = "cas";
+
+std::string ExitCodeText() {
+  return absl::StrCat(
+      "Exit codes:\n"
+      "  0   success; for wait, submit --wait/--follow and logs --follow: the job (or pipeline)\n"
+      "      SUCCEEDED; for events --follow --job: the job SUCCEEDED\n"
+      "  1   the job (or pipeline) FAILED, or the job was SKIPPED; for cas stat: the blob is\n"
+      "      missing\n"
+      "  2   the job (or pipeline) was CANCELLED\n"
+      "  3   wait --timeout ran out before the job (or pipeline) ended\n"
+      "  4   an error: coordinator unreachable, job or pipeline not found, bad job or pipeline\n"
+      "      file, request refused\n"
+      "      (submit first retries an unreachable coordinator for ",
+      common::FormatDurationMs(kSubmitRetryMs),
+      ")\n"
+      "  64  a usage error\n");
+}
+
+void AppendCommonFlags(std::string& text) {
+  for (absl::string_view name : {"coordinator", "output"}) {
+    absl::StrAppend(&text, "  ", FindFlag(name)->help, "\n");
+  }
+}
+
+std::string CasUsageText() {
+  std::string text = "Usage:\n";
+  for (const CommandDef& def : CommandTable()) {
+    if (absl::StartsWith(def.name, "cas ")) {
+      absl::StrAppend(&text, "  farmctl ", def.name, " ", def.synopsis, "\n      ", def.summary,
+                      "\n");
+    }
+  }
+  absl::StrAppend(&text,
+                  "\nThe content-addressable store the agents upload artifacts to (REAPI v2, "
+                  "instance \"\").\nHASH/SIZE is a blob's SHA-256 (64 lowercase hex digits) "
+                  "and its size in bytes.\n\nFlags:\n  ",
+                  FindFlag("o")->help, "\n");
+  AppendCommonFlags(text);
+  absl::StrAppend(&text, "\n", ExitCodeText());
+  return text;
+}
+
+}  // namespace
+
+const std::vector<FlagDef>& Flags() {
+  static const auto* const kFlags = new std::vector<FlagDef>{
+      {"coordinator", false,
+       "--coordinator=HOST:PORT  the coordinator (default: $FARM_COORDINATOR, else "
+       "127.0.0.1:7070)"},
+      {"output", false,
+       "--output=text|json       json: one JSON document on stdout (farm.v1 messages)"},
+      {"help", true, "--help                   this command's usage"},
+      {"wait", true,
+       "--wait                   wait until the job or pipeline ends; exit with its outcome"},
+      {"follow", true,
+       "--follow                 stream the job's output, a pipeline's progress or new events "
+       "until it ends"},
+      {"state", false,
+       "--state=S                only jobs in state S: queued, waiting, running, succeeded, "
+       "failed, cancelled, skipped"},
+      {"limit", false,
+       "--limit=N                at most N jobs or pipelines (1-1000; default 50), or N events"},
+      {"pipelines", true, "--pipelines              list pipelines instead of jobs"},
+      {"step", false, "--step=NAME              only this step's output"},
+      {"timeout", false,
+       "--timeout=D              give up after D (e.g. 90s, 10m; a bare number is seconds) with "
+       "exit code 3"},
+      {"o", false,
+       "-o DIR|FILE              download: the directory to write into (default .); cas get: "
+       "the file"},
+      {"job", false, "--job=ID                 only this job's events"},
+      {"since", false,
+       "--since=T                events from T: a duration back from now (1h) or an RFC 3339 "
+       "time"},
+      {"until", false, "--until=T                events before T (the same forms as --since)"},
+  };
+  return *kFlags;
+}
+
+const FlagDef* FindFlag(absl::string_view name) {
+  for (const FlagDef& def : Flags()) {
+    if (def.name == name) return &def;
+  }
+  return nullptr;
+}
+
+bool IsCommonFlag(absl::string_view name) {
+  return name == "coordinator" || name == "output" || name == "help";
+}
+
+std::string Spelling(absl::string_view name) {
+  return absl::StrCat(name.size() == 1 ? "-" : "--", name);
+}
+
+std::string UsageText() {
+  std::string text =
+      "farmctl: the build farm's command-line client.\n\n"
+      "Usage: farmctl [--coordinator=HOST:PORT] [--output=text|json] COMMAND [ARGS]\n\n"
+      "Commands:\n";
+  for (const CommandDef& def : CommandTable()) {
+    std::string left = absl::StrCat(def.name, " ", def.synopsis);
+    left.resize(std::max<size_t>(left.size(), 36), ' ');
+    absl::StrAppend(&text, "  ", left, "  ", def.summary, "\n");
+  }
+  absl::StrAppend(&text,
+                  "\nPipelines: a file with a top-level `jobs:` is a pipeline (jobs that need "
+                  "each other).\n`submit` prints its id, pN, which get, wait and cancel take "
+                  "wherever they take a JOB;\n`farmctl get pN` shows the ids of its jobs, for "
+                  "logs, artifacts and download.\n");
+  absl::StrAppend(&text,
+                  "\nArtifacts and the CAS: HASH/SIZE is a blob's SHA-256 (64 lowercase hex "
+                  "digits) and size,\nas `farmctl artifacts` shows it.\n");
+  absl::StrAppend(&text, "\nFlags of every command:\n");
+  AppendCommonFlags(text);
+  absl::StrAppend(&text,
+                  "\nText output goes to stdout, errors and notices to stderr, one line each.\n"
+                  "With --output=json, `submit --follow` writes the job's output (or the "
+                  "pipeline's\nprogress) to stderr so that stdout holds the JSON document alone; "
+                  "`logs --follow\n--output=json` writes one WatchLogsResponse per line.\n\n",
+                  ExitCodeText());
+  return text;
+}
+
+std::string CommandUsageText(absl::string_view command) {
+  if (command == kCas) return CasUsageText();
+  const CommandDef* def = FindCommandDef(command);
+  if (def == nullptr || def->command == Command::kHelp) return UsageText();
+  std::string text =
+      absl::StrCat("Usage: farmctl ", def->name, " ", def->synopsis, "\n\n", def->summary, "\n\n");
+  if (!def->details.empty()) absl::StrAppend(&text, def->details, "\n");
+  absl::StrAppend(&text, "Flags:\n");
+  for (absl::string_view name : def->flags) {
+    absl::StrAppend(&text, "  ", FindFlag(name)->help, "\n");
+  }
+  AppendCommonFlags(text);
+  absl::StrAppend(&text, "\n", ExitCodeText());
+  return text;
+}
+
+}  // namespace farm::cli
