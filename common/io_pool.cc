@@ -1,12 +1,23 @@
 #include "common/io_pool.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 namespace farm::common {
 
-IoPool::IoPool(int threads) {
+void SetThreadName(const std::string& name) {
+  ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
+}
+
+IoPool::IoPool(int threads, std::string name) {
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, name] {
+      SetThreadName(name);
+      Run();
+    });
+  }
 }
 
 IoPool::~IoPool() {

@@ -9,6 +9,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -16,9 +17,13 @@
 
 namespace farm::common {
 
+// Names the calling thread as the kernel shows it (the first 15 bytes of `name`).
+void SetThreadName(const std::string& name);
+
 class IoPool {
  public:
-  explicit IoPool(int threads);
+  // `name` names the threads (at most 15 bytes are kept: `top -H`, profiles).
+  explicit IoPool(int threads, std::string name = "io-pool");
   ~IoPool();
   IoPool(const IoPool&) = delete;
   IoPool& operator=(const IoPool&) = delete;

@@ -109,7 +109,7 @@ absl::Status Coordinator::Init() {
   scheduler_ = std::make_unique<Scheduler>(store_.get(), common::RealClock(), &hub_, sched);
   FARM_RETURN_IF_ERROR(scheduler_->Init());
   event_reader_ = std::make_unique<EventReader>(store_.get());
-  read_pool_ = std::make_unique<common::IoPool>(4);
+  read_pool_ = std::make_unique<common::IoPool>(4, "reads");
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
                                                   read_pool_.get());
   agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());

@@ -117,7 +117,10 @@ absl::Status FileBlobStoreOptions::Validate() const {
 // Lifecycle and start-up
 
 FileBlobStore::FileBlobStore(FileBlobStoreOptions options, Store* store, common::Clock* clock)
-    : options_(std::move(options)), store_(store), clock_(clock), pool_(options_.io_threads) {
+    : options_(std::move(options)),
+      store_(store),
+      clock_(clock),
+      pool_(options_.io_threads, "cas-pins") {
   blobs_dir_ = options_.root + "/blobs";
   tmp_dir_ = options_.root + "/tmp";
 }

@@ -1,14 +1,21 @@
 #include "coordinator/scheduler/engine.h"
 
 #include "absl/time/time.h"
+#include "common/io_pool.h"
 #include "common/logging.h"
 
 namespace farm::coordinator {
 
+const std::string* Txn::Written(int64_t op) const {
+  return op < 0 ? nullptr : &batch_.ops()[static_cast<size_t>(op)].value;
+}
+
 absl::StatusOr<std::optional<std::string>> Txn::Get(Cf cf, absl::string_view key) {
   auto it = overlay_.find({static_cast<int>(cf), std::string(key)});
-  if (it != overlay_.end()) return it->second;
-  return store_->Get(cf, key);
+  if (it == overlay_.end()) return store_->Get(cf, key);
+  const std::string* value = Written(it->second);
+  if (value == nullptr) return std::nullopt;
+  return *value;
 }
 
 absl::Status Txn::Scan(Cf cf, absl::string_view start, absl::string_view limit,
@@ -23,7 +30,8 @@ absl::Status Txn::Scan(Cf cf, absl::string_view start, absl::string_view limit,
   // Emits overlay entries that sort before `key` (all of them when key is null).
   auto drain_overlay = [&](const absl::string_view* key) {
     while (!stopped && ov_in_range() && (key == nullptr || ov->first.second < *key)) {
-      if (ov->second.has_value() && !fn(ov->first.second, *ov->second)) stopped = true;
+      const std::string* value = Written(ov->second);
+      if (value != nullptr && !fn(ov->first.second, *value)) stopped = true;
       ++ov;
     }
   };
@@ -34,7 +42,8 @@ absl::Status Txn::Scan(Cf cf, absl::string_view start, absl::string_view limit,
         if (stopped) return false;
         if (ov_in_range() && ov->first.second == key) {
           // The group rewrote or deleted this key: the overlay wins.
-          if (ov->second.has_value() && !fn(key, *ov->second)) stopped = true;
+          const std::string* written = Written(ov->second);
+          if (written != nullptr && !fn(key, *written)) stopped = true;
           ++ov;
           return !stopped;
         }
@@ -48,12 +57,16 @@ absl::Status Txn::Scan(Cf cf, absl::string_view start, absl::string_view limit,
 }
 
 void Txn::Put(Cf cf, std::string key, std::string value) {
-  overlay_[{static_cast<int>(cf), key}] = value;
+  overlay_[{static_cast<int>(cf), key}] = static_cast<int64_t>(batch_.ops().size());
+  batch_.Put(cf, std::move(key), std::move(value));
+}
+
+void Txn::PutBlind(Cf cf, std::string key, std::string value) {
   batch_.Put(cf, std::move(key), std::move(value));
 }
 
 void Txn::Delete(Cf cf, std::string key) {
-  overlay_[{static_cast<int>(cf), key}] = std::nullopt;
+  overlay_[{static_cast<int>(cf), key}] = -1;
   batch_.Delete(cf, std::move(key));
 }
 
@@ -76,8 +89,14 @@ Engine::Engine(Store* store, common::Clock* clock, EngineOptions options)
 Engine::~Engine() { Stop(); }
 
 void Engine::Start() {
-  reply_thread_ = std::thread([this] { SendReplies(); });
-  thread_ = std::thread([this] { Run(); });
+  reply_thread_ = std::thread([this] {
+    common::SetThreadName("engine-replies");
+    SendReplies();
+  });
+  thread_ = std::thread([this] {
+    common::SetThreadName("engine");
+    Run();
+  });
   thread_id_ = thread_.get_id();
 }
 

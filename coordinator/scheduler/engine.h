@@ -44,6 +44,9 @@ class Txn {
                     const Store::ScanFn& fn);
   void Put(Cf cf, std::string key, std::string value);
   void Delete(Cf cf, std::string key);
+  // A write that no command reads back through this group (an event, output, a counter): it
+  // goes to the batch only, not to the group's read overlay. Get and Scan do not see it.
+  void PutBlind(Cf cf, std::string key, std::string value);
 
   // fn runs on the engine thread once the group is written: OK, or the write error.
   void OnCommit(std::function<void(const absl::Status&)> fn);
@@ -65,10 +68,15 @@ class Txn {
 
  private:
   friend class Engine;
+  // The value written by batch_ operation `op`; null for a delete (op < 0).
+  const std::string* Written(int64_t op) const;
+
   Store* store_;
   uint64_t id_;
   WriteBatch batch_;
-  std::map<std::pair<int, std::string>, std::optional<std::string>> overlay_;
+  // What this group wrote, for its own reads: the index of the key's last Put in batch_ (its
+  // value lives there, not copied), or -1 for a Delete.
+  std::map<std::pair<int, std::string>, int64_t> overlay_;
   std::vector<std::function<void(const absl::Status&)>> callbacks_;
   std::vector<std::function<void(const absl::Status&)>> replies_;
   absl::Status failed_;

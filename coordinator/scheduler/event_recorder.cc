@@ -46,9 +46,9 @@ void EventRecorder::Append(Txn& txn, farm::v1::Event event) {
   event.clear_labels();  // readers restore them from the label set
   const std::string key = keys::EventKey(event.time_ms(), event.seq());
   if (const std::optional<uint64_t> job = keys::ParseJobId(event.job_id())) {
-    txn.Put(Cf::kJobEvents, keys::JobEventKey(*job, event.time_ms(), event.seq()), "");
+    txn.PutBlind(Cf::kJobEvents, keys::JobEventKey(*job, event.time_ms(), event.seq()), "");
   }
-  txn.Put(Cf::kEvents, key, event.SerializeAsString());
+  txn.PutBlind(Cf::kEvents, key, event.SerializeAsString());
   if (notified_group_ != txn.id() || txn.id() == 0) {
     notified_group_ = txn.id();
     txn.OnCommit([hub = hub_](const absl::Status& s) {

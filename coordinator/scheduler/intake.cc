@@ -25,7 +25,7 @@ absl::Status Intake::Recover(Store* store) {
 
 uint64_t Intake::NextSeq(Txn& txn) {
   ++last_seq_;
-  txn.Put(Cf::kMeta, std::string(keys::kNextSeq), keys::U64(last_seq_));
+  txn.PutBlind(Cf::kMeta, std::string(keys::kNextSeq), keys::U64(last_seq_));
   return last_seq_;
 }
 

@@ -40,7 +40,7 @@ void Put(Txn& txn, const farm::v1::Job& job) {
 }
 
 void PutProgress(Txn& txn, uint64_t seq, const farm::v1::Attempt& attempt) {
-  txn.Put(Cf::kProgress, keys::JobKey(seq), attempt.SerializeAsString());
+  txn.PutBlind(Cf::kProgress, keys::JobKey(seq), attempt.SerializeAsString());
 }
 
 void DeleteProgress(Txn& txn, uint64_t seq) { txn.Delete(Cf::kProgress, keys::JobKey(seq)); }

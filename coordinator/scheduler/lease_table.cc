@@ -57,7 +57,7 @@ absl::Status LeaseTable::Recover(Store* store) {
 
 uint64_t LeaseTable::NextEpoch(Txn& txn) {
   ++last_epoch_;
-  txn.Put(Cf::kMeta, std::string(keys::kNextEpoch), keys::U64(last_epoch_));
+  txn.PutBlind(Cf::kMeta, std::string(keys::kNextEpoch), keys::U64(last_epoch_));
   return last_epoch_;
 }
 
@@ -70,7 +70,7 @@ Lease& LeaseTable::Add(Txn& txn, farm::v1::Job job, const std::string& holder) {
   lease.expires_ms = clock_->MonotonicMs() + ttl_ms_;
   const uint64_t seq = job.seq();
   lease.job = std::move(job);
-  txn.Put(Cf::kActive, keys::JobKey(seq), "");
+  txn.PutBlind(Cf::kActive, keys::JobKey(seq), "");
   Lease& added = leases_[seq];
   added = std::move(lease);
   return added;

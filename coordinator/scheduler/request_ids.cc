@@ -43,7 +43,7 @@ void RequestIds::Remember(Txn& txn, Kind kind, const std::string& request_id, ui
   std::string value = keys::U64(seq);
   keys::AppendU64(value, static_cast<uint64_t>(now_ms));
   txn.Put(Cf::kRequests, keys::RequestKey(scoped), std::move(value));
-  txn.Put(Cf::kRequests, keys::RequestTimeKey(now_ms, scoped), "");
+  txn.PutBlind(Cf::kRequests, keys::RequestTimeKey(now_ms, scoped), "");
 }
 
 absl::Status RequestIds::Sweep(Txn& txn) {

@@ -106,7 +106,7 @@ class ActionCacheService final : public reapi::ActionCache::CallbackService {
 }  // namespace reapi_internal
 
 ReapiServices::ReapiServices(BlobStore* blobs, ActionCache* action_cache, int io_threads)
-    : pool_(io_threads) {
+    : pool_(io_threads, "reapi") {
   services_.push_back(std::make_unique<reapi_internal::CapabilitiesService>());
   services_.push_back(reapi_internal::NewCasService(blobs, &pool_));
   services_.push_back(std::make_unique<reapi_internal::ActionCacheService>(action_cache, &pool_));
