@@ -99,6 +99,7 @@ absl::Status Agent::Init() {
   attempt_context_.blob_cache = blob_cache_.get();
   attempt_context_.supervisor = supervisor_.get();
   attempt_context_.agent_name = options_.name;
+  attempt_context_.session_id = session_id_;
   attempt_context_.work_dir = options_.work_dir;
   attempt_context_.keep_failed = options_.keep_failed;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -195,6 +196,8 @@ bool Agent::EnsureRegistered(int64_t stale_generation, int64_t* generation, Wait
       ++fence_changes_;
       complete_with_last_step_ =
           absl::c_linear_search(response->features(), common::kFeatureCompleteJobLastStep);
+      complete_with_next_lease_ =
+          absl::c_linear_search(response->features(), common::kFeatureCompleteJobNextLease);
       heartbeat_interval_ms_ = response->heartbeat_interval_ms() > 0
                                    ? response->heartbeat_interval_ms()
                                    : kDefaultHeartbeatIntervalMs;
@@ -236,8 +239,11 @@ void Agent::SlotLoop(int slot) {
     if (response.ok()) {
       failures = 0;
       backoff.Reset();
-      // A job that arrives after Drain() cancelled the call is still run: it is ours now.
-      if (response->has_job()) RunLeasedJob(response->lease(), response->job(), generation);
+      // A job that arrives after Drain() cancelled the call is still run: it is ours now. So is
+      // one that came with a completion.
+      std::optional<farm::v1::LeaseResponse> next;
+      if (response->has_job()) next = RunLeasedJob(response->lease(), response->job(), generation);
+      while (next.has_value()) next = RunLeasedJob(next->lease(), next->job(), generation);
       continue;
     }
     const absl::Status& status = response.status();
@@ -256,8 +262,9 @@ void Agent::SlotLoop(int slot) {
   --active_slots_;
 }
 
-void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& job,
-                         int64_t generation) {
+std::optional<farm::v1::LeaseResponse> Agent::RunLeasedJob(const farm::v1::LeaseRef& lease,
+                                                           const farm::v1::Job& job,
+                                                           int64_t generation) {
   // The attempt's own view of the registration generation, so that repeated "not
   // registered" answers each force a newer registration instead of spinning.
   auto seen = std::make_shared<std::atomic<int64_t>>(generation);
@@ -266,6 +273,10 @@ void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& j
     absl::MutexLock lock(&mu_);
     context.complete_with_last_step = complete_with_last_step_;
   }
+  context.lease_next = [this]() {
+    absl::MutexLock lock(&mu_);
+    return complete_with_next_lease_ && !draining_ && !stopping_;
+  };
   context.reregister = [this, seen]() {
     int64_t g = 0;
     const bool ok = EnsureRegistered(seen->load(), &g, Waiter::kJob);
@@ -277,15 +288,19 @@ void Agent::RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& j
   {
     absl::MutexLock lock(&mu_);
     // The coordinator granted the lease before we heard of it, so this is a little late; the
-    // heartbeat kicked here renews it as of a moment that is not.
+    // next heartbeat (within a third of the TTL: see HeartbeatLoop) lists the lease and renews
+    // it as of a moment that is not. No heartbeat is kicked for a new lease: a cancel of it
+    // answers the agent's parked heartbeat anyway (the coordinator wakes it by agent), and the
+    // next one, listing the job, hears of the cancel at once. Kicking cost a cancelled call and
+    // a new one for every short job.
     running_[key] = Running{&runner, clock_->MonotonicMs(), false};
     ++fence_changes_;
-    KickHeartbeat();  // so that a cancel of this job reaches the agent without delay
     if (!cancel_all_reason_.empty()) runner.Cancel(cancel_all_reason_);
   }
   runner.Run();
   absl::MutexLock lock(&mu_);
   running_.erase(key);
+  return runner.TakeNextLease();
 }
 
 void Agent::HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response, int64_t sent_ms) {
@@ -297,7 +312,7 @@ void Agent::HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response, int
     }
     Running& running = it->second;
     if (!status.valid()) {
-      running.runner->Abandon("the coordinator says the lease is no longer valid");
+      running.runner->LeaseInvalid("the coordinator says the lease is no longer valid");
       continue;
     }
     // Valid when answered, so it was valid, and renewed, when the heartbeat arrived, which was

@@ -106,7 +106,9 @@ class Agent {
   int64_t FenceStaleLeases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the agent for good when the step supervisor has died (see error()).
   void CheckSupervisor();
-  void RunLeasedJob(const farm::v1::LeaseRef& lease, const farm::v1::Job& job, int64_t generation);
+  // Runs one leased job; returns the slot's next lease when it came with the completion.
+  std::optional<farm::v1::LeaseResponse> RunLeasedJob(const farm::v1::LeaseRef& lease,
+                                                      const farm::v1::Job& job, int64_t generation);
   // Returns once a registration newer than `stale_generation` exists (registering if nobody
   // else is), storing its generation in `*generation`. False when `waiter` should give up:
   // slots give up on drain, jobs and the heartbeat when the agent stops or drained.
@@ -152,6 +154,8 @@ class Agent {
   int64_t heartbeat_interval_ms_ ABSL_GUARDED_BY(mu_) = 0;
   // The coordinator takes the last step's result with CompleteJob (RegisterResponse.features).
   bool complete_with_last_step_ ABSL_GUARDED_BY(mu_) = false;
+  // It answers CompleteJob with the slot's next lease on request ("complete_job.next_lease").
+  bool complete_with_next_lease_ ABSL_GUARDED_BY(mu_) = false;
   int active_slots_ ABSL_GUARDED_BY(mu_) = 0;
   // Running attempts by "job_id/attempt".
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);

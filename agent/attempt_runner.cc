@@ -83,6 +83,14 @@ void AttemptRunner::Abandon(const std::string& reason) {
   staging_canceller_.Cancel();
 }
 
+void AttemptRunner::LeaseInvalid(const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (completing_) return;
+  }
+  Abandon(reason);
+}
+
 absl::Status AttemptRunner::Report(const char* what, const Call& call) {
   absl::Status status;
   for (int i = 0;; ++i) {
@@ -261,9 +269,24 @@ void AttemptRunner::Complete(WorkResult* work, farm::v1::CompleteJobRequest* com
   complete->set_outcome(work->outcome);
   complete->set_reason(work->reason);
   if (work->last_step.has_value()) *complete->mutable_last_step() = *work->last_step;
+  if (context_.lease_next && context_.lease_next()) {
+    complete->set_lease_next(true);
+    complete->set_agent(context_.agent_name);
+    complete->set_session_id(context_.session_id);
+  }
+  farm::v1::CompleteJobResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    completing_ = true;
+  }
+  auto call = [&](CoordinatorClient& client, CallCanceller* canceller) {
+    absl::StatusOr<farm::v1::CompleteJobResponse> r = client.CompleteJob(*complete, canceller);
+    if (r.ok()) response = *std::move(r);
+    return r.status();
+  };
   const absl::Status completed = Report("CompleteJob", [&](CoordinatorClient& client,
                                                            CallCanceller* canceller) {
-    absl::Status status = client.CompleteJob(*complete, canceller);
+    absl::Status status = call(client, canceller);
     // NOT_FOUND about the artifacts: a blob the agent uploaded is gone from the CAS
     // (evicted in between). The attempt ends FAILED without them rather than being lost
     // and rerun.
@@ -276,7 +299,7 @@ void AttemptRunner::Complete(WorkResult* work, farm::v1::CompleteJobRequest* com
                                         "artifacts: ", status.message()));
       work->outcome = farm::v1::ATTEMPT_FAILED;
       work->reason = complete->reason();
-      status = client.CompleteJob(*complete, canceller);
+      status = call(client, canceller);
     }
     return status;
   });
@@ -285,7 +308,13 @@ void AttemptRunner::Complete(WorkResult* work, farm::v1::CompleteJobRequest* com
     // completion and must not turn the attempt into a lost one.
     absl::MutexLock lock(&mu_);
     reported_ = true;
+    if (response.has_next() && response.next().has_job()) next_lease_ = response.next();
   }
+}
+
+std::optional<farm::v1::LeaseResponse> AttemptRunner::TakeNextLease() {
+  absl::MutexLock lock(&mu_);
+  return std::exchange(next_lease_, std::nullopt);
 }
 
 void AttemptRunner::CleanUp(const Workspace& workspace, AttemptOutcome outcome) {

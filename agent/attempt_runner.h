@@ -62,6 +62,10 @@ struct AttemptContext {
   // The coordinator accepts the last step's result with CompleteJob (RegisterResponse.features
   // has "complete_job.last_step").
   bool complete_with_last_step = false;
+  // Asked just before CompleteJob: whether the slot takes its next job with the completion
+  // (the coordinator has "complete_job.next_lease" and the agent is not draining). Null: no.
+  std::function<bool()> lease_next;
+  std::string session_id;  // the agent's registration session, for lease_next
 };
 
 class AttemptRunner final : public Attempt {
@@ -74,6 +78,9 @@ class AttemptRunner final : public Attempt {
   // was abandoned. Returns the outcome reported, or ATTEMPT_LOST when the attempt was abandoned
   // and nothing more was reported.
   farm::v1::AttemptOutcome Run();
+  // The slot's next lease, when it came with the completion (AttemptContext::lease_next). It is
+  // the agent's to run: its lease is already counting down.
+  std::optional<farm::v1::LeaseResponse> TakeNextLease();
 
   // Stops the attempt and completes it as CANCELLED with `reason` ("cancelled" for a user's
   // cancel): the running step's process group gets SIGTERM, SIGKILL after the job's grace.
@@ -81,6 +88,12 @@ class AttemptRunner final : public Attempt {
   // Stops the attempt without reporting anything more (the lease is stale or lost): kills the
   // step, drops pending output, cancels calls in flight.
   void Abandon(const std::string& reason) override;
+  // The coordinator says the lease is no longer valid (a heartbeat's answer): Abandon(), unless
+  // the completion is in flight. A coordinator that accepted the completion and then lost its
+  // answer (it was killed) says so too; the completion's own retry then hears "accepted" (with
+  // the next lease that came with it) or FAILED_PRECONDITION, and abandoning meanwhile would
+  // lose that lease.
+  void LeaseInvalid(const std::string& reason);
 
   const farm::v1::LeaseRef& lease() const override { return lease_; }
   const farm::v1::Job& job() const override { return job_; }
@@ -128,8 +141,10 @@ class AttemptRunner final : public Attempt {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::string cancel_reason_ ABSL_GUARDED_BY(mu_);
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  bool completing_ ABSL_GUARDED_BY(mu_) = false;          // CompleteJob was sent
   bool reported_ ABSL_GUARDED_BY(mu_) = false;            // CompleteJob was acknowledged
   LogSender* log_sender_ ABSL_GUARDED_BY(mu_) = nullptr;  // while RunWork() has one
+  std::optional<farm::v1::LeaseResponse> next_lease_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace farm::agent

@@ -92,7 +92,11 @@ absl::Status CallWithRetries(const char* what, CallCanceller* canceller,
   int failures = 0;
   while (true) {
     absl::Status status = CallOnce(kUnaryDeadlineMs, canceller, call);
-    if (!IsRetryable(status)) return status;
+    // CANCELLED that this side did not ask for: the coordinator went away mid-call (killed).
+    // These reports are idempotent, and a completion's answer may carry the slot's next lease:
+    // giving up would leave that lease to expire and its job to run again.
+    const bool dropped = absl::IsCancelled(status) && !canceller->cancelled();
+    if (!IsRetryable(status) && !dropped) return status;
     // Log the first failure and then every tenth, so a long outage does not flood the log.
     if (failures++ % 10 == 0) {
       FARM_LOG(WARNING) << what << " failed, retrying: " << status.ToString();
@@ -181,12 +185,15 @@ absl::Status CoordinatorClient::StepFinished(const farm::v1::StepFinishedRequest
   });
 }
 
-absl::Status CoordinatorClient::CompleteJob(const farm::v1::CompleteJobRequest& request,
-                                            CallCanceller* canceller) {
-  farm::v1::Ack ack;
-  return CallWithRetries("CompleteJob", canceller, [&](grpc::ClientContext* c) {
-    return stub_->stub->CompleteJob(c, request, &ack);
+absl::StatusOr<farm::v1::CompleteJobResponse> CoordinatorClient::CompleteJob(
+    const farm::v1::CompleteJobRequest& request, CallCanceller* canceller) {
+  farm::v1::CompleteJobResponse response;
+  absl::Status status = CallWithRetries("CompleteJob", canceller, [&](grpc::ClientContext* c) {
+    response.Clear();
+    return stub_->stub->CompleteJob(c, request, &response);
   });
+  if (!status.ok()) return status;
+  return response;
 }
 
 }  // namespace farm::agent

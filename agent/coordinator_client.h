@@ -96,11 +96,14 @@ class CoordinatorClient {
       const std::vector<std::shared_ptr<const farm::v1::LogUploadChunk>>& chunks,
       CallCanceller* canceller);
 
-  // Retried on IsRetryable() codes with backoff until they succeed, fail otherwise, or
+  // Retried on IsRetryable() codes, and on a CANCELLED the canceller did not cause (the
+  // coordinator died mid-call), with backoff until they succeed, fail otherwise, or
   // `canceller` fires (CANCELLED). FAILED_PRECONDITION means the lease is stale.
   absl::Status StepStarted(const farm::v1::StepStartedRequest& request, CallCanceller* canceller);
   absl::Status StepFinished(const farm::v1::StepFinishedRequest& request, CallCanceller* canceller);
-  absl::Status CompleteJob(const farm::v1::CompleteJobRequest& request, CallCanceller* canceller);
+  // The answer carries the slot's next lease when the request asked for one (lease_next).
+  absl::StatusOr<farm::v1::CompleteJobResponse> CompleteJob(
+      const farm::v1::CompleteJobRequest& request, CallCanceller* canceller);
 
  private:
   struct Stub;  // keeps the generated gRPC stub out of this header

@@ -5,12 +5,18 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/duration.h"
 #include "common/job_limits.h"
 #include "common/logging.h"
 
 namespace farm::agent {
 namespace {
+
+// How long a step runs before the coordinator is told it started (see RunStep). Short enough
+// that a person never sees a running step as pending for long.
+constexpr int64_t kStartedReportDelayMs = 100;
 
 std::string StepName(const farm::v1::JobSpec& spec, int index) {
   const std::string& name = spec.steps(index).name();
@@ -117,11 +123,16 @@ std::optional<StepsRunner::StepVerdict> StepsRunner::RunStep(Attempt& attempt, c
   started.set_step_index(index);
   started.set_started_ms(result.started_ms());
   // The step starts without waiting for the coordinator to record that it did (a durable
-  // write): the report is sent once the program runs (so that it does not compete with
-  // starting it), alongside the step; a refusal abandons the attempt, which kills the step.
-  // It is joined before the step's result is reported, so reports stay in order; a step that
-  // failed to start is reported started, then failed.
+  // write): the report is sent once the program has run for kStartedReportDelayMs (so that it
+  // does not compete with starting it), alongside the step; a refusal abandons the attempt,
+  // which kills the step. A step that ends before then is not reported started at all: its
+  // result carries started_ms, and one call and one durable write per short job are saved.
+  // The report is joined before the step's result is reported, so reports stay in order.
+  absl::Notification step_ended;
   auto report_started = [&] {
+    if (step_ended.WaitForNotificationWithTimeout(absl::Milliseconds(kStartedReportDelayMs))) {
+      return absl::OkStatus();
+    }
     return attempt.Report("StepStarted", [&](CoordinatorClient& client, CallCanceller* canceller) {
       return client.StepStarted(started, canceller);
     });
@@ -131,9 +142,8 @@ std::optional<StepsRunner::StepVerdict> StepsRunner::RunStep(Attempt& attempt, c
       MakeCommand(attempt, index, name, site.workspace, budget.timeout_ms),
       [&](int64_t offset, absl::string_view data) { site.logs->Append(index, offset, data); },
       [&] { started_report = std::async(std::launch::async, report_started); });
-  const absl::Status started_status =
-      started_report.valid() ? started_report.get() : report_started();
-  if (!started_status.ok()) return std::nullopt;
+  step_ended.Notify();
+  if (started_report.valid() && !started_report.get().ok()) return std::nullopt;
   StepVerdict verdict = Judge(attempt, name, step, budget);
   FARM_LOG(INFO) << attempt.log_prefix() << " step " << name << ": "
                  << (verdict.message.empty() ? "succeeded" : verdict.message) << " in "

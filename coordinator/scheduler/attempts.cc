@@ -21,7 +21,7 @@ absl::StatusOr<int64_t> AttemptTracker::AppendLog(Txn& txn, const farm::v1::LogU
                         p_.logs->Accept(lease->job.seq(), lease->attempt, chunk.step_index(),
                                         chunk.offset(), chunk.data()));
   if (accepted.record.has_value()) {
-    txn.Put(Cf::kLogs, std::move(accepted.record->first), std::move(accepted.record->second));
+    txn.PutBlind(Cf::kLogs, std::move(accepted.record->first), std::move(accepted.record->second));
     p_.lifecycle->NotifyAfterCommit(txn, lease->job.seq());
   }
   return accepted.committed;
@@ -45,14 +45,19 @@ absl::Status AttemptTracker::StepStarted(Txn& txn, const farm::v1::StepStartedRe
   step->set_started_ms(req.started_ms() > 0 ? req.started_ms() : p_.clock->NowMs());
   const Job& job = lease->job;
   jobs::PutProgress(txn, job.seq(), job.attempts(job.attempts_size() - 1));
-  farm::v1::Event event = p_.events->ForJob(txn, job, farm::v1::STEP_STARTED);
-  event.set_attempt(lease->attempt);
-  event.set_agent(lease->holder);
-  event.set_step_index(req.step_index());
-  event.set_step(step->name());
-  p_.events->Append(txn, std::move(event));
+  AppendStepStarted(txn, *lease, req.step_index(), step->name());
   p_.lifecycle->NotifyAfterCommit(txn, job.seq());
   return absl::OkStatus();
+}
+
+void AttemptTracker::AppendStepStarted(Txn& txn, const Lease& lease, uint32_t step_index,
+                                       const std::string& step) {
+  farm::v1::Event event = p_.events->ForJob(txn, lease.job, farm::v1::STEP_STARTED);
+  event.set_attempt(lease.attempt);
+  event.set_agent(lease.holder);
+  event.set_step_index(step_index);
+  event.set_step(step);
+  p_.events->Append(txn, std::move(event));
 }
 
 absl::StatusOr<Lease*> AttemptTracker::RecordStepResult(Txn& txn, const farm::v1::LeaseRef& ref,
@@ -64,6 +69,10 @@ absl::StatusOr<Lease*> AttemptTracker::RecordStepResult(Txn& txn, const farm::v1
     return absl::InvalidArgumentError("a finished step needs a final state");
   }
   std::string name = step->name();
+  if (step->state() == farm::v1::STEP_PENDING) {
+    // It ended before its agent said it started (agents do not report very short steps).
+    AppendStepStarted(txn, *lease, step_index, name);
+  }
   *step = result;
   step->set_name(name);
   farm::v1::Event event = p_.events->ForJob(txn, lease->job, farm::v1::STEP_FINISHED);
@@ -74,6 +83,7 @@ absl::StatusOr<Lease*> AttemptTracker::RecordStepResult(Txn& txn, const farm::v1
   event.set_step_state(result.state());
   event.set_exit_code(result.exit_code());
   event.set_reason(result.message());
+  event.set_duration_ms(result.duration_ms());
   event.set_step_fingerprint(StepFingerprint(lease->job, static_cast<int>(step_index)));
   p_.events->Append(txn, std::move(event));
   return lease;
@@ -88,7 +98,7 @@ absl::Status AttemptTracker::StepFinished(Txn& txn, const farm::v1::StepFinished
   return absl::OkStatus();
 }
 
-absl::Status AttemptTracker::Complete(Txn& txn, const farm::v1::CompleteJobRequest& req) {
+absl::StatusOr<bool> AttemptTracker::Complete(Txn& txn, const farm::v1::CompleteJobRequest& req) {
   absl::StatusOr<Lease*> lease = p_.leases->Check(req.lease());
   if (!lease.ok()) {
     // A retry of a completion that was accepted is accepted again, and changes nothing.
@@ -97,9 +107,7 @@ absl::Status AttemptTracker::Complete(Txn& txn, const farm::v1::CompleteJobReque
     FARM_ASSIGN_OR_RETURN(std::optional<Job> job, jobs::Load(txn, *seq));
     if (job.has_value() && !job->attempts().empty()) {
       const Attempt& last = job->attempts(job->attempts_size() - 1);
-      if (last.epoch() == req.lease().epoch() && last.outcome() == req.outcome()) {
-        return absl::OkStatus();
-      }
+      if (last.epoch() == req.lease().epoch() && last.outcome() == req.outcome()) return false;
     }
     return lease.status();
   }
@@ -114,7 +122,8 @@ absl::Status AttemptTracker::Complete(Txn& txn, const farm::v1::CompleteJobReque
   FARM_LOG(INFO) << "[job=" << seq << " attempt=" << req.lease().attempt() << " agent=" << agent
                  << "] ended: " << farm::v1::AttemptOutcome_Name(req.outcome())
                  << (req.reason().empty() ? "" : " (" + req.reason() + ")");
-  return EndAttempt(txn, seq, req.outcome(), req.reason(), &req.artifacts());
+  FARM_RETURN_IF_ERROR(EndAttempt(txn, seq, req.outcome(), req.reason(), &req.artifacts()));
+  return true;
 }
 
 bool AttemptTracker::RetriesAfterFailure(const Job& job) {

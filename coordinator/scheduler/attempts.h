@@ -41,8 +41,9 @@ class AttemptTracker {
   absl::Status StepStarted(Txn& txn, const farm::v1::StepStartedRequest& req);
   absl::Status StepFinished(Txn& txn, const farm::v1::StepFinishedRequest& req);
   // The agent's completion (its artifacts already checked). A retry of a completion that was
-  // accepted is accepted again and changes nothing.
-  absl::Status Complete(Txn& txn, const farm::v1::CompleteJobRequest& req);
+  // accepted is accepted again and changes nothing. Returns whether this call ended the
+  // attempt (false for such a retry).
+  absl::StatusOr<bool> Complete(Txn& txn, const farm::v1::CompleteJobRequest& req);
 
   // Ends the running attempt of job `seq`; the job becomes final, or is queued again.
   absl::Status EndAttempt(
@@ -58,6 +59,8 @@ class AttemptTracker {
   // The leased job and one step of its running attempt.
   absl::StatusOr<std::pair<Lease*, farm::v1::StepResult*>> LeasedStep(const farm::v1::LeaseRef& ref,
                                                                       uint32_t step_index);
+  void AppendStepStarted(Txn& txn, const Lease& lease, uint32_t step_index,
+                         const std::string& step);
   // A finished step's result into the running attempt (memory) and its event.
   absl::StatusOr<Lease*> RecordStepResult(Txn& txn, const farm::v1::LeaseRef& ref,
                                           uint32_t step_index, const farm::v1::StepResult& result);

@@ -36,7 +36,8 @@ absl::StatusOr<std::optional<farm::v1::Job>> Dispatcher::LoadQueued(Txn& txn, ui
 }
 
 absl::StatusOr<farm::v1::LeaseResponse> Dispatcher::Grant(Txn& txn, farm::v1::Job job,
-                                                          const std::string& agent) {
+                                                          const std::string& agent,
+                                                          uint64_t follows_epoch) {
   const uint64_t epoch = p_.leases->NextEpoch(txn);
   farm::v1::Attempt* at = job.add_attempts();
   at->set_number(static_cast<uint32_t>(job.attempts_size()));
@@ -44,6 +45,7 @@ absl::StatusOr<farm::v1::LeaseResponse> Dispatcher::Grant(Txn& txn, farm::v1::Jo
   at->set_epoch(epoch);
   at->set_started_ms(p_.clock->NowMs());
   at->set_outcome(farm::v1::ATTEMPT_RUNNING);
+  at->set_follows_epoch(follows_epoch);
   for (const auto& step : job.spec().steps()) {
     farm::v1::StepResult* r = at->add_steps();
     r->set_name(step.name());
@@ -62,16 +64,43 @@ absl::StatusOr<farm::v1::LeaseResponse> Dispatcher::Grant(Txn& txn, farm::v1::Jo
 }
 
 absl::StatusOr<std::optional<farm::v1::LeaseResponse>> Dispatcher::GrantNext(
-    Txn& txn, const AgentState& agent) {
+    Txn& txn, const AgentState& agent, uint64_t follows_epoch) {
   while (true) {
     FARM_ASSIGN_OR_RETURN(std::optional<uint64_t> seq, p_.queue->PopFor(txn, agent.labels));
     if (!seq.has_value()) return std::nullopt;
     FARM_ASSIGN_OR_RETURN(std::optional<farm::v1::Job> job, LoadQueued(txn, *seq));
     if (!job.has_value()) continue;
     FARM_ASSIGN_OR_RETURN(farm::v1::LeaseResponse resp,
-                          Grant(txn, *std::move(job), agent.record.name()));
+                          Grant(txn, *std::move(job), agent.record.name(), follows_epoch));
     return resp;
   }
+}
+
+absl::StatusOr<std::optional<farm::v1::LeaseResponse>> Dispatcher::LeaseAfterCompletion(
+    Txn& txn, const farm::v1::CompleteJobRequest& req, bool ended) {
+  absl::StatusOr<AgentState*> agent = p_.agents->Call(txn, req.agent(), req.session_id());
+  if (!agent.ok() || (*agent)->draining()) return std::nullopt;
+  if (!ended) return GrantedWith(req.agent(), req.lease().epoch());
+  return GrantNext(txn, **agent, req.lease().epoch());
+}
+
+std::optional<farm::v1::LeaseResponse> Dispatcher::GrantedWith(const std::string& agent,
+                                                               uint64_t epoch) {
+  for (uint64_t held : p_.leases->HeldBy(agent)) {
+    const coordinator::Lease* lease = p_.leases->Find(held);
+    const farm::v1::Attempt& at = lease->job.attempts(lease->job.attempts_size() - 1);
+    if (epoch == 0 || at.follows_epoch() != epoch) continue;
+    for (const farm::v1::StepResult& step : at.steps()) {
+      if (step.state() != farm::v1::STEP_PENDING) return std::nullopt;  // it runs: not lost
+    }
+    farm::v1::LeaseResponse resp;
+    resp.mutable_lease()->set_job_id(lease->job.id());
+    resp.mutable_lease()->set_attempt(lease->attempt);
+    resp.mutable_lease()->set_epoch(lease->epoch);
+    *resp.mutable_job() = lease->job;
+    return resp;
+  }
+  return std::nullopt;
 }
 
 void Dispatcher::Lease(Txn& txn, const farm::v1::LeaseRequest& req, int64_t wait_ms,

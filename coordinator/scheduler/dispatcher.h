@@ -47,6 +47,14 @@ class Dispatcher {
   // (the scheduler is stopping: UNAVAILABLE).
   void Lease(Txn& txn, const farm::v1::LeaseRequest& req, int64_t wait_ms, uint64_t call_id,
              Done<farm::v1::LeaseResponse> done, bool parking);
+  // The next lease of the agent whose completion `req` (with lease_next) ended an attempt in
+  // this group: a slot that finished asks for its next job without another round trip.
+  // nullopt when there is none to give: the agent's session is not current, it drains, or no
+  // work it may run is queued (its slot then calls Lease as usual). `ended` false: `req` is a
+  // retry of a completion already accepted; the lease granted with that one is answered again
+  // while its attempt has not begun (the first answer was lost).
+  absl::StatusOr<std::optional<farm::v1::LeaseResponse>> LeaseAfterCompletion(
+      Txn& txn, const farm::v1::CompleteJobRequest& req, bool ended);
   // Offers the work queued since the last call to parked agents. Run after every command.
   void DispatchNewWork(Txn& txn);
 
@@ -58,12 +66,18 @@ class Dispatcher {
   // fails the group.
   absl::StatusOr<std::optional<farm::v1::Job>> LoadQueued(Txn& txn, uint64_t seq);
   // QUEUED → RUNNING for `agent`, with a fresh epoch: the response to send after the commit.
+  // `follows_epoch`: the epoch of the attempt whose completion carries it (Attempt).
   absl::StatusOr<farm::v1::LeaseResponse> Grant(Txn& txn, farm::v1::Job job,
-                                                const std::string& agent);
+                                                const std::string& agent,
+                                                uint64_t follows_epoch = 0);
   // The first job `agent` may run, granted to it; nullopt when there is none.
   absl::StatusOr<std::optional<farm::v1::LeaseResponse>> GrantNext(Txn& txn,
-                                                                   const AgentState& agent);
+                                                                   const AgentState& agent,
+                                                                   uint64_t follows_epoch = 0);
   void DispatchTo(Txn& txn, uint64_t labelset);
+  // `agent`'s lease granted with the completion of the attempt with `epoch`, while none of its
+  // steps began (recorded in its attempt: it survives a restart).
+  std::optional<farm::v1::LeaseResponse> GrantedWith(const std::string& agent, uint64_t epoch);
 
   Parts p_;
   int64_t dropped_ = 0;

@@ -269,6 +269,7 @@ void Scheduler::RegisterNow(Txn& txn, const farm::v1::RegisterRequest& req,
   resp.set_lease_ttl_ms(options_.lease_ttl_ms);
   resp.set_heartbeat_interval_ms(std::max<int64_t>(options_.lease_ttl_ms / 3, 100));
   resp.add_features(std::string(common::kFeatureCompleteJobLastStep));
+  resp.add_features(std::string(common::kFeatureCompleteJobNextLease));
   ReplyAfterCommit(txn, done, std::move(resp));
 }
 
@@ -321,7 +322,8 @@ void Scheduler::StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::A
        [&](absl::Status s) { done(s); });
 }
 
-void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack> done) {
+void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req,
+                            Done<farm::v1::CompleteJobResponse> done) {
   const auto outcome = req.outcome();
   if (outcome != farm::v1::ATTEMPT_SUCCEEDED && outcome != farm::v1::ATTEMPT_FAILED &&
       outcome != farm::v1::ATTEMPT_CANCELLED) {
@@ -342,10 +344,34 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack
   });
 }
 
-void Scheduler::PostCompletion(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack> done) {
-  Post([this, req = std::move(req),
-        done](Txn& txn) { AnswerAck(txn, done, attempts_.Complete(txn, req)); },
+void Scheduler::PostCompletion(farm::v1::CompleteJobRequest req,
+                               Done<farm::v1::CompleteJobResponse> done) {
+  Post([this, req = std::move(req), done](Txn& txn) { CompleteNow(txn, req, done); },
        [&](absl::Status s) { done(s); });
+}
+
+void Scheduler::CompleteNow(Txn& txn, const farm::v1::CompleteJobRequest& req,
+                            const Done<farm::v1::CompleteJobResponse>& done) {
+  // Only the holder of the lease may take its next job with the completion.
+  const std::optional<uint64_t> seq = keys::ParseJobId(req.lease().job_id());
+  const coordinator::Lease* held = seq.has_value() ? leases_.Find(*seq) : nullptr;
+  const bool holder = held != nullptr && held->holder == req.agent();
+  absl::StatusOr<bool> ended = attempts_.Complete(txn, req);
+  if (!ended.ok()) return Answer<farm::v1::CompleteJobResponse>(txn, done, ended.status());
+  farm::v1::CompleteJobResponse resp;
+  if (req.lease_next() && !parking_stopped_ && (holder || !*ended)) {
+    absl::StatusOr<std::optional<farm::v1::LeaseResponse>> next =
+        dispatcher_.LeaseAfterCompletion(txn, req, *ended);
+    if (!next.ok()) {
+      // The completion stands (unless the group failed: then every answer is that error);
+      // the agent's slot asks with Lease.
+      FARM_LOG(WARNING) << "[agent=" << req.agent()
+                        << "] no lease with the completion: " << next.status();
+    } else if (next->has_value()) {
+      *resp.mutable_next() = **std::move(next);
+    }
+  }
+  ReplyAfterCommit(txn, done, std::move(resp));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -131,7 +131,9 @@ class Scheduler {
   void AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done);
   void StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack> done);
   void StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done);
-  void CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack> done);
+  // Ends the attempt as the agent reports it. With lease_next, the answer also carries the
+  // agent's next lease when work for it is queued, granted in the same group.
+  void CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::CompleteJobResponse> done);
 
   // --- operators
   void ListAgents(Done<farm::v1::ListAgentsResponse> done);
@@ -154,7 +156,9 @@ class Scheduler {
  private:
   // Posts cmd, or answers `fail` with UNAVAILABLE when stopping.
   bool Post(Engine::Command cmd, const std::function<void(absl::Status)>& fail);
-  void PostCompletion(farm::v1::CompleteJobRequest req, Done<farm::v1::Ack> done);
+  void PostCompletion(farm::v1::CompleteJobRequest req, Done<farm::v1::CompleteJobResponse> done);
+  void CompleteNow(Txn& txn, const farm::v1::CompleteJobRequest& req,
+                   const Done<farm::v1::CompleteJobResponse>& done);
 
   absl::Status Recover();
   void RecoverAfterFailedWrite();  // engine thread

@@ -222,7 +222,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StepFinished(grpc::CallbackServerCon
 
 grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::CompleteJobRequest* req,
-                                                        farm::v1::Ack* resp) {
+                                                        farm::v1::CompleteJobResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   scheduler_->CompleteJob(*req, FinishWith(reactor, resp));
   return reactor;

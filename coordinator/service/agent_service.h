@@ -34,7 +34,7 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
                                          farm::v1::Ack* resp) override;
   grpc::ServerUnaryReactor* CompleteJob(grpc::CallbackServerContext* ctx,
                                         const farm::v1::CompleteJobRequest* req,
-                                        farm::v1::Ack* resp) override;
+                                        farm::v1::CompleteJobResponse* resp) override;
 
  private:
   Scheduler* const scheduler_;

@@ -109,8 +109,16 @@ class AgentTest : public ::testing::Test {
     }
     StartAgent();
     farm::v1::JobSpec spec;
-    AddStep(&spec, "build", "echo one; echo two");
+    // The step runs until its start was reported (a step that ends sooner is never reported
+    // started, and this test wants that call to fail and be retried too).
+    const std::string go = dir_.path() + "/go";
+    AddStep(&spec, "build", "echo one; while [ ! -e " + go + " ]; do sleep 0.01; done; echo two");
     fake_.AddJob("job-1", spec);
+    ASSERT_TRUE(fake_.WaitUntil([](const FakeAgentService::State& s) {
+      auto it = s.jobs.find("job-1");
+      return it != s.jobs.end() && !it->second.reported_started.empty();
+    }));
+    std::ofstream(go) << "go";
     ASSERT_TRUE(WaitCompleted("job-1"));
     const FakeAgentService::FakeJob job = Job("job-1");
     EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
@@ -209,9 +217,31 @@ TEST_F(AgentTest, AnOlderCoordinatorGetsEveryStepWithStepFinished) {
   spec.set_name("one");
   AddStep(&spec, "only", "true");
   fake_.AddJob("job-1", spec);
+  fake_.AddJob("job-2", spec);
   ASSERT_TRUE(WaitCompleted("job-1"));
+  ASSERT_TRUE(WaitCompleted("job-2"));
   EXPECT_EQ(Job("job-1").finished.size(), 1u);
   EXPECT_TRUE(Job("job-1").finished_with_completion.empty());
+  // Nor does it hand out the next job with a completion: the slot asks with Lease.
+  EXPECT_FALSE(Job("job-2").leased_with_completion);
+}
+
+TEST_F(AgentTest, TheNextJobComesWithTheCompletionWhenTheCoordinatorOffersIt) {
+  fake_.SetFeatures({"complete_job.next_lease"});
+  farm::v1::JobSpec spec;
+  spec.set_name("one");
+  AddStep(&spec, "only", "echo \"$FARM_JOB_ID\"");
+  for (const char* id : {"job-1", "job-2", "job-3"}) fake_.AddJob(id, spec);
+  StartAgent();  // one slot
+  for (const char* id : {"job-1", "job-2", "job-3"}) ASSERT_TRUE(WaitCompleted(id)) << id;
+  // The first came from Lease; each next one with the completion of the one before, and ran.
+  EXPECT_FALSE(Job("job-1").leased_with_completion);
+  for (const char* id : {"job-2", "job-3"}) {
+    const FakeAgentService::FakeJob job = Job(id);
+    EXPECT_TRUE(job.leased_with_completion) << id;
+    EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED) << id;
+    EXPECT_EQ(job.logs.at(0), std::string(id) + "\n");
+  }
 }
 
 TEST_F(AgentTest, FailingStepFailsTheJobAndSkipsTheRest) {
@@ -379,6 +409,10 @@ TEST_F(AgentTest, NothingRunsAfterTheLeaseIsLost) {
   AddStepWhen(&spec, "cleanup", absl::StrCat("touch ", marker), farm::v1::WHEN_ALWAYS);
   const pid_t pid = AddJobAndWaitForPid("job-1", spec);
   ASSERT_GT(pid, 0);
+  // The step runs on: its start is reported (after a short delay) before the lease goes.
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) {
+    return s.jobs.at("job-1").reported_started == std::vector<uint32_t>{0};
+  }));
 
   fake_.InvalidateLease("job-1");
   EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
@@ -598,6 +632,31 @@ TEST_F(AgentTest, RetriesReportsAndLogsWhileTheCoordinatorsDiskIsFull) {
   ExpectRetriesOn(grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+// A coordinator killed mid-call ends the call CANCELLED on this side. The reports are retried
+// (a completion's answer may carry the next lease), not given up.
+TEST_F(AgentTest, RetriesReportsCancelledByTheCoordinatorGoingAway) {
+  for (const char* method : {"StepStarted", "StepFinished", "CompleteJob"}) {
+    fake_.FailNext(method, 2, grpc::StatusCode::CANCELLED);
+  }
+  StartAgent();
+  farm::v1::JobSpec spec;
+  const std::string go = dir_.path() + "/go";
+  AddStep(&spec, "first", "while [ ! -e " + go + " ]; do sleep 0.01; done");
+  AddStep(&spec, "second", "true");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(fake_.WaitUntil([](const FakeAgentService::State& s) {
+    auto it = s.jobs.find("job-1");
+    return it != s.jobs.end() && !it->second.reported_started.empty();
+  }));
+  std::ofstream(go) << "go";
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
+  EXPECT_EQ(job.completions, 1);
+  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
+  EXPECT_EQ(fake_.Snapshot().failed_calls, 6);
+}
+
 TEST_F(AgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {
   StartAgent();
   ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.registrations.size() == 1; }));
@@ -692,6 +751,37 @@ TEST_F(AgentTest, InitRejectsBadOptions) {
   Agent agent(options_);
   EXPECT_THAT(agent.Init(), ::farm::testing::StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
                                                                  HasSubstr("--slots")));
+}
+
+TEST_F(AgentTest, AShortStepIsNotReportedStartedItsResultSaysWhenItStarted) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  AddStep(&spec, "quick", "true");
+  fake_.AddJob("job-1", spec);
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  const FakeAgentService::FakeJob job = Job("job-1");
+  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
+  // One call and one durable write fewer: the completion tells when it started.
+  EXPECT_TRUE(job.reported_started.empty());
+  EXPECT_THAT(job.started_steps, ElementsAre(0u));
+  EXPECT_GT(job.finished.at(0).started_ms(), 0);
+}
+
+TEST_F(AgentTest, ALongerStepIsReportedStartedWhileItRuns) {
+  StartAgent();
+  farm::v1::JobSpec spec;
+  const std::string go = dir_.path() + "/go";
+  AddStep(&spec, "slow", "while [ ! -e " + go + " ]; do sleep 0.01; done");
+  fake_.AddJob("job-1", spec);
+  // Reported while the step still runs: it cannot end before the file exists.
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) {
+    auto it = s.jobs.find("job-1");
+    return it != s.jobs.end() && it->second.reported_started == std::vector<uint32_t>{0};
+  }));
+  EXPECT_EQ(Job("job-1").completions, 0);
+  std::ofstream(go) << "go";
+  ASSERT_TRUE(WaitCompleted("job-1"));
+  EXPECT_EQ(Job("job-1").outcome, farm::v1::ATTEMPT_SUCCEEDED);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 
+#include "absl/algorithm/container.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -142,6 +143,16 @@ void FakeAgentService::CancelJob(const std::string& id) {
     state_.jobs[id].cancel = true;
     ++version_;
     finishers = DispatchLocked();
+    // As the coordinator does: a cancel answers the agent's parked heartbeat even when it does
+    // not list the job yet (the agent's next heartbeat lists it and hears of the cancel).
+    for (Parked& p : parked_heartbeats_) {
+      if (p.hung) continue;
+      EvaluateHeartbeat(p.heartbeat_request, p.heartbeat_response);
+      finishers.push_back([r = p.reactor] { r->Finish(grpc::Status::OK); });
+    }
+    parked_heartbeats_.erase(std::remove_if(parked_heartbeats_.begin(), parked_heartbeats_.end(),
+                                            [](const Parked& p) { return !p.hung; }),
+                             parked_heartbeats_.end());
   }
   Run(std::move(finishers));
 }
@@ -419,8 +430,19 @@ grpc::ServerUnaryReactor* FakeAgentService::StepStarted(grpc::CallbackServerCont
   if (InjectedFailure("StepStarted", &status)) return Respond(context, status);
   FakeJob* job = nullptr;
   status = CheckLease(request->lease(), &job);
-  if (status.ok()) job->started_steps.push_back(request->step_index());
+  if (status.ok()) {
+    job->started_steps.push_back(request->step_index());
+    job->reported_started.push_back(request->step_index());
+  }
   return Respond(context, status);
+}
+
+void FakeAgentService::RecordResult(FakeJob* job, uint32_t step,
+                                    const farm::v1::StepResult& result) {
+  const bool known = std::find(job->started_steps.begin(), job->started_steps.end(), step) !=
+                     job->started_steps.end();
+  if (!known && result.started_ms() > 0) job->started_steps.push_back(step);
+  job->finished[step] = result;
 }
 
 grpc::ServerUnaryReactor* FakeAgentService::StepFinished(
@@ -432,13 +454,13 @@ grpc::ServerUnaryReactor* FakeAgentService::StepFinished(
   if (InjectedFailure("StepFinished", &status)) return Respond(context, status);
   FakeJob* job = nullptr;
   status = CheckLease(request->lease(), &job);
-  if (status.ok()) job->finished[request->step_index()] = request->result();
+  if (status.ok()) RecordResult(job, request->step_index(), request->result());
   return Respond(context, status);
 }
 
 grpc::ServerUnaryReactor* FakeAgentService::CompleteJob(grpc::CallbackServerContext* context,
                                                         const farm::v1::CompleteJobRequest* request,
-                                                        farm::v1::Ack* response) {
+                                                        farm::v1::CompleteJobResponse* response) {
   absl::MutexLock lock(&mu_);
   ++version_;
   grpc::Status status;
@@ -451,12 +473,20 @@ grpc::ServerUnaryReactor* FakeAgentService::CompleteJob(grpc::CallbackServerCont
     job->reason = request->reason();
     job->artifacts.assign(request->artifacts().begin(), request->artifacts().end());
     if (request->has_last_step()) {
-      job->finished[request->last_step().step_index()] = request->last_step().result();
+      RecordResult(job, request->last_step().step_index(), request->last_step().result());
       job->finished_with_completion.insert(request->last_step().step_index());
     }
     job->job.set_state(request->outcome() == farm::v1::ATTEMPT_SUCCEEDED   ? farm::v1::SUCCEEDED
                        : request->outcome() == farm::v1::ATTEMPT_CANCELLED ? farm::v1::CANCELLED
                                                                            : farm::v1::FAILED);
+    // As the coordinator does when it has the feature: the slot's next job, if one is queued.
+    const bool offered = absl::c_linear_search(features_, "complete_job.next_lease");
+    if (request->lease_next() && offered && !state_.queue.empty()) {
+      FakeJob& next = state_.jobs[state_.queue.front()];
+      state_.queue.pop_front();
+      GrantLease(next, response->mutable_next());
+      next.leased_with_completion = true;
+    }
   }
   return Respond(context, status);
 }

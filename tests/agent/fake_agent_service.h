@@ -34,7 +34,10 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     bool leased = false;
     bool cancel = false;
     bool valid = true;
+    // Steps the coordinator knows started, in order: from StepStarted, or (as the coordinator
+    // records it) from the result of a step that ended before its agent reported it started.
     std::vector<uint32_t> started_steps;
+    std::vector<uint32_t> reported_started;  // steps reported by StepStarted calls
     std::map<uint32_t, farm::v1::StepResult> finished;
     int completions = 0;
     farm::v1::AttemptOutcome outcome = farm::v1::ATTEMPT_OUTCOME_UNSPECIFIED;
@@ -44,6 +47,8 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     // Steps whose result came with CompleteJob (last_step) rather than StepFinished; they are
     // in `finished` too.
     std::set<uint32_t> finished_with_completion;
+    // Leased in the answer to another job's CompleteJob (lease_next) rather than by Lease.
+    bool leased_with_completion = false;
   };
   struct State {
     std::map<std::string, FakeJob> jobs;
@@ -108,6 +113,8 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
     bool hung = false;  // never answered; ends when the client cancels
   };
   class UploadReactor;
+  // A step's result, and its start when the agent did not report it (as the coordinator does).
+  static void RecordResult(FakeJob* job, uint32_t step, const farm::v1::StepResult& result);
   using Finisher = std::function<void()>;
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
@@ -129,7 +136,7 @@ class FakeAgentService final : public farm::v1::AgentService::CallbackService {
                                          farm::v1::Ack* response) override;
   grpc::ServerUnaryReactor* CompleteJob(grpc::CallbackServerContext* context,
                                         const farm::v1::CompleteJobRequest* request,
-                                        farm::v1::Ack* response) override;
+                                        farm::v1::CompleteJobResponse* response) override;
 
   grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context,
                                     const grpc::Status& status);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/pipeline_file.h"
 #include "coordinator/events/event_reader.h"
@@ -74,7 +75,8 @@ class HistoryTest : public SchedulerTest {
     req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
     req.mutable_last_step()->set_step_index(0);
     req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_SUCCEEDED);
-    return Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }).status();
+    return Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); })
+        .status();
   }
 
   std::string SubmitPipeline(const std::string& yaml) {
@@ -168,10 +170,16 @@ TEST_F(HistoryTest, JobsLeftWaitingWithTheirNeedsEndedAreResolvedAtStart) {
   txn.Delete(Cf::kActive, keys::JobKey(a.seq()));
   ASSERT_OK(store_.Write(txn.batch(), true));
   Boot();
-  // Start re-resolved b (its need failed: skipped) and, through the cascade, c.
-  ASSERT_OK(Await<farm::v1::ListAgentsResponse>([&](auto cb) { scheduler_->ListAgents(cb); }));
-  auto pipeline = scheduler_->GetPipeline(pid);
-  ASSERT_OK(pipeline);
+  // Start re-resolves b (its need failed: skipped) and, through the cascade, c. That is a
+  // command nobody waits on, so wait for what it writes.
+  absl::StatusOr<farm::v1::Pipeline> pipeline;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (;;) {
+    pipeline = scheduler_->GetPipeline(pid);
+    ASSERT_OK(pipeline);
+    if (pipeline->state() != farm::v1::RUNNING || absl::Now() > deadline) break;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   EXPECT_EQ(pipeline->jobs(1).state(), farm::v1::SKIPPED);
   EXPECT_EQ(pipeline->jobs(2).state(), farm::v1::SKIPPED);
   EXPECT_EQ(pipeline->state(), farm::v1::FAILED);

@@ -75,7 +75,8 @@ class PipelineTest : public SchedulerTest {
     *req.mutable_lease() = lease.lease();
     req.set_outcome(exit_code == 0 ? farm::v1::ATTEMPT_SUCCEEDED : farm::v1::ATTEMPT_FAILED);
     for (auto& a : artifacts) *req.add_artifacts() = std::move(a);
-    ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
+    ASSERT_OK(
+        Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
   }
 };
 
@@ -285,7 +286,8 @@ TEST_F(PipelineTest, CancellingAPipelineCancelsEveryJobThatHasNotEnded) {
   farm::v1::CompleteJobRequest req;
   *req.mutable_lease() = a.lease();
   req.set_outcome(farm::v1::ATTEMPT_CANCELLED);
-  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
+  ASSERT_OK(
+      Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
   EXPECT_EQ(Get(id).state(), farm::v1::CANCELLED);
 }
 

@@ -124,7 +124,8 @@ class SchedulerTest : public ::testing::Test {
     farm::v1::CompleteJobRequest req;
     *req.mutable_lease() = ref;
     req.set_outcome(outcome);
-    return Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }).status();
+    return Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); })
+        .status();
   }
 
   absl::StatusOr<int64_t> Append(const farm::v1::LeaseRef& ref, uint32_t step, int64_t offset,

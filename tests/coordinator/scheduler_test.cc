@@ -6,8 +6,11 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "coordinator/logs/log_reader.h"
 #include "tests/coordinator/scheduler_fixture.h"
@@ -111,9 +114,11 @@ TEST_F(SchedulerTest, TheLastStepsResultMayComeWithTheCompletion) {
   req.mutable_last_step()->set_step_index(1);
   req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_FAILED);
   req.mutable_last_step()->mutable_result()->set_exit_code(3);
-  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
+  ASSERT_OK(
+      Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
   // A retry after a lost reply is accepted and changes nothing.
-  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
+  ASSERT_OK(
+      Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }));
 
   Restart();  // what was recorded is durable
   const farm::v1::Job job = Job(id);
@@ -126,6 +131,71 @@ TEST_F(SchedulerTest, TheLastStepsResultMayComeWithTheCompletion) {
   EXPECT_EQ(job.attempts(0).steps(1).name(), "s1");
 }
 
+absl::StatusOr<farm::v1::CompleteJobResponse> CompleteAndLeaseNext(
+    Scheduler& scheduler, const farm::v1::LeaseRef& ref, const std::string& agent,
+    const std::string& session = "s1") {
+  farm::v1::CompleteJobRequest req;
+  *req.mutable_lease() = ref;
+  req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+  req.set_lease_next(true);
+  req.set_agent(agent);
+  req.set_session_id(session);
+  return Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler.CompleteJob(req, cb); });
+}
+
+TEST_F(SchedulerTest, ACompletionCarriesTheAgentsNextLeaseWhenItAsks) {
+  Register("agent");
+  const std::string first = Submit(Spec("first"));
+  const std::string second = Submit(Spec("second"));
+  ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+  ASSERT_EQ(lease.job().id(), first);
+  ASSERT_OK_AND_ASSIGN(auto done, CompleteAndLeaseNext(*scheduler_, lease.lease(), "agent"));
+  ASSERT_TRUE(done.has_next());
+  EXPECT_EQ(done.next().lease().job_id(), second);
+  EXPECT_GT(done.next().lease().epoch(), lease.lease().epoch());
+  EXPECT_EQ(Job(first).state(), farm::v1::SUCCEEDED);
+  EXPECT_EQ(Job(second).state(), farm::v1::RUNNING);
+  EXPECT_EQ(Job(second).attempts(0).agent(), "agent");
+  // A retry of that completion (its answer was lost) gets the same lease again.
+  ASSERT_OK_AND_ASSIGN(auto again, CompleteAndLeaseNext(*scheduler_, lease.lease(), "agent"));
+  ASSERT_TRUE(again.has_next());
+  EXPECT_EQ(again.next().lease().epoch(), done.next().lease().epoch());
+  // Also when the coordinator restarted in between.
+  Restart();
+  ASSERT_OK_AND_ASSIGN(auto after, CompleteAndLeaseNext(*scheduler_, lease.lease(), "agent"));
+  ASSERT_TRUE(after.has_next());
+  EXPECT_EQ(after.next().lease().epoch(), done.next().lease().epoch());
+  EXPECT_EQ(after.next().job().attempts(0).follows_epoch(), lease.lease().epoch());
+  // Nothing more is queued: the next completion carries no lease.
+  ASSERT_OK_AND_ASSIGN(auto last, CompleteAndLeaseNext(*scheduler_, done.next().lease(), "agent"));
+  EXPECT_FALSE(last.has_next());
+  EXPECT_EQ(Job(second).state(), farm::v1::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, NoNextLeaseForAnotherAgentAnOldSessionOrADrainingAgent) {
+  Register("agent");
+  Register("other");
+  std::vector<farm::v1::LeaseRef> leases;
+  for (int i = 0; i < 3; ++i) {
+    Submit(Spec(absl::StrCat("job", i)));
+    ASSERT_OK_AND_ASSIGN(auto lease, Lease("agent"));
+    leases.push_back(lease.lease());
+  }
+  const std::string waiting = Submit(Spec("waiting"));
+  // Each completion is accepted; none hands the queued job out.
+  ASSERT_OK_AND_ASSIGN(auto by_other, CompleteAndLeaseNext(*scheduler_, leases[0], "other"));
+  EXPECT_FALSE(by_other.has_next());
+  ASSERT_OK_AND_ASSIGN(auto old, CompleteAndLeaseNext(*scheduler_, leases[1], "agent", "s0"));
+  EXPECT_FALSE(old.has_next());
+  ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->SetAgentDrain("agent", true, cb); }));
+  ASSERT_OK_AND_ASSIGN(auto draining, CompleteAndLeaseNext(*scheduler_, leases[2], "agent"));
+  EXPECT_FALSE(draining.has_next());
+  for (const farm::v1::LeaseRef& ref : leases) {
+    EXPECT_EQ(Job(ref.job_id()).state(), farm::v1::SUCCEEDED);
+  }
+  EXPECT_EQ(Job(waiting).state(), farm::v1::QUEUED);
+}
+
 TEST_F(SchedulerTest, ACompletionWithABadLastStepChangesNothing) {
   Register("agent");
   const std::string id = Submit(Spec("one", 0));
@@ -135,12 +205,14 @@ TEST_F(SchedulerTest, ACompletionWithABadLastStepChangesNothing) {
   req.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
   req.mutable_last_step()->set_step_index(7);
   req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_SUCCEEDED);
-  EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+      StatusIs(absl::StatusCode::kInvalidArgument));
   req.mutable_last_step()->set_step_index(0);
   req.mutable_last_step()->mutable_result()->set_state(farm::v1::STEP_RUNNING);
-  EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+      StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(Job(id).state(), farm::v1::RUNNING);
 }
 
@@ -438,7 +510,8 @@ TEST_F(SchedulerTest, ArtifactsOfTheCompletionAreRecordedAfterTheCheck) {
   a->set_size(3);
   a->set_executable(true);
   auto complete = [&] {
-    return Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }).status();
+    return Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); })
+        .status();
   };
   EXPECT_THAT(complete(), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(Job(id).state(), farm::v1::RUNNING);  // nothing changed
@@ -465,8 +538,9 @@ TEST_F(SchedulerTest, MalformedArtifactsAreRefused) {
     auto* a = req.add_artifacts();
     a->set_path(path);
     a->set_hash(std::string(64, 'b'));
-    EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
-                StatusIs(absl::StatusCode::kInvalidArgument))
+    EXPECT_THAT(
+        Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+        StatusIs(absl::StatusCode::kInvalidArgument))
         << path;
   }
   farm::v1::CompleteJobRequest req;
@@ -475,8 +549,9 @@ TEST_F(SchedulerTest, MalformedArtifactsAreRefused) {
   auto* a = req.add_artifacts();
   a->set_path("ok");
   a->set_hash("XYZ");
-  EXPECT_THAT(Await<farm::v1::Ack>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      Await<farm::v1::CompleteJobResponse>([&](auto cb) { scheduler_->CompleteJob(req, cb); }),
+      StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(SchedulerTest, RunningLeasesSurviveARestart) {

@@ -202,7 +202,8 @@ TEST_F(ServiceTest, FollowStreamsOutputLiveAndEndsWithTheJobState) {
   farm::v1::CompleteJobRequest complete;
   *complete.mutable_lease() = lease.lease();
   complete.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
-  ASSERT_TRUE(agents_->CompleteJob(Ctx().get(), complete, &ack).ok());
+  farm::v1::CompleteJobResponse completed;
+  ASSERT_TRUE(agents_->CompleteJob(Ctx().get(), complete, &completed).ok());
   ASSERT_TRUE(reader->Read(&msg));
   EXPECT_EQ(msg.final_state(), farm::v1::SUCCEEDED);
   EXPECT_FALSE(reader->Read(&msg));

@@ -272,7 +272,7 @@ absl::Status LateCompletion(const std::string& address, const farm::v1::Attempt&
   request.set_reason("late result of a frozen agent");
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  farm::v1::Ack ack;
+  farm::v1::CompleteJobResponse ack;
   const grpc::Status status = stub->CompleteJob(&context, request, &ack);
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }

@@ -350,7 +350,7 @@ TEST_F(PartitionTest, LongerThanTheTtlTheJobIsRerunElsewhereAndTheLateResultRefu
     late.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    farm::v1::Ack ack;
+    farm::v1::CompleteJobResponse ack;
     const absl::Status refused =
         common::FromGrpcStatus(agent_stub->CompleteJob(&context, late, &ack));
     EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
