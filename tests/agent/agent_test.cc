@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -101,12 +102,12 @@ class AgentTest : public ::testing::Test {
   }
   bool WorkDirEmpty() { return fs::is_empty(options_.work_dir); }
 
-  // Two failures with `code` on each report and on the log upload: the job still completes,
-  // with its whole output, once.
-  void ExpectRetriesOn(grpc::StatusCode code) {
-    for (const char* method : {"StepStarted", "StepFinished", "UploadLogs", "CompleteJob"}) {
-      fake_.FailNext(method, 2, code);
-    }
+  // Two failures with `code` on each of `methods` (each report and the log upload by
+  // default): the job still completes, with its whole output, once.
+  void ExpectRetriesOn(grpc::StatusCode code,
+                       const std::vector<std::string>& methods = {"StepStarted", "StepFinished",
+                                                                  "UploadLogs", "CompleteJob"}) {
+    for (const std::string& method : methods) fake_.FailNext(method, 2, code);
     StartAgent();
     farm::v1::JobSpec spec;
     // The step runs until its start was reported (a step that ends sooner is never reported
@@ -125,7 +126,7 @@ class AgentTest : public ::testing::Test {
     EXPECT_EQ(job.completions, 1);
     EXPECT_EQ(job.logs.at(0), "one\ntwo\n");
     EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
-    EXPECT_EQ(fake_.Snapshot().failed_calls, 8);
+    EXPECT_EQ(fake_.Snapshot().failed_calls, 2 * static_cast<int>(methods.size()));
   }
 
   TempDir dir_;
@@ -635,26 +636,7 @@ TEST_F(AgentTest, RetriesReportsAndLogsWhileTheCoordinatorsDiskIsFull) {
 // A coordinator killed mid-call ends the call CANCELLED on this side. The reports are retried
 // (a completion's answer may carry the next lease), not given up.
 TEST_F(AgentTest, RetriesReportsCancelledByTheCoordinatorGoingAway) {
-  for (const char* method : {"StepStarted", "StepFinished", "CompleteJob"}) {
-    fake_.FailNext(method, 2, grpc::StatusCode::CANCELLED);
-  }
-  StartAgent();
-  farm::v1::JobSpec spec;
-  const std::string go = dir_.path() + "/go";
-  AddStep(&spec, "first", "while [ ! -e " + go + " ]; do sleep 0.01; done");
-  AddStep(&spec, "second", "true");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(fake_.WaitUntil([](const FakeAgentService::State& s) {
-    auto it = s.jobs.find("job-1");
-    return it != s.jobs.end() && !it->second.reported_started.empty();
-  }));
-  std::ofstream(go) << "go";
-  ASSERT_TRUE(WaitCompleted("job-1"));
-  const FakeAgentService::FakeJob job = Job("job-1");
-  EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
-  EXPECT_EQ(job.completions, 1);
-  EXPECT_EQ(job.finished.at(0).state(), farm::v1::STEP_SUCCEEDED);
-  EXPECT_EQ(fake_.Snapshot().failed_calls, 6);
+  ExpectRetriesOn(grpc::StatusCode::CANCELLED, {"StepStarted", "StepFinished", "CompleteJob"});
 }
 
 TEST_F(AgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
 #include "tests/integration/farm_test_base.h"
@@ -18,20 +17,10 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class FarmEventsTest : public ::testing::Test {
+class FarmEventsTest : public FarmTest {
  protected:
-  void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create());
-    // A short TTL, so that a killed agent's lease ends within the test.
-    ASSERT_OK(farm_->StartCoordinator({"--lease_ttl=2s"}));
-  }
-
-  absl::Status StartAgent(const std::string& name) {
-    AgentOptions options;
-    options.name = name;
-    FARM_RETURN_IF_ERROR(farm_->StartAgent(std::move(options)));
-    return farm_->WaitForAgents({name});
-  }
+  // A short TTL, so that a killed agent's lease ends within the test.
+  std::vector<std::string> CoordinatorFlags() const override { return {"--lease_ttl=2s"}; }
 
   // `farmctl events ARGS...` as text: its lines, each without the time stamp before the kind.
   std::vector<std::string> EventLines(std::vector<std::string> args) {
@@ -58,22 +47,19 @@ class FarmEventsTest : public ::testing::Test {
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r->out, &resp).ok()) << r->out;
     return {resp.events().begin(), resp.events().end()};
   }
-
-  std::unique_ptr<MiniFarm> farm_;
 };
 
 TEST_F(FarmEventsTest, TheTimelineOfAJobRetriedAfterALostAgent) {
   ASSERT_OK(StartAgent("doomed"));
   // The step runs until the test creates $MARK/release.
-  ASSERT_OK_AND_ASSIGN(std::string id,
-                       farm_->SubmitJobFile(absl::StrReplaceAll(R"job(
+  ASSERT_OK_AND_ASSIGN(std::string id, farm_->SubmitJobFile(JobFile(R"job(
 name: survivor
 env: {MARK: "@DIR@"}
 steps:
   - name: wait
     run: while [ ! -e "$MARK/release" ]; do sleep 0.05; done; echo released
 )job",
-                                                                {{"@DIR@", farm_->root()}})));
+                                                                    {{"DIR", farm_->root()}})));
   // Running on `doomed`, and the coordinator heard that its step started.
   ASSERT_OK(farm_
                 ->WaitForJob(id,

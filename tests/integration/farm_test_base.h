@@ -21,8 +21,11 @@ class FarmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create());
-    ASSERT_OK(farm_->StartCoordinator());
+    ASSERT_OK(farm_->StartCoordinator(CoordinatorFlags()));
   }
+
+  // Flags of the coordinator SetUp starts, for a fixture that needs other settings.
+  virtual std::vector<std::string> CoordinatorFlags() const { return {}; }
 
   // Starts an agent and waits until `farmctl agents` lists it.
   absl::Status StartAgent(const std::string& name,
