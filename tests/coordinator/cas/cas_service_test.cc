@@ -9,7 +9,6 @@
 #include <chrono>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -19,11 +18,14 @@
 #include "common/digest.h"
 #include "coordinator/coordinator.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
+#include "tests/coordinator/cas/blob_testing.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace farm::coordinator {
 namespace {
+
+using cas_testing::RandomBytes;
 
 namespace reapi = build::bazel::remote::execution::v2;
 namespace bs = google::bytestream;
@@ -34,13 +36,6 @@ std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 20) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
   return ctx;
-}
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(gen());
-  return out;
 }
 
 reapi::Digest ToProto(const Digest& d) {

@@ -7,7 +7,6 @@
 #include <atomic>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,11 +18,14 @@
 #include "common/digest.h"
 #include "coordinator/cas/file_blob_store.h"
 #include "coordinator/store/memory_store.h"
+#include "tests/coordinator/cas/blob_testing.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace farm::coordinator {
 namespace {
+
+using cas_testing::RandomBytes;
 
 using ::farm::testing::StatusIs;
 using ::farm::testing::StatusIsWithMessage;
@@ -32,13 +34,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr absl::Duration kDeadline = absl::Seconds(30);
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(gen());
-  return out;
-}
 
 // The in-memory store whose synced writes can be held at a gate, to catch a pin in the act.
 class GatedStore : public MemoryStore {
@@ -95,17 +90,9 @@ class FileBlobStorePinTest : public ::testing::Test {
   }
 
   Digest PutRandom(size_t size, uint32_t seed) {
-    const std::string data = RandomBytes(size, seed);
-    const Digest d = common::DigestOf(data);
-    EXPECT_OK(blobs_->Put(d, data));
-    return d;
+    return cas_testing::PutRandom(*blobs_, size, seed);
   }
-
-  bool Has(const Digest& d) {
-    absl::StatusOr<bool> r = blobs_->Contains(d);
-    EXPECT_OK(r);
-    return r.ok() && *r;
-  }
+  bool Has(const Digest& d) { return cas_testing::Has(*blobs_, d); }
 
   void PinAsync(std::vector<Digest> digests, int64_t until_ms, PinResult* result) {
     blobs_->PinArtifactsAsync(std::move(digests), until_ms, [result](absl::Status s) {

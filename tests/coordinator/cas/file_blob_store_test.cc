@@ -11,7 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,11 +19,14 @@
 #include "common/clock.h"
 #include "common/digest.h"
 #include "coordinator/store/memory_store.h"
+#include "tests/coordinator/cas/blob_testing.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace farm::coordinator {
 namespace {
+
+using cas_testing::RandomBytes;
 
 using ::farm::testing::StatusIs;
 using ::farm::testing::StatusIsWithMessage;
@@ -32,13 +34,6 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(gen());
-  return out;
-}
 
 common::Digest RandomDigest(uint32_t seed) { return common::DigestOf(RandomBytes(100, seed)); }
 
@@ -80,17 +75,9 @@ class FileBlobStoreTest : public ::testing::Test {
   }
 
   Digest PutRandom(size_t size, uint32_t seed) {
-    const std::string data = RandomBytes(size, seed);
-    const Digest d = common::DigestOf(data);
-    EXPECT_OK(blobs_->Put(d, data));
-    return d;
+    return cas_testing::PutRandom(*blobs_, size, seed);
   }
-
-  bool Has(const Digest& d) {
-    absl::StatusOr<bool> r = blobs_->Contains(d);
-    EXPECT_OK(r);
-    return r.ok() && *r;
-  }
+  bool Has(const Digest& d) { return cas_testing::Has(*blobs_, d); }
 
   std::string tmp_dir() const { return options_.root + "/tmp"; }
 
