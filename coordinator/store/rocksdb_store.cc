@@ -137,6 +137,10 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
+  // Open loads each family's table files with this many threads, spawning all but one afresh
+  // for every family (16 by default: about 270 short-lived threads for the seventeen families,
+  // some 20 ms of every start). The opening thread alone loads them.
+  db_options.max_file_opening_threads = 1;
   db_options.keep_log_file_num = 5;
   // Bounds the log a restart after a crash replays (about 2 s per 64 MiB here).
   db_options.max_total_wal_size = 64 << 20;
@@ -165,6 +169,12 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
       // bloom filter answers a miss without walking the skiplist.
       family.memtable_whole_key_filtering = true;
       family.memtable_prefix_bloom_size_ratio = 0.02;
+    }
+    if (static_cast<Cf>(i) == Cf::kEvents || static_cast<Cf>(i) == Cf::kJobEvents) {
+      // Written with every change and read rarely: small memtables flush early to files, so
+      // that the history does not hold the coordinator's memory (RSS after 100,000 submits,
+      // measured: 75 MiB with the default size, 53 MiB with this, 49 MiB with no history).
+      family.write_buffer_size = 512 << 10;
     }
     descriptors.emplace_back(CfName(static_cast<Cf>(i)), family);
   }
