@@ -1,8 +1,9 @@
 // JobService.WatchLogs: a job's stored output, then (with follow) what is committed later,
 // until the job ends. Steps in order, each from offset 0; with follow it moves on to a new
-// attempt when the job is retried. Every store read runs on the read pool: a commit only
-// wakes the call (FollowerHub), never reads for it on the engine thread, and gRPC's callback
-// threads only move messages.
+// attempt when the job is retried. A commit only wakes the call (FollowerHub), never reads for
+// it on the engine thread. The first read and every read after a wake-up run on the read pool;
+// a stream sending stored output reads its next piece (at most 1 MiB) on the gRPC thread that
+// completed the previous write, which keeps a long log's read-back at the socket's pace.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
