@@ -41,7 +41,7 @@ farm::v1::Event EventRecorder::ForJob(Txn& txn, const farm::v1::Job& job,
 
 void EventRecorder::Append(Txn& txn, farm::v1::Event event) {
   event.set_seq(++last_seq_);
-  last_time_ms_ = std::max(last_time_ms_, clock_->NowMs());
+  last_time_ms_ = std::max(last_time_ms_, event.time_ms() > 0 ? event.time_ms() : clock_->NowMs());
   event.set_time_ms(last_time_ms_);
   event.clear_labels();  // readers restore them from the label set
   const std::string key = keys::EventKey(event.time_ms(), event.seq());

@@ -38,7 +38,9 @@ class EventRecorder {
 
   // An event about `job`: its id, pipeline, name within it, and label set.
   farm::v1::Event ForJob(Txn& txn, const farm::v1::Job& job, farm::v1::EventKind kind);
-  // Appends `event` to this group, with the next seq and the time.
+  // Appends `event` to this group, with the next seq and its time: the time_ms the caller set
+  // (the instant its own record carries, e.g. the job's finished_ms), else now; never earlier
+  // than the last event's.
   void Append(Txn& txn, farm::v1::Event event);
 
   // Deletes events past the retention (and their index entries). Cheap when nothing is due: it

@@ -44,7 +44,7 @@ void JobLifecycle::NotifyAfterCommit(Txn& txn, uint64_t seq) {
   });
 }
 
-void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from) {
+void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from, int64_t now) {
   const JobState to = job.state();
   if (from == farm::v1::JOB_STATE_UNSPECIFIED) {
     farm::v1::Event submitted = p_.events->ForJob(txn, job, farm::v1::JOB_SUBMITTED);
@@ -56,6 +56,7 @@ void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from) {
   if (to == farm::v1::WAITING) kind = farm::v1::JOB_WAITING;
   if (to == farm::v1::RUNNING) kind = farm::v1::JOB_LEASED;
   farm::v1::Event event = p_.events->ForJob(txn, job, kind);
+  event.set_time_ms(now);  // the instant the record carries (started_ms, finished_ms)
   event.set_reason(job.reason());
   if (!job.attempts().empty()) {
     const farm::v1::Attempt& at = job.attempts(job.attempts_size() - 1);
@@ -63,6 +64,7 @@ void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from) {
     if (kind == farm::v1::JOB_LEASED) {
       event.set_agent(at.agent());
       event.set_epoch(at.epoch());
+      if (at.started_ms() > 0) event.set_time_ms(at.started_ms());  // as the attempt says
     }
   }
   p_.events->Append(txn, std::move(event));
@@ -86,7 +88,7 @@ absl::Status JobLifecycle::Transition(Txn& txn, Job& job, JobState to, std::stri
   if (from == farm::v1::QUEUED && to != farm::v1::RUNNING) p_.queue->Remove(txn, job);
   if (to == farm::v1::QUEUED) p_.queue->Add(txn, job);
   jobs::Put(txn, job);
-  AppendEvents(txn, job, from);
+  AppendEvents(txn, job, from, now);
   NotifyAfterCommit(txn, job.seq());
   if (!common::IsTerminal(to)) return absl::OkStatus();
   ended_.push_back(

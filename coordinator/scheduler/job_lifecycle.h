@@ -73,7 +73,7 @@ class JobLifecycle {
 
  private:
   // Events of a transition from `from` to the job's state.
-  void AppendEvents(Txn& txn, const farm::v1::Job& job, farm::v1::JobState from);
+  void AppendEvents(Txn& txn, const farm::v1::Job& job, farm::v1::JobState from, int64_t now);
   // What the cascade needs of a job that ended.
   struct Ended {
     uint64_t seq;

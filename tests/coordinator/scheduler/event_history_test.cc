@@ -70,6 +70,25 @@ TEST_F(EventHistoryTest, AFollowerGoingOnWithItsTokenMissesNothing) {
   EXPECT_EQ(empty.next_page_token(), next.next_page_token());
 }
 
+TEST_F(EventHistoryTest, AnEventKeepsTheInstantItsRecordCarriesButNeverGoesBack) {
+  const int64_t finished = clock_.NowMs();
+  clock_.AdvanceMs(3);  // the transition read the clock a moment before the append
+  Txn txn(&store_);
+  farm::v1::Event ended = recorder_.ForJob(txn, NewJob(1, 0, {}), farm::v1::JOB_ENDED);
+  ended.set_time_ms(finished);
+  recorder_.Append(txn, ended);
+  AppendFor(txn, 2, farm::v1::JOB_QUEUED);  // no time given: now
+  farm::v1::Event earlier = recorder_.ForJob(txn, NewJob(3, 0, {}), farm::v1::JOB_ENDED);
+  earlier.set_time_ms(finished - 10);  // before the last event: it still sorts after it
+  recorder_.Append(txn, earlier);
+  Commit(txn);
+  ASSERT_OK_AND_ASSIGN(auto all, reader_.List(farm::v1::ListEventsRequest()));
+  ASSERT_EQ(all.events_size(), 3);
+  EXPECT_EQ(all.events(0).time_ms(), finished);
+  EXPECT_EQ(all.events(1).time_ms(), finished + 3);
+  EXPECT_EQ(all.events(2).time_ms(), finished + 3);
+}
+
 TEST_F(EventHistoryTest, SinceAndUntilBoundTheRange) {
   const int64_t t0 = clock_.NowMs();
   for (int i = 0; i < 3; ++i) {
