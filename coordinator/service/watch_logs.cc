@@ -48,12 +48,12 @@ class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsR
       Finish(final_status_);
       return;
     }
-    // A stream that is sending its stored output reads its next piece (at most 1 MiB) right
-    // here, on the thread that saw the last one written: posting it to the read pool costs two
-    // more thread hops per piece and halved the rate of reading a 1 GiB log back (taking turns:
-    // 1,000 MB/s here against 450-550 MB/s through the pool). The first read, and every
-    // wake-up by a commit, still run on the pool. Pump() holds mu_ throughout and checks
-    // writing_, so it never runs twice for one write.
+    // The next piece (at most 1 MiB of stored output; at the live end, the job's record and an
+    // empty scan) is read right here, on the thread that saw the last one written: posting it
+    // to the read pool costs two more thread hops per piece and halved the rate of reading a
+    // 1 GiB log back (taking turns: 1,000 MB/s here against 450-550 MB/s through the pool).
+    // The first read, and every wake-up by a commit, still run on the pool. Pump() reads and
+    // claims the write under mu_, so a pool run at the same time finds writing_ and returns.
     Pump();
   }
 

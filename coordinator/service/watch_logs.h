@@ -2,8 +2,8 @@
 // until the job ends. Steps in order, each from offset 0; with follow it moves on to a new
 // attempt when the job is retried. A commit only wakes the call (FollowerHub), never reads for
 // it on the engine thread. The first read and every read after a wake-up run on the read pool;
-// a stream sending stored output reads its next piece (at most 1 MiB) on the gRPC thread that
-// completed the previous write, which keeps a long log's read-back at the socket's pace.
+// after each write, the call reads its next piece (at most 1 MiB) on the gRPC thread that
+// completed the write, which keeps a long log's read-back at the socket's pace.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
