@@ -74,6 +74,13 @@ class AgentTest : public ::testing::Test {
       return it != s.jobs.end() && it->second.completions > 0;
     });
   }
+  // Queues "job-1" with one step and waits until the agent completes it.
+  bool RunOneStep(const std::string& step, const std::string& script) {
+    farm::v1::JobSpec spec;
+    AddStep(&spec, step, script);
+    fake_.AddJob("job-1", spec);
+    return WaitCompleted("job-1");
+  }
   bool WaitForLog(const std::string& job, uint32_t step, const std::string& text) {
     return fake_.WaitUntil([&](const State& s) {
       auto it = s.jobs.find(job);
@@ -426,10 +433,7 @@ TEST_F(AgentTest, NothingRunsAfterTheLeaseIsLost) {
 
 TEST_F(AgentTest, StepKilledBySignalIsReported) {
   StartAgent();
-  farm::v1::JobSpec spec;
-  AddStep(&spec, "test", "kill -9 $$");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitCompleted("job-1"));
+  ASSERT_TRUE(RunOneStep("test", "kill -9 $$"));
   const FakeAgentService::FakeJob job = Job("job-1");
   EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_FAILED);
   EXPECT_EQ(job.reason, "step test killed by signal 9");
@@ -645,10 +649,7 @@ TEST_F(AgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {
   fake_.ForgetAgents();
   ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.registrations.size() >= 2; }));
   EXPECT_EQ(fake_.Snapshot().registrations[1].session_id(), agent_->session_id());
-  farm::v1::JobSpec spec;
-  AddStep(&spec, "after-restart", "echo ok");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitCompleted("job-1"));
+  ASSERT_TRUE(RunOneStep("after-restart", "echo ok"));
   EXPECT_EQ(Job("job-1").outcome, farm::v1::ATTEMPT_SUCCEEDED);
 }
 
@@ -737,10 +738,7 @@ TEST_F(AgentTest, InitRejectsBadOptions) {
 
 TEST_F(AgentTest, AShortStepIsNotReportedStartedItsResultSaysWhenItStarted) {
   StartAgent();
-  farm::v1::JobSpec spec;
-  AddStep(&spec, "quick", "true");
-  fake_.AddJob("job-1", spec);
-  ASSERT_TRUE(WaitCompleted("job-1"));
+  ASSERT_TRUE(RunOneStep("quick", "true"));
   const FakeAgentService::FakeJob job = Job("job-1");
   EXPECT_EQ(job.outcome, farm::v1::ATTEMPT_SUCCEEDED);
   // One call and one durable write fewer: the completion tells when it started.
