@@ -70,6 +70,17 @@ void Txn::Delete(Cf cf, std::string key) {
   batch_.Delete(cf, std::move(key));
 }
 
+void Txn::BeforeWrite(std::function<void(Txn&)> fn) { before_write_.push_back(std::move(fn)); }
+
+void Txn::Seal() {
+  // A function may add another (it appends, so an index loop sees it).
+  for (size_t i = 0; i < before_write_.size() && !failed(); ++i) {
+    std::function<void(Txn&)> fn = std::move(before_write_[i]);
+    fn(*this);
+  }
+  before_write_.clear();
+}
+
 void Txn::OnCommit(std::function<void(const absl::Status&)> fn) {
   callbacks_.push_back(std::move(fn));
 }
@@ -218,6 +229,7 @@ void Engine::Run() {
       wake_ = true;
     }
 
+    txn.Seal();
     absl::Status status;
     if (txn.failed()) {
       status = txn.failed_;

@@ -48,6 +48,13 @@ class Txn {
   // goes to the batch only, not to the group's read overlay. Get and Scan do not see it.
   void PutBlind(Cf cf, std::string key, std::string value);
 
+  // fn runs on the engine thread after the group's last command, before the group is written
+  // (unless it failed); it may add writes. For a part that writes one entry per group.
+  void BeforeWrite(std::function<void(Txn&)> fn);
+  // Runs the BeforeWrite functions, once. The engine does before it writes the group; a test
+  // that writes batch() itself does too.
+  void Seal();
+
   // fn runs on the engine thread once the group is written: OK, or the write error.
   void OnCommit(std::function<void(const absl::Status&)> fn);
   // Like OnCommit, but fn runs on the engine's reply thread, after the group's OnCommit
@@ -77,6 +84,7 @@ class Txn {
   // What this group wrote, for its own reads: the index of the key's last Put in batch_ (its
   // value lives there, not copied), or -1 for a Delete.
   std::map<std::pair<int, std::string>, int64_t> overlay_;
+  std::vector<std::function<void(Txn&)>> before_write_;
   std::vector<std::function<void(const absl::Status&)>> callbacks_;
   std::vector<std::function<void(const absl::Status&)>> replies_;
   absl::Status failed_;

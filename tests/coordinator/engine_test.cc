@@ -83,6 +83,33 @@ TEST(EngineTest, LaterCommandsOfAGroupSeeEarlierWrites) {
   EXPECT_EQ(store.writes(), 1);
 }
 
+TEST(EngineTest, BeforeWriteRunsOnceAfterTheLastCommandAndItsWritesJoinTheGroup) {
+  MemoryStore store;
+  common::FakeClock clock;
+  Engine engine(&store, &clock);
+  std::vector<std::string> order;
+  absl::Notification done;
+  // Posted before Start, so all run in one group.
+  engine.Post([&](Txn& txn) {
+    order.push_back("first");
+    txn.BeforeWrite([&](Txn& t) {
+      order.push_back("before write");
+      t.Put(Cf::kMeta, "summary", std::to_string(order.size()));
+    });
+  });
+  engine.Post([&](Txn& txn) {
+    order.push_back("second");
+    txn.OnCommit([&](const absl::Status&) { done.Notify(); });
+  });
+  engine.Start();
+  done.WaitForNotification();
+  engine.Stop();
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "second", "before write"}));
+  EXPECT_EQ(store.writes(), 1);
+  ASSERT_OK_AND_ASSIGN(auto v, store.Get(Cf::kMeta, "summary"));
+  EXPECT_EQ(v, "3");
+}
+
 TEST(EngineTest, AFailedWriteRunsTheHandlerThenFailsEveryCallbackOfTheGroup) {
   MemoryStore store;
   common::FakeClock clock;
