@@ -21,8 +21,9 @@ class ConcurrencyGroupsTest : public PartTest {
     std::string reason;
     const bool admitted = g.Admit(txn, job, &reason);
     job.set_state(admitted ? farm::v1::QUEUED : farm::v1::WAITING);
-    if (!admitted)
+    if (!admitted) {
       EXPECT_NE(reason.find("concurrency group deploy (2 of 2 taken)"), std::string::npos);
+    }
     jobs::Put(txn, job);
     return admitted;
   }
