@@ -73,6 +73,31 @@ absl::Status EventReader::FillLabels(farm::v1::Event& event) {
   return absl::OkStatus();
 }
 
+absl::Status EventReader::ScanJob(uint64_t job, const std::string& start, const std::string& until,
+                                  const std::function<bool(absl::string_view)>& fn) {
+  const std::string prefix = keys::U64(job);
+  bool more = true;
+  // Calls fn on the entry's event keys within [start, until); false once fn or until stops.
+  auto entry = [&](absl::string_view key, absl::string_view value) {
+    std::string events(key.substr(prefix.size()));
+    events.append(value.data(), value.size());
+    for (size_t at = 0; more && at + 16 <= events.size(); at += 16) {
+      absl::string_view event = absl::string_view(events).substr(at, 16);
+      if (!until.empty() && event >= until) more = false;
+      if (more && event >= start) more = fn(event);
+    }
+    return more;
+  };
+  // The entry that begins before `start` may hold events after it.
+  FARM_RETURN_IF_ERROR(store_->Scan(
+      Cf::kJobEvents, prefix, prefix + start,
+      [&](absl::string_view key, absl::string_view value) { return entry(key, value), false; },
+      /*reverse=*/true));
+  if (!more) return absl::OkStatus();
+  const std::string limit = until.empty() ? keys::PrefixEnd(prefix) : prefix + until;
+  return store_->Scan(Cf::kJobEvents, prefix + start, limit, entry);
+}
+
 absl::StatusOr<farm::v1::ListEventsResponse> EventReader::List(
     const farm::v1::ListEventsRequest& req) {
   FARM_RETURN_IF_ERROR(Validate(req));
@@ -100,19 +125,16 @@ absl::StatusOr<farm::v1::ListEventsResponse> EventReader::List(
         store_->Scan(Cf::kEvents, start, until,
                      [&](absl::string_view, absl::string_view value) { return take(value); }));
   } else {
-    const std::string prefix = keys::U64(*keys::ParseJobId(req.job_id()));
-    const std::string limit_key = until.empty() ? keys::PrefixEnd(prefix) : prefix + until;
-    FARM_RETURN_IF_ERROR(store_->Scan(Cf::kJobEvents, prefix + start, limit_key,
-                                      [&](absl::string_view key, absl::string_view) {
-                                        absl::StatusOr<std::optional<std::string>> value =
-                                            store_->Get(Cf::kEvents, key.substr(8));
-                                        if (!value.ok()) {
-                                          error = value.status();
-                                          return false;
-                                        }
-                                        if (!value->has_value()) return true;  // expired meanwhile
-                                        return take(**value);
-                                      }));
+    FARM_RETURN_IF_ERROR(
+        ScanJob(*keys::ParseJobId(req.job_id()), start, until, [&](absl::string_view key) {
+          absl::StatusOr<std::optional<std::string>> value = store_->Get(Cf::kEvents, key);
+          if (!value.ok()) {
+            error = value.status();
+            return false;
+          }
+          if (!value->has_value()) return true;  // expired meanwhile
+          return take(**value);
+        }));
   }
   FARM_RETURN_IF_ERROR(error);
   const bool reached_until = req.until_ms() > 0 && static_cast<size_t>(resp.events_size()) < limit;

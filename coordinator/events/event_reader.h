@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -36,6 +37,10 @@ class EventReader {
   absl::StatusOr<farm::v1::ListEventsResponse> List(const farm::v1::ListEventsRequest& req);
 
  private:
+  // Calls fn with the keys (Cf::kEvents) of the job's events in [start, until), in order,
+  // through the job's index, until fn returns false.
+  absl::Status ScanJob(uint64_t job, const std::string& start, const std::string& until,
+                       const std::function<bool(absl::string_view)>& fn);
   // Restores the event's labels from its label set.
   absl::Status FillLabels(farm::v1::Event& event);
 

@@ -44,17 +44,38 @@ void EventRecorder::Append(Txn& txn, farm::v1::Event event) {
   last_time_ms_ = std::max(last_time_ms_, event.time_ms() > 0 ? event.time_ms() : clock_->NowMs());
   event.set_time_ms(last_time_ms_);
   event.clear_labels();  // readers restore them from the label set
-  const std::string key = keys::EventKey(event.time_ms(), event.seq());
-  if (const std::optional<uint64_t> job = keys::ParseJobId(event.job_id())) {
-    txn.PutBlind(Cf::kJobEvents, keys::JobEventKey(*job, event.time_ms(), event.seq()), "");
-  }
+  std::string key = keys::EventKey(event.time_ms(), event.seq());
   txn.PutBlind(Cf::kEvents, key, event.SerializeAsString());
+  if (const std::optional<uint64_t> job = keys::ParseJobId(event.job_id())) {
+    IndexBeforeWrite(txn, *job, std::move(key));
+  }
   if (notified_group_ != txn.id() || txn.id() == 0) {
     notified_group_ = txn.id();
     txn.OnCommit([hub = hub_](const absl::Status& s) {
       if (s.ok()) hub->NotifyEvents();
     });
   }
+}
+
+void EventRecorder::IndexBeforeWrite(Txn& txn, uint64_t job, std::string event_key) {
+  if (index_.empty() || index_group_ != txn.id()) {
+    index_.clear();  // what a failed group left
+    index_group_ = txn.id();
+    txn.BeforeWrite([this](Txn& t) { WriteIndex(t); });
+  }
+  index_[job] += event_key;
+}
+
+void EventRecorder::WriteIndex(Txn& txn) {
+  for (auto& [job, events] : index_) {
+    std::string key;
+    key.reserve(24);
+    keys::AppendU64(key, job);
+    key.append(events, 0, 16);
+    events.erase(0, 16);
+    txn.PutBlind(Cf::kJobEvents, std::move(key), std::move(events));
+  }
+  index_.clear();
 }
 
 absl::Status EventRecorder::Sweep(Txn& txn) {
@@ -81,7 +102,7 @@ absl::Status EventRecorder::Sweep(Txn& txn) {
                }));
   if (expired.size() >= kMaxDeletesPerSweep) next_sweep_ms_ = now;  // more are due
   for (const auto& [key, job] : expired) {
-    if (job != 0) {
+    if (job != 0) {  // the index entry this event begins, if it does
       std::string index = keys::U64(job);
       index += key;
       txn.Delete(Cf::kJobEvents, std::move(index));

@@ -3,6 +3,11 @@
 // event is durable exactly when what it records is. Events are compact: no specs, the job's
 // labels as their label-set id.
 //
+// The index has one entry per job per group, written just before the group (Txn::BeforeWrite):
+// its key is the job's seq and the position of its first event in the group, its value the
+// positions of the others (16 bytes each, keys of Cf::kEvents). A submit's two events, or a
+// completion's three, thus cost one index key.
+//
 // Keys are (time, seq): seq increases by one per event; time is the wall clock, but never
 // less than the previous event's, so key order is append order and a follower that goes on
 // after the last key it read misses nothing. Followers (FollowerHub::NotifyEvents) are woken
@@ -14,6 +19,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 
 #include "absl/status/status.h"
 #include "common/clock.h"
@@ -43,13 +50,17 @@ class EventRecorder {
   // than the last event's.
   void Append(Txn& txn, farm::v1::Event event);
 
-  // Deletes events past the retention (and their index entries). Cheap when nothing is due: it
-  // looks again a minute later, or at once while it still finds more than it may delete.
+  // Deletes events past the retention (and the index entries they begin). Cheap when nothing is
+  // due: it looks again a minute later, or at once while it still finds more than it may delete.
   absl::Status Sweep(Txn& txn);
 
   uint64_t last_seq() const { return last_seq_; }
 
  private:
+  // Adds the event at `event_key` to the job's index entry of this group.
+  void IndexBeforeWrite(Txn& txn, uint64_t job, std::string event_key);
+  void WriteIndex(Txn& txn);
+
   common::Clock* const clock_;
   LabelSets* const sets_;
   FollowerHub* const hub_;
@@ -58,6 +69,9 @@ class EventRecorder {
   int64_t last_time_ms_ = 0;
   uint64_t notified_group_ = 0;  // the last group that will wake the followers
   int64_t next_sweep_ms_ = 0;    // monotonic
+  // This group's index entries: job seq -> its events' keys, in order.
+  std::map<uint64_t, std::string> index_;
+  uint64_t index_group_ = 0;
 };
 
 }  // namespace farm::coordinator

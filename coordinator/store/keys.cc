@@ -157,12 +157,6 @@ std::optional<EventKeyParts> DecodeEventKey(absl::string_view key) {
   return EventKeyParts{static_cast<int64_t>(ReadU64(key, 0)), ReadU64(key, 8)};
 }
 
-std::string JobEventKey(uint64_t job_seq, int64_t time_ms, uint64_t seq) {
-  std::string s = U64(job_seq);
-  s += EventKey(time_ms, seq);
-  return s;
-}
-
 std::string PipelineJobKey(uint64_t pipeline_seq, uint64_t seq) {
   std::string s = U64(pipeline_seq);
   AppendU64(s, seq);

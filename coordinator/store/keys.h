@@ -9,7 +9,7 @@
 //             "t/" submitted_ms(8) | request id         → ""   (expiry index)
 //   meta:     "next_seq", "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
 //   events:   time_ms(8) | event seq(8)              → farm.v1.Event (labels as the labelset id)
-//   job_events: job seq(8) | time_ms(8) | event seq(8) → ""   (a job's events, in order)
+//   job_events: job seq(8) | event key(16) → event key(16)...  (a job's events in one group)
 //   agents:   agent name                             → farm.internal.AgentRecord
 //   progress: seq(8)                                 → farm.v1.Attempt (the running attempt)
 //   pipeline_jobs: pipeline seq(8) | job seq(8)      → farm.v1.PipelineJob (state, times)
@@ -104,7 +104,6 @@ struct EventKeyParts {
 std::string EventKey(int64_t time_ms, uint64_t seq);
 // nullopt unless `key` is 16 bytes.
 std::optional<EventKeyParts> DecodeEventKey(absl::string_view key);
-std::string JobEventKey(uint64_t job_seq, int64_t time_ms, uint64_t seq);
 // The meta key of the highest event sequence number ever deleted by retention.
 inline constexpr absl::string_view kEventSeqFloor = "event_seq_floor";
 

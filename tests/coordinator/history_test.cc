@@ -168,6 +168,7 @@ TEST_F(HistoryTest, JobsLeftWaitingWithTheirNeedsEndedAreResolvedAtStart) {
   Txn txn(&store_);
   jobs::Put(txn, a);
   txn.Delete(Cf::kActive, keys::JobKey(a.seq()));
+  txn.Seal();
   ASSERT_OK(store_.Write(txn.batch(), true));
   Boot();
   // Start re-resolves b (its need failed: skipped) and, through the cascade, c. That is a

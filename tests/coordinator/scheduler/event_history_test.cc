@@ -46,6 +46,38 @@ TEST_F(EventHistoryTest, EventsComeBackInOrderInPagesAndPerJob) {
   EXPECT_EQ(Seqs(of_job), (std::vector<uint64_t>{1, 3, 5}));
 }
 
+TEST_F(EventHistoryTest, AJobHasOneIndexEntryPerGroupAndItsPagesSplitThem) {
+  Txn first(&store_);
+  AppendFor(first, 7, farm::v1::JOB_SUBMITTED);
+  AppendFor(first, 8, farm::v1::JOB_SUBMITTED);
+  AppendFor(first, 7, farm::v1::JOB_QUEUED);
+  AppendFor(first, 7, farm::v1::JOB_LEASED);
+  Commit(first);
+  Txn second(&store_);
+  AppendFor(second, 7, farm::v1::JOB_ENDED);
+  Commit(second);
+  EXPECT_EQ(Count(Cf::kJobEvents), 3);  // job 7 twice, job 8 once
+  farm::v1::ListEventsRequest req;
+  req.set_job_id("7");
+  ASSERT_OK_AND_ASSIGN(auto all, reader_.List(req));
+  EXPECT_EQ(Seqs(all), (std::vector<uint64_t>{1, 3, 4, 5}));
+  // Pages of one event start inside the first entry and cross into the next.
+  req.set_limit(1);
+  std::vector<uint64_t> paged;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto page, reader_.List(req));
+    for (const auto& e : page.events()) paged.push_back(e.seq());
+    req.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(paged, (std::vector<uint64_t>{1, 3, 4, 5}));
+  // An unsealed group writes no index: the engine seals every group before writing it.
+  Txn unsealed(&store_);
+  AppendFor(unsealed, 9, farm::v1::JOB_SUBMITTED);
+  EXPECT_EQ(unsealed.batch().ops().size(), 1u);
+  unsealed.Seal();
+  EXPECT_EQ(unsealed.batch().ops().size(), 2u);
+}
+
 TEST_F(EventHistoryTest, AFollowerGoingOnWithItsTokenMissesNothing) {
   Txn txn(&store_);
   AppendFor(txn, 1, farm::v1::JOB_SUBMITTED);

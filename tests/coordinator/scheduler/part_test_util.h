@@ -20,6 +20,7 @@ class PartTest : public ::testing::Test {
  protected:
   // Writes the group's batch, as the engine would after its commands.
   void Commit(Txn& txn) {
+    txn.Seal();
     ASSERT_FALSE(txn.failed());
     ASSERT_OK(store_.Write(txn.batch(), /*sync=*/true));
   }
