@@ -1,5 +1,7 @@
 #include "coordinator/scheduler/intake.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/job_state.h"
@@ -20,13 +22,18 @@ absl::Status Intake::Recover(Store* store) {
     if (v->size() != 8) return absl::DataLossError("meta next_seq is malformed");
     last_seq_ = keys::ReadU64(*v, 0);
   }
+  // The newest job record, or the newest job in the event history (whose index begins with
+  // the job's seq), holds the highest.
+  for (Cf cf : {Cf::kJobs, Cf::kJobEvents}) {
+    FARM_RETURN_IF_ERROR(store->Scan(
+        cf, "", "",
+        [&](absl::string_view key, absl::string_view) {
+          if (key.size() >= 8) last_seq_ = std::max(last_seq_, keys::ReadU64(key, 0));
+          return false;
+        },
+        /*reverse=*/true));
+  }
   return absl::OkStatus();
-}
-
-uint64_t Intake::NextSeq(Txn& txn) {
-  ++last_seq_;
-  txn.PutBlind(Cf::kMeta, std::string(keys::kNextSeq), keys::U64(last_seq_));
-  return last_seq_;
 }
 
 absl::StatusOr<std::string> Intake::Submit(Txn& txn, farm::v1::JobSpec spec,
@@ -35,7 +42,7 @@ absl::StatusOr<std::string> Intake::Submit(Txn& txn, farm::v1::JobSpec spec,
                         p_.request_ids->Find(txn, RequestIds::Kind::kJob, request_id));
   *existing = earlier.has_value();
   if (earlier.has_value()) return keys::JobId(*earlier);
-  const uint64_t seq = NextSeq(txn);
+  const uint64_t seq = ++last_seq_;
   Job job;
   job.set_id(keys::JobId(seq));
   job.set_seq(seq);
@@ -72,7 +79,6 @@ absl::StatusOr<Pipeline> Intake::SubmitPipeline(Txn& txn, const std::string& nam
   std::vector<Job> created;
   Pipeline pipeline = p_.pipelines->Create(
       txn, name, request_id, now, std::move(expanded), [this] { return ++last_seq_; }, &created);
-  txn.Put(Cf::kMeta, std::string(keys::kNextSeq), keys::U64(last_seq_));
   p_.request_ids->Remember(txn, RequestIds::Kind::kPipeline, request_id, pipeline.seq(), now);
   // Every job that waits for others is written before any is made ready: a job without steps
   // ends at once and resolves the jobs that need it, which must be there to be found.

@@ -37,7 +37,8 @@ class Intake {
   };
   explicit Intake(Parts parts) : p_(parts) {}
 
-  // Loads the job sequence.
+  // Finds the job sequence: past the newest job record or job event, and past the floor in the
+  // meta family (kNextSeq) that whoever deletes records must leave, so that no id is reused.
   absl::Status Recover(Store* store);
 
   // A validated spec; *existing when the request id named an earlier submit.
@@ -55,7 +56,6 @@ class Intake {
   absl::Status ResolveWaiting(Txn& txn);
 
  private:
-  uint64_t NextSeq(Txn& txn);
   // A QUEUED or WAITING job ends CANCELLED at once; a RUNNING one is asked to stop.
   absl::Status CancelInTxn(Txn& txn, farm::v1::Job& job);
   // The pipeline's derived view as this group sees it.

@@ -7,7 +7,7 @@
 //   logs:     seq(8) | attempt(4) | step(4) | offset(8) → bytes
 //   requests: "i/" request id                          → seq(8) | submitted_ms(8)
 //             "t/" submitted_ms(8) | request id         → ""   (expiry index)
-//   meta:     "next_seq", "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
+//   meta:     "next_seq" (a floor), "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
 //   events:   time_ms(8) | event seq(8)              → farm.v1.Event (labels as the labelset id)
 //   job_events: job seq(8) | event key(16) → event key(16)...  (a job's events in one group)
 //   agents:   agent name                             → farm.internal.AgentRecord

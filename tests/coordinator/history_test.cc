@@ -201,6 +201,21 @@ TEST_F(HistoryTest, AQueuedJobWithoutARecordIsReportedNotSilentlyDropped) {
   EXPECT_EQ(events.back(), "JOB_DROPPED");
 }
 
+TEST_F(HistoryTest, AJobIdIsNeverGivenTwiceAcrossRestarts) {
+  const std::string first = Submit(Spec("first"));
+  SubmitPipeline(kChain);  // its three jobs take ids from the same sequence
+  Restart();
+  const std::string after_pipeline = Submit(Spec("after"));
+  EXPECT_EQ(*keys::ParseJobId(after_pipeline), *keys::ParseJobId(first) + 4);
+  // Even when the newest job's record is gone, its history keeps its id taken.
+  Shutdown();
+  WriteBatch batch;
+  batch.Delete(Cf::kJobs, keys::JobKey(*keys::ParseJobId(after_pipeline)));
+  ASSERT_OK(store_.Write(batch, true));
+  Boot();
+  EXPECT_EQ(*keys::ParseJobId(Submit(Spec("next"))), *keys::ParseJobId(after_pipeline) + 1);
+}
+
 TEST_F(HistoryTest, AnOperatorsDrainSurvivesARestart) {
   Register("agent");
   ASSERT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->SetAgentDrain("agent", true, cb); }));
