@@ -32,8 +32,11 @@ farm::v1::Event EventRecorder::ForJob(Txn& txn, const farm::v1::Job& job,
   farm::v1::Event event;
   event.set_kind(kind);
   event.set_job_id(job.id());
-  event.set_pipeline_id(job.pipeline_id());
-  event.set_pipeline_job(job.pipeline_job());
+  // Unset rather than empty: each string set costs the message an allocation.
+  if (!job.pipeline_id().empty()) {
+    event.set_pipeline_id(job.pipeline_id());
+    event.set_pipeline_job(job.pipeline_job());
+  }
   event.set_labelset(sets_->Intern(txn, job.spec().labels()));
   event.set_state(job.state());
   return event;

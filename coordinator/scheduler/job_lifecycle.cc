@@ -57,7 +57,7 @@ void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from, int64_t
   if (to == farm::v1::RUNNING) kind = farm::v1::JOB_LEASED;
   farm::v1::Event event = p_.events->ForJob(txn, job, kind);
   event.set_time_ms(now);  // the instant the record carries (started_ms, finished_ms)
-  event.set_reason(job.reason());
+  if (!job.reason().empty()) event.set_reason(job.reason());
   if (!job.attempts().empty()) {
     const farm::v1::Attempt& at = job.attempts(job.attempts_size() - 1);
     event.set_attempt(at.number());

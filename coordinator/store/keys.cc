@@ -9,11 +9,15 @@
 namespace farm::coordinator::keys {
 
 void AppendU32(std::string& out, uint32_t v) {
-  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  char bytes[4];
+  for (int i = 0; i < 4; ++i) bytes[i] = static_cast<char>((v >> (8 * (3 - i))) & 0xff);
+  out.append(bytes, sizeof(bytes));
 }
 
 void AppendU64(std::string& out, uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  char bytes[8];  // one append: byte by byte, a key cost some 30 instructions a byte
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
+  out.append(bytes, sizeof(bytes));
 }
 
 uint32_t ReadU32(absl::string_view in, size_t pos) {
