@@ -64,6 +64,7 @@ absl::StatusOr<ProcSample> SampleProcess(pid_t pid) {
     };
     kb("VmRSS:", &sample.rss_bytes);
     kb("VmHWM:", &sample.hwm_bytes);
+    kb("RssAnon:", &sample.anon_bytes);
   }
   return sample;
 }

@@ -85,8 +85,9 @@ struct ProcSample {
   double cpu_seconds = 0;  // user + system, whole process (all threads)
   // user + system of its children that have exited and been waited for (an agent's steps).
   double children_cpu_seconds = 0;
-  int64_t rss_bytes = 0;  // VmRSS
-  int64_t hwm_bytes = 0;  // VmHWM: the peak RSS so far
+  int64_t rss_bytes = 0;   // VmRSS
+  int64_t hwm_bytes = 0;   // VmHWM: the peak RSS so far
+  int64_t anon_bytes = 0;  // RssAnon: the part of the RSS that is not mapped files (heap, stacks)
 };
 // From /proc/PID/stat and /proc/PID/status. NOT_FOUND when the process is gone.
 absl::StatusOr<ProcSample> SampleProcess(pid_t pid);

@@ -161,7 +161,7 @@ absl::StatusOr<std::vector<Metric>> Run(const BenchEnv& env, int64_t size) {
   FARM_RETURN_IF_ERROR(farm->RestartCoordinator());
   const double restart_s = static_cast<double>(MonotonicNs() - restart_start) / 1e9;
   absl::SleepFor(kSettle);
-  FARM_ASSIGN_OR_RETURN(int64_t restarted_rss, CoordinatorRss(*farm));
+  FARM_ASSIGN_OR_RETURN(ProcSample restarted, SampleProcess(farm->coordinator()->pid()));
   FARM_RETURN_IF_ERROR(CheckQueued(*farm, ids, 100));
 
   // Work of another pool must not wait behind (or scan through) the backlog.
@@ -180,7 +180,8 @@ absl::StatusOr<std::vector<Metric>> Run(const BenchEnv& env, int64_t size) {
       {"peak_rss_mb", MiB(filled.hwm_bytes), "MiB"},
       {"stop_s", stop_s, "s"},
       {"restart_s", restart_s, "s"},
-      {"rss_mb_after_restart", MiB(restarted_rss), "MiB"},
+      {"rss_mb_after_restart", MiB(restarted.rss_bytes), "MiB"},
+      {"rss_anon_mb_after_restart", MiB(restarted.anon_bytes), "MiB"},
       {"dispatch_p50_ms", Percentile(dispatch.total_ms, 0.5), "ms"},
       {"dispatch_p99_ms", Percentile(dispatch.total_ms, 0.99), "ms"},
       {"lease_from_backlog_p50_ms", Percentile(lease_ms, 0.5), "ms"},
