@@ -78,14 +78,16 @@ absl::Status EventReader::ScanJob(uint64_t job, const std::string& start, const 
   const std::string prefix = keys::U64(job);
   bool more = true;
   // Calls fn on the entry's event keys within [start, until); false once fn or until stops.
-  auto entry = [&](absl::string_view key, absl::string_view value) {
-    std::string events(key.substr(prefix.size()));
-    events.append(value.data(), value.size());
+  auto each = [&](absl::string_view events) {
     for (size_t at = 0; more && at + 16 <= events.size(); at += 16) {
-      absl::string_view event = absl::string_view(events).substr(at, 16);
+      absl::string_view event = events.substr(at, 16);
       if (!until.empty() && event >= until) more = false;
       if (more && event >= start) more = fn(event);
     }
+  };
+  auto entry = [&](absl::string_view key, absl::string_view value) {
+    each(key.substr(prefix.size()));  // the first event
+    each(value);                      // the others
     return more;
   };
   // The entry that begins before `start` may hold events after it.
