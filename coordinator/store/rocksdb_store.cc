@@ -141,6 +141,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
   // for every family (16 by default: about 270 short-lived threads for the seventeen families,
   // some 20 ms of every start). The opening thread alone loads them.
   db_options.max_file_opening_threads = 1;
+  db_options.max_open_files = options.max_open_files;
   db_options.keep_log_file_num = 5;
   // Bounds the log a restart after a crash replays (about 2 s per 64 MiB here).
   db_options.max_total_wal_size = 64 << 20;
