@@ -142,6 +142,11 @@ absl::StatusOr<std::unique_ptr<RocksDbStore::Db>> RocksDbStore::OpenDb(
   // some 20 ms of every start). The opening thread alone loads them.
   db_options.max_file_opening_threads = 1;
   db_options.max_open_files = options.max_open_files;
+  // One shard: the table cache's capacity is split evenly among its shards (64 by default, so
+  // some 8 files each), and a shard that draws more files than that closes and reopens them
+  // on the hot path (measured: dispatch past a 1,000,000-job backlog 2.9 -> 3.7 ms). Its
+  // lock is held for a hash lookup.
+  db_options.table_cache_numshardbits = 0;
   db_options.keep_log_file_num = 5;
   // Bounds the log a restart after a crash replays (about 2 s per 64 MiB here).
   db_options.max_total_wal_size = 64 << 20;
