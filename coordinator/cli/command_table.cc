@@ -1,5 +1,10 @@
 #include "coordinator/cli/command_table.h"
 
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 
 namespace farm::cli {
@@ -11,6 +16,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterAgentCommands(*table);
     RegisterCasCommands(*table);
     RegisterEventCommands(*table);
+    RegisterCertsCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},
@@ -38,6 +44,31 @@ const CommandDef& CommandDefOf(Command command) {
   }
   FARM_CHECK(false) << "no command table entry for command " << static_cast<int>(command);
   return CommandTable().back();
+}
+
+absl::string_view CommandGroup(absl::string_view word) {
+  if (word.empty()) return "";
+  for (const CommandDef& def : CommandTable()) {
+    const absl::string_view name = def.name;
+    if (name.size() > word.size() && absl::StartsWith(name, word) && name[word.size()] == ' ') {
+      return name.substr(0, word.size());
+    }
+  }
+  return "";
+}
+
+std::string GroupSubcommandList(absl::string_view group) {
+  std::vector<absl::string_view> words;
+  for (const CommandDef& def : CommandTable()) {
+    const absl::string_view name = def.name;
+    if (name.size() > group.size() && absl::StartsWith(name, group) && name[group.size()] == ' ') {
+      words.push_back(name.substr(group.size() + 1));
+    }
+  }
+  if (words.size() < 2) return absl::StrJoin(words, "");
+  const absl::string_view last = words.back();
+  words.pop_back();
+  return absl::StrCat(absl::StrJoin(words, ", "), " or ", last);
 }
 
 }  // namespace farm::cli

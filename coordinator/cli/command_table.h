@@ -1,12 +1,14 @@
 // farmctl's dispatch table: every command, what the parser needs to know of it (operands,
 // flags, usage text) and the function that runs it. Each command group registers its commands
-// from its own file (jobs_commands.cc, cas_commands.cc, agents_commands.cc, events_commands.cc;
-// the pipeline variants of get, wait, cancel, list and submit live in pipeline_commands.cc and
-// are reached through the jobs group, since a pipeline id goes wherever a job id does).
+// from its own file (jobs_commands.cc, cas_commands.cc, agents_commands.cc, events_commands.cc,
+// certs_commands.cc; the pipeline variants of get, wait, cancel, list and submit live in
+// pipeline_commands.cc and are reached through the jobs group, since a pipeline id goes wherever a
+// job id does).
 //
 // The table is built once, on first use, and never changes; thread-safe to read.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -36,6 +38,7 @@ void RegisterJobCommands(std::vector<CommandDef>& table);
 void RegisterAgentCommands(std::vector<CommandDef>& table);
 void RegisterCasCommands(std::vector<CommandDef>& table);
 void RegisterEventCommands(std::vector<CommandDef>& table);
+void RegisterCertsCommands(std::vector<CommandDef>& table);
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();
@@ -43,5 +46,12 @@ const std::vector<CommandDef>& CommandTable();
 const CommandDef* FindCommandDef(absl::string_view name);
 // The entry of `command`; every Command has one.
 const CommandDef& CommandDefOf(Command command);
+
+// Command groups: a command named with two words ("cas put", "certs init") belongs to the group
+// of its first word, which is not a command of its own. The group's name as the table spells it
+// when `word` names one ("cas"); empty otherwise.
+absl::string_view CommandGroup(absl::string_view word);
+// The group's subcommands for messages: "put, get or stat".
+std::string GroupSubcommandList(absl::string_view group);
 
 }  // namespace farm::cli

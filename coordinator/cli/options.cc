@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/certs.h"
 #include "common/digest.h"
 #include "common/duration.h"
 #include "common/job_file.h"
@@ -21,8 +22,6 @@
 
 namespace farm::cli {
 namespace {
-
-constexpr absl::string_view kCas = "cas";
 
 absl::Status UsageError(absl::string_view message, absl::string_view command = "") {
   return absl::InvalidArgumentError(
@@ -43,16 +42,17 @@ bool TakesValue(absl::string_view arg) {
   return def != nullptr && !def->is_bool && arg.find('=') == absl::string_view::npos;
 }
 
-// The command words at the start of `operands` ("cas put" is two); empty when none is known.
+// The command words at the start of `operands` ("cas put" is two, "cas" alone a group); empty
+// when none is known.
 absl::string_view KnownCommand(const std::vector<std::string>& operands) {
   if (operands.empty()) return "";
-  if (operands[0] == kCas) {
+  if (const absl::string_view group = CommandGroup(operands[0]); !group.empty()) {
     if (operands.size() >= 2) {
-      if (const CommandDef* def = FindCommandDef(absl::StrCat(kCas, " ", operands[1]))) {
+      if (const CommandDef* def = FindCommandDef(absl::StrCat(group, " ", operands[1]))) {
         return def->name;
       }
     }
-    return kCas;
+    return group;
   }
   const CommandDef* def = FindCommandDef(operands[0]);
   return def == nullptr ? "" : def->name;
@@ -116,7 +116,7 @@ absl::StatusOr<std::vector<std::string>> NormalizeArgs(const std::vector<std::st
     if (value) to.push_back(spelled[++i]);
   }
   if (leading.empty()) return spelled;
-  const size_t words = i < spelled.size() && spelled[i] == kCas ? 2 : 1;
+  const size_t words = i < spelled.size() && !CommandGroup(spelled[i]).empty() ? 2 : 1;
   const size_t end = std::min(spelled.size(), i + words);
   kept.insert(kept.end(), spelled.begin() + static_cast<long>(i),
               spelled.begin() + static_cast<long>(end));
@@ -125,10 +125,10 @@ absl::StatusOr<std::vector<std::string>> NormalizeArgs(const std::vector<std::st
   return kept;
 }
 
-// The command line as CLI11 sees it: a subcommand per command (cas with its own), each with the
-// flags the table gives it and its operands; --coordinator, --output and --help on the root,
-// reachable from every subcommand (fallthrough). Unknown flags and arguments are collected, not
-// thrown, so that the messages stay farmctl's own.
+// The command line as CLI11 sees it: a subcommand per command (a group's inside the group's), each
+// with the flags the table gives it and its operands; --coordinator, --output and --help on the
+// root, reachable from every subcommand (fallthrough). Unknown flags and arguments are collected,
+// not thrown, so that the messages stay farmctl's own.
 class CommandLine {
  public:
   CommandLine() {
@@ -136,14 +136,23 @@ class CommandLine {
     app_.allow_extras();
     for (absl::string_view name : {"coordinator", "output", "help"}) AddFlag(app_, name);
     app_.require_subcommand(0, 1);
-    cas_ = Subcommand(app_, std::string(kCas), "the content-addressable store");
-    cas_->add_option("operands", cas_operands_);
-    cas_->require_subcommand(0, 1);
     for (const CommandDef& def : CommandTable()) {
-      const bool in_cas = absl::StartsWith(def.name, "cas ");
-      CLI::App* sub = Subcommand(in_cas ? *cas_ : app_,
-                                 std::string(in_cas ? def.name.substr(kCas.size() + 1) : def.name),
-                                 std::string(def.summary));
+      const size_t space = def.name.find(' ');
+      CLI::App* parent = &app_;
+      if (space != absl::string_view::npos) {
+        const std::string group(def.name.substr(0, space));
+        CLI::App*& group_app = groups_[group];
+        if (group_app == nullptr) {
+          group_app = Subcommand(app_, group, "a command group");
+          group_app->add_option("operands", group_operands_[group]);
+          group_app->require_subcommand(0, 1);
+        }
+        parent = group_app;
+      }
+      CLI::App* sub = Subcommand(
+          *parent,
+          std::string(space == absl::string_view::npos ? def.name : def.name.substr(space + 1)),
+          std::string(def.summary));
       sub->add_option("operands", operands_[def.command]);
       for (absl::string_view flag : def.flags) AddFlag(*sub, flag);
       commands_[sub] = &def;
@@ -161,20 +170,28 @@ class CommandLine {
     return absl::OkStatus();
   }
 
-  // The command given (null: none, or only "cas"), and whether it was "cas".
+  // The command given (null: none, or only a group's name), and the group given ("" if none).
   const CommandDef* command() const {
     for (const auto& [app, def] : commands_) {
       if (app->parsed()) return def;
     }
     return nullptr;
   }
-  bool cas_given() const { return app_.got_subcommand(std::string(kCas)); }
+  std::string group_given() const {
+    for (const auto& [group, app] : groups_) {
+      if (app->parsed()) return group;
+    }
+    return "";
+  }
 
   // Every argument no command took (flags it does not know, operands of a command without
   // any), in order, root's last.
   std::vector<std::string> Extras() const {
     std::vector<std::string> extras;
-    for (const CLI::App* app : {static_cast<const CLI::App*>(cas_), &app_}) {
+    std::vector<const CLI::App*> apps;
+    for (const auto& [group, app] : groups_) apps.push_back(app);
+    apps.push_back(&app_);
+    for (const CLI::App* app : apps) {
       for (const std::string& extra : app->remaining()) {
         if (extra != "--") extras.push_back(extra);
       }
@@ -192,7 +209,8 @@ class CommandLine {
   std::vector<std::string> operands() const {
     const CommandDef* def = command();
     if (def != nullptr) return operands_.at(def->command);
-    return cas_given() ? cas_operands_ : std::vector<std::string>();
+    const std::string group = group_given();
+    return group.empty() ? std::vector<std::string>() : group_operands_.at(group);
   }
 
   // The flags given, by name, with their values as typed ("true" for a bare switch).
@@ -226,8 +244,8 @@ class CommandLine {
   }
 
   CLI::App app_{"farmctl: the build farm's command-line client", "farmctl"};
-  CLI::App* cas_ = nullptr;  // owned by app_
-  std::vector<std::string> cas_operands_;
+  std::map<std::string, CLI::App*> groups_;  // owned by app_
+  std::map<std::string, std::vector<std::string>> group_operands_;
   std::map<Command, std::vector<std::string>> operands_;
   std::map<const CLI::App*, const CommandDef*> commands_;
   std::vector<std::unique_ptr<std::string>> storage_;
@@ -311,14 +329,21 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   } else if (name == "since" || name == "until") {
     FARM_ASSIGN_OR_RETURN(TimeArg time, ParseTimeArg(name, value, cmd));
     (name == "since" ? options.since : options.until) = time;
+  } else if (name == "dir") {
+    if (value.empty()) return UsageError("--dir needs a directory", cmd);
+    options.certs_dir = value;
+  } else if (name == "hosts") {
+    absl::StatusOr<std::vector<std::string>> hosts = common::ParseHosts(value);
+    if (!hosts.ok()) return UsageError(absl::StrCat("--hosts: ", hosts.status().message()), cmd);
+    options.hosts = *std::move(hosts);
   }
   return absl::OkStatus();
 }
 
 // The error for the first argument no command took; OK when there is none.
 absl::Status CheckExtras(const std::vector<std::string>& extras, const CommandDef* def,
-                         bool cas_given) {
-  const absl::string_view cmd = def != nullptr ? def->name : cas_given ? kCas : "";
+                         absl::string_view group) {
+  const absl::string_view cmd = def != nullptr ? def->name : group;
   for (const std::string& extra : extras) {
     if (!IsFlagArg(extra)) continue;
     const absl::string_view name = FlagName(extra);
@@ -329,19 +354,19 @@ absl::Status CheckExtras(const std::vector<std::string>& extras, const CommandDe
       return UsageError(absl::StrCat("'", cmd, "' does not take ", Spelling(name)), cmd);
     }
   }
-  if (def == nullptr && !cas_given && !extras.empty()) {
+  if (def == nullptr && group.empty() && !extras.empty()) {
     return UsageError(absl::StrCat("unknown command '", extras[0], "'"));
   }
   return absl::OkStatus();
 }
 
 // `help [COMMAND]`, or --help with or without a command: the options of the help asked for.
-absl::StatusOr<CliOptions> HelpFor(const CommandDef* def, bool cas_given,
+absl::StatusOr<CliOptions> HelpFor(const CommandDef* def, absl::string_view group,
                                    const std::vector<std::string>& operands) {
   CliOptions options;
   options.command = Command::kHelp;
   if (def == nullptr) {
-    if (cas_given) options.help_topic = std::string(kCas);
+    options.help_topic = std::string(group);
     return options;
   }
   if (def->command != Command::kHelp) {
@@ -350,10 +375,11 @@ absl::StatusOr<CliOptions> HelpFor(const CommandDef* def, bool cas_given,
   }
   if (operands.empty()) return options;
   const absl::string_view topic = KnownCommand(operands);
-  if (topic.empty() || (topic == kCas && operands.size() > 1)) {
+  const bool is_group = !CommandGroup(topic).empty();
+  if (topic.empty() || (is_group && operands.size() > 1)) {
     return UsageError(absl::StrCat("unknown command '", absl::StrJoin(operands, " "), "'"));
   }
-  if (operands.size() > (topic == kCas ? 1u : absl::StartsWith(topic, "cas ") ? 2u : 1u)) {
+  if (operands.size() > (absl::StrContains(topic, ' ') ? 2u : 1u)) {
     return UsageError("help takes at most one command name");
   }
   options.help_topic = std::string(topic);
@@ -428,6 +454,9 @@ absl::Status CheckCombinations(const CommandDef& def, const CliOptions& options)
   if (options.command == Command::kCasGet && options.output_path.empty()) {
     return UsageError("cas get needs -o FILE: farmctl cas get HASH/SIZE -o FILE", cmd);
   }
+  if (options.command == Command::kCertsInit && options.certs_dir.empty()) {
+    return UsageError("certs init needs --dir DIR: farmctl certs init --dir=DIR", cmd);
+  }
   return absl::OkStatus();
 }
 
@@ -439,21 +468,25 @@ absl::StatusOr<CliOptions> ParseArgs(const std::vector<std::string>& args,
   CommandLine line;
   FARM_RETURN_IF_ERROR(line.Parse(normalized));
   const CommandDef* def = line.command();
-  FARM_RETURN_IF_ERROR(CheckExtras(line.Extras(), def, line.cas_given()));
+  const std::string group = line.group_given();
+  FARM_RETURN_IF_ERROR(CheckExtras(line.Extras(), def, group));
   const std::map<std::string, std::string>& given = line.given();
   bool help = false;
   if (auto it = given.find("help"); it != given.end()) {
     FARM_ASSIGN_OR_RETURN(help, ParseBool("help", it->second));
   }
   const std::vector<std::string> operands = line.operands();
-  if (def == nullptr && !line.cas_given() && !help) return UsageError("no command given");
-  if (def == nullptr && line.cas_given() && !help) {
-    if (operands.empty()) return UsageError("'cas' needs a subcommand: put, get or stat", kCas);
-    return UsageError(
-        absl::StrCat("unknown subcommand 'cas ", operands[0], "' (expected put, get or stat)"),
-        kCas);
+  if (def == nullptr && group.empty() && !help) return UsageError("no command given");
+  if (def == nullptr && !group.empty() && !help) {
+    const std::string expected = GroupSubcommandList(group);
+    if (operands.empty()) {
+      return UsageError(absl::StrCat("'", group, "' needs a subcommand: ", expected), group);
+    }
+    return UsageError(absl::StrCat("unknown subcommand '", group, " ", operands[0], "' (expected ",
+                                   expected, ")"),
+                      group);
   }
-  if (help || def->command == Command::kHelp) return HelpFor(def, line.cas_given(), operands);
+  if (help || def->command == Command::kHelp) return HelpFor(def, group, operands);
 
   CliOptions options;
   options.command = def->command;

@@ -56,6 +56,7 @@ enum class Command {
   kCasGet,
   kCasStat,
   kEvents,
+  kCertsInit,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -92,6 +93,8 @@ struct CliOptions {
   // runs (--since=1h); none = from the oldest event kept, and (without --follow) up to now.
   std::optional<TimeArg> since;
   std::optional<TimeArg> until;
+  std::string certs_dir;           // certs init: --dir
+  std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call
@@ -118,8 +121,9 @@ struct CliOptions {
 // Parses the arguments after argv[0]. Flags may come before or after the command and its
 // operands, as --name=value, --name value, or -name; `--` ends the flags. `-o VALUE` (also
 // `-o=VALUE`) is the one short flag. (CLI11 itself takes neither -name nor -o=VALUE, nor a
-// command's flag before the command: NormalizeArgs rewrites those forms first.) `cas` takes a
-// subcommand (put, get, stat) as its first operand. `env_coordinator` is $FARM_COORDINATOR (empty
+// command's flag before the command: NormalizeArgs rewrites those forms first.) A command group
+// (command_table.h: `cas`, `certs`) takes a subcommand (cas put, get, stat; certs init) as its
+// first operand. `env_coordinator` is $FARM_COORDINATOR (empty
 // when unset); --coordinator overrides it. INVALID_ARGUMENT with a one-line message (naming the
 // flag or operand and pointing at `farmctl help COMMAND`) for every usage error, including no
 // arguments at all, and for a pipeline id given to a command that takes only jobs (logs, artifacts,

@@ -2,6 +2,7 @@
 // from the command table so that help and parsing never disagree.
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -13,8 +14,6 @@
 namespace farm::cli {
 namespace {
 
-constexpr absl::string_view kCas = "cas";
-
 std::string ExitCodeText() {
   return absl::StrCat(
       "Exit codes:\n"
@@ -25,7 +24,7 @@ std::string ExitCodeText() {
       "  2   the job (or pipeline) was CANCELLED\n"
       "  3   wait --timeout ran out before the job (or pipeline) ended\n"
       "  4   an error: coordinator unreachable, job or pipeline not found, bad job or pipeline\n"
-      "      file, request refused\n"
+      "      file, request refused, a file that certs init would overwrite exists\n"
       "      (submit first retries an unreachable coordinator for ",
       common::FormatDurationMs(kSubmitRetryMs),
       ")\n"
@@ -38,19 +37,33 @@ void AppendCommonFlags(std::string& text) {
   }
 }
 
-std::string CasUsageText() {
+// What a command group's usage text says about the group as a whole.
+absl::string_view GroupDetails(absl::string_view group) {
+  if (group == "cas") {
+    return "The content-addressable store the agents upload artifacts to (REAPI v2, instance "
+           "\"\").\nHASH/SIZE is a blob's SHA-256 (64 lowercase hex digits) and its size in "
+           "bytes.\n";
+  }
+  if (group == "certs") {
+    return "The farm's TLS certificates and secrets key, made locally (no coordinator needed).\n";
+  }
+  return "";
+}
+
+// A group's usage: its commands, what it is, and the flags any of them takes.
+std::string GroupUsageText(absl::string_view group) {
   std::string text = "Usage:\n";
+  std::vector<absl::string_view> flags;
   for (const CommandDef& def : CommandTable()) {
-    if (absl::StartsWith(def.name, "cas ")) {
-      absl::StrAppend(&text, "  farmctl ", def.name, " ", def.synopsis, "\n      ", def.summary,
-                      "\n");
+    if (!absl::StartsWith(def.name, absl::StrCat(group, " "))) continue;
+    absl::StrAppend(&text, "  farmctl ", def.name, " ", def.synopsis, "\n      ", def.summary,
+                    "\n");
+    for (absl::string_view flag : def.flags) {
+      if (std::find(flags.begin(), flags.end(), flag) == flags.end()) flags.push_back(flag);
     }
   }
-  absl::StrAppend(&text,
-                  "\nThe content-addressable store the agents upload artifacts to (REAPI v2, "
-                  "instance \"\").\nHASH/SIZE is a blob's SHA-256 (64 lowercase hex digits) "
-                  "and its size in bytes.\n\nFlags:\n  ",
-                  FindFlag("o")->help, "\n");
+  absl::StrAppend(&text, "\n", GroupDetails(group), "\nFlags:\n");
+  for (absl::string_view flag : flags) absl::StrAppend(&text, "  ", FindFlag(flag)->help, "\n");
   AppendCommonFlags(text);
   absl::StrAppend(&text, "\n", ExitCodeText());
   return text;
@@ -89,6 +102,10 @@ const std::vector<FlagDef>& Flags() {
        "--since=T                events from T: a duration back from now (1h) or an RFC 3339 "
        "time"},
       {"until", false, "--until=T                events before T (the same forms as --since)"},
+      {"dir", false, "--dir=DIR                the directory to write into (made if missing)"},
+      {"hosts", false,
+       "--hosts=NAMES            the coordinator's host names and IPs (default "
+       "localhost,127.0.0.1)"},
   };
   return *kFlags;
 }
@@ -138,7 +155,7 @@ std::string UsageText() {
 }
 
 std::string CommandUsageText(absl::string_view command) {
-  if (command == kCas) return CasUsageText();
+  if (!CommandGroup(command).empty()) return GroupUsageText(CommandGroup(command));
   const CommandDef* def = FindCommandDef(command);
   if (def == nullptr || def->command == Command::kHelp) return UsageText();
   std::string text =
