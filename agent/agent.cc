@@ -60,7 +60,7 @@ absl::Status Agent::Init() {
     return absl::InternalError(absl::StrCat("--work_dir: ", ec.message()));
   }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      common::MakeChannel(options_.coordinator);
+      common::MakeChannel(options_.coordinator, options_.security);
   if (!channel.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--coordinator: ", channel.status().message()));
   }

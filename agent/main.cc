@@ -26,6 +26,15 @@
 #include "common/logging.h"
 
 ABSL_FLAG(std::string, coordinator, "", "Coordinator address, HOST:PORT (required).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "CA certificate (PEM) that verifies the coordinator (or FARM_TLS_CA).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "This agent's client certificate (PEM, SAN URI farm://agent/NAME); with --tls_key.");
+ABSL_FLAG(std::string, tls_key, "", "The private key of --tls_cert (PEM).");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding this agent's token (role agent; or FARM_TOKEN holds the token).");
+ABSL_FLAG(bool, insecure, false,
+          "Plaintext, no credentials: only for a coordinator started with --insecure.");
 ABSL_FLAG(std::string, name, "", "Agent name, unique per machine (default: the host name).");
 ABSL_FLAG(std::string, labels, "",
           "Agent labels, k=v,k2=v2. os and arch are added unless given explicitly.");
@@ -71,6 +80,15 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
   options.lease_wait_ms = *wait;
   options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
   options.version = FARM_VERSION;
+  farm::common::ClientSecurityFlags security;
+  security.insecure = absl::GetFlag(FLAGS_insecure);
+  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  security.token_file = absl::GetFlag(FLAGS_token_file);
+  absl::StatusOr<farm::common::ClientSecurity> loaded = farm::common::LoadClientSecurity(security);
+  if (!loaded.ok()) return loaded.status();
+  options.security = *std::move(loaded);
   return options;
 }
 
@@ -79,7 +97,9 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs build jobs for a farm coordinator.\n"
-      "  farm-agent --coordinator=HOST:PORT --work_dir=DIR [--name=NAME] [--labels=k=v,...]\n"
+      "  farm-agent --coordinator=HOST:PORT --work_dir=DIR (--tls_ca=FILE (--token_file=FILE |\n"
+      "             --tls_cert=FILE --tls_key=FILE) | --insecure) [--name=NAME] "
+      "[--labels=k=v,...]\n"
       "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]\n"
       "             [--cache_max_bytes=10737418240]");
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/channel.h"
 
 namespace farm::agent {
 
@@ -26,6 +27,9 @@ struct AgentOptions {
   // Bound of the local blob cache (<work_dir>/cache/blobs) of job inputs; 0 disables it.
   int64_t cache_max_bytes = kDefaultCacheMaxBytes;
   std::string version;
+  // How the agent reaches the coordinator: TLS (verifying it with the CA) with the agent's
+  // certificate or token, or plaintext with --insecure (loaded from the flags by main).
+  common::ClientSecurity security;
 
   // INVALID_ARGUMENT naming the offending flag (--slots, --labels, ...).
   absl::Status Validate() const;

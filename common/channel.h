@@ -1,8 +1,13 @@
-// Client channels to the coordinator, with the farm's explicit message limits and keepalive.
+// Client channels to the coordinator, with the farm's explicit message limits and keepalive,
+// and its transport security: TLS that verifies the coordinator against a CA, with a client
+// certificate and/or a bearer token as the caller's identity; or plaintext for a development
+// farm (`--insecure`, loopback only).
 #pragma once
 
 #include <grpcpp/channel.h>
 
+#include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -12,9 +17,44 @@ namespace farm::common {
 
 // Largest gRPC message either side accepts (requests and responses): 16 MiB.
 inline constexpr int kMaxGrpcMessageBytes = 16 << 20;
+// Largest token file a client reads.
+inline constexpr size_t kMaxTokenBytes = 4096;
 
-// "HOST:PORT" (or any gRPC target URI) → a plaintext channel. INVALID_ARGUMENT on an empty
-// target.
+// How a client reaches the coordinator (PEM text and the token, not paths).
+struct ClientSecurity {
+  bool insecure = false;  // plaintext, no credentials
+  std::string ca_pem;     // the CA that signed the coordinator's certificate (required for TLS)
+  std::string cert_pem;   // a client certificate and its key (mutual TLS), or both empty
+  std::string key_pem;
+  std::string token;  // sent as `authorization: Bearer TOKEN`; may be empty
+};
+
+// The flags every client takes, as given (paths): --insecure, --tls_ca, --tls_cert, --tls_key,
+// --token_file.
+struct ClientSecurityFlags {
+  bool insecure = false;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string token_file;
+};
+
+using EnvLookup = std::function<const char*(const char*)>;
+
+// Reads the files the flags name. FARM_TLS_CA (a path) stands in for --tls_ca and FARM_TOKEN
+// (the token itself) for --token_file when those are not given. INVALID_ARGUMENT naming the
+// flag: --insecure together with TLS flags, no CA without --insecure, a certificate without
+// its key, a file that cannot be read or is not PEM, a token file that is empty, larger than
+// kMaxTokenBytes or holds whitespace or control characters inside the token.
+absl::StatusOr<ClientSecurity> LoadClientSecurity(const ClientSecurityFlags& flags,
+                                                  const EnvLookup& getenv = std::getenv);
+
+// "HOST:PORT" (or any gRPC target URI) → a channel secured as `security` says.
+// INVALID_ARGUMENT on an empty target.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
+                                                           const ClientSecurity& security);
+
+// A plaintext channel, for a coordinator started with --insecure (tests, development).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target);
 
 }  // namespace farm::common

@@ -9,8 +9,8 @@
 
 namespace farm::common {
 
-// "0", "500ms", "1.5s", "10m", "1h30m" → milliseconds. INVALID_ARGUMENT on anything else,
-// on negative values, and on sub-millisecond precision.
+// "0", "500ms", "1.5s", "10m", "1h30m", "90d" (whole days, up to 100 years) → milliseconds.
+// INVALID_ARGUMENT on anything else, on negative values, and on sub-millisecond precision.
 absl::StatusOr<int64_t> ParseDurationMs(absl::string_view text);
 
 // 1234 → "1.234s", 61000 → "1m1s", 999 → "999ms", 0 → "0ms".

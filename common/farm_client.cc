@@ -49,6 +49,13 @@ bool RetryLoop::Failed(const absl::Status& status, std::optional<absl::Time> not
 }
 
 absl::StatusOr<std::unique_ptr<FarmClient>> FarmClient::Create(const std::string& target,
+                                                               const ClientSecurity& security,
+                                                               RetryPolicy policy) {
+  FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, MakeChannel(target, security));
+  return std::make_unique<FarmClient>(std::move(channel), std::move(policy));
+}
+
+absl::StatusOr<std::unique_ptr<FarmClient>> FarmClient::Create(const std::string& target,
                                                                RetryPolicy policy) {
   FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, MakeChannel(target));
   return std::make_unique<FarmClient>(std::move(channel), std::move(policy));

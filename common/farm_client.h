@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/backoff.h"
+#include "common/channel.h"
 #include "common/grpc_status.h"
 #include "farm/v1/farm.grpc.pb.h"
 
@@ -96,7 +97,12 @@ struct CallInfo {
 
 class FarmClient {
  public:
-  // A client of the coordinator at `target` ("HOST:PORT"); INVALID_ARGUMENT on an empty one.
+  // A client of the coordinator at `target` ("HOST:PORT"), secured as `security` says
+  // (common/channel.h); INVALID_ARGUMENT on an empty target.
+  static absl::StatusOr<std::unique_ptr<FarmClient>> Create(const std::string& target,
+                                                            const ClientSecurity& security,
+                                                            RetryPolicy policy = {});
+  // The same over plaintext, for a coordinator started with --insecure.
   static absl::StatusOr<std::unique_ptr<FarmClient>> Create(const std::string& target,
                                                             RetryPolicy policy = {});
   FarmClient(std::shared_ptr<grpc::Channel> channel, RetryPolicy policy);

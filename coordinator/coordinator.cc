@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -12,12 +13,15 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/service/admin_service.h"
 #include "coordinator/service/agent_service.h"
+#include "coordinator/service/authenticator.h"
 #include "coordinator/service/cas_service.h"
 #include "coordinator/service/job_service.h"
 #include "coordinator/store/rocksdb_store.h"
@@ -55,6 +59,54 @@ class SharedInterceptorFactory final
   const std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory_;
 };
 
+bool IsLoopbackHost(absl::string_view host) {
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "::1") return true;
+  in_addr addr;
+  const std::string h(host);
+  return inet_pton(AF_INET, h.c_str(), &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
+}
+
+absl::Status ValidateSecurity(const CoordinatorOptions& o) {
+  const bool any_tls =
+      !o.tls_cert_file.empty() || !o.tls_key_file.empty() || !o.tls_client_ca_file.empty();
+  if (o.insecure) {
+    if (any_tls) {
+      return absl::InvalidArgumentError(
+          "--insecure turns TLS off: it cannot be combined with --tls_cert, --tls_key or "
+          "--tls_client_ca");
+    }
+    const std::string host = o.listen.substr(0, o.listen.rfind(':'));
+    if (!IsLoopbackHost(host)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--insecure serves only on loopback (127.0.0.1, ::1, localhost), not on ",
+                       host, ": use --tls_cert and --tls_key to serve on a network"));
+    }
+    return absl::OkStatus();
+  }
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "the coordinator serves TLS: give --tls_cert and --tls_key (PEM files; `farmctl certs "
+        "init` makes them) and --tls_client_ca for client certificates, or --insecure for a "
+        "development farm on loopback");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view flag) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::FailedPreconditionError(absl::StrCat(flag, ": cannot read ", path));
+  }
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    return absl::FailedPreconditionError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
+  }
+  return text;
+}
+
 }  // namespace
 
 absl::Status CoordinatorOptions::Validate() const {
@@ -66,6 +118,7 @@ absl::Status CoordinatorOptions::Validate() const {
         absl::StrCat("--listen=", listen, " is not HOST:PORT (port 0 picks a free port)"));
   }
   if (data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  FARM_RETURN_IF_ERROR(ValidateSecurity(*this));
   if (lease_ttl_ms < 300 || lease_ttl_ms > 3600'000) {
     return absl::InvalidArgumentError("--lease_ttl must be between 300ms and 1h");
   }
@@ -110,10 +163,14 @@ absl::Status Coordinator::Init() {
   FARM_RETURN_IF_ERROR(scheduler_->Init());
   event_reader_ = std::make_unique<EventReader>(store_.get());
   read_pool_ = std::make_unique<common::IoPool>(4, "reads");
+  tokens_ = std::make_unique<TokenRegistry>(store_.get(), common::RealClock());
+  FARM_RETURN_IF_ERROR(tokens_->Load());
+  authenticator_ = std::make_shared<Authenticator>(tokens_.get(), !options_.insecure);
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
                                                   read_pool_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
-  admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get());
+  admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get(), tokens_.get(),
+                                                      authenticator_.get(), read_pool_.get());
   FileBlobStoreOptions cas;
   cas.root = options_.data_dir + "/cas";
   cas.max_bytes = options_.cas_max_bytes;
@@ -139,12 +196,14 @@ absl::Status Coordinator::Init() {
 }
 
 absl::Status Coordinator::Start() {
+  // The certificates first: a bad file stops the start before anything runs.
+  FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials());
   scheduler_->Start();
   blob_store_->StartMaintenance();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options_.listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
   builder.SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
   // Let idle agents keep their connections (keepalive pings without calls).
@@ -174,6 +233,38 @@ absl::Status Coordinator::Start() {
     FARM_RETURN_IF_ERROR(WriteFileAtomically(options_.port_file, address_ + "\n"));
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> Coordinator::ServedServices() {
+  std::vector<std::string> names = {
+      farm::v1::JobService::service_full_name(), farm::v1::AgentService::service_full_name(),
+      farm::v1::AdminService::service_full_name(), "grpc.health.v1.Health"};
+  for (std::string& name : ReapiServices::Names()) names.push_back(std::move(name));
+  return names;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Coordinator::Credentials() const {
+  if (options_.insecure) {
+    FARM_LOG(WARNING) << "--insecure: plaintext and no authentication (every caller is admin); "
+                         "for development on loopback only";
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  FARM_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(options_.tls_cert_file, "--tls_cert"));
+  FARM_ASSIGN_OR_RETURN(pair.private_key, ReadPem(options_.tls_key_file, "--tls_key"));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (options_.tls_client_ca_file.empty()) {
+    ssl.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  } else {
+    FARM_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                          ReadPem(options_.tls_client_ca_file, "--tls_client_ca"));
+    // A caller may present a certificate (verified against the CA) or a token instead.
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  credentials->SetAuthMetadataProcessor(authenticator_);
+  return credentials;
 }
 
 void Coordinator::Shutdown() {

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "common/io_pool.h"
+#include "coordinator/auth/token_registry.h"
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/file_blob_store.h"
 #include "coordinator/events/event_reader.h"
@@ -19,6 +21,7 @@
 
 namespace grpc {
 class Server;
+class ServerCredentials;
 namespace experimental {
 class ServerInterceptorFactoryInterface;
 }  // namespace experimental
@@ -26,6 +29,7 @@ class ServerInterceptorFactoryInterface;
 
 namespace farm::coordinator {
 
+class Authenticator;
 class JobServiceImpl;
 class AgentServiceImpl;
 class AdminServiceImpl;
@@ -35,6 +39,13 @@ struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
   std::string data_dir;
   std::string port_file;  // when set, the bound HOST:PORT is written here once serving
+  // TLS (PEM files): the coordinator's certificate and key, and the CA whose client
+  // certificates identify callers (without it, callers present tokens). Either both cert and
+  // key, or `insecure`: plaintext, no authentication (every caller is admin), loopback only.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  bool insecure = false;
   int64_t lease_ttl_ms = 30'000;
   int agent_loss_retries = 2;
   int64_t max_log_bytes_per_job = int64_t{1} << 30;
@@ -75,10 +86,17 @@ class Coordinator {
   // The address actually bound, e.g. "127.0.0.1:40123" (after Start).
   const std::string& address() const { return address_; }
 
+  // The full names of the gRPC services Start() registers ("farm.v1.JobService", ...,
+  // "grpc.health.v1.Health"): what the authorization table must cover.
+  static std::vector<std::string> ServedServices();
+
   // The CAS (after Init), e.g. to pin a job's artifacts. Owned by the Coordinator.
   BlobStore* blob_store() const { return blob_store_.get(); }
 
  private:
+  // The server's credentials: TLS with the authenticator, or plaintext with --insecure.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials() const;
+
   const CoordinatorOptions options_;
   std::unique_ptr<Store> store_;
   FollowerHub hub_;
@@ -87,6 +105,8 @@ class Coordinator {
   // Store reads for users (jobs, pipelines, logs, events): never on the engine thread nor on
   // gRPC's callback threads.
   std::unique_ptr<common::IoPool> read_pool_;
+  std::unique_ptr<TokenRegistry> tokens_;
+  std::shared_ptr<Authenticator> authenticator_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

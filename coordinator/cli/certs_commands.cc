@@ -89,7 +89,8 @@ void RegisterCertsCommands(std::vector<CommandDef>& table) {
        "ECDSA P-256; the CA is valid for 10 years, the others for 825 days. Private\n"
        "keys and secrets.key get mode 0600. Runs locally: no coordinator is needed.\n"
        "It never overwrites: if any of the files exists it writes nothing and fails.\n",
-       CertsInit});
+       CertsInit,
+       /*needs_coordinator=*/false});
 }
 
 }  // namespace farm::cli

@@ -17,6 +17,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterCasCommands(*table);
     RegisterEventCommands(*table);
     RegisterCertsCommands(*table);
+    RegisterTokenCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

@@ -31,6 +31,9 @@ struct CommandDef {
   absl::string_view summary;
   absl::string_view details;    // what the command's usage text says besides the above
   CommandRunner run = nullptr;  // null only for help
+  // False for a command that works on this machine alone (certs init): it gets no transport
+  // security checks and makes no call.
+  bool needs_coordinator = true;
 };
 
 // The groups' registrations, in the order the usage text lists them.
@@ -39,6 +42,7 @@ void RegisterAgentCommands(std::vector<CommandDef>& table);
 void RegisterCasCommands(std::vector<CommandDef>& table);
 void RegisterEventCommands(std::vector<CommandDef>& table);
 void RegisterCertsCommands(std::vector<CommandDef>& table);
+void RegisterTokenCommands(std::vector<CommandDef>& table);
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

@@ -16,13 +16,22 @@ int RunCommand(const CliOptions& options, CliIo& io) {
     io.out.flush();
     return kExitSucceeded;
   }
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = common::MakeChannel(options.coordinator);
+  const CommandDef& def = CommandDefOf(options.command);
+  common::ClientSecurityFlags flags = options.security;
+  if (!def.needs_coordinator) flags = {.insecure = true};  // no call goes out
+  absl::StatusOr<common::ClientSecurity> security = common::LoadClientSecurity(flags);
+  if (!security.ok()) {
+    io.err << "farmctl: " << OneLine(security.status().message()) << "\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      common::MakeChannel(options.coordinator, *security);
   if (!channel.ok()) {
     io.err << "farmctl: " << OneLine(channel.status().message()) << "\n";
     return kExitUsage;
   }
   Session session(options, io, *std::move(channel));
-  return CommandDefOf(options.command).run(session);
+  return def.run(session);
 }
 
 int RunFarmctl(const std::vector<std::string>& args, absl::string_view env_coordinator, CliIo& io) {

@@ -19,7 +19,9 @@ struct FlagDef {
 const std::vector<FlagDef>& Flags();
 // Null for a name no command takes.
 const FlagDef* FindFlag(absl::string_view name);
-// --coordinator, --output and --help: taken by every command, before or after it.
+// The flags every command takes, before or after it: --coordinator, --output, --help and the
+// transport security ones (--insecure, --tls_ca, --tls_cert, --tls_key, --token_file).
+const std::vector<absl::string_view>& CommonFlags();
 bool IsCommonFlag(absl::string_view name);
 // How a flag is written: "-o", "--output".
 std::string Spelling(absl::string_view name);

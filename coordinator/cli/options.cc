@@ -134,7 +134,7 @@ class CommandLine {
   CommandLine() {
     app_.set_help_flag();  // --help is farmctl's own flag, for its own text
     app_.allow_extras();
-    for (absl::string_view name : {"coordinator", "output", "help"}) AddFlag(app_, name);
+    for (absl::string_view name : CommonFlags()) AddFlag(app_, name);
     app_.require_subcommand(0, 1);
     for (const CommandDef& def : CommandTable()) {
       const size_t space = def.name.find(' ');
@@ -285,6 +285,28 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   if (name == "coordinator") {
     if (value.empty()) return UsageError("--coordinator needs HOST:PORT", cmd);
     options.coordinator = value;
+  } else if (name == "insecure") {
+    FARM_ASSIGN_OR_RETURN(options.security.insecure, ParseBool(name, value, cmd));
+  } else if (name == "tls_ca" || name == "tls_cert" || name == "tls_key" || name == "token_file") {
+    if (value.empty()) return UsageError(absl::StrCat("--", name, " needs a file"), cmd);
+    std::string& field = name == "tls_ca"     ? options.security.tls_ca
+                         : name == "tls_cert" ? options.security.tls_cert
+                         : name == "tls_key"  ? options.security.tls_key
+                                              : options.security.token_file;
+    field = value;
+  } else if (name == "role") {
+    if (value.empty()) return UsageError("--role needs viewer, submitter, agent or admin", cmd);
+    options.token_role = value;
+  } else if (name == "name") {
+    if (value.empty()) return UsageError("--name needs a name", cmd);
+    options.token_name = value;
+  } else if (name == "ttl") {
+    absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
+    if (!ttl.ok() || *ttl == 0) {
+      return UsageError(
+          absl::StrCat("--ttl takes a duration such as 12h or 90d, not \"", value, "\""), cmd);
+    }
+    options.token_ttl_ms = *ttl;
   } else if (name == "output") {
     if (value != "text" && value != "json") {
       return UsageError(absl::StrCat("--output takes text or json, not \"", value, "\""), cmd);
@@ -419,6 +441,9 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
       options.digest = digest->ToString();
       break;
     }
+    case Command::kTokenRevoke:
+      options.token_id = rest[0];
+      break;
     case Command::kDownload:
       options.paths.assign(rest.begin() + 1, rest.end());
       options.job_id = rest[0];
@@ -450,6 +475,10 @@ absl::Status CheckCombinations(const CommandDef& def, const CliOptions& options)
   }
   if (options.pipelines && options.state != farm::v1::JOB_STATE_UNSPECIFIED) {
     return UsageError("--state filters jobs; it does not go with --pipelines", cmd);
+  }
+  if (options.command == Command::kTokenCreate &&
+      (options.token_role.empty() || options.token_name.empty())) {
+    return UsageError("token create needs --role and --name", cmd);
   }
   if (options.command == Command::kCasGet && options.output_path.empty()) {
     return UsageError("cas get needs -o FILE: farmctl cas get HASH/SIZE -o FILE", cmd);

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/channel.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm::cli {
@@ -57,6 +58,9 @@ enum class Command {
   kCasStat,
   kEvents,
   kCertsInit,
+  kTokenCreate,
+  kTokenList,
+  kTokenRevoke,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -73,12 +77,19 @@ struct CliOptions {
   std::string help_topic;  // kHelp: a command's name, or empty for the overview
 
   std::string coordinator = kDefaultCoordinator;
+  // --insecure, --tls_ca, --tls_cert, --tls_key, --token_file as given (read when connecting).
+  common::ClientSecurityFlags security;
   OutputFormat output = OutputFormat::kText;
 
   std::string file;  // submit ("-" is stdin), cas put
   // get, logs, wait, cancel, artifacts, download, events (--job). For get, wait and cancel it
   // may name a pipeline (IsPipelineId); the others refuse one at parse time.
   std::string job_id;
+  // token create: --role, --name, --ttl (0: never expires); token revoke: its ID.
+  std::string token_role;
+  std::string token_name;
+  int64_t token_ttl_ms = 0;
+  std::string token_id;
   bool wait = false;                                           // submit
   bool follow = false;                                         // submit, logs, events
   bool pipelines = false;                                      // list: pipelines instead of jobs

@@ -32,7 +32,8 @@ std::string ExitCodeText() {
 }
 
 void AppendCommonFlags(std::string& text) {
-  for (absl::string_view name : {"coordinator", "output"}) {
+  for (absl::string_view name : CommonFlags()) {
+    if (name == "help") continue;
     absl::StrAppend(&text, "  ", FindFlag(name)->help, "\n");
   }
 }
@@ -79,6 +80,21 @@ const std::vector<FlagDef>& Flags() {
       {"output", false,
        "--output=text|json       json: one JSON document on stdout (farm.v1 messages)"},
       {"help", true, "--help                   this command's usage"},
+      {"role", false, "--role=ROLE              viewer, submitter, agent or admin"},
+      {"name", false, "--name=NAME              who holds the token (an agent: its name)"},
+      {"ttl", false,
+       "--ttl=D                  how long the token is valid (12h, 90d); default: always"},
+      {"insecure", true,
+       "--insecure               plaintext, no credentials: a coordinator started with "
+       "--insecure"},
+      {"tls_ca", false,
+       "--tls_ca=FILE            the CA that verifies the coordinator (default: $FARM_TLS_CA)"},
+      {"tls_cert", false,
+       "--tls_cert=FILE          a client certificate (SAN URI farm://ROLE/NAME); with "
+       "--tls_key"},
+      {"tls_key", false, "--tls_key=FILE           the private key of --tls_cert"},
+      {"token_file", false,
+       "--token_file=FILE        a file holding a token (default: the token in $FARM_TOKEN)"},
       {"wait", true,
        "--wait                   wait until the job or pipeline ends; exit with its outcome"},
       {"follow", true,
@@ -117,8 +133,15 @@ const FlagDef* FindFlag(absl::string_view name) {
   return nullptr;
 }
 
+const std::vector<absl::string_view>& CommonFlags() {
+  static const auto* const kCommon = new std::vector<absl::string_view>{
+      "coordinator", "output", "help", "insecure", "tls_ca", "tls_cert", "tls_key", "token_file"};
+  return *kCommon;
+}
+
 bool IsCommonFlag(absl::string_view name) {
-  return name == "coordinator" || name == "output" || name == "help";
+  const auto& common = CommonFlags();
+  return std::find(common.begin(), common.end(), name) != common.end();
 }
 
 std::string Spelling(absl::string_view name) {

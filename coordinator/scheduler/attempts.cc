@@ -15,8 +15,19 @@ namespace farm::coordinator {
 using farm::v1::Attempt;
 using farm::v1::Job;
 
-absl::StatusOr<int64_t> AttemptTracker::AppendLog(Txn& txn, const farm::v1::LogUploadChunk& chunk) {
-  FARM_ASSIGN_OR_RETURN(Lease * lease, p_.leases->Check(chunk.lease()));
+namespace {
+
+// Lease checks for a caller: an agent's calls must name its own leases; "" (an admin, or a
+// farm without authentication) may name any.
+const std::string* HolderOrAny(const std::string& holder) {
+  return holder.empty() ? nullptr : &holder;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> AttemptTracker::AppendLog(Txn& txn, const farm::v1::LogUploadChunk& chunk,
+                                                  const std::string& holder) {
+  FARM_ASSIGN_OR_RETURN(Lease * lease, p_.leases->Check(chunk.lease(), HolderOrAny(holder)));
   FARM_ASSIGN_OR_RETURN(LogIngest::Accepted accepted,
                         p_.logs->Accept(lease->job.seq(), lease->attempt, chunk.step_index(),
                                         chunk.offset(), chunk.data()));
@@ -28,8 +39,8 @@ absl::StatusOr<int64_t> AttemptTracker::AppendLog(Txn& txn, const farm::v1::LogU
 }
 
 absl::StatusOr<std::pair<Lease*, farm::v1::StepResult*>> AttemptTracker::LeasedStep(
-    const farm::v1::LeaseRef& ref, uint32_t step_index) {
-  FARM_ASSIGN_OR_RETURN(Lease * lease, p_.leases->Check(ref));
+    const farm::v1::LeaseRef& ref, uint32_t step_index, const std::string& holder) {
+  FARM_ASSIGN_OR_RETURN(Lease * lease, p_.leases->Check(ref, HolderOrAny(holder)));
   Attempt* at = lease->job.mutable_attempts(lease->job.attempts_size() - 1);
   if (step_index >= static_cast<uint32_t>(at->steps_size())) {
     return absl::InvalidArgumentError(absl::StrCat("step_index ", step_index, " is out of range"));
@@ -37,8 +48,9 @@ absl::StatusOr<std::pair<Lease*, farm::v1::StepResult*>> AttemptTracker::LeasedS
   return std::make_pair(lease, at->mutable_steps(static_cast<int>(step_index)));
 }
 
-absl::Status AttemptTracker::StepStarted(Txn& txn, const farm::v1::StepStartedRequest& req) {
-  FARM_ASSIGN_OR_RETURN(auto leased, LeasedStep(req.lease(), req.step_index()));
+absl::Status AttemptTracker::StepStarted(Txn& txn, const farm::v1::StepStartedRequest& req,
+                                         const std::string& holder) {
+  FARM_ASSIGN_OR_RETURN(auto leased, LeasedStep(req.lease(), req.step_index(), holder));
   auto [lease, step] = leased;
   if (step->state() != farm::v1::STEP_PENDING) return absl::OkStatus();
   step->set_state(farm::v1::STEP_RUNNING);
@@ -62,8 +74,9 @@ void AttemptTracker::AppendStepStarted(Txn& txn, const Lease& lease, uint32_t st
 
 absl::StatusOr<Lease*> AttemptTracker::RecordStepResult(Txn& txn, const farm::v1::LeaseRef& ref,
                                                         uint32_t step_index,
-                                                        const farm::v1::StepResult& result) {
-  FARM_ASSIGN_OR_RETURN(auto leased, LeasedStep(ref, step_index));
+                                                        const farm::v1::StepResult& result,
+                                                        const std::string& holder) {
+  FARM_ASSIGN_OR_RETURN(auto leased, LeasedStep(ref, step_index, holder));
   auto [lease, step] = leased;
   if (!common::StepDone(result.state())) {
     return absl::InvalidArgumentError("a finished step needs a final state");
@@ -89,17 +102,19 @@ absl::StatusOr<Lease*> AttemptTracker::RecordStepResult(Txn& txn, const farm::v1
   return lease;
 }
 
-absl::Status AttemptTracker::StepFinished(Txn& txn, const farm::v1::StepFinishedRequest& req) {
+absl::Status AttemptTracker::StepFinished(Txn& txn, const farm::v1::StepFinishedRequest& req,
+                                          const std::string& holder) {
   FARM_ASSIGN_OR_RETURN(Lease * lease,
-                        RecordStepResult(txn, req.lease(), req.step_index(), req.result()));
+                        RecordStepResult(txn, req.lease(), req.step_index(), req.result(), holder));
   const Job& job = lease->job;
   jobs::PutProgress(txn, job.seq(), job.attempts(job.attempts_size() - 1));
   p_.lifecycle->NotifyAfterCommit(txn, job.seq());
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> AttemptTracker::Complete(Txn& txn, const farm::v1::CompleteJobRequest& req) {
-  absl::StatusOr<Lease*> lease = p_.leases->Check(req.lease());
+absl::StatusOr<bool> AttemptTracker::Complete(Txn& txn, const farm::v1::CompleteJobRequest& req,
+                                              const std::string& holder) {
+  absl::StatusOr<Lease*> lease = p_.leases->Check(req.lease(), HolderOrAny(holder));
   if (!lease.ok()) {
     // A retry of a completion that was accepted is accepted again, and changes nothing.
     const std::optional<uint64_t> seq = keys::ParseJobId(req.lease().job_id());
@@ -115,9 +130,9 @@ absl::StatusOr<bool> AttemptTracker::Complete(Txn& txn, const farm::v1::Complete
   const std::string agent = (*lease)->holder;
   if (req.has_last_step()) {
     // Only memory changes here; EndAttempt writes the job with it.
-    FARM_RETURN_IF_ERROR(
-        RecordStepResult(txn, req.lease(), req.last_step().step_index(), req.last_step().result())
-            .status());
+    FARM_RETURN_IF_ERROR(RecordStepResult(txn, req.lease(), req.last_step().step_index(),
+                                          req.last_step().result(), holder)
+                             .status());
   }
   FARM_LOG(INFO) << "[job=" << seq << " attempt=" << req.lease().attempt() << " agent=" << agent
                  << "] ended: " << farm::v1::AttemptOutcome_Name(req.outcome())

@@ -35,15 +35,23 @@ class AttemptTracker {
   };
   explicit AttemptTracker(Parts parts) : p_(parts) {}
 
+  // `holder` in the agents' calls below: the calling agent, which may name only its own leases
+  // (PERMISSION_DENIED otherwise, changing nothing); "" for a caller who may name any (an
+  // admin, or a farm without authentication).
+  //
   // Stores what is new of a chunk of output; returns the step's committed length (durable
   // with the group).
-  absl::StatusOr<int64_t> AppendLog(Txn& txn, const farm::v1::LogUploadChunk& chunk);
-  absl::Status StepStarted(Txn& txn, const farm::v1::StepStartedRequest& req);
-  absl::Status StepFinished(Txn& txn, const farm::v1::StepFinishedRequest& req);
+  absl::StatusOr<int64_t> AppendLog(Txn& txn, const farm::v1::LogUploadChunk& chunk,
+                                    const std::string& holder);
+  absl::Status StepStarted(Txn& txn, const farm::v1::StepStartedRequest& req,
+                           const std::string& holder);
+  absl::Status StepFinished(Txn& txn, const farm::v1::StepFinishedRequest& req,
+                            const std::string& holder);
   // The agent's completion (its artifacts already checked). A retry of a completion that was
   // accepted is accepted again and changes nothing. Returns whether this call ended the
   // attempt (false for such a retry).
-  absl::StatusOr<bool> Complete(Txn& txn, const farm::v1::CompleteJobRequest& req);
+  absl::StatusOr<bool> Complete(Txn& txn, const farm::v1::CompleteJobRequest& req,
+                                const std::string& holder);
 
   // Ends the running attempt of job `seq`; the job becomes final, or is queued again.
   absl::Status EndAttempt(
@@ -58,12 +66,14 @@ class AttemptTracker {
  private:
   // The leased job and one step of its running attempt.
   absl::StatusOr<std::pair<Lease*, farm::v1::StepResult*>> LeasedStep(const farm::v1::LeaseRef& ref,
-                                                                      uint32_t step_index);
+                                                                      uint32_t step_index,
+                                                                      const std::string& holder);
   void AppendStepStarted(Txn& txn, const Lease& lease, uint32_t step_index,
                          const std::string& step);
   // A finished step's result into the running attempt (memory) and its event.
   absl::StatusOr<Lease*> RecordStepResult(Txn& txn, const farm::v1::LeaseRef& ref,
-                                          uint32_t step_index, const farm::v1::StepResult& result);
+                                          uint32_t step_index, const farm::v1::StepResult& result,
+                                          const std::string& holder);
   // Whether a failed attempt is retried under the job's retry policy.
   static bool RetriesAfterFailure(const farm::v1::Job& job);
   // The job's next state after its attempt ended with `outcome`, and the reason.

@@ -304,26 +304,28 @@ void Scheduler::CancelWait(uint64_t call_id) {
   });
 }
 
-void Scheduler::AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done) {
-  Post([this, chunk = std::move(chunk),
-        done](Txn& txn) { Answer(txn, done, attempts_.AppendLog(txn, chunk)); },
+void Scheduler::AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done, std::string holder) {
+  Post([this, chunk = std::move(chunk), holder = std::move(holder),
+        done](Txn& txn) { Answer(txn, done, attempts_.AppendLog(txn, chunk, holder)); },
        [&](absl::Status s) { done(s); });
 }
 
-void Scheduler::StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack> done) {
-  Post([this, req = std::move(req),
-        done](Txn& txn) { AnswerAck(txn, done, attempts_.StepStarted(txn, req)); },
+void Scheduler::StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack> done,
+                            std::string holder) {
+  Post([this, req = std::move(req), holder = std::move(holder),
+        done](Txn& txn) { AnswerAck(txn, done, attempts_.StepStarted(txn, req, holder)); },
        [&](absl::Status s) { done(s); });
 }
 
-void Scheduler::StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done) {
-  Post([this, req = std::move(req),
-        done](Txn& txn) { AnswerAck(txn, done, attempts_.StepFinished(txn, req)); },
+void Scheduler::StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done,
+                             std::string holder) {
+  Post([this, req = std::move(req), holder = std::move(holder),
+        done](Txn& txn) { AnswerAck(txn, done, attempts_.StepFinished(txn, req, holder)); },
        [&](absl::Status s) { done(s); });
 }
 
 void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req,
-                            Done<farm::v1::CompleteJobResponse> done) {
+                            Done<farm::v1::CompleteJobResponse> done, std::string holder) {
   const auto outcome = req.outcome();
   if (outcome != farm::v1::ATTEMPT_SUCCEEDED && outcome != farm::v1::ATTEMPT_FAILED &&
       outcome != farm::v1::ATTEMPT_CANCELLED) {
@@ -333,33 +335,35 @@ void Scheduler::CompleteJob(farm::v1::CompleteJobRequest req,
   // Artifacts come from agents: untrusted.
   if (absl::Status s = common::ValidateArtifacts(req.artifacts()); !s.ok()) return done(s);
   if (req.artifacts().empty() || !artifact_check_) {
-    return PostCompletion(std::move(req), std::move(done));
+    return PostCompletion(std::move(req), std::move(done), std::move(holder));
   }
   // Pinned first (off this thread and off the engine's), then completed: a completion that is
   // refused later (a stale lease) only kept its blobs a while longer.
   auto shared = std::make_shared<farm::v1::CompleteJobRequest>(std::move(req));
-  artifact_check_(shared->artifacts(), [this, shared, done](absl::Status s) {
+  artifact_check_(shared->artifacts(), [this, shared, done, holder](absl::Status s) {
     if (!s.ok()) return done(s);
-    PostCompletion(std::move(*shared), done);
+    PostCompletion(std::move(*shared), done, holder);
   });
 }
 
 void Scheduler::PostCompletion(farm::v1::CompleteJobRequest req,
-                               Done<farm::v1::CompleteJobResponse> done) {
-  Post([this, req = std::move(req), done](Txn& txn) { CompleteNow(txn, req, done); },
+                               Done<farm::v1::CompleteJobResponse> done, std::string holder) {
+  Post([this, req = std::move(req), holder = std::move(holder),
+        done](Txn& txn) { CompleteNow(txn, req, holder, done); },
        [&](absl::Status s) { done(s); });
 }
 
 void Scheduler::CompleteNow(Txn& txn, const farm::v1::CompleteJobRequest& req,
+                            const std::string& holder,
                             const Done<farm::v1::CompleteJobResponse>& done) {
   // Only the holder of the lease may take its next job with the completion.
   const std::optional<uint64_t> seq = keys::ParseJobId(req.lease().job_id());
   const coordinator::Lease* held = seq.has_value() ? leases_.Find(*seq) : nullptr;
-  const bool holder = held != nullptr && held->holder == req.agent();
-  absl::StatusOr<bool> ended = attempts_.Complete(txn, req);
+  const bool is_holder = held != nullptr && held->holder == req.agent();
+  absl::StatusOr<bool> ended = attempts_.Complete(txn, req, holder);
   if (!ended.ok()) return Answer<farm::v1::CompleteJobResponse>(txn, done, ended.status());
   farm::v1::CompleteJobResponse resp;
-  if (req.lease_next() && !parking_stopped_ && (holder || !*ended)) {
+  if (req.lease_next() && !parking_stopped_ && (is_holder || !*ended)) {
     absl::StatusOr<std::optional<farm::v1::LeaseResponse>> next =
         dispatcher_.LeaseAfterCompletion(txn, req, *ended);
     if (!next.ok()) {

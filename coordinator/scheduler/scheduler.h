@@ -127,13 +127,20 @@ class Scheduler {
                  Done<farm::v1::HeartbeatResponse> done);
   // The parked Lease/Heartbeat call went away: answer it with CANCELLED.
   void CancelWait(uint64_t call_id);
+  // `holder` in the calls about a lease below: the calling agent's name, which may name only
+  // its own leases (PERMISSION_DENIED otherwise, changing nothing); "" for a caller who may
+  // name any (an admin, or a farm without authentication).
+  //
   // Appends output; answers the step's committed length.
-  void AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done);
-  void StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack> done);
-  void StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done);
+  void AppendLog(farm::v1::LogUploadChunk chunk, Done<int64_t> done, std::string holder = {});
+  void StepStarted(farm::v1::StepStartedRequest req, Done<farm::v1::Ack> done,
+                   std::string holder = {});
+  void StepFinished(farm::v1::StepFinishedRequest req, Done<farm::v1::Ack> done,
+                    std::string holder = {});
   // Ends the attempt as the agent reports it. With lease_next, the answer also carries the
   // agent's next lease when work for it is queued, granted in the same group.
-  void CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::CompleteJobResponse> done);
+  void CompleteJob(farm::v1::CompleteJobRequest req, Done<farm::v1::CompleteJobResponse> done,
+                   std::string holder = {});
 
   // --- operators
   void ListAgents(Done<farm::v1::ListAgentsResponse> done);
@@ -156,8 +163,9 @@ class Scheduler {
  private:
   // Posts cmd, or answers `fail` with UNAVAILABLE when stopping.
   bool Post(Engine::Command cmd, const std::function<void(absl::Status)>& fail);
-  void PostCompletion(farm::v1::CompleteJobRequest req, Done<farm::v1::CompleteJobResponse> done);
-  void CompleteNow(Txn& txn, const farm::v1::CompleteJobRequest& req,
+  void PostCompletion(farm::v1::CompleteJobRequest req, Done<farm::v1::CompleteJobResponse> done,
+                      std::string holder);
+  void CompleteNow(Txn& txn, const farm::v1::CompleteJobRequest& req, const std::string& holder,
                    const Done<farm::v1::CompleteJobResponse>& done);
 
   absl::Status Recover();

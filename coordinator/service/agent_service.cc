@@ -4,9 +4,11 @@
 #include <chrono>
 #include <optional>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "coordinator/service/unary.h"
 
 namespace farm::coordinator {
 namespace {
@@ -43,14 +45,6 @@ class ParkedCall final : public grpc::ServerUnaryReactor {
   const uint64_t call_id_;
 };
 
-template <typename T>
-auto FinishWith(grpc::ServerUnaryReactor* reactor, T* resp) {
-  return [reactor, resp](absl::StatusOr<T> r) {
-    if (r.ok()) *resp = std::move(*r);
-    reactor->Finish(ToGrpcStatus(r.status()));
-  };
-}
-
 // Applies uploaded chunks in order, keeping up to kMaxInFlightBytes of them appended but not
 // yet durable, so that the engine commits many chunks with one fsync (one chunk per fsync
 // capped a stream at ~25 MB/s here). That also bounds what a stream holds in memory. The reply
@@ -60,8 +54,16 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
  public:
   static constexpr size_t kMaxInFlightBytes = 4 << 20;
 
-  UploadLogsCall(Scheduler* scheduler, farm::v1::LogUploadResponse* resp)
-      : scheduler_(scheduler), resp_(resp) {
+  // `holder`: the agent whose leases the chunks must name ("" any); `refused`: the caller may
+  // not upload at all (the call ends with it at once).
+  UploadLogsCall(Scheduler* scheduler, farm::v1::LogUploadResponse* resp, std::string holder,
+                 const absl::Status& refused)
+      : scheduler_(scheduler), resp_(resp), holder_(std::move(holder)) {
+    if (!refused.ok()) {
+      finished_ = true;
+      Finish(ToGrpcStatus(refused));
+      return;
+    }
     reading_ = true;
     StartRead(&chunk_);
   }
@@ -94,10 +96,12 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
     if (append.has_value()) {
       const uint32_t step = append->step_index();
       const size_t bytes = append->data().size();
-      scheduler_->AppendLog(std::move(*append),
-                            [this, step, bytes](absl::StatusOr<int64_t> committed) {
-                              Appended(step, bytes, committed);
-                            });
+      scheduler_->AppendLog(
+          std::move(*append),
+          [this, step, bytes](absl::StatusOr<int64_t> committed) {
+            Appended(step, bytes, committed);
+          },
+          holder_);
       absl::MutexLock lock(&mu_);
       reading_ = false;
       next = NextLocked(&status);
@@ -161,7 +165,8 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
 
   Scheduler* const scheduler_;
   farm::v1::LogUploadResponse* const resp_;  // written under mu_ until Finish
-  farm::v1::LogUploadChunk chunk_;           // the read buffer: only while reading_
+  const std::string holder_;
+  farm::v1::LogUploadChunk chunk_;  // the read buffer: only while reading_
   absl::Mutex mu_;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;  // a read is pending, or its chunk being posted
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
@@ -173,10 +178,28 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
 
 }  // namespace
 
+absl::StatusOr<std::string> AgentServiceImpl::ActingAgent(const grpc::CallbackServerContext& ctx,
+                                                          absl::string_view named) const {
+  absl::StatusOr<Principal> caller = auth_->CallerOf(ctx);
+  if (!caller.ok()) return caller.status();
+  if (caller->role != Role::kAgent) return std::string();
+  if (!named.empty() && named != caller->name) {
+    return absl::PermissionDeniedError(absl::StrCat("agent ", caller->name,
+                                                    " may act only as itself, not as \"",
+                                                    absl::CHexEscape(named.substr(0, 128)), "\""));
+  }
+  return caller->name;
+}
+
 grpc::ServerUnaryReactor* AgentServiceImpl::Register(grpc::CallbackServerContext* ctx,
                                                      const farm::v1::RegisterRequest* req,
                                                      farm::v1::RegisterResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->name());
+  if (!agent.ok()) {
+    reactor->Finish(ToGrpcStatus(agent.status()));
+    return reactor;
+  }
   scheduler_->Register(*req, FinishWith(reactor, resp));
   return reactor;
 }
@@ -186,6 +209,11 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* c
                                                   farm::v1::LeaseResponse* resp) {
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
+  if (!agent.ok()) {
+    reactor->Finish(ToGrpcStatus(agent.status()));
+    return reactor;
+  }
   scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
   return reactor;
 }
@@ -195,20 +223,31 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Heartbeat(grpc::CallbackServerContex
                                                       farm::v1::HeartbeatResponse* resp) {
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
+  if (!agent.ok()) {
+    reactor->Finish(ToGrpcStatus(agent.status()));
+    return reactor;
+  }
   scheduler_->Heartbeat(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
   return reactor;
 }
 
 grpc::ServerReadReactor<farm::v1::LogUploadChunk>* AgentServiceImpl::UploadLogs(
     grpc::CallbackServerContext* ctx, farm::v1::LogUploadResponse* resp) {
-  return new UploadLogsCall(scheduler_, resp);
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, "");
+  return new UploadLogsCall(scheduler_, resp, agent.value_or(""), agent.status());
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::StepStarted(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::StepStartedRequest* req,
                                                         farm::v1::Ack* resp) {
   auto* reactor = ctx->DefaultReactor();
-  scheduler_->StepStarted(*req, FinishWith(reactor, resp));
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, "");
+  if (!agent.ok()) {
+    reactor->Finish(ToGrpcStatus(agent.status()));
+    return reactor;
+  }
+  scheduler_->StepStarted(*req, FinishWith(reactor, resp), *std::move(agent));
   return reactor;
 }
 
@@ -216,7 +255,12 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StepFinished(grpc::CallbackServerCon
                                                          const farm::v1::StepFinishedRequest* req,
                                                          farm::v1::Ack* resp) {
   auto* reactor = ctx->DefaultReactor();
-  scheduler_->StepFinished(*req, FinishWith(reactor, resp));
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, "");
+  if (!agent.ok()) {
+    reactor->Finish(ToGrpcStatus(agent.status()));
+    return reactor;
+  }
+  scheduler_->StepFinished(*req, FinishWith(reactor, resp), *std::move(agent));
   return reactor;
 }
 
@@ -224,15 +268,12 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerCont
                                                         const farm::v1::CompleteJobRequest* req,
                                                         farm::v1::CompleteJobResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  scheduler_->CompleteJob(*req, FinishWith(reactor, resp));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
-                                                       const farm::v1::ListAgentsRequest* req,
-                                                       farm::v1::ListAgentsResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  scheduler_->ListAgents(FinishWith(reactor, resp));
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
+  if (!agent.ok()) {
+    reactor->Finish(ToGrpcStatus(agent.status()));
+    return reactor;
+  }
+  scheduler_->CompleteJob(*req, FinishWith(reactor, resp), *std::move(agent));
   return reactor;
 }
 

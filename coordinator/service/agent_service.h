@@ -1,9 +1,12 @@
-// farm.v1.AgentService and farm.v1.AdminService on the gRPC callback API: thin adapters over
-// Scheduler. Parked calls (Lease, Heartbeat) end before the client's deadline and are
-// answered with CANCELLED when the client goes away. Thread-safe; owned by the Coordinator.
+// farm.v1.AgentService on the gRPC callback API: thin adapters over Scheduler. An agent acts
+// only as itself: its calls name its own name and its own leases (PERMISSION_DENIED
+// otherwise, changing nothing). Parked calls (Lease, Heartbeat) end before the client's
+// deadline and are answered with CANCELLED when the client goes away. Thread-safe; owned by
+// the Coordinator.
 #pragma once
 
 #include "coordinator/scheduler/scheduler.h"
+#include "coordinator/service/authenticator.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm::coordinator {
@@ -13,7 +16,9 @@ inline constexpr size_t kMaxLogChunkBytes = 4 << 20;
 
 class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(Scheduler* scheduler) : scheduler_(scheduler) {}
+  // Not owned; both outlive the service.
+  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth)
+      : scheduler_(scheduler), auth_(auth) {}
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const farm::v1::RegisterRequest* req,
@@ -37,19 +42,14 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
                                         farm::v1::CompleteJobResponse* resp) override;
 
  private:
+  // The agent this call may act as: the caller's own name when it is an agent, which must be
+  // `named` when that is given (PERMISSION_DENIED otherwise); "" (any) for an admin, or when
+  // the farm runs without authentication.
+  absl::StatusOr<std::string> ActingAgent(const grpc::CallbackServerContext& ctx,
+                                          absl::string_view named) const;
+
   Scheduler* const scheduler_;
-};
-
-class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
- public:
-  explicit AdminServiceImpl(Scheduler* scheduler) : scheduler_(scheduler) {}
-
-  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
-                                       const farm::v1::ListAgentsRequest* req,
-                                       farm::v1::ListAgentsResponse* resp) override;
-
- private:
-  Scheduler* const scheduler_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace farm::coordinator

@@ -115,6 +115,14 @@ ReapiServices::ReapiServices(BlobStore* blobs, ActionCache* action_cache, int io
 
 ReapiServices::~ReapiServices() = default;
 
+std::vector<std::string> ReapiServices::Names() {
+  namespace reapi = build::bazel::remote::execution::v2;
+  return {reapi::Capabilities::service_full_name(),
+          reapi::ContentAddressableStorage::service_full_name(),
+          reapi::ActionCache::service_full_name(),
+          google::bytestream::ByteStream::service_full_name()};
+}
+
 void ReapiServices::Register(grpc::ServerBuilder& builder) {
   for (const auto& service : services_) builder.RegisterService(service.get());
 }

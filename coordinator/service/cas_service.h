@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -73,6 +74,8 @@ class ReapiServices {
 
   // Registers the four services on `builder`.
   void Register(grpc::ServerBuilder& builder);
+  // Their full names ("google.bytestream.ByteStream", ...).
+  static std::vector<std::string> Names();
 
  private:
   common::IoPool pool_;

@@ -2,30 +2,13 @@
 
 #include "common/grpc_status.h"
 #include "coordinator/service/list_events.h"
+#include "coordinator/service/unary.h"
 #include "coordinator/service/watch_logs.h"
 
 namespace farm::coordinator {
 namespace {
 
 using common::ToGrpcStatus;
-
-// Finishes the call with `r`, moving its value into *resp.
-template <typename T>
-auto FinishWith(grpc::ServerUnaryReactor* reactor, T* resp) {
-  return [reactor, resp](absl::StatusOr<T> r) {
-    if (r.ok()) *resp = *std::move(r);
-    reactor->Finish(ToGrpcStatus(r.status()));
-  };
-}
-
-// Runs the read `fn` (returning absl::StatusOr<T>) on the pool and finishes with its result.
-template <typename T, typename Fn>
-grpc::ServerUnaryReactor* ReadOnPool(grpc::CallbackServerContext* ctx, common::IoPool* pool,
-                                     T* resp, Fn fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  pool->Post([done = FinishWith(reactor, resp), fn = std::move(fn)] { done(fn()); });
-  return reactor;
-}
 
 }  // namespace
 
@@ -40,14 +23,14 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                               const farm::v1::GetJobRequest* req,
                                               farm::v1::Job* resp) {
-  return ReadOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
+  return RunOnPool(ctx, pool_, resp,
+                   [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::List(grpc::CallbackServerContext* ctx,
                                                const farm::v1::ListJobsRequest* req,
                                                farm::v1::ListJobsResponse* resp) {
-  return ReadOnPool(ctx, pool_, resp, [this, req] { return scheduler_->reads().ListJobs(*req); });
+  return RunOnPool(ctx, pool_, resp, [this, req] { return scheduler_->reads().ListJobs(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
@@ -72,15 +55,15 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContext* ctx,
                                                       const farm::v1::GetPipelineRequest* req,
                                                       farm::v1::Pipeline* resp) {
-  return ReadOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
+  return RunOnPool(ctx, pool_, resp,
+                   [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::ListPipelinesRequest* req,
                                                         farm::v1::ListPipelinesResponse* resp) {
-  return ReadOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().ListPipelines(*req); });
+  return RunOnPool(ctx, pool_, resp,
+                   [this, req] { return scheduler_->reads().ListPipelines(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,

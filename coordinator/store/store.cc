@@ -38,6 +38,8 @@ const char* CfName(Cf cf) {
       return "pipeline_jobs";
     case Cf::kWaiting:
       return "waiting";
+    case Cf::kTokens:
+      return "tokens";
   }
   return "?";
 }

@@ -39,8 +39,9 @@ enum class Cf : int {
   kProgress = 14,      // job seq → farm.v1.Attempt: the running attempt's step results
   kPipelineJobs = 15,  // pipeline seq | job seq → farm.v1.PipelineJob: a job's summary
   kWaiting = 16,       // job seq → "" for WAITING jobs (re-resolved at recovery)
+  kTokens = 17,        // SHA-256 of a bearer token → farm.internal.TokenRecord
 };
-inline constexpr int kNumCfs = 17;
+inline constexpr int kNumCfs = 18;
 const char* CfName(Cf cf);
 
 // An atomic group of writes. Later operations on the same key win.

@@ -11,7 +11,10 @@
 // A client in another language makes the same three calls on its own stubs, and retries Submit
 // the same way: on UNAVAILABLE (and timeouts), with backoff, keeping the request id.
 //
-// Usage: farm-example-client HOST:PORT
+// Usage: farm-example-client HOST:PORT [--insecure]
+// Over TLS it verifies the coordinator with the CA in $FARM_TLS_CA and identifies with the
+// token in $FARM_TOKEN (role submitter or admin); --insecure talks to a development coordinator
+// (started with --insecure) in plaintext.
 // Exit code: 0 if the job succeeded, 1 if it did not (or a call failed), 2 on bad usage.
 #include <grpcpp/grpcpp.h>
 
@@ -33,12 +36,19 @@ void SetTimeout(grpc::ClientContext& context, std::chrono::seconds timeout) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: " << argv[0] << " HOST:PORT\n";
+  if (argc < 2 || argc > 3 || (argc == 3 && std::string(argv[2]) != "--insecure")) {
+    std::cerr << "usage: " << argv[0] << " HOST:PORT [--insecure]\n";
+    return 2;
+  }
+  farm::common::ClientSecurityFlags flags;
+  flags.insecure = argc == 3;
+  auto security = farm::common::LoadClientSecurity(flags);  // reads FARM_TLS_CA, FARM_TOKEN
+  if (!security.ok()) {
+    std::cerr << security.status().message() << "\n";
     return 2;
   }
   // One retry policy for the calls that retry: 10 s per try, 20 s in all (the defaults).
-  auto client = farm::common::FarmClient::Create(argv[1]);
+  auto client = farm::common::FarmClient::Create(argv[1], *security);
   if (!client.ok()) {
     std::cerr << client.status().message() << "\n";
     return 2;

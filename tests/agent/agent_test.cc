@@ -53,6 +53,7 @@ class AgentTest : public ::testing::Test {
     ASSERT_FALSE(address_.empty());
     fake_.SetTimings(/*lease_ttl_ms=*/30'000, /*heartbeat_interval_ms=*/200);
     options_.coordinator = address_;
+    options_.security.insecure = true;  // the test coordinator speaks plaintext
     options_.name = "test-agent";
     options_.labels["pool"] = "test";
     options_.slots = 1;
@@ -724,6 +725,7 @@ TEST_F(AgentTest, DrainTimeoutCancelsRunningJobs) {
 
 TEST_F(AgentTest, ShutdownWithoutACoordinatorReturns) {
   options_.coordinator = "127.0.0.1:1";  // nothing listens there
+  options_.security.insecure = true;
   StartAgent();
   agent_->Shutdown();
   EXPECT_EQ(agent_->registrations(), 0);

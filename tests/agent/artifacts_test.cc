@@ -238,6 +238,7 @@ class AgentArtifactsTest : public ::testing::Test {
     ASSERT_FALSE(address_.empty());
     fake_.SetTimings(/*lease_ttl_ms=*/30'000, /*heartbeat_interval_ms=*/200);
     options_.coordinator = address_;
+    options_.security.insecure = true;  // the test coordinator speaks plaintext
     options_.name = "test-agent";
     options_.slots = 1;
     options_.work_dir = dir_.path() + "/work";

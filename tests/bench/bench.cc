@@ -192,6 +192,7 @@ absl::Status BenchFarm::Launch(const std::string& listen) {
   options.binary = env_.bin_dir + "/farm-coordinator";
   options.args = {absl::StrCat("--listen=", listen), absl::StrCat("--data_dir=", data_dir()),
                   absl::StrCat("--port_file=", port_file)};
+  for (const std::string& flag : env_.security_flags) options.args.push_back(flag);
   for (const std::string& flag : coordinator_flags_) options.args.push_back(flag);
   options.stdout_path = root_.Join(absl::StrCat("coordinator-", n, ".log"));
   options.stderr_path = options.stdout_path;
@@ -228,6 +229,7 @@ absl::Status BenchFarm::StartAgent(const BenchAgent& agent) {
   options.args = {absl::StrCat("--coordinator=", address_), absl::StrCat("--name=", agent.name),
                   absl::StrCat("--slots=", agent.slots),
                   absl::StrCat("--work_dir=", root_.Join("agents/" + agent.name))};
+  for (const std::string& flag : env_.security_flags) options.args.push_back(flag);
   for (const std::string& flag : agent.extra_flags) options.args.push_back(flag);
   options.stdout_path = root_.Join(agent.name + ".log");
   options.stderr_path = options.stdout_path;

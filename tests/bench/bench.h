@@ -77,6 +77,10 @@ struct BenchEnv {
   std::string bin_dir;    // farm-coordinator, farm-agent, farm-bench-stamp
   std::string data_root;  // where farms' temp trees go (a real disk: fsync matters)
   bool verbose = false;
+  // Flags the coordinator and the agents get for their transport: {"--insecure"} (the
+  // benchmarks' farms run on loopback), or none for binaries older than those flags, which
+  // served plaintext without them.
+  std::vector<std::string> security_flags;
 };
 
 // ---- process counters

@@ -95,6 +95,19 @@ Machine ReadMachine(const std::string& data_root) {
   return m;
 }
 
+// Whether the coordinator in `bin_dir` takes --insecure (builds before the security work served
+// plaintext and refuse the flag).
+bool TakesInsecureFlag(const std::string& bin_dir) {
+  const std::string command = absl::StrCat(bin_dir, "/farm-coordinator --helpfull 2>&1");
+  FILE* help = popen(command.c_str(), "r");
+  if (help == nullptr) return true;
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), help)) > 0;) text.append(buf, n);
+  pclose(help);
+  return text.find("-insecure") != std::string::npos;
+}
+
 // The environment from the flags; an error message naming the flag when one is bad.
 absl::StatusOr<BenchEnv> EnvFromFlags() {
   BenchEnv env;
@@ -110,6 +123,7 @@ absl::StatusOr<BenchEnv> EnvFromFlags() {
           absl::StrCat("--bin_dir: ", env.bin_dir, "/", binary, " is not an executable"));
     }
   }
+  if (TakesInsecureFlag(env.bin_dir)) env.security_flags = {"--insecure"};
   env.data_root = absl::GetFlag(FLAGS_data_root);
   if (env.data_root.empty()) {
     const char* tmp = getenv("TMPDIR");

@@ -16,6 +16,7 @@ TEST(ParseDurationMsTest, AcceptsTheUnitsUsersWrite) {
   EXPECT_EQ(ParseDurationMs("10m").value(), 600'000);
   EXPECT_EQ(ParseDurationMs("1h30m").value(), 5'400'000);
   EXPECT_EQ(ParseDurationMs("0").value(), 0);
+  EXPECT_EQ(ParseDurationMs("90d").value(), int64_t{90} * 24 * 3600'000);
 }
 
 TEST(ParseDurationMsTest, RejectsWhatIsNotADuration) {
@@ -24,6 +25,10 @@ TEST(ParseDurationMsTest, RejectsWhatIsNotADuration) {
   EXPECT_THAT(ParseDurationMs("10"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseDurationMs("10 m"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseDurationMs("inf"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDurationMs("d"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDurationMs("1.5d"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDurationMs("-1d"), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseDurationMs("99999999d"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ParseDurationMsTest, RejectsNegativeDurations) {

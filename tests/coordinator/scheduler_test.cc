@@ -597,6 +597,54 @@ TEST_F(SchedulerTest, AFailedWriteLeavesNothingVisibleAndTheSchedulerRecovers) {
   EXPECT_EQ(lease.job().id(), id);
 }
 
+// An agent acts only on the attempts leased to its own identity: another agent's calls about
+// that lease, even with the right epoch, are refused and change nothing.
+TEST_F(SchedulerTest, AnotherAgentCannotActOnALeaseItDoesNotHold) {
+  Register("a1");
+  Register("intruder");
+  const std::string id = Submit(Spec("j"));
+  ASSERT_OK_AND_ASSIGN(farm::v1::LeaseResponse leased, Lease("a1"));
+  const farm::v1::LeaseRef ref = leased.lease();
+
+  farm::v1::StepStartedRequest started;
+  *started.mutable_lease() = ref;
+  EXPECT_THAT(
+      Await<farm::v1::Ack>([&](auto cb) { scheduler_->StepStarted(started, cb, "intruder"); }),
+      StatusIs(absl::StatusCode::kPermissionDenied));
+  farm::v1::StepFinishedRequest finished;
+  *finished.mutable_lease() = ref;
+  finished.mutable_result()->set_state(farm::v1::STEP_SUCCEEDED);
+  EXPECT_THAT(
+      Await<farm::v1::Ack>([&](auto cb) { scheduler_->StepFinished(finished, cb, "intruder"); }),
+      StatusIs(absl::StatusCode::kPermissionDenied));
+  farm::v1::LogUploadChunk chunk;
+  *chunk.mutable_lease() = ref;
+  chunk.set_data("forged output\n");
+  EXPECT_THAT(Await<int64_t>([&](auto cb) { scheduler_->AppendLog(chunk, cb, "intruder"); }),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  farm::v1::CompleteJobRequest complete;
+  *complete.mutable_lease() = ref;
+  complete.set_outcome(farm::v1::ATTEMPT_FAILED);
+  EXPECT_THAT(Await<farm::v1::CompleteJobResponse>(
+                  [&](auto cb) { scheduler_->CompleteJob(complete, cb, "intruder"); }),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+
+  // Nothing changed: the job still runs its first attempt, its step pending, no output.
+  farm::v1::Job job = Job(id);
+  EXPECT_EQ(job.state(), farm::v1::RUNNING);
+  ASSERT_EQ(job.attempts_size(), 1);
+  EXPECT_EQ(job.attempts(0).steps(0).state(), farm::v1::STEP_PENDING);
+  EXPECT_THAT(Append(ref, 0, 0, ""), IsOkAndHolds(0));
+
+  // The holder itself is served.
+  EXPECT_OK(Await<farm::v1::Ack>([&](auto cb) { scheduler_->StepStarted(started, cb, "a1"); }));
+  EXPECT_OK(Await<farm::v1::CompleteJobResponse>([&](auto cb) {
+    complete.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+    scheduler_->CompleteJob(complete, cb, "a1");
+  }));
+  EXPECT_EQ(Job(id).state(), farm::v1::SUCCEEDED);
+}
+
 TEST_F(SchedulerTest, ListIsNewestFirstWithStateFilterAndPages) {
   for (int i = 0; i < 5; ++i) Submit(Spec("j" + std::to_string(i)));
   ASSERT_OK(Await<farm::v1::Job>([&](auto cb) { scheduler_->Cancel("2", cb); }));

@@ -44,6 +44,7 @@ class ServiceTest : public ::testing::Test {
   void Boot() {
     CoordinatorOptions options;
     options.listen = "127.0.0.1:0";
+    options.insecure = true;
     options.data_dir = dir_;
     options.lease_ttl_ms = 5000;
     coordinator_ = std::make_unique<Coordinator>(options);

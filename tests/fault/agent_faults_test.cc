@@ -26,6 +26,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/channel.h"
+#include "common/status_macros.h"
 #include "farm/v1/farm.grpc.pb.h"
 #include "farm/v1/farm.pb.h"
 #include "tests/testing/mini_farm.h"
@@ -89,7 +91,7 @@ class AgentFaultTest : public ::testing::Test {
  protected:
   void StartFarm(absl::Duration ttl) {
     ttl_ = ttl;
-    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create());
+    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create({.tls = true}));
     // Spare agent-loss retries: on a loaded machine a healthy agent may lose a lease now and
     // then too; that is a rerun, not a failure, and must not end a job `agent_lost`.
     ASSERT_OK(farm_->StartCoordinator(
@@ -260,10 +262,13 @@ TEST_F(AgentFaultTest, AgentKilledMidStep) {
 
 // What a late completion of the stale attempt gets: the call the frozen agent would make if it
 // did not fence itself first.
-absl::Status LateCompletion(const std::string& address, const farm::v1::Attempt& stale,
+absl::Status LateCompletion(MiniFarm& mini, const farm::v1::Attempt& stale,
                             const std::string& job_id) {
-  auto stub = farm::v1::AgentService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  // As the frozen agent itself (its own certificate).
+  FARM_ASSIGN_OR_RETURN(common::ClientSecurity security, mini.AgentSecurity(stale.agent()));
+  FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                        common::MakeChannel(mini.coordinator_address(), security));
+  auto stub = farm::v1::AgentService::NewStub(channel);
   farm::v1::CompleteJobRequest request;
   request.mutable_lease()->set_job_id(job_id);
   request.mutable_lease()->set_attempt(stale.number());
@@ -316,8 +321,7 @@ TEST_F(AgentFaultTest, AgentStoppedPastItsTtl) {
                                                              j.attempts_size() >= 2;
                                                     },
                                                     ttl_ + kCompletedAfterTtlWithin));
-      const absl::Status stale =
-          LateCompletion(farm_->coordinator_address(), rerun.attempts(0), id);
+      const absl::Status stale = LateCompletion(*farm_, rerun.attempts(0), id);
       EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition)
           << "a stale lease was taken for the current one: " << stale;
       if (stale.code() == absl::StatusCode::kFailedPrecondition) ++stale_refused;
@@ -356,7 +360,7 @@ TEST_F(AgentFaultTest, AgentStoppedPastItsTtl) {
 
       // A late completion of the stale attempt is refused and changes nothing.
       ASSERT_GE(done.attempts_size(), 2) << done.ShortDebugString();
-      const absl::Status late = LateCompletion(farm_->coordinator_address(), done.attempts(0), id);
+      const absl::Status late = LateCompletion(*farm_, done.attempts(0), id);
       EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition) << late;
       if (late.code() == absl::StatusCode::kFailedPrecondition) ++late_refused;
 

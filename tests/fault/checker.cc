@@ -43,7 +43,7 @@ absl::StatusOr<std::unique_ptr<Checker>> Checker::Create(const std::string& targ
   policy.initial_backoff_ms = 50;
   policy.max_backoff_ms = 1000;
   FARM_ASSIGN_OR_RETURN(std::unique_ptr<common::FarmClient> client,
-                        common::FarmClient::Create(target, std::move(policy)));
+                        common::FarmClient::Create(target, options.security, std::move(policy)));
   return std::unique_ptr<Checker>(new Checker(std::move(client), options));
 }
 

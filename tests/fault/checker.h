@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/channel.h"
 #include "common/farm_client.h"
 #include "farm/v1/farm.grpc.pb.h"
 
@@ -63,6 +64,8 @@ struct CheckerOptions {
   absl::Duration rpc_timeout = absl::Seconds(5);
   // How long one Submit keeps retrying before it gives up (its outcome is then unknown).
   absl::Duration submit_give_up = absl::Seconds(90);
+  // How to reach the coordinator (MiniFarm::admin_security() for a farm with TLS).
+  common::ClientSecurity security = {.insecure = true};
 };
 
 class Checker {

@@ -51,7 +51,7 @@ TEST(CoordinatorCrashTest, TenKill9sUnderLoadLoseAndDuplicateNothing) {
   std::mt19937 rng(seed);
   const absl::Time started = absl::Now();
 
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<MiniFarm> farm, MiniFarm::Create());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<MiniFarm> farm, MiniFarm::Create({.tls = true}));
   ASSERT_OK(farm->StartCoordinator());
   const std::vector<std::string> agents = {"crash-a1", "crash-a2", "crash-a3"};
   for (const std::string& name : agents) {
@@ -63,8 +63,9 @@ TEST(CoordinatorCrashTest, TenKill9sUnderLoadLoseAndDuplicateNothing) {
   ASSERT_OK(farm->WaitForAgents(agents));
 
   const std::string effects = farm->Path("effects.log");
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checker> checker,
-                       Checker::Create(farm->coordinator_address()));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Checker> checker,
+      Checker::Create(farm->coordinator_address(), {.security = farm->admin_security()}));
 
   // Submitters: they retry through every crash on their own (same request id).
   constexpr int kSubmitters = 4;

@@ -407,7 +407,7 @@ TEST_F(DiskFullTest, SchedulerSurvivesEnospcInItsWritesAndLosesNoAcknowledgedSub
 }
 
 TEST_F(DiskFullTest, CoordinatorRefusesSubmitsWhileFullAndServesAgainByItself) {
-  ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create());
+  ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create({.tls = true}));
   MiniFarm* farm = farm_.get();
   const std::string data = farm->coordinator_data_dir();
   // Big enough that freeing the filler gives real headroom above the reserve: a WAL
@@ -420,8 +420,9 @@ TEST_F(DiskFullTest, CoordinatorRefusesSubmitsWhileFullAndServesAgainByItself) {
   agent.slots = 2;
   ASSERT_OK(farm->StartAgent(agent));
   ASSERT_OK(farm->WaitForAgents({"disk-a1"}));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checker> checker,
-                       Checker::Create(farm->coordinator_address()));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Checker> checker,
+      Checker::Create(farm->coordinator_address(), {.security = farm->admin_security()}));
   const std::string effects = farm->Path("effects.log");  // not on the tmpfs
 
   std::mt19937 rng(11);

@@ -258,11 +258,16 @@ Verdict Judge(const std::vector<Submission>& submissions, const std::vector<farm
 }
 
 TEST(DuplicateSubmitTest, DroppedRepliesRetriedMakeNoDuplicateJobs) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::MiniFarm> farm, testing::MiniFarm::Create());
+  // TLS on: the farm's certificates serve the in-process coordinator too.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::MiniFarm> farm,
+                       testing::MiniFarm::Create({.tls = true}));
   ASSERT_OK_AND_ASSIGN(testing::TempDir data, testing::TempDir::Create("duplicate-submit"));
   auto dropper = std::make_shared<ReplyDropper>();
   coordinator::CoordinatorOptions options;
   options.listen = "127.0.0.1:0";
+  options.tls_cert_file = farm->Path("certs/coordinator.crt");
+  options.tls_key_file = farm->Path("certs/coordinator.key");
+  options.tls_client_ca_file = farm->Path("certs/ca.crt");
   options.data_dir = data.path();
   options.server_interceptors.push_back(dropper);
   coordinator::Coordinator coordinator(options);
@@ -284,7 +289,8 @@ TEST(DuplicateSubmitTest, DroppedRepliesRetriedMakeNoDuplicateJobs) {
   }
 
   // The stub clients.
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<grpc::Channel> channel, common::MakeChannel(address));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<grpc::Channel> channel,
+                       common::MakeChannel(address, farm->admin_security()));
   std::unique_ptr<farm::v1::JobService::Stub> stub = farm::v1::JobService::NewStub(channel);
   std::vector<Submission> stub_submissions(kStubSubmits);
   std::atomic<int64_t> leaked_replies{0};
@@ -320,7 +326,8 @@ TEST(DuplicateSubmitTest, DroppedRepliesRetriedMakeNoDuplicateJobs) {
     }
   }
 
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checker> reader, Checker::Create(address));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checker> reader,
+                       Checker::Create(address, {.security = farm->admin_security()}));
   ASSERT_OK_AND_ASSIGN(std::vector<farm::v1::Job> jobs, reader->ReadAllJobs(absl::Seconds(30)));
 
   std::vector<Submission> all = stub_submissions;

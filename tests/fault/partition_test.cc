@@ -114,8 +114,6 @@ class PartitionTest : public ::testing::Test {
   void SetUp() override {
     ip_ = FindIp();
     if (ip_.empty()) GTEST_SKIP() << "the partition test needs iproute2's `ip`";
-    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create());
-    RemoveStaleNamespaces(ip_, farm_->root());
     // Names unique to this process; a /30 in 10.0.0.0/8 that no interface here uses.
     const int id = getpid();
     netns_ = absl::StrCat(kNetnsPrefix, id);
@@ -133,6 +131,9 @@ class PartitionTest : public ::testing::Test {
     const int last = std::stoi(prefix.substr(prefix.rfind('.') + 1));
     host_addr_ = absl::StrCat(base, last + 1);
     ns_addr_ = absl::StrCat(base, last + 2);
+    // TLS on, as on a real network: the coordinator's certificate names the link's address.
+    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create({.tls = true, .tls_hosts = {host_addr_}}));
+    RemoveStaleNamespaces(ip_, farm_->root());
 
     absl::Status added = Ip(ip_, farm_->root(), {"netns", "add", netns_});
     if (absl::IsPermissionDenied(added)) {
@@ -169,7 +170,8 @@ class PartitionTest : public ::testing::Test {
     host.labels = {{"pool", "part"}, {"side", "host"}};
     ASSERT_OK(farm_->StartAgent(host));
     ASSERT_OK(farm_->WaitForAgents({"ns-agent", "host-agent"}));
-    ASSERT_OK_AND_ASSIGN(checker_, Checker::Create(farm_->coordinator_address()));
+    ASSERT_OK_AND_ASSIGN(checker_, Checker::Create(farm_->coordinator_address(),
+                                                   {.security = farm_->admin_security()}));
     effects_ = farm_->Path("effects.log");
   }
 
@@ -196,6 +198,7 @@ class PartitionTest : public ::testing::Test {
   absl::Status StartNamespacedAgent() {
     std::error_code ec;
     std::filesystem::create_directories(farm_->agent_work_dir("ns-agent"), ec);
+    FARM_ASSIGN_OR_RETURN(std::vector<std::string> security, farm_->AgentSecurityFlags("ns-agent"));
     SubprocessOptions options;
     options.binary = ip_;
     options.args = {"netns",
@@ -207,6 +210,7 @@ class PartitionTest : public ::testing::Test {
                     "--slots=1",
                     "--labels=pool=part,side=ns",
                     absl::StrCat("--work_dir=", farm_->agent_work_dir("ns-agent"))};
+    options.args.insert(options.args.end(), security.begin(), security.end());
     options.stdout_path = farm_->Path("agent-ns-agent-1.stdout");
     options.stderr_path = farm_->Path("agent-ns-agent-1.stderr");
     FARM_ASSIGN_OR_RETURN(ns_agent_, Subprocess::Start(options));
@@ -304,8 +308,10 @@ TEST_F(PartitionTest, ShorterThanTheTtlTheJobFinishesWithoutARerun) {
 }
 
 TEST_F(PartitionTest, LongerThanTheTtlTheJobIsRerunElsewhereAndTheLateResultRefused) {
+  // The late result comes from the cut-off agent itself (its own certificate).
+  ASSERT_OK_AND_ASSIGN(common::ClientSecurity ns_agent, farm_->AgentSecurity("ns-agent"));
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<grpc::Channel> channel,
-                       common::MakeChannel(farm_->coordinator_address()));
+                       common::MakeChannel(farm_->coordinator_address(), ns_agent));
   std::unique_ptr<farm::v1::AgentService::Stub> agent_stub =
       farm::v1::AgentService::NewStub(channel);
   for (int cycle = 1; cycle <= kCycles; ++cycle) {

@@ -15,7 +15,7 @@ TEST_F(ExampleClientTest, SubmitsFollowsAndExitsZero) {
   ASSERT_OK(StartAgent("a1"));
   SubprocessOptions options;
   options.binary = farm_->BinaryPath("farm-example-client");
-  options.args = {farm_->coordinator_address()};
+  options.args = {farm_->coordinator_address(), "--insecure"};
   options.stdout_path = farm_->Path("example.out");
   options.stderr_path = farm_->Path("example.err");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Subprocess> client, Subprocess::Start(options));

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/certs.h"
 #include "common/job_state.h"
 #include "common/status_macros.h"
 
@@ -74,11 +75,77 @@ absl::StatusOr<std::unique_ptr<MiniFarm>> MiniFarm::Create(MiniFarmOptions optio
     return absl::FailedPreconditionError("MiniFarm: no bin dir (set FARM_BIN_DIR)");
   }
   FARM_ASSIGN_OR_RETURN(TempDir root, TempDir::Create("minifarm"));
-  return std::unique_ptr<MiniFarm>(new MiniFarm(std::move(options), std::move(root)));
+  std::unique_ptr<MiniFarm> farm(new MiniFarm(std::move(options), std::move(root)));
+  if (farm->options_.tls) FARM_RETURN_IF_ERROR(farm->MakeCertificates());
+  return farm;
 }
 
 MiniFarm::MiniFarm(MiniFarmOptions options, TempDir root)
-    : options_(std::move(options)), root_(std::move(root)) {}
+    : options_(std::move(options)), root_(std::move(root)) {
+  admin_security_.insecure = true;
+}
+
+absl::Status MiniFarm::MakeCertificates() {
+  const std::string dir = Path("certs");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("mkdir ", dir, ": ", ec.message()));
+  FARM_ASSIGN_OR_RETURN(common::CertAndKey ca, common::CreateCa("minifarm CA"));
+  std::vector<std::string> hosts = {"127.0.0.1", "localhost"};
+  hosts.insert(hosts.end(), options_.tls_hosts.begin(), options_.tls_hosts.end());
+  FARM_ASSIGN_OR_RETURN(common::CertAndKey server,
+                        common::IssueServerCert(ca.cert_pem, ca.key_pem, hosts));
+  FARM_ASSIGN_OR_RETURN(common::CertAndKey admin,
+                        common::IssueClientCert(ca.cert_pem, ca.key_pem, "admin", "admin"));
+  for (const auto& [name, text] :
+       std::vector<std::pair<std::string, std::string>>{{"ca.crt", ca.cert_pem},
+                                                        {"ca.key", ca.key_pem},
+                                                        {"coordinator.crt", server.cert_pem},
+                                                        {"coordinator.key", server.key_pem},
+                                                        {"admin.crt", admin.cert_pem},
+                                                        {"admin.key", admin.key_pem}}) {
+    FARM_RETURN_IF_ERROR(WriteFile(Path("certs/" + name), text));
+  }
+  coordinator_security_ = {absl::StrCat("--tls_cert=", Path("certs/coordinator.crt")),
+                           absl::StrCat("--tls_key=", Path("certs/coordinator.key")),
+                           absl::StrCat("--tls_client_ca=", Path("certs/ca.crt"))};
+  farmctl_security_ = {absl::StrCat("--tls_ca=", Path("certs/ca.crt")),
+                       absl::StrCat("--tls_cert=", Path("certs/admin.crt")),
+                       absl::StrCat("--tls_key=", Path("certs/admin.key"))};
+  admin_security_.insecure = false;
+  admin_security_.ca_pem = ca.cert_pem;
+  admin_security_.cert_pem = admin.cert_pem;
+  admin_security_.key_pem = admin.key_pem;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<common::ClientSecurity> MiniFarm::AgentSecurity(const std::string& name) {
+  if (!options_.tls) return admin_security_;
+  FARM_RETURN_IF_ERROR(AgentSecurityFlags(name).status());
+  common::ClientSecurity security = admin_security_;
+  FARM_ASSIGN_OR_RETURN(security.cert_pem,
+                        ReadFile(Path(absl::StrCat("certs/agent-", name, ".crt"))));
+  FARM_ASSIGN_OR_RETURN(security.key_pem,
+                        ReadFile(Path(absl::StrCat("certs/agent-", name, ".key"))));
+  return security;
+}
+
+absl::StatusOr<std::vector<std::string>> MiniFarm::AgentSecurityFlags(const std::string& name) {
+  if (!options_.tls) return std::vector<std::string>{"--insecure"};
+  const std::string cert = Path(absl::StrCat("certs/agent-", name, ".crt"));
+  const std::string key = Path(absl::StrCat("certs/agent-", name, ".key"));
+  if (!FileExists(cert)) {
+    FARM_ASSIGN_OR_RETURN(std::string ca_cert, ReadFile(Path("certs/ca.crt")));
+    FARM_ASSIGN_OR_RETURN(std::string ca_key, ReadFile(Path("certs/ca.key")));
+    FARM_ASSIGN_OR_RETURN(common::CertAndKey issued,
+                          common::IssueClientCert(ca_cert, ca_key, "agent", name));
+    FARM_RETURN_IF_ERROR(WriteFile(key, issued.key_pem));
+    FARM_RETURN_IF_ERROR(WriteFile(cert, issued.cert_pem));
+  }
+  return std::vector<std::string>{absl::StrCat("--tls_ca=", Path("certs/ca.crt")),
+                                  absl::StrCat("--tls_cert=", cert),
+                                  absl::StrCat("--tls_key=", key)};
+}
 
 MiniFarm::~MiniFarm() {
   // Agents first: a draining agent still reports to the coordinator.
@@ -152,6 +219,7 @@ absl::Status MiniFarm::LaunchCoordinator(const std::string& listen) {
   options.args = {absl::StrCat("--listen=", listen),
                   absl::StrCat("--data_dir=", coordinator_data_dir()),
                   absl::StrCat("--port_file=", port_file)};
+  for (const std::string& flag : coordinator_security_) options.args.push_back(flag);
   for (const std::string& flag : coordinator_flags_) options.args.push_back(flag);
   options.stdout_path = Path(absl::StrCat("coordinator-", n, ".stdout"));
   options.stderr_path = Path(absl::StrCat("coordinator-", n, ".stderr"));
@@ -200,6 +268,8 @@ absl::Status MiniFarm::StartAgent(AgentOptions agent) {
                   absl::StrCat("--work_dir=", work_dir)};
   if (!labels.empty())
     options.args.push_back(absl::StrCat("--labels=", absl::StrJoin(labels, ",")));
+  FARM_ASSIGN_OR_RETURN(std::vector<std::string> security, AgentSecurityFlags(agent.name));
+  for (const std::string& flag : security) options.args.push_back(flag);
   for (const std::string& flag : agent.extra_flags) options.args.push_back(flag);
   // Numbered, so that a restarted agent does not truncate the log of its predecessor.
   int n = 1;
@@ -279,6 +349,7 @@ absl::StatusOr<MiniFarm::Background> MiniFarm::StartFarmctl(std::vector<std::str
     }
     options.args.push_back(absl::StrCat("--coordinator=", coordinator_address_));
   }
+  for (const std::string& flag : farmctl_security_) options.args.push_back(flag);
   for (std::string& arg : args) options.args.push_back(std::move(arg));
   options.stdout_path = Path(absl::StrCat("farmctl-", n, ".stdout"));
   options.stderr_path = Path(absl::StrCat("farmctl-", n, ".stderr"));

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/channel.h"
 #include "farm/v1/farm.pb.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
@@ -59,6 +60,14 @@ struct MiniFarmOptions {
   absl::Duration command_timeout = absl::Seconds(30);
   // Grace between SIGTERM and SIGKILL at teardown.
   absl::Duration stop_timeout = absl::Seconds(10);
+  // TLS on: Create() makes a CA and certificates in <root>/certs (common/certs.h); the
+  // coordinator serves TLS and knows callers by their certificates: farmctl as
+  // farm://admin/admin, each agent as farm://agent/NAME. Off: a development farm (--insecure:
+  // plaintext, no authentication).
+  bool tls = false;
+  // Names (DNS or IP) the coordinator's certificate holds besides 127.0.0.1 and localhost:
+  // where the coordinator listens elsewhere (a network namespace's address).
+  std::vector<std::string> tls_hosts;
 };
 
 struct AgentOptions {
@@ -83,6 +92,14 @@ class MiniFarm {
   std::string Path(const std::string& relative) const { return root_.Join(relative); }
   // Absolute path of a binary in the bin directory.
   std::string BinaryPath(const std::string& name) const;
+  // How a client in the test process reaches the coordinator as admin (plaintext without TLS).
+  const common::ClientSecurity& admin_security() const { return admin_security_; }
+  // The flags that secure a farm-agent named `name` (with TLS: its own certificate, made on
+  // first use); for agents a test starts itself.
+  absl::StatusOr<std::vector<std::string>> AgentSecurityFlags(const std::string& name);
+  // How a client in the test process reaches the coordinator as the agent `name` (its own
+  // certificate; plaintext without TLS): to make the calls an agent would.
+  absl::StatusOr<common::ClientSecurity> AgentSecurity(const std::string& name);
 
   // ---- coordinator
   // Starts farm-coordinator --listen=127.0.0.1:0 --data_dir=<root>/coordinator-data
@@ -173,7 +190,13 @@ class MiniFarm {
   absl::Status LaunchCoordinator(const std::string& listen);
   void DumpLogs();
 
+  // With options_.tls: makes the certificates and the flags below.
+  absl::Status MakeCertificates();
+
   MiniFarmOptions options_;
+  std::vector<std::string> coordinator_security_ = {"--insecure"};
+  std::vector<std::string> farmctl_security_ = {"--insecure"};
+  common::ClientSecurity admin_security_;
   TempDir root_;
   std::unique_ptr<Subprocess> coordinator_;
   std::vector<std::string> coordinator_flags_;

@@ -61,6 +61,7 @@ class CasServiceTest : public ::testing::Test {
     dir_.emplace(std::move(dir));
     CoordinatorOptions options;
     options.listen = "127.0.0.1:0";
+    options.insecure = true;
     options.data_dir = dir_->path();
     coordinator_ = std::make_unique<Coordinator>(options);
     ASSERT_OK(coordinator_->Init());

@@ -80,6 +80,7 @@ class FarmctlArtifactsTest : public ::testing::Test {
     std::istringstream in;
     CliIo io{out, err, in, clock, absl::UTCTimeZone()};
     absl::StatusOr<CliOptions> options = ParseArgs(args, farm_.address());
+    if (options.ok()) options->security.insecure = true;  // the fake coordinator speaks plaintext
     if (!options.ok()) return {kExitUsage, "", std::string(options.status().message())};
     options->retry_initial_backoff_ms = 5;
     options->retry_max_backoff_ms = 20;
@@ -363,6 +364,7 @@ TEST(FarmctlArtifactsUnreachableTest, SaysSoInOneLine) {
     std::istringstream in;
     CliIo io{out, err, in, clock, absl::UTCTimeZone()};
     absl::StatusOr<CliOptions> options = ParseArgs(args, address);
+    if (options.ok()) options->security.insecure = true;  // the fake coordinator speaks plaintext
     ASSERT_TRUE(options.ok()) << options.status();
     options->retry_initial_backoff_ms = 1;
     options->retry_max_backoff_ms = 2;

@@ -72,6 +72,7 @@ Result RunAgainst(const std::string& coordinator, const std::vector<std::string>
   std::istringstream in(stdin_text);
   CliIo io{out, err, in, clock, absl::UTCTimeZone()};
   absl::StatusOr<CliOptions> options = ParseArgs(args, coordinator);
+  if (options.ok()) options->security.insecure = true;  // the fake coordinator speaks plaintext
   if (!options.ok()) return {kExitUsage, "", std::string(options.status().message())};
   options->retry_initial_backoff_ms = 5;
   options->retry_max_backoff_ms = 20;

@@ -82,6 +82,7 @@ class EventsTest : public ::testing::Test {
     std::istringstream in;
     CliIo io{out, err, in, clock_, absl::UTCTimeZone()};
     absl::StatusOr<CliOptions> options = ParseArgs(args, farm_.address());
+    if (options.ok()) options->security.insecure = true;  // the fake coordinator speaks plaintext
     if (!options.ok()) return {kExitUsage, "", std::string(options.status().message())};
     options->retry_initial_backoff_ms = 5;
     options->retry_max_backoff_ms = 20;

@@ -1,0 +1,97 @@
+#include "coordinator/auth/authz_table.h"
+
+#include "absl/container/flat_hash_map.h"
+
+namespace farm::coordinator {
+namespace {
+
+// Who may do what, in groups (roles in the order of the Role enum: viewer, submitter, agent,
+// admin).
+struct Access {
+  bool viewer, submitter, agent, admin;
+};
+constexpr Access kRead = {true, true, true, true};         // jobs, logs, artifacts, agents
+constexpr Access kUserRead = {true, true, false, true};    // what only people read
+constexpr Access kSubmit = {false, true, false, true};     // starts or stops work
+constexpr Access kAgentOnly = {false, false, true, true};  // the agent protocol
+constexpr Access kCasWrite = {false, true, true, true};    // uploads (agents, builds, Bazel)
+constexpr Access kAdminOnly = {false, false, false, true};
+
+AuthzEntry Entry(absl::string_view method, Access access, bool is_public = false) {
+  AuthzEntry e;
+  e.method = method;
+  e.is_public = is_public;
+  e.allowed[static_cast<int>(Role::kViewer)] = access.viewer;
+  e.allowed[static_cast<int>(Role::kSubmitter)] = access.submitter;
+  e.allowed[static_cast<int>(Role::kAgent)] = access.agent;
+  e.allowed[static_cast<int>(Role::kAdmin)] = access.admin;
+  return e;
+}
+
+std::vector<AuthzEntry> BuildTable() {
+  return {
+      // farm.v1: users.
+      Entry("/farm.v1.JobService/Submit", kSubmit),
+      Entry("/farm.v1.JobService/Get", kUserRead),
+      Entry("/farm.v1.JobService/List", kUserRead),
+      Entry("/farm.v1.JobService/Cancel", kSubmit),
+      Entry("/farm.v1.JobService/WatchLogs", kUserRead),
+      Entry("/farm.v1.JobService/SubmitPipeline", kSubmit),
+      Entry("/farm.v1.JobService/GetPipeline", kUserRead),
+      Entry("/farm.v1.JobService/ListPipelines", kUserRead),
+      Entry("/farm.v1.JobService/CancelPipeline", kSubmit),
+      Entry("/farm.v1.JobService/ListEvents", kUserRead),
+      // farm.v1: agents (and, for each call about a lease, only the agent that holds it).
+      Entry("/farm.v1.AgentService/Register", kAgentOnly),
+      Entry("/farm.v1.AgentService/Lease", kAgentOnly),
+      Entry("/farm.v1.AgentService/Heartbeat", kAgentOnly),
+      Entry("/farm.v1.AgentService/UploadLogs", kAgentOnly),
+      Entry("/farm.v1.AgentService/StepStarted", kAgentOnly),
+      Entry("/farm.v1.AgentService/StepFinished", kAgentOnly),
+      Entry("/farm.v1.AgentService/CompleteJob", kAgentOnly),
+      // farm.v1: operators.
+      Entry("/farm.v1.AdminService/ListAgents", kUserRead),
+      Entry("/farm.v1.AdminService/CreateToken", kAdminOnly),
+      Entry("/farm.v1.AdminService/ListTokens", kAdminOnly),
+      Entry("/farm.v1.AdminService/RevokeToken", kAdminOnly),
+      // The REAPI store: artifacts are read by people and agents, written by agents and builds.
+      Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
+      Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),
+      Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs", kRead),
+      Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/GetTree", kRead),
+      Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchUpdateBlobs",
+            kCasWrite),
+      Entry("/build.bazel.remote.execution.v2.ActionCache/GetActionResult", kRead),
+      Entry("/build.bazel.remote.execution.v2.ActionCache/UpdateActionResult", kCasWrite),
+      Entry("/google.bytestream.ByteStream/Read", kRead),
+      Entry("/google.bytestream.ByteStream/Write", kCasWrite),
+      Entry("/google.bytestream.ByteStream/QueryWriteStatus", kCasWrite),
+      // Health: probes carry no credential; it tells only whether the coordinator serves.
+      Entry("/grpc.health.v1.Health/Check", kRead, /*is_public=*/true),
+      Entry("/grpc.health.v1.Health/Watch", kRead, /*is_public=*/true),
+  };
+}
+
+}  // namespace
+
+const std::vector<AuthzEntry>& AuthzTable() {
+  static const auto* table = new std::vector<AuthzEntry>(BuildTable());
+  return *table;
+}
+
+const AuthzEntry* FindAuthz(absl::string_view method) {
+  static const auto* index = [] {
+    auto* m = new absl::flat_hash_map<absl::string_view, const AuthzEntry*>();
+    for (const AuthzEntry& e : AuthzTable()) m->emplace(e.method, &e);
+    return m;
+  }();
+  auto it = index->find(method);
+  return it == index->end() ? nullptr : it->second;
+}
+
+bool Allowed(absl::string_view method, Role role) {
+  const AuthzEntry* e = FindAuthz(method);
+  return e != nullptr && e->allowed[static_cast<int>(role)];
+}
+
+}  // namespace farm::coordinator

@@ -1,0 +1,42 @@
+// farm.v1.AdminService on the gRPC callback API: operators' commands. The authorization table
+// lets only admins call the token RPCs (ListAgents: every person). Token writes are synced
+// store writes: they run on the read pool, never on gRPC's callback threads. Thread-safe;
+// owned by the Coordinator.
+#pragma once
+
+#include "common/io_pool.h"
+#include "coordinator/auth/token_registry.h"
+#include "coordinator/scheduler/scheduler.h"
+#include "coordinator/service/authenticator.h"
+#include "farm/v1/farm.grpc.pb.h"
+
+namespace farm::coordinator {
+
+class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
+ public:
+  // Not owned; all outlive the service.
+  AdminServiceImpl(Scheduler* scheduler, TokenRegistry* tokens, const Authenticator* auth,
+                   common::IoPool* pool)
+      : scheduler_(scheduler), tokens_(tokens), auth_(auth), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::ListAgentsRequest* req,
+                                       farm::v1::ListAgentsResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::CreateTokenRequest* req,
+                                        farm::v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::ListTokensRequest* req,
+                                       farm::v1::ListTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::RevokeTokenRequest* req,
+                                        farm::v1::RevokeTokenResponse* resp) override;
+
+ private:
+  Scheduler* const scheduler_;
+  TokenRegistry* const tokens_;
+  const Authenticator* const auth_;
+  common::IoPool* const pool_;
+};
+
+}  // namespace farm::coordinator
