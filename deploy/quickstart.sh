@@ -5,8 +5,10 @@
 #   ./deploy/quickstart.sh
 #
 # Installs what is missing (deploy/install-deps.sh), builds farm-coordinator, farm-agent and
-# farmctl into build/bin with Ninja (and ccache), starts a coordinator on a free port and one
-# agent, both keeping their state under .quickstart/ (git-ignored), submits the pipeline
+# farmctl into build/bin with Ninja (and ccache), makes a CA and certificates, starts a
+# coordinator with TLS on a free port, makes an agent token and a submitter token with the
+# admin certificate, starts one agent with its token, all state under .quickstart/
+# (git-ignored), submits (as the submitter) the pipeline
 # deploy/examples/release.yaml (a matrix build, a test that gets the builds' artifacts, a
 # package job in a concurrency group) and follows its progress live, shows the pipeline, the
 # test job's logs, lists the package's artifacts and downloads them (verified) into
@@ -98,8 +100,16 @@ cmake --build build -j "$(nproc)" --target farm-coordinator farm-agent farmctl
 rm -rf "$state_dir"
 mkdir -p "$state_dir/work"
 
-section "Starting the coordinator (data in $state_dir/data, log in $state_dir/coordinator.log)"
+section "Making a CA and certificates: farmctl certs init --dir $state_dir/certs"
+show farmctl certs init --dir="$state_dir/certs"
+certs=$state_dir/certs
+# Every farmctl below verifies the coordinator with this CA.
+export FARM_TLS_CA=$certs/ca.crt
+
+section "Starting the coordinator with TLS (data in $state_dir/data, log in $state_dir/coordinator.log)"
 "$bin/farm-coordinator" --listen=127.0.0.1:0 --data_dir="$state_dir/data" \
+  --tls_cert="$certs/coordinator.crt" --tls_key="$certs/coordinator.key" \
+  --tls_client_ca="$certs/ca.crt" \
   --port_file="$state_dir/coordinator.port" >"$state_dir/coordinator.log" 2>&1 &
 coordinator_pid=$!
 echo "$coordinator_pid" >"$state_dir/coordinator.pid"
@@ -122,8 +132,22 @@ address=$(cat "$state_dir/coordinator.port")
 export FARM_COORDINATOR=$address
 echo "coordinator serving on $address (pid $coordinator_pid)"
 
+section "Tokens, made by the admin (its certificate): one for the agent, one for you"
+admin() { farmctl --tls_cert="$certs/admin.crt" --tls_key="$certs/admin.key" "$@"; }
+echo '$ farmctl token create --role=agent --name=quickstart-agent >agent.token'
+admin token create --role=agent --name=quickstart-agent >"$state_dir/agent.token"
+echo '$ farmctl token create --role=submitter --name=quickstart-user --ttl=1d >user.token'
+admin token create --role=submitter --name=quickstart-user --ttl=1d >"$state_dir/user.token"
+chmod 600 "$state_dir/agent.token" "$state_dir/user.token"
+echo '$ farmctl token list'
+admin token list
+# From here on farmctl is the user, with the submitter token.
+FARM_TOKEN=$(cat "$state_dir/user.token")
+export FARM_TOKEN
+
 section "Starting an agent (workspaces in $state_dir/work, log in $state_dir/agent.log)"
-"$bin/farm-agent" --coordinator="$address" --name=quickstart-agent --labels=quickstart=yes \
+"$bin/farm-agent" --coordinator="$address" --name=quickstart-agent \
+  --tls_ca="$certs/ca.crt" --token_file="$state_dir/agent.token" --labels=quickstart=yes \
   --slots=2 --work_dir="$state_dir/work" >"$state_dir/agent.log" 2>&1 &
 agent_pid=$!
 echo "$agent_pid" >"$state_dir/agent.pid"
