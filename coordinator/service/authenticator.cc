@@ -1,5 +1,6 @@
 #include "coordinator/service/authenticator.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -59,7 +60,8 @@ absl::StatusOr<Principal> Authenticator::Identify(absl::string_view authorizatio
     }
     return p;
   }
-  if (has_certificate || !connection.FindPropertyValues("x509_pem_cert").empty()) {
+  // A certificate without any SAN still has a subject.
+  if (has_certificate || !connection.FindPropertyValues("x509_subject").empty()) {
     return absl::UnauthenticatedError(
         "the client certificate has no farm://ROLE/NAME URI in its subject alternative names");
   }
@@ -79,9 +81,10 @@ grpc::Status Authenticator::Process(const InputMetadata& auth_metadata, grpc::Au
   }
   if (!caller.ok()) return common::ToGrpcStatus(caller.status());
   if (entry == nullptr || !entry->allowed[static_cast<int>(caller->role)]) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        absl::StrCat("role ", RoleName(caller->role), " (", caller->name,
-                                     ") may not call ", method.empty() ? "?" : method.substr(1)));
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("role ", RoleName(caller->role), " (", caller->name, ") may not call ",
+                     method.empty() ? "?" : absl::CHexEscape(method.substr(1, 200))));
   }
   return grpc::Status::OK;
 }
