@@ -44,9 +44,9 @@ struct RocksDbStoreOptions {
   // Memory for memtables, all column families together.
   size_t write_buffer_bytes = 64 << 20;
   // Table files held open at once (one file descriptor each); the least recently read are
-  // closed past it (one LRU over all of them). Being bounded also makes a start open at most 16 files per family (the
-  // others open when first read): the event history's hundreds of small files then cost no
-  // memory until someone reads them.
+  // closed past it (one LRU over all of them). Being bounded also makes a start open at most 16
+  // files per family (the others open when first read): the event history's hundreds of small files
+  // then cost no memory until someone reads them.
   int max_open_files = 512;
   // The file system layer; null for the process default. Fault tests pass one that can lose
   // unsynced writes. Not owned; must outlive the store.
