@@ -31,14 +31,6 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, absl::string_
   return text;
 }
 
-absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view flag) {
-  FARM_ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(path, flag, 1 << 20));
-  if (pem.find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
-  }
-  return pem;
-}
-
 absl::StatusOr<std::string> CheckToken(std::string token, absl::string_view source) {
   token = std::string(absl::StripAsciiWhitespace(token));
   if (token.empty())
@@ -70,6 +62,14 @@ grpc::ChannelArguments Arguments() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view flag) {
+  FARM_ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(path, flag, 1 << 20));
+  if (pem.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
+  }
+  return pem;
+}
 
 absl::StatusOr<ClientSecurity> LoadClientSecurity(const ClientSecurityFlags& flags,
                                                   const EnvLookup& getenv) {

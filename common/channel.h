@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace farm::common {
 
@@ -38,6 +39,10 @@ struct ClientSecurityFlags {
   std::string tls_key;
   std::string token_file;
 };
+
+// A PEM file's text (certificates or a key, at most 1 MiB). INVALID_ARGUMENT naming `flag` and
+// the path when it cannot be read or holds no PEM block.
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view flag);
 
 using EnvLookup = std::function<const char*(const char*)>;
 

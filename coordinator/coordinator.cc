@@ -95,18 +95,6 @@ absl::Status ValidateSecurity(const CoordinatorOptions& o) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view flag) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) {
-    return absl::FailedPreconditionError(absl::StrCat(flag, ": cannot read ", path));
-  }
-  if (text.find("-----BEGIN ") == std::string::npos) {
-    return absl::FailedPreconditionError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
-  }
-  return text;
-}
-
 }  // namespace
 
 absl::Status CoordinatorOptions::Validate() const {
@@ -251,14 +239,14 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Coordinator::Credential
   }
   grpc::SslServerCredentialsOptions ssl;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  FARM_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(options_.tls_cert_file, "--tls_cert"));
-  FARM_ASSIGN_OR_RETURN(pair.private_key, ReadPem(options_.tls_key_file, "--tls_key"));
+  FARM_ASSIGN_OR_RETURN(pair.cert_chain, common::ReadPemFile(options_.tls_cert_file, "--tls_cert"));
+  FARM_ASSIGN_OR_RETURN(pair.private_key, common::ReadPemFile(options_.tls_key_file, "--tls_key"));
   ssl.pem_key_cert_pairs.push_back(std::move(pair));
   if (options_.tls_client_ca_file.empty()) {
     ssl.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
   } else {
     FARM_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                          ReadPem(options_.tls_client_ca_file, "--tls_client_ca"));
+                          common::ReadPemFile(options_.tls_client_ca_file, "--tls_client_ca"));
     // A caller may present a certificate (verified against the CA) or a token instead.
     ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
   }
