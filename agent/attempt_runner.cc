@@ -117,7 +117,7 @@ AttemptOutcome AttemptRunner::Run() {
   const absl::StatusOr<Workspace> workspace = PrepareWorkspace(&work);
   // The job's timeout runs from here: staging its inputs counts.
   const int64_t job_started_ms = context_.clock->MonotonicMs();
-  if (workspace.ok() && StageJobInputs(workspace->path(), job_started_ms, &work)) {
+  if (workspace.ok() && StageJobInputs(*workspace, job_started_ms, &work)) {
     RunWork(workspace->path(), job_started_ms, &work);
     CollectArtifacts(workspace->path(), &work, &complete);
   }
@@ -140,7 +140,7 @@ absl::StatusOr<Workspace> AttemptRunner::PrepareWorkspace(WorkResult* work) {
   return workspace;
 }
 
-bool AttemptRunner::StageJobInputs(const std::string& workspace, int64_t job_started_ms,
+bool AttemptRunner::StageJobInputs(const Workspace& workspace, int64_t job_started_ms,
                                    WorkResult* work) {
   if (job_.inputs_size() == 0) return true;
   auto fail = [&](AttemptOutcome outcome, const absl::Status& status) {
@@ -170,7 +170,7 @@ bool AttemptRunner::StageJobInputs(const std::string& workspace, int64_t job_sta
   }
   const int64_t started = context_.clock->MonotonicMs();
   const absl::StatusOr<StagingStats> stats =
-      StageInputs(job_.inputs(), workspace, *context_.blob_cache, &staging_canceller_);
+      StageInputs(job_.inputs(), *workspace.root(), *context_.blob_cache, &staging_canceller_);
   staged.Notify();
   if (watchdog.joinable()) watchdog.join();
   if (stats.ok()) {
