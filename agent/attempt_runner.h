@@ -117,9 +117,9 @@ class AttemptRunner final : public Attempt {
   void RunWork(const std::string& workspace, int64_t job_started_ms, WorkResult* work);
   // Collects, hashes and uploads the job's artifacts into `complete` when the outcome calls for
   // them; a failure fails the attempt (or cancels it, after Cancel()).
-  void CollectArtifacts(const std::string& workspace, WorkResult* work,
+  void CollectArtifacts(const Workspace& workspace, WorkResult* work,
                         farm::v1::CompleteJobRequest* complete);
-  absl::Status FindAndUploadArtifacts(const std::string& workspace,
+  absl::Status FindAndUploadArtifacts(const Workspace& workspace,
                                       farm::v1::CompleteJobRequest* complete);
   // Reports the outcome with CompleteJob (dropping the artifacts, and failing the attempt,
   // when the coordinator says one of them is gone from the CAS).
