@@ -98,9 +98,11 @@ absl::Status CheckComponent(absl::string_view path, absl::string_view part) {
   return absl::OkStatus();
 }
 
+// The directory `fd` opened again: a new open file description, so that listing it (readdir
+// moves the offset) never disturbs another listing of the same directory, as dup would.
 absl::StatusOr<UniqueFd> Dup(int fd) {
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (copy.get() < 0) return ErrnoStatus(errno, "cannot duplicate a directory descriptor");
+  UniqueFd copy(::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (copy.get() < 0) return ErrnoStatus(errno, "cannot open a directory again");
   return copy;
 }
 

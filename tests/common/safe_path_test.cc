@@ -3,6 +3,7 @@
 // reading without following or blocking, and removal that never follows a link.
 #include "common/safe_path.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -156,6 +157,23 @@ TEST_F(WalkTest, LoopsMissingDirectoriesAndFilesOnTheWay) {
   ASSERT_OK_AND_ASSIGN(end, WalkBeneath(*root_, ""));
   EXPECT_EQ(end.name, "");
   EXPECT_TRUE(end.exists && S_ISDIR(end.st.st_mode));
+}
+
+// Listing the root through one descriptor must not use up another listing's entries (a dup'd
+// descriptor shares the directory offset).
+TEST_F(WalkTest, EachOpenedRootListsFromTheStart) {
+  auto count = [](UniqueFd fd) {
+    DIR* dir = ::fdopendir(fd.Release());
+    int n = 0;
+    while (::readdir(dir) != nullptr) ++n;
+    ::closedir(dir);
+    return n;
+  };
+  ASSERT_OK_AND_ASSIGN(UniqueFd first, OpenDirBeneath(*root_, ""));
+  ASSERT_OK_AND_ASSIGN(UniqueFd second, OpenDirBeneath(*root_, ""));
+  const int entries = count(std::move(first));
+  EXPECT_GT(entries, 2);  // ".", ".." and "real"
+  EXPECT_EQ(count(std::move(second)), entries);
 }
 
 TEST_F(WalkTest, CreatesDirectoriesBeneathTheRootOnly) {
