@@ -117,9 +117,9 @@ AttemptOutcome AttemptRunner::Run() {
   const absl::StatusOr<Workspace> workspace = PrepareWorkspace(&work);
   // The job's timeout runs from here: staging its inputs counts.
   const int64_t job_started_ms = context_.clock->MonotonicMs();
-  if (workspace.ok() && StageJobInputs(workspace->path(), job_started_ms, &work)) {
+  if (workspace.ok() && StageJobInputs(*workspace, job_started_ms, &work)) {
     RunWork(workspace->path(), job_started_ms, &work);
-    CollectArtifacts(workspace->path(), &work, &complete);
+    CollectArtifacts(*workspace, &work, &complete);
   }
   if (!abandoned()) Complete(&work, &complete);
   if (abandoned()) work.outcome = farm::v1::ATTEMPT_LOST;
@@ -140,7 +140,7 @@ absl::StatusOr<Workspace> AttemptRunner::PrepareWorkspace(WorkResult* work) {
   return workspace;
 }
 
-bool AttemptRunner::StageJobInputs(const std::string& workspace, int64_t job_started_ms,
+bool AttemptRunner::StageJobInputs(const Workspace& workspace, int64_t job_started_ms,
                                    WorkResult* work) {
   if (job_.inputs_size() == 0) return true;
   auto fail = [&](AttemptOutcome outcome, const absl::Status& status) {
@@ -170,7 +170,7 @@ bool AttemptRunner::StageJobInputs(const std::string& workspace, int64_t job_sta
   }
   const int64_t started = context_.clock->MonotonicMs();
   const absl::StatusOr<StagingStats> stats =
-      StageInputs(job_.inputs(), workspace, *context_.blob_cache, &staging_canceller_);
+      StageInputs(job_.inputs(), *workspace.root(), *context_.blob_cache, &staging_canceller_);
   staged.Notify();
   if (watchdog.joinable()) watchdog.join();
   if (stats.ok()) {
@@ -213,7 +213,7 @@ void AttemptRunner::RunWork(const std::string& workspace, int64_t job_started_ms
   log_sender_ = nullptr;
 }
 
-void AttemptRunner::CollectArtifacts(const std::string& workspace, WorkResult* work,
+void AttemptRunner::CollectArtifacts(const Workspace& workspace, WorkResult* work,
                                      farm::v1::CompleteJobRequest* complete) {
   const farm::v1::JobSpec& spec = job_.spec();
   const bool wanted =
@@ -235,26 +235,26 @@ void AttemptRunner::CollectArtifacts(const std::string& workspace, WorkResult* w
                               "artifacts: ", collected.message());
 }
 
-absl::Status AttemptRunner::FindAndUploadArtifacts(const std::string& workspace,
+absl::Status AttemptRunner::FindAndUploadArtifacts(const Workspace& workspace,
                                                    farm::v1::CompleteJobRequest* complete) {
   const farm::v1::JobSpec& spec = job_.spec();
   const std::vector<std::string> globs(spec.artifacts().begin(), spec.artifacts().end());
   const int64_t started = context_.clock->MonotonicMs();
-  FARM_ASSIGN_OR_RETURN(ArtifactMatches matches, FindArtifacts(workspace, globs));
+  FARM_ASSIGN_OR_RETURN(ArtifactMatches matches, FindArtifacts(workspace.root(), globs));
   for (const std::string& glob : matches.empty_globs) {
     FARM_LOG(INFO) << log_prefix_ << " artifacts: \"" << glob << "\" matched no file";
   }
   for (const std::string& note : matches.skipped) {
     FARM_LOG(WARNING) << log_prefix_ << " artifacts: skipped " << note;
   }
-  FARM_RETURN_IF_ERROR(HashArtifacts(matches.files));
+  FARM_RETURN_IF_ERROR(HashArtifacts(matches));
   std::vector<farm::v1::Artifact> artifacts = ToArtifactProtos(matches.files);
   google::protobuf::RepeatedPtrField<farm::v1::Artifact> list(artifacts.begin(), artifacts.end());
   FARM_RETURN_IF_ERROR(common::ValidateArtifacts(list));
   if (!matches.files.empty()) {
     if (context_.cas == nullptr) return absl::FailedPreconditionError("this agent has no CAS");
     FARM_ASSIGN_OR_RETURN(const UploadStats stats,
-                          UploadArtifacts(*context_.cas, matches.files, &upload_canceller_));
+                          UploadArtifacts(*context_.cas, matches, &upload_canceller_));
     FARM_LOG(INFO) << log_prefix_ << " artifacts: " << stats.files << " files, " << stats.blobs
                    << " distinct, " << stats.uploaded_blobs << " uploaded (" << stats.uploaded_bytes
                    << " bytes) in "

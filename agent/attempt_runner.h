@@ -112,14 +112,14 @@ class AttemptRunner final : public Attempt {
   // Stages the job's inputs in `workspace`. False when they could not be, with the outcome
   // (FAILED, or CANCELLED after Cancel()) and reason in `work`. `job_started_ms` is when the
   // job's timeout started running: staging ends when it expires.
-  bool StageJobInputs(const std::string& workspace, int64_t job_started_ms, WorkResult* work);
+  bool StageJobInputs(const Workspace& workspace, int64_t job_started_ms, WorkResult* work);
   // Runs the job's work through runner_ with a log stream of its own.
   void RunWork(const std::string& workspace, int64_t job_started_ms, WorkResult* work);
   // Collects, hashes and uploads the job's artifacts into `complete` when the outcome calls for
   // them; a failure fails the attempt (or cancels it, after Cancel()).
-  void CollectArtifacts(const std::string& workspace, WorkResult* work,
+  void CollectArtifacts(const Workspace& workspace, WorkResult* work,
                         farm::v1::CompleteJobRequest* complete);
-  absl::Status FindAndUploadArtifacts(const std::string& workspace,
+  absl::Status FindAndUploadArtifacts(const Workspace& workspace,
                                       farm::v1::CompleteJobRequest* complete);
   // Reports the outcome with CompleteJob (dropping the artifacts, and failing the attempt,
   // when the coordinator says one of them is gone from the CAS).

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/posix_io.h"
+#include "common/safe_path.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 
@@ -90,26 +91,33 @@ absl::Status CopyInKernel(int in, int out, int64_t size) {
   return absl::OkStatus();
 }
 
-// Creates `dest` with the content of the cached blob `src`. `verify`: hash what is read and
-// fail with DATA_LOSS unless it matches `digest` (a missing `src` is DATA_LOSS too). On error
-// `dest` is removed.
-absl::Status CopyOut(const std::string& src, const std::string& dest, bool executable,
-                     const common::Digest& digest, bool verify) {
-  common::UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+// Creates `name` in `dir` (`label` in messages) with the content of the cached blob `src`.
+// `verify`: hash what is read and fail with DATA_LOSS unless it matches `digest` (a missing `src`
+// is DATA_LOSS too). On error the new file is removed.
+absl::Status CopyOut(const std::string& src, int dir, const std::string& name,
+                     absl::string_view label, bool executable, const common::Digest& digest,
+                     bool verify) {
+  // The cache directory is reachable by steps: a cached blob replaced by a link (or a FIFO) is
+  // never followed or read, but discarded (DATA_LOSS) and fetched again.
+  common::UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (in.get() < 0) {
-    if (errno == ENOENT) {
+    if (errno == ENOENT || errno == ELOOP) {
       return absl::DataLossError(absl::StrCat("the cached blob ", digest.ToString(), " is gone"));
     }
     return common::ErrnoStatus(errno, absl::StrCat("cannot open the cached blob ", src));
   }
-  common::UniqueFd out(
-      ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
-  if (out.get() < 0) return common::ErrnoStatus(errno, absl::StrCat("cannot create ", dest));
+  struct stat st;
+  if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::DataLossError(
+        absl::StrCat("the cached blob ", digest.ToString(), " is not a regular file"));
+  }
+  FARM_ASSIGN_OR_RETURN(common::UniqueFd out,
+                        common::CreateFileAt(dir, name, executable ? 0777 : 0666, label));
   absl::Status status = verify ? CopyHashed(in.get(), out.get(), digest)
                                : CopyInKernel(in.get(), out.get(), digest.size);
   if (status.ok() && out.Close() != 0)
-    status = common::ErrnoStatus(errno, absl::StrCat("write ", dest));
-  if (!status.ok()) ::unlink(dest.c_str());
+    status = common::ErrnoStatus(errno, absl::StrCat("write ", label));
+  if (!status.ok()) ::unlinkat(dir, name.c_str(), 0);
   return status;
 }
 
@@ -320,15 +328,24 @@ void BlobCache::Discard(const common::Digest& digest, const Pin& pin) {
 
 absl::Status BlobCache::Materialize(const common::Digest& digest, const std::string& dest,
                                     bool executable, common::CancelSource* cancel) {
+  const size_t slash = dest.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : dest.substr(0, slash + 1);
+  common::UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) return common::ErrnoStatus(errno, absl::StrCat("cannot create ", dest));
+  return MaterializeAt(digest, dir_fd.get(),
+                       slash == std::string::npos ? dest : dest.substr(slash + 1), dest, executable,
+                       cancel);
+}
+
+absl::Status BlobCache::MaterializeAt(const common::Digest& digest, int dir,
+                                      const std::string& name, absl::string_view label,
+                                      bool executable, common::CancelSource* cancel) {
   struct stat st;
-  if (::lstat(dest.c_str(), &st) == 0) {
-    return absl::AlreadyExistsError(absl::StrCat(dest, " already exists"));
+  if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(label, " already exists"));
   }
   if (digest == common::EmptyDigest()) {
-    common::UniqueFd out(
-        ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
-    if (out.get() < 0) return common::ErrnoStatus(errno, absl::StrCat("cannot create ", dest));
-    return absl::OkStatus();
+    return common::CreateFileAt(dir, name, executable ? 0777 : 0666, label).status();
   }
 
   // One more fetch after a blob did not match its digest (in the cache, or as received: a
@@ -341,7 +358,7 @@ absl::Status BlobCache::Materialize(const common::Digest& digest, const std::str
         absl::MutexLock lock(&mu_);
         ++stats_.misses;
       }
-      status = cas_->Download(digest, dest, executable, cancel);
+      status = cas_->DownloadAt(digest, dir, name, label, executable, cancel);
       if (status.ok()) {
         absl::MutexLock lock(&mu_);
         stats_.bytes_fetched += digest.size;
@@ -352,7 +369,8 @@ absl::Status BlobCache::Materialize(const common::Digest& digest, const std::str
         status = pin.status();
       } else {
         // A blob this call fetched was verified as it arrived; a cached one is verified now.
-        status = CopyOut(PathOf(digest), dest, executable, digest, /*verify=*/!pin->fetched);
+        status = CopyOut(PathOf(digest), dir, name, label, executable, digest,
+                         /*verify=*/!pin->fetched);
         if (status.code() == absl::StatusCode::kDataLoss) {
           Discard(digest, *pin);
         } else {

@@ -37,6 +37,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/cas_client.h"
 #include "common/digest.h"
@@ -75,6 +76,12 @@ class BlobCache {
   // disk) otherwise. On error `dest` does not exist.
   absl::Status Materialize(const common::Digest& digest, const std::string& dest, bool executable,
                            common::CancelSource* cancel);
+  // The same for `name` in the directory `dir` (a descriptor; `label` names the file in
+  // messages): the file is created with O_EXCL | O_NOFOLLOW (or renamed into place with
+  // renameat), so a symbolic link planted in the directory is never followed.
+  absl::Status MaterializeAt(const common::Digest& digest, int dir, const std::string& name,
+                             absl::string_view label, bool executable,
+                             common::CancelSource* cancel);
 
   Stats stats() const;
   int64_t bytes() const;  // of the blobs cached now

@@ -1,13 +1,10 @@
 #include "agent/inputs.h"
 
-#include <filesystem>
-#include <system_error>
-
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/job_limits.h"
-#include "common/posix_io.h"
+#include "common/safe_path.h"
 #include "common/status_macros.h"
 
 namespace farm::agent {
@@ -47,9 +44,12 @@ absl::Status ValidateInputs(const google::protobuf::RepeatedPtrField<farm::v1::J
 
 absl::StatusOr<StagingStats> StageInputs(
     const google::protobuf::RepeatedPtrField<farm::v1::JobInput>& inputs,
-    const std::string& workspace, BlobCache& cache, common::CancelSource* cancel) {
+    const common::BeneathRoot& workspace, BlobCache& cache, common::CancelSource* cancel) {
   FARM_RETURN_IF_ERROR(ValidateInputs(inputs));
   StagingStats stats;
+  // The directory of the previous file, kept open: inputs come grouped by directory.
+  std::string open_dir;
+  common::UniqueFd dir_fd;
   for (const farm::v1::JobInput& input : inputs) {
     for (const farm::v1::Artifact& artifact : input.artifacts()) {
       const std::string where = Where(input, artifact);
@@ -57,14 +57,20 @@ absl::StatusOr<StagingStats> StageInputs(
         return absl::Status(cause.code(),
                             absl::StrCat("cannot stage input ", where, ": ", cause.ToString()));
       };
-      const std::string dest = absl::StrCat(workspace, "/", kInputsDir, "/", where);
-      std::error_code ec;
-      std::filesystem::create_directories(std::filesystem::path(dest).parent_path(), ec);
-      if (ec) {
-        return fail(common::ErrnoStatus(ec.value(), "cannot create its directory"));
+      const std::string relative = absl::StrCat(kInputsDir, "/", where);
+      const size_t slash = relative.rfind('/');
+      const std::string dir = relative.substr(0, slash);
+      if (dir != open_dir || dir_fd.get() < 0) {
+        // Nothing in a fresh workspace is a link: one there was planted, and is refused.
+        absl::StatusOr<common::UniqueFd> opened = common::OpenDirBeneath(
+            workspace, dir, {.follow_links = false, .follow_last = false, .create_dirs = true});
+        if (!opened.ok()) return fail(opened.status());
+        dir_fd = *std::move(opened);
+        open_dir = dir;
       }
       const common::Digest digest{artifact.hash(), artifact.size()};
-      if (absl::Status s = cache.Materialize(digest, dest, artifact.executable(), cancel);
+      if (absl::Status s = cache.MaterializeAt(digest, dir_fd.get(), relative.substr(slash + 1),
+                                               relative, artifact.executable(), cancel);
           !s.ok()) {
         return fail(s);
       }
@@ -73,6 +79,15 @@ absl::StatusOr<StagingStats> StageInputs(
     }
   }
   return stats;
+}
+
+absl::StatusOr<StagingStats> StageInputs(
+    const google::protobuf::RepeatedPtrField<farm::v1::JobInput>& inputs,
+    const std::string& workspace, BlobCache& cache, common::CancelSource* cancel) {
+  FARM_RETURN_IF_ERROR(ValidateInputs(inputs));
+  FARM_ASSIGN_OR_RETURN(common::BeneathRoot root,
+                        common::BeneathRoot::Open(workspace, "the workspace"));
+  return StageInputs(inputs, root, cache, cancel);
 }
 
 }  // namespace farm::agent

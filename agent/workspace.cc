@@ -1,34 +1,18 @@
 #include "agent/workspace.h"
 
-#include <filesystem>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <random>
-#include <system_error>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace farm::agent {
-namespace {
-
-namespace fs = std::filesystem;
-
-// Gives the owner rwx on every directory below `root` so that remove_all can unlink their
-// entries (build tools like to leave read-only trees behind).
-void MakeTreeWritable(const fs::path& root) {
-  std::error_code ec;
-  fs::permissions(root, fs::perms::owner_all, fs::perm_options::add, ec);
-  for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec),
-       end;
-       !ec && it != end; it.increment(ec)) {
-    std::error_code ignored;
-    if (it->is_directory(ignored) && !it->is_symlink(ignored)) {
-      fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ignored);
-    }
-  }
-}
-
-}  // namespace
 
 std::string SafeFileName(absl::string_view id) {
   std::string out(id);
@@ -44,31 +28,40 @@ std::string SafeFileName(absl::string_view id) {
 absl::StatusOr<Workspace> Workspace::Create(absl::string_view work_dir, absl::string_view job_id,
                                             uint32_t attempt) {
   static thread_local std::mt19937_64 rng(std::random_device{}());
+  const std::string parent(work_dir);
+  auto work_fd = std::make_shared<common::UniqueFd>(
+      ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (work_fd->get() < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create workspace under ", parent, ": ", std::strerror(errno)));
+  }
   for (int tries = 0; tries < 5; ++tries) {
-    const std::string path = absl::StrCat(work_dir, "/", SafeFileName(job_id), "-", attempt, "-",
+    const std::string name = absl::StrCat(SafeFileName(job_id), "-", attempt, "-",
                                           absl::StrFormat("%08x", rng() & 0xffffffffu));
-    std::error_code ec;
-    // create_directory returns false (no error) when it already exists: pick another name.
-    if (fs::create_directory(path, ec)) return Workspace(path);
-    if (ec) {
+    const std::string path = absl::StrCat(parent, "/", name);
+    if (::mkdirat(work_fd->get(), name.c_str(), 0777) != 0) {
+      if (errno == EEXIST) continue;  // pick another name
       return absl::InternalError(
-          absl::StrCat("cannot create workspace ", path, ": ", ec.message()));
+          absl::StrCat("cannot create workspace ", path, ": ", std::strerror(errno)));
     }
+    common::UniqueFd fd(
+        ::openat(work_fd->get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd.get() < 0) {
+      return absl::InternalError(
+          absl::StrCat("cannot open workspace ", path, ": ", std::strerror(errno)));
+    }
+    auto root = std::make_shared<const common::BeneathRoot>(
+        std::move(fd), common::BeneathRoot::NamesOf(path), "the workspace");
+    return Workspace(path, name, std::move(work_fd), std::move(root));
   }
   return absl::InternalError(absl::StrCat("cannot pick a fresh workspace name under ", work_dir));
 }
 
 absl::Status Workspace::Remove() const {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-  if (!ec) return absl::OkStatus();
-  MakeTreeWritable(path_);
-  ec.clear();
-  fs::remove_all(path_, ec);
-  if (ec) {
-    return absl::InternalError(absl::StrCat("cannot remove workspace ", path_, ": ", ec.message()));
-  }
-  return absl::OkStatus();
+  absl::Status removed = common::RemoveTreeAt(work_dir_->get(), name_, path_);
+  if (removed.ok()) return removed;
+  return absl::InternalError(
+      absl::StrCat("cannot remove workspace ", path_, ": ", removed.message()));
 }
 
 }  // namespace farm::agent

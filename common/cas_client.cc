@@ -82,10 +82,17 @@ absl::Status Annotate(const absl::Status& status, absl::string_view prefix) {
   return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
 }
 
-// Opens `path` for reading and checks that it still has `size` bytes.
-absl::StatusOr<std::unique_ptr<UniqueFd>> OpenForUpload(const std::string& path, int64_t size) {
-  auto fd = std::make_unique<UniqueFd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd->get() < 0) return ErrnoStatus(errno, "cannot open");
+// Opens the file for reading and checks that it still has its digest's size.
+absl::StatusOr<std::unique_ptr<UniqueFd>> OpenForUpload(const CasClient::FileUpload& file) {
+  const int64_t size = file.digest.size;
+  std::unique_ptr<UniqueFd> fd;
+  if (file.open) {
+    FARM_ASSIGN_OR_RETURN(UniqueFd opened, file.open());
+    fd = std::make_unique<UniqueFd>(std::move(opened));
+  } else {
+    fd = std::make_unique<UniqueFd>(::open(file.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd->get() < 0) return ErrnoStatus(errno, "cannot open");
+  }
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return ErrnoStatus(errno, "cannot stat");
   if (!S_ISREG(st.st_mode)) return absl::FailedPreconditionError("not a regular file");
@@ -260,7 +267,7 @@ absl::Status CasClient::UploadBatch(const std::vector<const FileUpload*>& files,
   for (const FileUpload* file : files) {
     const std::string& name = file->label.empty() ? file->path : file->label;
     if (!by_key.emplace(Key(file->digest), file).second) continue;  // the same content twice
-    absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenForUpload(file->path, file->digest.size);
+    absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenForUpload(*file);
     if (!fd.ok()) return Annotate(fd.status(), absl::StrCat(name, ": "));
     reapi::BatchUpdateBlobsRequest::Request* entry = request.add_requests();
     *entry->mutable_digest() = ToProto(file->digest);
@@ -300,7 +307,7 @@ absl::Status CasClient::UploadBatch(const std::vector<const FileUpload*>& files,
 absl::Status CasClient::WriteStream(const FileUpload& file, CancelSource* cancel) {
   const std::string& name = file.label.empty() ? file.path : file.label;
   const int64_t size = file.digest.size;
-  absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenForUpload(file.path, size);
+  absl::StatusOr<std::unique_ptr<UniqueFd>> fd = OpenForUpload(file);
   if (!fd.ok()) return Annotate(fd.status(), absl::StrCat(name, ": "));
   const std::string resource =
       absl::StrCat("uploads/", NewUuid(), "/blobs/", file.digest.hash, "/", size);
@@ -380,27 +387,34 @@ absl::Status CasClient::WriteStream(const FileUpload& file, CancelSource* cancel
 
 absl::Status CasClient::Download(const Digest& digest, const std::string& path, bool executable,
                                  CancelSource* cancel) {
-  const std::string label = Key(digest);
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (base.empty() || base == "." || base == "..") {
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) return ErrnoStatus(errno, absl::StrCat(path, ": cannot create"));
+  return DownloadAt(digest, dir_fd.get(), base, path, executable, cancel);
+}
+
+absl::Status CasClient::DownloadAt(const Digest& digest, int dir, const std::string& base,
+                                   absl::string_view path, bool executable, CancelSource* cancel) {
+  const std::string label = Key(digest);
+  if (base.empty() || base == "." || base == ".." || base.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a file name"));
   }
   // Hidden, next to the destination: same file system, so the rename is atomic.
-  const std::string temp =
-      absl::StrCat(slash == std::string::npos ? "" : dir, ".", base, ".farm-", RandomHex(6));
-  UniqueFd fd(
-      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, executable ? 0777 : 0666));
+  const std::string temp = absl::StrCat(".", base, ".farm-", RandomHex(6));
+  UniqueFd fd(::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       executable ? 0777 : 0666));
   if (fd.get() < 0) return ErrnoStatus(errno, absl::StrCat(path, ": cannot create"));
   bool keep = false;
   struct Cleanup {
+    int dir;
     const std::string& temp;
     const bool& keep;
     ~Cleanup() {
-      if (!keep) ::unlink(temp.c_str());
+      if (!keep) ::unlinkat(dir, temp.c_str(), 0);
     }
-  } cleanup{temp, keep};
+  } cleanup{dir, temp, keep};
 
   Sha256Hasher hasher;
   int64_t received = 0;
@@ -466,7 +480,7 @@ absl::Status CasClient::Download(const Digest& digest, const std::string& path, 
         absl::StrCat("blob ", label, ": the bytes received hash to ", hash, ", not to the digest"));
   }
   if (fd.Close() != 0) return ErrnoStatus(errno, absl::StrCat(path, ": cannot write"));
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
+  if (::renameat(dir, temp.c_str(), dir, base.c_str()) != 0) {
     return ErrnoStatus(errno, absl::StrCat(path, ": cannot replace"));
   }
   keep = true;

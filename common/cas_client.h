@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,8 +26,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/digest.h"
+#include "common/unique_fd.h"
 
 namespace grpc {
 class Channel;
@@ -87,6 +90,9 @@ class CasClient {
     std::string path;   // the file to read
     std::string label;  // how errors name it (e.g. the artifact's path); `path` when empty
     Digest digest;      // of its content, computed by the caller
+    // How to open it for reading, when set (instead of open(2) on `path`): the agent opens an
+    // artifact beneath the workspace's descriptor, never through a path string.
+    std::function<absl::StatusOr<UniqueFd>()> open = nullptr;
   };
   // Uploads each file's content under its digest, whether or not the store has it (call
   // FindMissing first). The empty blob is never sent (the store always has it).
@@ -104,6 +110,13 @@ class CasClient {
   // On any error `path` is untouched and no temporary file is left.
   absl::Status Download(const Digest& digest, const std::string& path, bool executable = false,
                         CancelSource* cancel = nullptr);
+  // The same into `base` (one name) in the directory `dir` (a descriptor): the temporary file
+  // is created there with O_EXCL | O_NOFOLLOW and renamed over `base` with renameat, so a link
+  // planted at either name is never followed (one at `base` is replaced). `path` names the file
+  // in errors.
+  absl::Status DownloadAt(const Digest& digest, int dir, const std::string& base,
+                          absl::string_view path, bool executable = false,
+                          CancelSource* cancel = nullptr);
 
   // The batch limit in use: min(options.max_batch_bytes, the server's
   // max_batch_total_size_bytes). Asks the server once (GetCapabilities); a server that does not

@@ -174,27 +174,7 @@ absl::Status ValidateArtifactGlob(absl::string_view glob) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateArtifactPath(absl::string_view path) {
-  if (path.empty()) return absl::InvalidArgumentError("the path is empty");
-  if (path.size() > static_cast<size_t>(kMaxArtifactPathBytes)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the path is ", path.size(), " bytes; the limit is ", kMaxArtifactPathBytes));
-  }
-  if (path.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError("the path contains a NUL byte");
-  }
-  if (!IsValidUtf8(path)) return absl::InvalidArgumentError("the path is not valid UTF-8");
-  if (path[0] == '/') {
-    return absl::InvalidArgumentError(absl::StrCat("\"", path, "\" is an absolute path"));
-  }
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (part.empty() || part == "." || part == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "\"", path, "\" is not a plain relative path (empty, \".\" or \"..\" component)"));
-    }
-  }
-  return absl::OkStatus();
-}
+absl::Status ValidateArtifactPath(absl::string_view path) { return CheckRelativePath(path); }
 
 absl::Status ValidateArtifacts(
     const google::protobuf::RepeatedPtrField<farm::v1::Artifact>& artifacts) {

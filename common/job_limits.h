@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/safe_path.h"
 #include "common/status_macros.h"
 #include "farm/v1/farm.pb.h"
 
@@ -31,7 +32,7 @@ inline constexpr int kMaxArtifactGlobBytes = 1 << 10;  // one glob
 // CompleteJobRequest and is stored twice in the job, on the attempt and on the job).
 inline constexpr int kMaxArtifactsPerJob = 10'000;
 inline constexpr int64_t kMaxArtifactListBytes = 4 << 20;
-inline constexpr int kMaxArtifactPathBytes = 4096;  // PATH_MAX
+inline constexpr int kMaxArtifactPathBytes = kMaxRelativePathBytes;  // common/safe_path.h
 // `retry:` (RetryPolicy): attempts counting the first, and the exit codes that retry.
 inline constexpr int kMaxRetryAttempts = 10;
 inline constexpr int kMaxRetryExitCodes = 32;
@@ -85,9 +86,10 @@ bool IsValidUtf8(absl::string_view text);
 // callers prefix it).
 absl::Status ValidateArtifactGlob(absl::string_view glob);
 
-// A path an artifact is recorded or downloaded under: non-empty, at most kMaxArtifactPathBytes,
-// '/'-separated and relative, with no empty, "." or ".." component, no NUL, valid UTF-8. OK or
-// INVALID_ARGUMENT saying what is wrong (callers prefix which path).
+// A path an artifact is recorded or downloaded under: common::CheckRelativePath (non-empty, at
+// most kMaxArtifactPathBytes, '/'-separated and relative, with no empty, "." or ".." component,
+// valid UTF-8 without control characters). OK or INVALID_ARGUMENT saying what is wrong (callers
+// prefix which path).
 absl::Status ValidateArtifactPath(absl::string_view path);
 
 // The artifacts an agent reports in CompleteJobRequest: at most kMaxArtifactsPerJob, encoded in

@@ -40,18 +40,20 @@ int Artifacts(Session& session) {
 absl::StatusOr<std::vector<std::string>> FetchArtifacts(
     Session& session, const std::vector<const farm::v1::Artifact*>& selected,
     const std::string& dir) {
-  absl::StatusOr<std::string> root = PrepareDirectory(dir);
+  absl::StatusOr<common::BeneathRoot> root = PrepareDirectory(dir);
   if (!root.ok()) return root.status();
   std::vector<std::string> written;
   for (const farm::v1::Artifact* artifact : selected) {
-    absl::StatusOr<std::string> target = PrepareTarget(*root, dir, artifact->path());
+    absl::StatusOr<Target> target = PrepareTarget(*root, dir, artifact->path());
     if (!target.ok()) return target.status();
     absl::StatusOr<common::Digest> digest = common::MakeDigest(artifact->hash(), artifact->size());
     if (!digest.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           artifact->path(), ": the job records a bad digest: ", digest.status().message()));
     }
-    const absl::Status fetched = session.cas().Download(*digest, *target, artifact->executable());
+    const absl::Status fetched =
+        session.cas().DownloadAt(*digest, target->dir.get(), target->name,
+                                 JoinPath(dir, artifact->path()), artifact->executable());
     if (!fetched.ok()) {
       return absl::Status(fetched.code(), absl::StrCat(artifact->path(), ": ", fetched.message()));
     }

@@ -1,10 +1,5 @@
 #include "coordinator/cli/download.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <climits>
-#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 
@@ -18,25 +13,6 @@
 #include "common/posix_io.h"
 
 namespace farm::cli {
-namespace {
-
-std::string RealPath(const std::string& path) {
-  char buffer[PATH_MAX];
-  if (::realpath(path.c_str(), buffer) == nullptr) return "";
-  return buffer;
-}
-
-bool Inside(const std::string& root, const std::string& path) {
-  return path == root || (absl::StartsWith(path, root) &&
-                          (root == "/" || (path.size() > root.size() && path[root.size()] == '/')));
-}
-
-// "DIR/a/b": the first `count` parts of an artifact path, as the user would name them.
-std::string Prefix(const std::string& dir, const std::vector<std::string>& parts, size_t count) {
-  return JoinPath(dir, absl::StrJoin(parts.begin(), parts.begin() + static_cast<long>(count), "/"));
-}
-
-}  // namespace
 
 std::string JoinPath(absl::string_view dir, absl::string_view relative) {
   if (dir.empty() || dir == ".") return std::string(relative);
@@ -93,54 +69,30 @@ absl::StatusOr<std::vector<const farm::v1::Artifact*>> SelectArtifacts(
   return selected;
 }
 
-absl::StatusOr<std::string> PrepareDirectory(const std::string& dir) {
+absl::StatusOr<common::BeneathRoot> PrepareDirectory(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));
-  const std::string root = RealPath(dir);
-  if (root.empty()) return common::ErrnoStatus(errno, dir);
-  struct stat st;
-  if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, ": not a directory"));
-  }
-  return root;
+  return common::BeneathRoot::Open(dir, dir);
 }
 
-absl::StatusOr<std::string> PrepareTarget(const std::string& root, const std::string& dir,
-                                          const std::string& path) {
+absl::StatusOr<Target> PrepareTarget(const common::BeneathRoot& root, const std::string& dir,
+                                     const std::string& path) {
   if (absl::Status s = common::ValidateArtifactPath(path); !s.ok()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("refusing to write artifact \"", path, "\" outside ", dir, ": ", s.message()));
+    return absl::PermissionDeniedError(absl::StrCat("refusing to write artifact ",
+                                                    common::QuotePath(path), " outside ", dir, ": ",
+                                                    s.message()));
   }
-  const std::vector<std::string> parts = absl::StrSplit(path, '/');
-  std::string current = root;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    current = absl::StrCat(current, "/", parts[i]);
-    struct stat st;
-    if (::lstat(current.c_str(), &st) != 0) {
-      if (errno != ENOENT) return common::ErrnoStatus(errno, JoinPath(dir, path));
-      if (::mkdir(current.c_str(), 0777) != 0 && errno != EEXIST) {
-        return common::ErrnoStatus(errno,
-                                   absl::StrCat(JoinPath(dir, path), ": cannot create directory"));
-      }
-      continue;
-    }
-    if (S_ISLNK(st.st_mode)) {
-      const std::string real = RealPath(current);
-      if (real.empty() || !Inside(root, real)) {
-        return absl::PermissionDeniedError(
-            absl::StrCat("refusing to write artifact \"", path, "\": ", Prefix(dir, parts, i + 1),
-                         " is a symbolic link leading outside ", dir));
-      }
-      if (::stat(real.c_str(), &st) != 0) return common::ErrnoStatus(errno, JoinPath(dir, path));
-    }
-    if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat("cannot write artifact \"", path,
-                                                        "\": ", Prefix(dir, parts, i + 1),
-                                                        " exists and is not a directory"));
-    }
+  absl::StatusOr<common::WalkEnd> end = common::WalkBeneath(
+      root, path, {.follow_links = true, .follow_last = false, .create_dirs = true});
+  if (!end.ok()) {
+    const bool refused = end.status().code() == absl::StatusCode::kPermissionDenied;
+    return absl::Status(
+        end.status().code(),
+        absl::StrCat(refused ? "refusing to write artifact " : "cannot write artifact ",
+                     common::QuotePath(path), " in ", dir, ": ", end.status().message()));
   }
-  return absl::StrCat(root, "/", path);
+  return Target{std::move(end->dir), std::move(end->name)};
 }
 
 }  // namespace farm::cli
