@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "coordinator/service/request_text.h"
 
 namespace farm::coordinator {
 namespace {
@@ -74,6 +75,8 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
       absl::MutexLock lock(&mu_);
       if (!ok) {
         read_done_ = true;  // the client half-closed (or went away)
+      } else if (absl::Status s = common::ValidateRequestText(chunk_); !s.ok()) {
+        Fail(ToGrpcStatus(s));
       } else if (chunk_.data().size() > kMaxLogChunkBytes) {
         Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("a log chunk is ", chunk_.data().size(),
@@ -176,6 +179,7 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
 grpc::ServerUnaryReactor* AgentServiceImpl::Register(grpc::CallbackServerContext* ctx,
                                                      const farm::v1::RegisterRequest* req,
                                                      farm::v1::RegisterResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->Register(*req, FinishWith(reactor, resp));
   return reactor;
@@ -184,6 +188,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Register(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* ctx,
                                                   const farm::v1::LeaseRequest* req,
                                                   farm::v1::LeaseResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
   scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
@@ -193,6 +198,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AgentServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                       const farm::v1::HeartbeatRequest* req,
                                                       farm::v1::HeartbeatResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
   scheduler_->Heartbeat(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
@@ -207,6 +213,7 @@ grpc::ServerReadReactor<farm::v1::LogUploadChunk>* AgentServiceImpl::UploadLogs(
 grpc::ServerUnaryReactor* AgentServiceImpl::StepStarted(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::StepStartedRequest* req,
                                                         farm::v1::Ack* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->StepStarted(*req, FinishWith(reactor, resp));
   return reactor;
@@ -215,6 +222,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StepStarted(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AgentServiceImpl::StepFinished(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::StepFinishedRequest* req,
                                                          farm::v1::Ack* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->StepFinished(*req, FinishWith(reactor, resp));
   return reactor;
@@ -223,6 +231,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StepFinished(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::CompleteJobRequest* req,
                                                         farm::v1::CompleteJobResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->CompleteJob(*req, FinishWith(reactor, resp));
   return reactor;
@@ -231,6 +240,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
                                                        const farm::v1::ListAgentsRequest* req,
                                                        farm::v1::ListAgentsResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->ListAgents(FinishWith(reactor, resp));
   return reactor;

@@ -2,6 +2,7 @@
 
 #include "common/grpc_status.h"
 #include "coordinator/service/list_events.h"
+#include "coordinator/service/request_text.h"
 #include "coordinator/service/watch_logs.h"
 
 namespace farm::coordinator {
@@ -32,6 +33,7 @@ grpc::ServerUnaryReactor* ReadOnPool(grpc::CallbackServerContext* ctx, common::I
 grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ctx,
                                                  const farm::v1::SubmitJobRequest* req,
                                                  farm::v1::SubmitJobResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
@@ -40,6 +42,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                               const farm::v1::GetJobRequest* req,
                                               farm::v1::Job* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return ReadOnPool(ctx, pool_, resp,
                     [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
 }
@@ -47,12 +50,14 @@ grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* JobServiceImpl::List(grpc::CallbackServerContext* ctx,
                                                const farm::v1::ListJobsRequest* req,
                                                farm::v1::ListJobsResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return ReadOnPool(ctx, pool_, resp, [this, req] { return scheduler_->reads().ListJobs(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                  const farm::v1::CancelJobRequest* req,
                                                  farm::v1::CancelJobResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->Cancel(req->job_id(), [reactor, resp](absl::StatusOr<farm::v1::Job> r) {
     if (r.ok()) *resp->mutable_job() = *std::move(r);
@@ -64,6 +69,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::SubmitPipelineRequest* req,
                                                          farm::v1::SubmitPipelineResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
@@ -72,6 +78,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContext* ctx,
                                                       const farm::v1::GetPipelineRequest* req,
                                                       farm::v1::Pipeline* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return ReadOnPool(ctx, pool_, resp,
                     [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
 }
@@ -79,6 +86,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::ListPipelinesRequest* req,
                                                         farm::v1::ListPipelinesResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return ReadOnPool(ctx, pool_, resp,
                     [this, req] { return scheduler_->reads().ListPipelines(*req); });
 }
@@ -86,6 +94,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::CancelPipelineRequest* req,
                                                          farm::v1::Pipeline* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->CancelPipeline(req->pipeline_id(), FinishWith(reactor, resp));
   return reactor;
@@ -99,6 +108,7 @@ grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* JobServiceImpl::WatchLogs
 grpc::ServerUnaryReactor* JobServiceImpl::ListEvents(grpc::CallbackServerContext* ctx,
                                                      const farm::v1::ListEventsRequest* req,
                                                      farm::v1::ListEventsResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return NewListEventsCall(ctx, events_, hub_, pool_, *req, resp);
 }
 
