@@ -10,6 +10,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/job_limits.h"
+#include "common/status_macros.h"
+#include "common/text.h"
 
 namespace farm::agent {
 
@@ -26,6 +28,8 @@ absl::Status AgentOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--name must be 1..", common::kMaxNameBytes, " bytes"));
   }
+  // What the coordinator would refuse at registration, refused at start (common/text.h).
+  FARM_RETURN_IF_ERROR(common::ValidateText("--name", name, common::TextKind::kName));
   if (slots < 1 || slots > kMaxSlots) {
     return absl::InvalidArgumentError(
         absl::StrCat("--slots must be between 1 and ", kMaxSlots, ", got ", slots));
@@ -40,8 +44,11 @@ absl::Status AgentOptions::Validate() const {
         static_cast<int>(value.size()) > common::kMaxLabelBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--labels: keys must be 1..", common::kMaxLabelBytes, " bytes and values at most ",
-          common::kMaxLabelBytes, " bytes (\"", key, "\")"));
+          common::kMaxLabelBytes, " bytes (", common::Quote(key), ")"));
     }
+    FARM_RETURN_IF_ERROR(common::ValidateText("--labels key", key, common::TextKind::kName));
+    FARM_RETURN_IF_ERROR(common::ValidateText(absl::StrCat("--labels ", common::Quote(key)), value,
+                                              common::TextKind::kName));
   }
   if (drain_timeout_ms < 0) return absl::InvalidArgumentError("--drain_timeout is negative");
   if (lease_wait_ms < 1 || lease_wait_ms > kMaxLeaseWaitMs) {

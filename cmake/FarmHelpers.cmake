@@ -5,11 +5,12 @@ function(farm_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Werror=return-type)
 endfunction()
 
-# farm_proto_library(NAME PROTOS a.proto b.proto [GRPC])
+# farm_proto_library(NAME PROTOS a.proto b.proto [GRPC] [GRPC_INCLUDES h...] [SRCS c.cc...])
 # Generates C++ (and gRPC stubs with GRPC) for protos under ${CMAKE_CURRENT_SOURCE_DIR}, which
-# is the import root, and builds them into a static library.
+# is the import root, and builds them into a static library, with SRCS (hand-written, found
+# from the same root). GRPC_INCLUDES: headers every generated .grpc.pb.h includes.
 function(farm_proto_library name)
-  cmake_parse_arguments(ARG "GRPC" "" "PROTOS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "GRPC" "" "PROTOS;DEPS;GRPC_INCLUDES;SRCS" ${ARGN})
   set(srcs)
   set(hdrs)
   set(out ${CMAKE_CURRENT_BINARY_DIR})
@@ -22,20 +23,31 @@ function(farm_proto_library name)
     if(ARG_GRPC)
       list(APPEND outputs ${stem}.grpc.pb.cc ${stem}.grpc.pb.h)
       set(grpc_args --grpc_out=${out} --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>)
+      if(ARG_GRPC_INCLUDES)
+        list(JOIN ARG_GRPC_INCLUDES ":" includes)
+        list(APPEND grpc_args --grpc_opt=additional_header_includes=${includes})
+      endif()
     endif()
+    set(include_files)
+    foreach(header ${ARG_GRPC_INCLUDES})
+      list(APPEND include_files ${CMAKE_CURRENT_SOURCE_DIR}/${header})
+    endforeach()
     add_custom_command(
       OUTPUT ${outputs}
       COMMAND protobuf::protoc --proto_path=${CMAKE_CURRENT_SOURCE_DIR} --cpp_out=${out}
               ${grpc_args} ${CMAKE_CURRENT_SOURCE_DIR}/${proto}
-      DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${proto} protobuf::protoc
+      DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${proto} protobuf::protoc ${include_files}
       COMMENT "protoc ${proto}")
     list(APPEND srcs ${stem}.pb.cc)
     if(ARG_GRPC)
       list(APPEND srcs ${stem}.grpc.pb.cc)
     endif()
   endforeach()
-  add_library(${name} STATIC ${srcs})
+  add_library(${name} STATIC ${srcs} ${ARG_SRCS})
   target_include_directories(${name} PUBLIC ${out})
+  if(ARG_SRCS OR ARG_GRPC_INCLUDES)
+    target_include_directories(${name} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  endif()
   target_link_libraries(${name} PUBLIC protobuf::libprotobuf gRPC::grpc++ ${ARG_DEPS})
 endfunction()
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/posix_io.h"
+#include "common/text.h"
 
 namespace farm::common {
 namespace {
@@ -25,13 +26,13 @@ std::string Digest::ToString() const { return absl::StrCat(hash, "/", size); }
 
 absl::Status ValidateHash(absl::string_view hash) {
   if (hash.size() != kSha256HexLength) {
-    return absl::InvalidArgumentError(absl::StrCat("hash \"", hash, "\" has ", hash.size(),
+    return absl::InvalidArgumentError(absl::StrCat("hash ", Quote(hash), " has ", hash.size(),
                                                    " characters; a SHA-256 hash has 64"));
   }
   for (char c : hash) {
     if (!IsLowerHex(c)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("hash \"", hash, "\" is not lowercase hexadecimal"));
+          absl::StrCat("hash ", Quote(hash), " is not lowercase hexadecimal"));
     }
   }
   return absl::OkStatus();
@@ -49,7 +50,7 @@ absl::StatusOr<Digest> ParseDigest(absl::string_view text) {
   const size_t slash = text.find('/');
   if (slash == absl::string_view::npos) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", text, "\" is not a digest: expected HASH/SIZE"));
+        absl::StrCat(Quote(text), " is not a digest: expected HASH/SIZE"));
   }
   absl::string_view size_text = text.substr(slash + 1);
   int64_t size = 0;
@@ -58,7 +59,7 @@ absl::StatusOr<Digest> ParseDigest(absl::string_view text) {
   for (char c : size_text) digits = digits && c >= '0' && c <= '9';
   if (!digits || !absl::SimpleAtoi(size_text, &size)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "\"", text, "\" is not a digest: the size after '/' must be a non-negative integer"));
+        Quote(text), " is not a digest: the size after '/' must be a non-negative integer"));
   }
   return MakeDigest(text.substr(0, slash), size);
 }

@@ -40,6 +40,7 @@
 #include "common/backoff.h"
 #include "common/channel.h"
 #include "common/grpc_status.h"
+#include "common/text.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm::common {
@@ -117,7 +118,9 @@ class FarmClient {
       const farm::v1::SubmitPipelineRequest& request, CallInfo* info = nullptr);
 
   // Any JobService/AdminService unary call. `Call` retries it under the policy; `CallOnce` makes
-  // one try with the policy's deadline (cut to `deadline` when given). Usage:
+  // one try with the policy's deadline (cut to `deadline` when given). A request whose strings
+  // the coordinator would refuse (ValidateRequestText, common/text.h) is not sent: the result is
+  // that INVALID_ARGUMENT naming the field. Usage:
   //   client.CallOnce(&farm::v1::JobService::Stub::Get, client.jobs(), request)
   template <typename Stub, typename Request, typename Response>
   using Method = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
@@ -125,6 +128,7 @@ class FarmClient {
   template <typename Stub, typename Request, typename Response>
   absl::StatusOr<Response> Call(Method<Stub, Request, Response> method, Stub& stub,
                                 const Request& request, CallInfo* info = nullptr) const {
+    if (absl::Status s = ValidateRequestText(request); !s.ok()) return s;
     return Retrying<Response>(
         [&](grpc::ClientContext* context, Response* response) {
           return (stub.*method)(context, request, response);
@@ -135,6 +139,7 @@ class FarmClient {
   absl::StatusOr<Response> CallOnce(Method<Stub, Request, Response> method, Stub& stub,
                                     const Request& request,
                                     std::optional<absl::Time> deadline = std::nullopt) const {
+    if (absl::Status s = ValidateRequestText(request); !s.ok()) return s;
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(CallDeadline(deadline)));
     Response response;

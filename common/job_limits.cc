@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/text.h"
 
 namespace farm::common {
 namespace {
@@ -65,6 +66,38 @@ bool IsLowerHex(absl::string_view s) {
   return true;
 }
 
+// One step (steps[index]); `names` collects the step names seen so far, to refuse duplicates.
+absl::Status ValidateStep(const farm::v1::StepSpec& step, int index,
+                          absl::flat_hash_set<std::string>& names) {
+  // The name is clean text (ValidateJobSpec checks all text first); a long one is left out.
+  const bool show_name = !step.name().empty() && step.name().size() <= kMaxNameBytes;
+  const std::string where =
+      absl::StrCat("steps[", index, "]", show_name ? " (" + step.name() + ")" : "", ": ");
+  if (step.name().size() > static_cast<size_t>(kMaxNameBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "name is longer than ", kMaxNameBytes, " bytes"));
+  }
+  if (!step.name().empty() && !names.insert(step.name()).second) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "duplicate step name ", Quote(step.name())));
+  }
+  if (step.run().empty()) return absl::InvalidArgumentError(absl::StrCat(where, "run is empty"));
+  if (step.run().size() > static_cast<size_t>(kMaxScriptBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "run is ", step.run().size(),
+                                                   " bytes; the limit is ", kMaxScriptBytes));
+  }
+  if (step.run().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "run contains a NUL byte"));
+  }
+  if (auto s = ValidateEnvVars(step.env(), where); !s.ok()) return s;
+  if (auto s = ValidateTimeout(step.timeout_ms(), where + "timeout"); !s.ok()) return s;
+  if (!farm::v1::StepWhen_IsValid(step.when())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "when: unknown value ", static_cast<int>(step.when())));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsValidEnvName(absl::string_view name) {
@@ -87,14 +120,15 @@ absl::Status ValidateEnvVars(const google::protobuf::Map<std::string, std::strin
   for (const auto& [k, v] : env) {
     if (!IsValidEnvName(k)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, "env name \"", k, "\" is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+          where, "env name ", Quote(k), " is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"));
     }
     if (v.size() > static_cast<size_t>(kMaxEnvValueBytes)) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "env ", k, " is ", v.size(),
+      return absl::InvalidArgumentError(absl::StrCat(where, "env ", Quote(k), " is ", v.size(),
                                                      " bytes; the limit is ", kMaxEnvValueBytes));
     }
     if (v.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "env ", k, " contains a NUL byte"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "env ", Quote(k), " contains a NUL byte"));
     }
   }
   return absl::OkStatus();
@@ -110,43 +144,17 @@ absl::Status ValidateConcurrencyGroup(absl::string_view group) {
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
           c == '_' || c == '-')) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "\"", group, "\" is not a group name: use letters, digits, '.', '_' and '-'"));
+          Quote(group), " is not a group name: use letters, digits, '.', '_' and '-'"));
     }
   }
   return absl::OkStatus();
 }
 
 bool IsValidUtf8(absl::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    int extra = 0;
-    uint32_t code = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      code = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      code = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      code = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + static_cast<size_t>(extra) >= text.size()) return false;
-    for (int k = 1; k <= extra; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(text[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      code = (code << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (code < kMin[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-    i += static_cast<size_t>(extra) + 1;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t len = Utf8CharLength(text, pos);
+    if (len == 0) return false;
+    pos += len;
   }
   return true;
 }
@@ -163,12 +171,12 @@ absl::Status ValidateArtifactGlob(absl::string_view glob) {
   if (!IsValidUtf8(glob)) return absl::InvalidArgumentError("the glob is not valid UTF-8");
   if (glob[0] == '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", glob, "\" is an absolute path; globs are relative to the workspace"));
+        absl::StrCat(Quote(glob), " is an absolute path; globs are relative to the workspace"));
   }
   for (absl::string_view part : absl::StrSplit(glob, '/')) {
     if (part == "..") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "\"", glob, "\" has a \"..\" component; artifacts must stay inside the workspace"));
+          Quote(glob), " has a \"..\" component; artifacts must stay inside the workspace"));
     }
   }
   return absl::OkStatus();
@@ -192,7 +200,7 @@ absl::Status ValidateArtifacts(
     }
     if (!paths.insert(artifact.path()).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, "\"", artifact.path(), "\" is listed twice"));
+          absl::StrCat(where, Quote(artifact.path()), " is listed twice"));
     }
     if (artifact.hash().size() != 64 || !IsLowerHex(artifact.hash())) {
       return absl::InvalidArgumentError(
@@ -219,6 +227,7 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin) {
     return absl::InvalidArgumentError(
         absl::StrCat("name is ", spec.name().size(), " bytes; the limit is ", kMaxNameBytes));
   }
+  FARM_RETURN_IF_ERROR(ValidateRequestText(spec));
   if (spec.steps().empty() && origin == JobOrigin::kSingle) {
     return absl::InvalidArgumentError("steps: a job needs at least one step");
   }
@@ -237,14 +246,14 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin) {
   for (const auto& [k, v] : spec.labels()) {
     if (k.empty() || k.size() > static_cast<size_t>(kMaxLabelBytes) ||
         v.size() > static_cast<size_t>(kMaxLabelBytes)) {
-      return absl::InvalidArgumentError(absl::StrCat("labels: \"", k,
-                                                     "\" must be a non-empty key, and key and "
+      return absl::InvalidArgumentError(absl::StrCat("labels: ", Quote(k),
+                                                     " must be a non-empty key, and key and "
                                                      "value at most ",
                                                      kMaxLabelBytes, " bytes"));
     }
     if (k.find_first_of("=,") != std::string::npos || v.find(',') != std::string::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("labels: \"", k, "\" may not contain '=' or ','"));
+          absl::StrCat("labels: ", Quote(k), " may not contain '=' or ','"));
     }
   }
   if (auto s = ValidateEnvVars(spec.env(), ""); !s.ok()) return s;
@@ -270,31 +279,7 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin) {
   }
   absl::flat_hash_set<std::string> names;
   for (int i = 0; i < spec.steps_size(); ++i) {
-    const farm::v1::StepSpec& step = spec.steps(i);
-    const std::string where =
-        absl::StrCat("steps[", i, "]", step.name().empty() ? "" : " (" + step.name() + ")", ": ");
-    if (step.name().size() > static_cast<size_t>(kMaxNameBytes)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "name is longer than ", kMaxNameBytes, " bytes"));
-    }
-    if (!step.name().empty() && !names.insert(step.name()).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "duplicate step name \"", step.name(), "\""));
-    }
-    if (step.run().empty()) return absl::InvalidArgumentError(absl::StrCat(where, "run is empty"));
-    if (step.run().size() > static_cast<size_t>(kMaxScriptBytes)) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "run is ", step.run().size(),
-                                                     " bytes; the limit is ", kMaxScriptBytes));
-    }
-    if (step.run().find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "run contains a NUL byte"));
-    }
-    if (auto s = ValidateEnvVars(step.env(), where); !s.ok()) return s;
-    if (auto s = ValidateTimeout(step.timeout_ms(), where + "timeout"); !s.ok()) return s;
-    if (!farm::v1::StepWhen_IsValid(step.when())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "when: unknown value ", static_cast<int>(step.when())));
-    }
+    FARM_RETURN_IF_ERROR(ValidateStep(spec.steps(i), i, names));
   }
   if (auto s = ValidateRetry(spec.retry()); !s.ok()) return s;
   return ValidateConcurrency(spec);

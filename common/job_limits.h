@@ -57,7 +57,9 @@ inline constexpr int kMaxMatrixValueBytes = 64;     // one value: [A-Za-z0-9._+-
 // around it, and succeeds as soon as it may run. A job submitted on its own needs a step.
 enum class JobOrigin { kSingle, kPipeline };
 
-// OK, or INVALID_ARGUMENT naming the field and the limit it breaks. Besides the limits above:
+// OK, or INVALID_ARGUMENT naming the field and the limit it breaks. Every string passes
+// ValidateRequestText (common/text.h: UTF-8, no NUL, control characters only in scripts and env
+// values), so a job file is held to what the coordinator accepts. Besides the limits above:
 // a known `when` on every step; retry.max_attempts in 0..kMaxRetryAttempts, at most
 // kMaxRetryExitCodes on_exit_codes, each in kMinRetryExitCode..kMaxRetryExitCode; concurrency in
 // 0..kMaxConcurrency and non-zero only with a concurrency_group, whose name passes

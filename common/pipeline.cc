@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "common/job_limits.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace farm::common {
 namespace {
@@ -40,12 +41,6 @@ bool IsFileNameOf(absl::string_view text, int max_bytes, absl::string_view extra
     return false;
   }
   return true;
-}
-
-// Quotes a name the user gave for a message, shortened when long.
-std::string Quote(absl::string_view text) {
-  if (text.size() > 60) return absl::StrCat("\"", text.substr(0, 57), "...\"");
-  return absl::StrCat("\"", text, "\"");
 }
 
 class Expander {
@@ -113,6 +108,9 @@ class Expander {
     if (spec_.name().size() > static_cast<size_t>(kMaxNameBytes)) {
       return Fail(Where(Part::kName), absl::StrCat("name is ", spec_.name().size(),
                                                    " bytes; the limit is ", kMaxNameBytes));
+    }
+    if (absl::Status s = ValidateText("name", spec_.name(), TextKind::kName); !s.ok()) {
+      return Fail(Where(Part::kName), std::string(s.message()));
     }
     if (absl::Status s = ValidateEnvVars(spec_.env(), ""); !s.ok()) {
       return Fail(Where(Part::kEnv), std::string(s.message()));

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace farm::coordinator {
 namespace {
@@ -21,7 +22,8 @@ bool IsOtherDigestFunction(absl::string_view s) {
 }
 
 absl::Status Malformed(absl::string_view name, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("malformed resource name \"", name, "\": ", why));
+  return absl::InvalidArgumentError(
+      absl::StrCat("malformed resource name ", common::Quote(name), ": ", why));
 }
 
 // The instance: every segment before `end`.
@@ -65,8 +67,9 @@ absl::StatusOr<ResourceName> ParseReadResourceName(absl::string_view name) {
   while (i < parts.size() && parts[i] != "blobs" && parts[i] != "compressed-blobs") ++i;
   if (i == parts.size()) return Malformed(name, "expected [INSTANCE/]blobs/HASH/SIZE");
   if (parts[i] == "compressed-blobs") {
-    return absl::UnimplementedError(absl::StrCat(
-        "compressed blobs are not supported by this server (\"", name, "\"); read blobs/"));
+    return absl::UnimplementedError(
+        absl::StrCat("compressed blobs are not supported by this server (", common::Quote(name),
+                     "); read blobs/"));
   }
   ResourceName out;
   FARM_ASSIGN_OR_RETURN(out.instance, Instance(name, parts, i));
@@ -90,8 +93,9 @@ absl::StatusOr<ResourceName> ParseWriteResourceName(absl::string_view name) {
   }
   out.uuid = std::string(parts[i + 1]);
   if (parts[i + 2] == "compressed-blobs") {
-    return absl::UnimplementedError(absl::StrCat(
-        "compressed blobs are not supported by this server (\"", name, "\"); write blobs/"));
+    return absl::UnimplementedError(
+        absl::StrCat("compressed blobs are not supported by this server (", common::Quote(name),
+                     "); write blobs/"));
   }
   if (parts[i + 2] != "blobs") return Malformed(name, "expected uploads/UUID/blobs/HASH/SIZE");
   size_t next = 0;

@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "common/duration.h"
 #include "common/job_state.h"
+#include "common/text.h"
 #include "coordinator/cli/options.h"
 
 namespace farm::cli {
@@ -31,11 +32,14 @@ using farm::v1::JobState;
 using farm::v1::StepResult;
 using farm::v1::StepState;
 
-// Left-aligned columns separated by two spaces; the last column is not padded.
+// Left-aligned columns separated by two spaces, the last not padded; cells' controls escaped.
 class Table {
  public:
   explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void AddRow(std::vector<std::string> row) {
+    for (std::string& cell : row) cell = common::EscapeControls(cell);
+    rows_.push_back(std::move(row));
+  }
 
   std::string Render(absl::string_view indent = "") const {
     std::vector<size_t> widths;
@@ -266,7 +270,7 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
   for (const auto& [key, value] : fields) {
     std::string label = absl::StrCat(key, ":");
     label.resize(11, ' ');
-    absl::StrAppend(&out, label, value, "\n");
+    absl::StrAppend(&out, label, common::EscapeControls(value), "\n");
   }
 
   AppendAttemptsAndSteps(job, context, out);
@@ -371,7 +375,7 @@ std::string FormatPipelineText(const farm::v1::Pipeline& pipeline, const TextCon
   for (const auto& [key, value] : fields) {
     std::string label = absl::StrCat(key, ":");
     label.resize(11, ' ');
-    absl::StrAppend(&out, label, value, "\n");
+    absl::StrAppend(&out, label, common::EscapeControls(value), "\n");
   }
   if (pipeline.jobs().empty()) return out;
   Table jobs({"NAME", "ID", "STATE", "ATTEMPTS", "DURATION", "NEEDS"});
@@ -557,7 +561,8 @@ std::string DescribeRpcError(const absl::Status& status, absl::string_view coord
       return absl::StrCat("the coordinator at ", coordinator, " did not answer in time");
     case absl::StatusCode::kNotFound:
       if (!job_id.empty()) {
-        return absl::StrCat(IsPipelineId(job_id) ? "pipeline " : "job ", job_id, " not found");
+        return absl::StrCat(IsPipelineId(job_id) ? "pipeline " : "job ", OneLine(job_id),
+                            " not found");
       }
       break;
     case absl::StatusCode::kUnimplemented:
@@ -580,7 +585,7 @@ std::string OneLine(absl::string_view text) {
     line.resize(kMaxLine - 3);
     line += "...";
   }
-  return line;
+  return common::EscapeControls(line);
 }
 
 std::string FormatAge(int64_t ms) {

@@ -1,5 +1,7 @@
 // How farmctl shows things: JSON documents, text tables, job summaries, and one-line error
-// messages. Pure functions of their arguments (no I/O, no clock); thread-safe.
+// messages. Pure functions of their arguments (no I/O, no clock); thread-safe. The text formats
+// show control characters in names, labels and reasons escaped (common::EscapeControls), so
+// that what agents and users named things cannot drive the terminal.
 #pragma once
 
 #include <google/protobuf/message.h>
@@ -87,7 +89,8 @@ std::string FormatOutcomeLine(const farm::v1::Job& job);
 std::string DescribeRpcError(const absl::Status& status, absl::string_view coordinator,
                              absl::string_view job_id = "");
 
-// `text` with line breaks folded into "; " and cut to a sane length, for one-line messages.
+// `text` with line breaks folded into "; ", cut to a sane length and its other control
+// characters escaped (common::EscapeControls), for one-line messages.
 std::string OneLine(absl::string_view text);
 
 // Compact ages for tables: "45s", "12m", "3h", "2d".

@@ -1,5 +1,7 @@
 // The jobs group: submit, get, list, logs, wait, cancel. get, list --pipelines, wait, cancel and
 // submit of a pipeline file go on in pipeline_commands.cc.
+#include <unistd.h>
+
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -11,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/duration.h"
 #include "common/job_state.h"
+#include "common/text.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/log_printer.h"
@@ -24,6 +27,9 @@ namespace {
 using common::IsTerminal;
 using farm::v1::Job;
 using farm::v1::JobState;
+
+// Whether output written to `fd` lands on a terminal, which a job's escape sequences would drive.
+bool OnTerminal(int fd) { return fd >= 0 && ::isatty(fd) == 1; }
 
 // Reports a job that has ended: the Job as JSON, or a summary line on stderr (stdout of
 // `submit` holds the job id and the job's output only). Returns the outcome's exit code.
@@ -73,7 +79,8 @@ int Submit(Session& session) {
   std::optional<LogPrinter> printer;
   if (options.follow) {
     std::ostream& logs = session.json() ? io.err : io.out;
-    printer.emplace(&logs, &io.err, /*step_headers=*/step_count > 1);
+    printer.emplace(&logs, &io.err, /*step_headers=*/step_count > 1,
+                    /*escape_controls=*/OnTerminal(session.json() ? io.err_fd : io.out_fd));
   }
   absl::StatusOr<JobState> final_state =
       session.FollowJob(job_id, printer.has_value() ? &*printer : nullptr, std::nullopt);
@@ -168,8 +175,9 @@ int Logs(Session& session) {
   std::vector<std::string> names;
   for (const auto& step : job->spec().steps()) names.push_back(step.name());
   if (!options.step.empty() && std::find(names.begin(), names.end(), options.step) == names.end()) {
-    io.err << "farmctl: job " << options.job_id << " has no step named \"" << options.step
-           << "\" (its steps: " << absl::StrJoin(names, ", ") << ")\n";
+    io.err << "farmctl: job " << options.job_id << " has no step named "
+           << common::Quote(options.step)
+           << " (its steps: " << common::EscapeControls(absl::StrJoin(names, ", ")) << ")\n";
     return kExitError;
   }
 
@@ -178,7 +186,8 @@ int Logs(Session& session) {
   request.set_follow(options.follow);
   request.set_step(options.step);
   LogPrinter printer(&io.out, session.json() ? nullptr : &io.err,
-                     /*step_headers=*/options.step.empty() && names.size() > 1);
+                     /*step_headers=*/options.step.empty() && names.size() > 1,
+                     /*escape_controls=*/!session.json() && !options.raw && OnTerminal(io.out_fd));
   JsonLogWriter json_writer(session, printer);
   absl::StatusOr<JobState> final_state = session.Watch(
       request,
@@ -269,10 +278,13 @@ void RegisterJobCommands(std::vector<CommandDef>& table) {
                    Command::kLogs,
                    {"JOB"},
                    false,
-                   {"follow", "step"},
-                   "JOB [--follow] [--step=NAME]",
+                   {"follow", "step", "raw"},
+                   "JOB [--follow] [--step=NAME] [--raw]",
                    "a job's output; --follow streams it until the job ends",
-                   "JOB is a job's id; `farmctl get pN` shows the ids of a pipeline's jobs.\n",
+                   "JOB is a job's id; `farmctl get pN` shows the ids of a pipeline's jobs.\n"
+                   "On a terminal, escape sequences and other control characters in the output\n"
+                   "are shown escaped (\\x1b); --raw writes them as they are. Output to a pipe\n"
+                   "or a file is the job's bytes, unchanged.\n",
                    Logs});
   table.push_back({"wait",
                    Command::kWait,

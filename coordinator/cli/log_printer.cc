@@ -3,7 +3,48 @@
 #include <algorithm>
 #include <string>
 
+#include "common/text.h"
+
 namespace farm::cli {
+namespace {
+
+// What a terminal may be sent as it is besides printable text.
+constexpr absl::string_view kKeptControls = "\n\t\r";
+
+// Where the UTF-8 character that `text` ends in the middle of starts; text.size() when it ends
+// on a character boundary (or on bytes that are not UTF-8 anyway).
+size_t CutCharStart(absl::string_view text) {
+  const size_t n = text.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const unsigned char c = static_cast<unsigned char>(text[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: its lead is further back
+    if (c < 0xC0 || c >= 0xF8) return n;
+    const size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    return length > back ? n - back : n;
+  }
+  return n;
+}
+
+}  // namespace
+
+LogPrinter::~LogPrinter() { FlushHeld(); }
+
+std::string LogPrinter::Escaped(absl::string_view data) {
+  std::string text = std::move(held_);
+  held_.clear();
+  text.append(data.data(), data.size());
+  const size_t cut = CutCharStart(text);
+  held_ = text.substr(cut);
+  text.resize(cut);
+  return common::EscapeControls(text, kKeptControls);
+}
+
+void LogPrinter::FlushHeld() {
+  if (held_.empty()) return;
+  *out_ << common::EscapeControls(held_, kKeptControls);
+  held_.clear();
+  out_->flush();
+}
 
 farm::v1::LogChunk LogPrinter::Fresh(const farm::v1::LogChunk& chunk) {
   farm::v1::LogChunk fresh = chunk;
@@ -23,9 +64,10 @@ bool LogPrinter::Write(const farm::v1::LogChunk& chunk) {
   if (fresh.data().empty()) return out_->good();
   const StreamKey key(fresh.attempt(), fresh.step_index());
   std::string header;
+  if (current_ != key) FlushHeld();
   if (step_headers_ && current_ != key) {
-    header = "==> step " +
-             (fresh.step().empty() ? "#" + std::to_string(fresh.step_index() + 1) : fresh.step());
+    header = "==> step " + (fresh.step().empty() ? "#" + std::to_string(fresh.step_index() + 1)
+                                                 : common::EscapeControls(fresh.step()));
     if (fresh.attempt() > 1) header += " (attempt " + std::to_string(fresh.attempt()) + ")";
   } else if (!step_headers_ && current_.has_value() && current_->first != fresh.attempt()) {
     header = "==> attempt " + std::to_string(fresh.attempt());
@@ -36,7 +78,12 @@ bool LogPrinter::Write(const farm::v1::LogChunk& chunk) {
     notices_->flush();
   }
   current_ = key;
-  out_->write(fresh.data().data(), static_cast<std::streamsize>(fresh.data().size()));
+  if (escape_controls_) {
+    const std::string text = Escaped(fresh.data());
+    out_->write(text.data(), static_cast<std::streamsize>(text.size()));
+  } else {
+    out_->write(fresh.data().data(), static_cast<std::streamsize>(fresh.data().size()));
+  }
   out_->flush();
   return out_->good();
 }

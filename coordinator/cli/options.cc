@@ -334,6 +334,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
       return UsageError(
           absl::StrCat("--limit takes a number from 1 to ", max, ", not \"", value, "\""), cmd);
     }
+  } else if (name == "raw") {
+    FARM_ASSIGN_OR_RETURN(options.raw, ParseBool(name, value, cmd));
   } else if (name == "step") {
     if (value.empty()) return UsageError("--step needs a step name", cmd);
     options.step = value;

@@ -96,6 +96,9 @@ struct CliOptions {
   farm::v1::JobState state = farm::v1::JOB_STATE_UNSPECIFIED;  // list; UNSPECIFIED = any
   int limit = 0;     // list (1-1000), events (at most this many); 0 = the coordinator's / no limit
   std::string step;  // logs; empty = every step
+  // logs: write the output unchanged on a terminal too (else control characters other than
+  // \n, \t and \r are shown escaped there; output that is not a terminal is never changed).
+  bool raw = false;
   std::optional<int64_t> timeout_ms;  // wait; none = forever
   std::vector<std::string> paths;     // download: artifact paths or directories; empty = all
   std::string output_path;            // -o: download's directory (empty = "."), cas get's file

@@ -107,6 +107,9 @@ const std::vector<FlagDef>& Flags() {
        "--limit=N                at most N jobs or pipelines (1-1000; default 50), or N events"},
       {"pipelines", true, "--pipelines              list pipelines instead of jobs"},
       {"step", false, "--step=NAME              only this step's output"},
+      {"raw", true,
+       "--raw                    write the output's bytes as they are, escape sequences too "
+       "(on a terminal they are shown escaped)"},
       {"timeout", false,
        "--timeout=D              give up after D (e.g. 90s, 10m; a bare number is seconds) with "
        "exit code 3"},

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
@@ -44,7 +45,8 @@ absl::Status EventReader::Validate(const farm::v1::ListEventsRequest& req) {
         absl::StrCat("wait_ms ", req.wait_ms(), " is out of range [0, ", kMaxWaitMs, "]"));
   }
   if (!req.job_id().empty() && !keys::ParseJobId(req.job_id()).has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", req.job_id(), "\" is not a job id"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(common::Quote(req.job_id()), " is not a job id"));
   }
   if (!req.page_token().empty() && !ParseToken(req.page_token()).has_value()) {
     return absl::InvalidArgumentError("page_token is malformed");

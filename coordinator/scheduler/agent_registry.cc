@@ -4,6 +4,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace farm::coordinator {
 
@@ -74,13 +75,14 @@ absl::StatusOr<AgentState*> AgentRegistry::Call(Txn& txn, const std::string& nam
   auto it = agents_.find(name);
   if (it == agents_.end()) {
     // Agents register again on this reason (the coordinator forgot them).
-    return common::WithReason(absl::NotFoundError(absl::StrCat("agent ", name, " not registered")),
-                              common::kReasonAgentNotRegistered);
+    return common::WithReason(
+        absl::NotFoundError(absl::StrCat("agent ", common::Quote(name), " not registered")),
+        common::kReasonAgentNotRegistered);
   }
   AgentState& agent = it->second;
   if (agent.record.session_id() != session_id) {
     return absl::FailedPreconditionError(
-        absl::StrCat("agent ", name, " has registered again with a new session"));
+        absl::StrCat("agent ", common::Quote(name), " has registered again with a new session"));
   }
   agent.last_seen_ms = clock_->MonotonicMs();
   agent.last_seen_wall_ms = clock_->NowMs();
@@ -103,7 +105,9 @@ void AgentRegistry::SetSelfDraining(Txn& txn, AgentState& agent, bool draining) 
 
 absl::Status AgentRegistry::SetOperatorDrain(Txn& txn, const std::string& name, bool drain) {
   AgentState* agent = Find(name);
-  if (agent == nullptr) return absl::NotFoundError(absl::StrCat("agent ", name, " not found"));
+  if (agent == nullptr) {
+    return absl::NotFoundError(absl::StrCat("agent ", common::Quote(name), " not found"));
+  }
   if (agent->record.operator_drain() == drain) return absl::OkStatus();
   const bool was = agent->draining();
   agent->record.set_operator_drain(drain);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/scheduler/job_records.h"
 #include "coordinator/scheduler/pipeline_graph.h"
 #include "coordinator/store/keys.h"
@@ -46,7 +47,11 @@ absl::StatusOr<Page> ParsePage(
 
 absl::StatusOr<farm::v1::Job> JobReads::GetJob(absl::string_view job_id) const {
   const std::optional<uint64_t> seq = keys::ParseJobId(job_id);
-  auto not_found = [&] { return absl::NotFoundError(absl::StrCat("job ", job_id, " not found")); };
+  // A well-formed id is short digits; anything else is echoed quoted and cut.
+  auto not_found = [&] {
+    return absl::NotFoundError(absl::StrCat(
+        "job ", seq.has_value() ? std::string(job_id) : common::Quote(job_id), " not found"));
+  };
   if (!seq.has_value()) return not_found();
   FARM_ASSIGN_OR_RETURN(std::optional<farm::v1::Job> job, jobs::Read(store_, *seq));
   if (!job.has_value()) return not_found();
@@ -102,7 +107,9 @@ absl::StatusOr<farm::v1::ListJobsResponse> JobReads::ListJobs(
 absl::StatusOr<farm::v1::Pipeline> JobReads::GetPipeline(absl::string_view pipeline_id) const {
   const std::optional<uint64_t> pseq = keys::ParsePipelineId(pipeline_id);
   auto not_found = [&] {
-    return absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found"));
+    return absl::NotFoundError(absl::StrCat(
+        "pipeline ", pseq.has_value() ? std::string(pipeline_id) : common::Quote(pipeline_id),
+        " not found"));
   };
   if (!pseq.has_value()) return not_found();
   FARM_ASSIGN_OR_RETURN(auto raw, store_->Get(Cf::kPipelines, keys::JobKey(*pseq)));

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/scheduler/job_records.h"
 #include "coordinator/store/keys.h"
 
@@ -88,7 +89,8 @@ std::optional<Lease> LeaseTable::Take(Txn& txn, uint64_t seq) {
 absl::StatusOr<Lease*> LeaseTable::Check(const farm::v1::LeaseRef& ref, const std::string* holder) {
   const std::optional<uint64_t> seq = keys::ParseJobId(ref.job_id());
   if (!seq.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", ref.job_id(), "\" is not a job id"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(common::Quote(ref.job_id()), " is not a job id"));
   }
   auto it = leases_.find(*seq);
   if (it == leases_.end() || it->second.epoch != ref.epoch() ||

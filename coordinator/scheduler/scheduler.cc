@@ -11,6 +11,7 @@
 #include "common/job_limits.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
@@ -169,7 +170,7 @@ void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
 void Scheduler::Cancel(std::string job_id, Done<farm::v1::Job> done) {
   const std::optional<uint64_t> seq = keys::ParseJobId(job_id);
   if (!seq.has_value()) {
-    return done(absl::NotFoundError(absl::StrCat("job ", job_id, " not found")));
+    return done(absl::NotFoundError(absl::StrCat("job ", common::Quote(job_id), " not found")));
   }
   Post([this, seq = *seq, done](Txn& txn) { Answer(txn, done, intake_.Cancel(txn, seq)); },
        [&](absl::Status s) { done(s); });
@@ -200,7 +201,8 @@ void Scheduler::SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_
 void Scheduler::CancelPipeline(std::string pipeline_id, Done<farm::v1::Pipeline> done) {
   const std::optional<uint64_t> pseq = keys::ParsePipelineId(pipeline_id);
   if (!pseq.has_value()) {
-    return done(absl::NotFoundError(absl::StrCat("pipeline ", pipeline_id, " not found")));
+    return done(
+        absl::NotFoundError(absl::StrCat("pipeline ", common::Quote(pipeline_id), " not found")));
   }
   Post([this, pseq = *pseq,
         done](Txn& txn) { Answer(txn, done, intake_.CancelPipeline(txn, pseq)); },

@@ -1,13 +1,15 @@
 #include "coordinator/service/admin_service.h"
 
 #include "common/logging.h"
+#include "coordinator/service/request_text.h"
 #include "coordinator/service/unary.h"
 
 namespace farm::coordinator {
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
-                                                       const farm::v1::ListAgentsRequest*,
+                                                       const farm::v1::ListAgentsRequest* req,
                                                        farm::v1::ListAgentsResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->ListAgents(FinishWith(reactor, resp));
   return reactor;
@@ -16,6 +18,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateToken(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::CreateTokenRequest* req,
                                                         farm::v1::CreateTokenResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   absl::StatusOr<Principal> caller = auth_->CallerOf(*ctx);
   const std::string by = caller.ok() ? caller->name : "";
   return RunOnPool(ctx, pool_, resp,
@@ -34,8 +37,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateToken(grpc::CallbackServerCont
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListTokens(grpc::CallbackServerContext* ctx,
-                                                       const farm::v1::ListTokensRequest*,
+                                                       const farm::v1::ListTokensRequest* req,
                                                        farm::v1::ListTokensResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   for (farm::v1::TokenInfo& info : tokens_->List()) *resp->add_tokens() = std::move(info);
   reactor->Finish(grpc::Status::OK);
@@ -45,6 +49,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListTokens(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AdminServiceImpl::RevokeToken(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::RevokeTokenRequest* req,
                                                         farm::v1::RevokeTokenResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(
       ctx, pool_, resp, [this, req]() -> absl::StatusOr<farm::v1::RevokeTokenResponse> {
         absl::StatusOr<farm::v1::TokenInfo> revoked = tokens_->Revoke(req->id());

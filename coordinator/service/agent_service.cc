@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "coordinator/service/unary.h"
+#include "coordinator/service/request_text.h"
 
 namespace farm::coordinator {
 namespace {
@@ -76,6 +77,8 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
       absl::MutexLock lock(&mu_);
       if (!ok) {
         read_done_ = true;  // the client half-closed (or went away)
+      } else if (absl::Status s = common::ValidateRequestText(chunk_); !s.ok()) {
+        Fail(ToGrpcStatus(s));
       } else if (chunk_.data().size() > kMaxLogChunkBytes) {
         Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("a log chunk is ", chunk_.data().size(),
@@ -194,6 +197,7 @@ absl::StatusOr<std::string> AgentServiceImpl::ActingAgent(const grpc::CallbackSe
 grpc::ServerUnaryReactor* AgentServiceImpl::Register(grpc::CallbackServerContext* ctx,
                                                      const farm::v1::RegisterRequest* req,
                                                      farm::v1::RegisterResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->name());
   if (!agent.ok()) {
@@ -207,6 +211,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Register(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* ctx,
                                                   const farm::v1::LeaseRequest* req,
                                                   farm::v1::LeaseResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
@@ -221,6 +226,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AgentServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                       const farm::v1::HeartbeatRequest* req,
                                                       farm::v1::HeartbeatResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
@@ -241,6 +247,7 @@ grpc::ServerReadReactor<farm::v1::LogUploadChunk>* AgentServiceImpl::UploadLogs(
 grpc::ServerUnaryReactor* AgentServiceImpl::StepStarted(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::StepStartedRequest* req,
                                                         farm::v1::Ack* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, "");
   if (!agent.ok()) {
@@ -254,6 +261,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StepStarted(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AgentServiceImpl::StepFinished(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::StepFinishedRequest* req,
                                                          farm::v1::Ack* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, "");
   if (!agent.ok()) {
@@ -267,6 +275,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::StepFinished(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::CompleteJobRequest* req,
                                                         farm::v1::CompleteJobResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
   if (!agent.ok()) {

@@ -23,7 +23,8 @@
 //   - Instance names: the CAS is shared by every instance; action results are per instance.
 //   - Batch calls: at most kMaxBatchBlobs digests and kMaxBatchTotalBytes of blob data
 //     (advertised as max_batch_total_size_bytes); above that, INVALID_ARGUMENT naming the
-//     limit: use ByteStream.
+//     limit: use ByteStream. FindMissingBlobs: at most kMaxBatchBlobs digests; above that,
+//     INVALID_ARGUMENT naming the limit: split the list.
 //   - Errors: INVALID_ARGUMENT for malformed names/digests/offsets and hash mismatches,
 //     NOT_FOUND for missing blobs, OUT_OF_RANGE for read offsets beyond the blob,
 //     RESOURCE_EXHAUSTED when the disk is full, DATA_LOSS when a stored blob was found corrupt

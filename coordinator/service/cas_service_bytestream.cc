@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/cas/resource_name.h"
 #include "coordinator/service/cas_service.h"
 #include "coordinator/service/cas_service_internal.h"
@@ -224,8 +225,8 @@ class WriteCall final : public grpc::ServerReadReactor<bs::WriteRequest> {
       expected_offset_ = req.write_offset();
     } else if (!req.resource_name().empty() && req.resource_name() != resource_name_) {
       return absl::InvalidArgumentError(
-          absl::StrCat("resource_name changed within one Write, from \"", resource_name_,
-                       "\" to \"", req.resource_name(), "\""));
+          absl::StrCat("resource_name changed within one Write, from ",
+                       common::Quote(resource_name_), " to ", common::Quote(req.resource_name())));
     }
     if (req.write_offset() != expected_offset_) {
       return absl::InvalidArgumentError(absl::StrCat("write_offset ", req.write_offset(),

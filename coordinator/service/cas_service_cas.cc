@@ -135,6 +135,10 @@ class CasService final : public reapi::ContentAddressableStorage::CallbackServic
                                              reapi::FindMissingBlobsResponse* resp) override {
     return OnPool(ctx, pool_, [this, req, resp]() -> absl::Status {
       FARM_RETURN_IF_ERROR(CheckDigestFunction(req->digest_function()));
+      if (req->blob_digests_size() > kMaxBatchBlobs) {
+        return TooBig("FindMissingBlobs with digest count", req->blob_digests_size(),
+                      kMaxBatchBlobs, "split the list");
+      }
       std::vector<Digest> digests;
       digests.reserve(req->blob_digests_size());
       for (int i = 0; i < req->blob_digests_size(); ++i) {

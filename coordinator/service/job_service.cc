@@ -3,6 +3,7 @@
 #include "common/grpc_status.h"
 #include "coordinator/service/list_events.h"
 #include "coordinator/service/unary.h"
+#include "coordinator/service/request_text.h"
 #include "coordinator/service/watch_logs.h"
 
 namespace farm::coordinator {
@@ -15,6 +16,7 @@ using common::ToGrpcStatus;
 grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ctx,
                                                  const farm::v1::SubmitJobRequest* req,
                                                  farm::v1::SubmitJobResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
@@ -23,19 +25,22 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                               const farm::v1::GetJobRequest* req,
                                               farm::v1::Job* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                   [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
+                    [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::List(grpc::CallbackServerContext* ctx,
                                                const farm::v1::ListJobsRequest* req,
                                                farm::v1::ListJobsResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp, [this, req] { return scheduler_->reads().ListJobs(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                  const farm::v1::CancelJobRequest* req,
                                                  farm::v1::CancelJobResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->Cancel(req->job_id(), [reactor, resp](absl::StatusOr<farm::v1::Job> r) {
     if (r.ok()) *resp->mutable_job() = *std::move(r);
@@ -47,6 +52,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::Cancel(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::SubmitPipelineRequest* req,
                                                          farm::v1::SubmitPipelineResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
@@ -55,20 +61,23 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContext* ctx,
                                                       const farm::v1::GetPipelineRequest* req,
                                                       farm::v1::Pipeline* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                   [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
+                    [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
                                                         const farm::v1::ListPipelinesRequest* req,
                                                         farm::v1::ListPipelinesResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                   [this, req] { return scheduler_->reads().ListPipelines(*req); });
+                    [this, req] { return scheduler_->reads().ListPipelines(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,
                                                          const farm::v1::CancelPipelineRequest* req,
                                                          farm::v1::Pipeline* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
   scheduler_->CancelPipeline(req->pipeline_id(), FinishWith(reactor, resp));
   return reactor;
@@ -82,6 +91,7 @@ grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* JobServiceImpl::WatchLogs
 grpc::ServerUnaryReactor* JobServiceImpl::ListEvents(grpc::CallbackServerContext* ctx,
                                                      const farm::v1::ListEventsRequest* req,
                                                      farm::v1::ListEventsResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return NewListEventsCall(ctx, events_, hub_, pool_, *req, resp);
 }
 

@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/job_state.h"
+#include "common/text.h"
 #include "coordinator/logs/log_reader.h"
 #include "coordinator/service/relay.h"
 #include "coordinator/store/keys.h"
@@ -163,9 +164,9 @@ std::optional<bool> WatchLogsCall::Start(const farm::v1::Job& job) {
     bool found = false;
     for (const auto& s : job.spec().steps()) found |= s.name() == req_.step();
     if (!found) {
-      return End(
-          grpc::Status(grpc::StatusCode::NOT_FOUND,
-                       absl::StrCat("job ", job.id(), " has no step named \"", req_.step(), "\"")));
+      return End(grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("job ", job.id(), " has no step named ", common::Quote(req_.step()))));
     }
   }
   return std::nullopt;
@@ -248,10 +249,14 @@ class ErrorWriter final : public grpc::ServerWriteReactor<farm::v1::WatchLogsRes
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
     Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
     const farm::v1::WatchLogsRequest& req) {
+  if (absl::Status s = common::ValidateRequestText(req); !s.ok()) {
+    return new ErrorWriter(ToGrpcStatus(s));
+  }
   const std::optional<uint64_t> seq = keys::ParseJobId(req.job_id());
   if (!seq.has_value()) {
-    return new ErrorWriter(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                        absl::StrCat("job ", req.job_id(), " not found")));
+    return new ErrorWriter(
+        grpc::Status(grpc::StatusCode::NOT_FOUND,
+                     absl::StrCat("job ", common::Quote(req.job_id()), " not found")));
   }
   return new WatchLogsCall(store, reads, hub, pool, req, *seq);
 }

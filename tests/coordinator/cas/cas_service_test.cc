@@ -251,6 +251,24 @@ TEST_F(CasServiceTest, BadDigestsAndOversizeBatchesAreRejected) {
   EXPECT_THAT(s.error_message(), HasSubstr(absl::StrCat(kMaxBatchTotalBytes)));
 }
 
+TEST_F(CasServiceTest, FindMissingBlobsHoldsAtMostTheBatchLimit) {
+  reapi::FindMissingBlobsRequest req;
+  for (int i = 0; i < kMaxBatchBlobs; ++i) {
+    *req.add_blob_digests() = ToProto(common::DigestOf(absl::StrCat("blob ", i)));
+  }
+  reapi::FindMissingBlobsResponse resp;
+  grpc::Status s = cas_->FindMissingBlobs(Ctx().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.missing_blob_digests_size(), kMaxBatchBlobs);
+
+  *req.add_blob_digests() = ToProto(common::DigestOf("one more"));
+  resp.Clear();
+  s = cas_->FindMissingBlobs(Ctx().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("limit of 10000"));
+  EXPECT_EQ(resp.missing_blob_digests_size(), 0);
+}
+
 TEST_F(CasServiceTest, ByteStreamWriteThenReadRanges) {
   const std::string data = RandomBytes((5 << 20) + 123, 2);
   const Digest d = common::DigestOf(data);

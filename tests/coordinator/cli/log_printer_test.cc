@@ -90,5 +90,43 @@ TEST(LogPrinterTest, ReportsAFailedOutputStream) {
   EXPECT_FALSE(printer.Write(Chunk(1, 0, "a", 0, "ab")));
 }
 
+// For a terminal: the output cannot drive it, and text that needs no escaping is unchanged.
+TEST(LogPrinterTest, EscapesControlsForATerminal) {
+  std::ostringstream out;
+  {
+    LogPrinter printer(&out, nullptr, /*step_headers=*/false, /*escape_controls=*/true);
+    ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, "\x1b[31mred\x1b[0m\tok\r\n")));
+    ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 17, std::string("\x1b]0;title\x07\0\n", 12))));
+    ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 29,
+                                    "\xc2\x9b"
+                                    "2J \xff caf\xc3\xa9\n")));
+  }
+  EXPECT_EQ(out.str(),
+            "\\x1b[31mred\\x1b[0m\tok\r\n"
+            "\\x1b]0;title\\x07\\x00\n"
+            "\\u009b2J \\xff caf\xc3\xa9\n");
+}
+
+TEST(LogPrinterTest, ForATerminalACharacterCutBetweenChunksIsWrittenWhole) {
+  std::ostringstream out;
+  {
+    LogPrinter printer(&out, nullptr, /*step_headers=*/false, /*escape_controls=*/true);
+    ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 0, "caf\xc3")));
+    EXPECT_EQ(out.str(), "caf");  // the first byte of "\xc3\xa9" waits for the second
+    ASSERT_TRUE(printer.Write(Chunk(1, 0, "a", 4, "\xa9!\n\xe2\x9c")));
+    EXPECT_EQ(out.str(), "caf\xc3\xa9!\n");
+  }
+  // The output ended inside a character: what came is written, escaped.
+  EXPECT_EQ(out.str(), "caf\xc3\xa9!\n\\xe2\\x9c");
+}
+
+TEST(LogPrinterTest, StepNamesInHeadersAreEscaped) {
+  std::ostringstream out;
+  std::ostringstream notices;
+  LogPrinter printer(&out, &notices, /*step_headers=*/true);
+  ASSERT_TRUE(printer.Write(Chunk(1, 0, "evil\x1b[2J", 0, "x\n")));
+  EXPECT_EQ(notices.str(), "==> step evil\\x1b[2J\n");
+}
+
 }  // namespace
 }  // namespace farm::cli
