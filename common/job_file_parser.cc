@@ -4,10 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <exception>
+#include <sstream>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -132,17 +135,72 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path, int64_t max_by
   return text;
 }
 
+namespace {
+
+// Counts a text's YAML documents from the parser's events, for ParseDocument: yaml-cpp's own
+// LoadAll never returns on some malformed input (after a flow collection or a quoted scalar at
+// the top, a ',' as in "{}," makes it build empty documents forever, in memory), so the
+// documents are counted here, stopping at the second, and only the first is loaded.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents() const { return documents_; }
+  // Where the second document's first node is (else where the document starts).
+  const YAML::Mark& second() const { return second_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { Saw(mark, true); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Saw(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Saw(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Saw(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Saw(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Saw(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Saw(const YAML::Mark& mark, bool document = false) {
+    if (document) {
+      if (++documents_ == 2) second_ = mark;
+      first_node_ = true;
+    } else if (first_node_) {
+      if (documents_ == 2) second_ = mark;
+      first_node_ = false;
+    }
+  }
+
+  int documents_ = 0;
+  bool first_node_ = false;
+  YAML::Mark second_ = YAML::Mark::null_mark();
+};
+
+}  // namespace
+
 absl::Status SpecFileParser::ParseDocument(
     absl::string_view text, absl::string_view empty_message, absl::string_view one_document,
     const std::function<absl::Status(const YAML::Node&)>& fn) {
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      return ErrorAt(docs[1].Mark(),
+    const std::string input(text);
+    std::istringstream stream(input);
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+    }
+    if (counter.documents() > 1) {
+      return ErrorAt(counter.second(),
                      absl::StrCat("a second YAML document starts here; ", one_document));
     }
-    if (docs.empty() || docs[0].IsNull()) return FileError(empty_message);
-    return fn(docs[0]);
+    const YAML::Node doc = YAML::Load(input);
+    if (doc.IsNull()) return FileError(empty_message);
+    return fn(doc);
   } catch (const YAML::Exception& e) {
     // ParserException for malformed input; anything else from yaml-cpp is unexpected, but
     // its mark still tells the user where to look.

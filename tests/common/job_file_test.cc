@@ -404,6 +404,15 @@ TEST(ParseJobFileErrorTest, NotAJob) {
               "job.yaml:3:1: ", "a second YAML document starts here");
 }
 
+// Found by the job file fuzzer: yaml-cpp's LoadAll built empty documents forever (and without
+// bound in memory) after a top-level flow collection or quoted scalar followed by ','.
+TEST(ParseJobFileErrorTest, AStrayCommaAfterTheDocumentIsAnErrorNotAHang) {
+  for (const char* text : {"{},", "{}, \"\n", "[],", "{steps: [{run: x}]},", "\"a\","}) {
+    EXPECT_THAT(ParseJobFile(text, "job.yaml"), StatusIs(absl::StatusCode::kInvalidArgument))
+        << text;
+  }
+}
+
 TEST(ParseJobFileErrorTest, PriorityOutOfRangeIsReportedWhereItIsWritten) {
   ExpectError("priority: 5000\nsteps: [{run: x}]\n",
               "job.yaml:1:11: ", "priority: 5000 is out of range");

@@ -383,6 +383,13 @@ TEST(ParsePipelineFileErrorTest, AFileOverTheSizeLimitIsRejected) {
   ExpectError(text, "ci.yaml: ", absl::StrCat("the limit is ", kMaxPipelineFileBytes, " bytes"));
 }
 
+// Found by the job file fuzzer (see job_file_test.cc): a ',' after a top-level flow mapping
+// made yaml-cpp build empty documents forever.
+TEST(ParsePipelineFileErrorTest, AStrayCommaAfterTheDocumentIsAnErrorNotAHang) {
+  EXPECT_THAT(ParsePipelineFile("{jobs: {a: {steps: [{run: x}]}}},", "p.yaml"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(ParsePipelineFileErrorTest, AliasesCannotInflateThePipeline) {
   // One 64 KiB value, referenced by 1000 variables of each of many jobs.
   std::string text = absl::StrCat("jobs:\n  j0:\n    env:\n      V0: &big ",
