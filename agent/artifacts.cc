@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/posix_io.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace farm::agent {
 namespace {
@@ -92,7 +93,7 @@ class Expander {
     // would not print plainly (a control character) is noted escaped.
     if (!noted_.insert(relative).second) return;
     const std::string shown =
-        common::CheckRelativePath(relative).ok() ? relative : common::QuotePath(relative);
+        common::CheckRelativePath(relative).ok() ? relative : common::Quote(relative);
     skipped_.push_back(absl::StrCat(shown, ": ", why));
   }
 

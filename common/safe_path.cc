@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "common/posix_io.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace farm::common {
 namespace {
@@ -67,12 +68,11 @@ absl::Status CheckCharacters(absl::string_view path) {
     const size_t n = CharAt(path, i, &control);
     if (n == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(QuotePath(path), " is not valid UTF-8 (at byte ", i, ")"));
+          absl::StrCat(Quote(path), " is not valid UTF-8 (at byte ", i, ")"));
     }
     if (control) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(QuotePath(path),
-                       path[i] == '\0' ? " contains a NUL byte" : " contains a control character"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          Quote(path), path[i] == '\0' ? " contains a NUL byte" : " contains a control character"));
     }
     i += n;
   }
@@ -82,17 +82,17 @@ absl::Status CheckCharacters(absl::string_view path) {
 absl::Status CheckComponent(absl::string_view path, absl::string_view part) {
   if (part.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(QuotePath(path),
+        absl::StrCat(Quote(path),
                      " is not a plain relative path: it has an empty component "
                      "(a leading, trailing or doubled '/')"));
   }
   if (part == "." || part == "..") {
     return absl::InvalidArgumentError(absl::StrCat(
-        QuotePath(path), " is not a plain relative path: it has a \"", part, "\" component"));
+        Quote(path), " is not a plain relative path: it has a \"", part, "\" component"));
   }
   if (part.size() > static_cast<size_t>(kMaxPathComponentBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(QuotePath(path), " has a component of ",
-                                                   part.size(), " bytes; the limit is ",
+    return absl::InvalidArgumentError(absl::StrCat(Quote(path), " has a component of ", part.size(),
+                                                   " bytes; the limit is ",
                                                    kMaxPathComponentBytes));
   }
   return absl::OkStatus();
@@ -176,7 +176,7 @@ class Walker {
 
  private:
   // The path walked so far, ending in `name`, quoted for a message.
-  std::string Here(absl::string_view name) const { return QuotePath(Join(names_, name)); }
+  std::string Here(absl::string_view name) const { return Quote(Join(names_, name)); }
 
   absl::Status Errno(int err, absl::string_view name) const { return ErrnoStatus(err, Here(name)); }
   // A link at `name` (or, for "..", the last link followed) leads outside the root.
@@ -184,10 +184,10 @@ class Walker {
     if (name == "..") {
       if (last_link_.empty()) {
         return absl::PermissionDeniedError(
-            absl::StrCat(QuotePath(path_), ": \"..\" leads outside ", root_.label()));
+            absl::StrCat(Quote(path_), ": \"..\" leads outside ", root_.label()));
       }
-      return absl::PermissionDeniedError(absl::StrCat(
-          QuotePath(last_link_), " is a symbolic link leading outside ", root_.label()));
+      return absl::PermissionDeniedError(
+          absl::StrCat(Quote(last_link_), " is a symbolic link leading outside ", root_.label()));
     }
     return absl::PermissionDeniedError(
         absl::StrCat(Here(name), " is a symbolic link leading outside ", root_.label()));
@@ -337,7 +337,7 @@ absl::Status CheckRelativePath(absl::string_view path) {
   }
   FARM_RETURN_IF_ERROR(CheckCharacters(path));
   if (path[0] == '/') {
-    return absl::InvalidArgumentError(absl::StrCat(QuotePath(path), " is an absolute path"));
+    return absl::InvalidArgumentError(absl::StrCat(Quote(path), " is an absolute path"));
   }
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     FARM_RETURN_IF_ERROR(CheckComponent(path, part));
@@ -347,33 +347,9 @@ absl::Status CheckRelativePath(absl::string_view path) {
 
 absl::Status CheckPathComponent(absl::string_view name) {
   if (name.find('/') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(QuotePath(name), " is not one name: it has a '/'"));
+    return absl::InvalidArgumentError(absl::StrCat(Quote(name), " is not one name: it has a '/'"));
   }
   return CheckRelativePath(name);
-}
-
-std::string QuotePath(absl::string_view text) {
-  std::string out = "\"";
-  const size_t end = std::min(text.size(), static_cast<size_t>(kMaxEchoBytes));
-  for (size_t i = 0; i < end;) {
-    bool control = false;
-    const size_t n = CharAt(text, i, &control);
-    if (n == 0 || control || text[i] == '"' || text[i] == '\\') {
-      // A C1 control is two bytes: escape both.
-      const size_t bytes = n == 0 ? 1 : n;
-      for (size_t k = 0; k < bytes && i + k < text.size(); ++k) {
-        absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(text[i + k]));
-      }
-      i += bytes;
-      continue;
-    }
-    out.append(text.data() + i, n);
-    i += n;
-  }
-  out += "\"";
-  if (text.size() > end) out += "...";
-  return out;
 }
 
 BeneathRoot::BeneathRoot(UniqueFd fd, std::vector<std::string> names, std::string label)
@@ -422,7 +398,7 @@ absl::StatusOr<UniqueFd> OpenDirBeneath(const BeneathRoot& root, absl::string_vi
                                         const WalkOptions& options) {
   FARM_ASSIGN_OR_RETURN(WalkEnd end, WalkBeneath(root, relative, options));
   if (end.name.empty()) return std::move(end.dir);
-  const std::string where = QuotePath(end.resolved);
+  const std::string where = Quote(end.resolved);
   if (!end.exists) {
     if (!options.create_dirs) return absl::NotFoundError(absl::StrCat(where, " does not exist"));
     if (::mkdirat(end.dir.get(), end.name.c_str(), 0777) != 0 && errno != EEXIST) {

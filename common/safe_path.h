@@ -42,7 +42,6 @@ inline constexpr int kMaxRelativePathBytes = 4096;  // a whole path (PATH_MAX)
 inline constexpr int kMaxPathComponentBytes = 255;  // one name (NAME_MAX)
 inline constexpr int kMaxSymlinkHops = 40;          // links followed in one walk (MAXSYMLINKS)
 inline constexpr int kMaxTreeDepth = 1000;          // directories deep that RemoveTreeAt goes
-inline constexpr int kMaxEchoBytes = 200;           // of a path quoted in a message
 
 // A plain relative path: non-empty, at most kMaxRelativePathBytes, '/'-separated components that
 // are neither empty (no leading, trailing or doubled '/') nor "." or "..", each at most
@@ -53,10 +52,6 @@ absl::Status CheckRelativePath(absl::string_view path);
 
 // One component of such a path (a file name): the same rules, and no '/'.
 absl::Status CheckPathComponent(absl::string_view name);
-
-// `text` in double quotes for a message: '"', '\\', control characters and bytes that are not
-// valid UTF-8 as \xNN, cut after kMaxEchoBytes input bytes with "..." after the closing quote.
-std::string QuotePath(absl::string_view text);
 
 // A directory opened once, the root of walks beneath it.
 class BeneathRoot {

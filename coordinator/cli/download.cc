@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/job_limits.h"
 #include "common/posix_io.h"
+#include "common/text.h"
 
 namespace farm::cli {
 
@@ -79,9 +80,8 @@ absl::StatusOr<common::BeneathRoot> PrepareDirectory(const std::string& dir) {
 absl::StatusOr<Target> PrepareTarget(const common::BeneathRoot& root, const std::string& dir,
                                      const std::string& path) {
   if (absl::Status s = common::ValidateArtifactPath(path); !s.ok()) {
-    return absl::PermissionDeniedError(absl::StrCat("refusing to write artifact ",
-                                                    common::QuotePath(path), " outside ", dir, ": ",
-                                                    s.message()));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "refusing to write artifact ", common::Quote(path), " outside ", dir, ": ", s.message()));
   }
   absl::StatusOr<common::WalkEnd> end = common::WalkBeneath(
       root, path, {.follow_links = true, .follow_last = false, .create_dirs = true});
@@ -90,7 +90,7 @@ absl::StatusOr<Target> PrepareTarget(const common::BeneathRoot& root, const std:
     return absl::Status(
         end.status().code(),
         absl::StrCat(refused ? "refusing to write artifact " : "cannot write artifact ",
-                     common::QuotePath(path), " in ", dir, ": ", end.status().message()));
+                     common::Quote(path), " in ", dir, ": ", end.status().message()));
   }
   return Target{std::move(end->dir), std::move(end->name)};
 }

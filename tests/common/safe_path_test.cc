@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::common {
@@ -40,7 +41,7 @@ TEST(CheckRelativePathTest, AcceptsPlainRelativePaths) {
            "a", "out/app", "dist/x/y/z/c.tar.gz", ".hidden", "a/.b/c", "..a", "a..", "...",
            "with space", "ünïcödé/日本語", "emoji/\xf0\x9f\x98\x80", std::string(255, 'n'),
            LongPath(kMaxRelativePathBytes)}) {
-    EXPECT_TRUE(CheckRelativePath(path).ok()) << QuotePath(path);
+    EXPECT_TRUE(CheckRelativePath(path).ok()) << Quote(path);
   }
 }
 
@@ -76,7 +77,7 @@ TEST(CheckRelativePathTest, RefusesEachRuleWithAMessageSayingWhich) {
   for (const auto& [path, why] : bad) {
     EXPECT_THAT(CheckRelativePath(path),
                 StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr(why)))
-        << QuotePath(path);
+        << Quote(path);
   }
 }
 
@@ -86,13 +87,7 @@ TEST(CheckRelativePathTest, AComponentHasNoSlash) {
   EXPECT_THAT(CheckPathComponent(".."), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(QuotePathTest, EscapesWhatWouldNotPrintPlainlyAndCutsLongInput) {
-  EXPECT_EQ(QuotePath("out/a.txt"), "\"out/a.txt\"");
-  EXPECT_EQ(QuotePath("ü"), "\"ü\"");
-  EXPECT_EQ(QuotePath("a\x1b[2Jb"), "\"a\\x1b[2Jb\"");
-  EXPECT_EQ(QuotePath("a\xc2\x9b"), "\"a\\xc2\\x9b\"");
-  EXPECT_EQ(QuotePath("\xff\""), "\"\\xff\\x22\"");
-  EXPECT_EQ(QuotePath(std::string(1000, 'x')), "\"" + std::string(kMaxEchoBytes, 'x') + "\"...");
+TEST(CheckRelativePathTest, ARefusalEchoesThePathEscaped) {
   // The message of a refusal echoes the escaped form only.
   const absl::Status s = CheckRelativePath("a\x1b]0;pwned\x07");
   EXPECT_THAT(std::string(s.message()), Not(HasSubstr("\x1b")));

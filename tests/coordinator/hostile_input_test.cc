@@ -55,6 +55,7 @@ class HostileInputTest : public ::testing::Test {
     CoordinatorOptions options;
     options.listen = "127.0.0.1:0";
     options.data_dir = dir_;
+    options.insecure = true;
     coordinator_ = std::make_unique<Coordinator>(options);
     ASSERT_OK(coordinator_->Init());
     ASSERT_OK(coordinator_->Start());

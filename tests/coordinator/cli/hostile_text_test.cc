@@ -64,6 +64,7 @@ class HostileTextTest : public ::testing::Test {
     io.out_fd = out_fd;
     absl::StatusOr<CliOptions> options = ParseArgs(args, farm_.address());
     if (!options.ok()) return {kExitUsage, "", std::string(options.status().message())};
+    options->security.insecure = true;  // the test's coordinator serves plaintext on loopback
     const int code = RunCommand(*options, io);
     return {code, out.str(), err.str()};
   }
