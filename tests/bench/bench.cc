@@ -192,7 +192,7 @@ absl::Status BenchFarm::Launch(const std::string& listen) {
   options.binary = env_.bin_dir + "/farm-coordinator";
   options.args = {absl::StrCat("--listen=", listen), absl::StrCat("--data_dir=", data_dir()),
                   absl::StrCat("--port_file=", port_file)};
-  for (const std::string& flag : env_.security_flags) options.args.push_back(flag);
+  for (const std::string& flag : env_.security->CoordinatorFlags()) options.args.push_back(flag);
   for (const std::string& flag : coordinator_flags_) options.args.push_back(flag);
   options.stdout_path = root_.Join(absl::StrCat("coordinator-", n, ".log"));
   options.stderr_path = options.stdout_path;
@@ -229,7 +229,9 @@ absl::Status BenchFarm::StartAgent(const BenchAgent& agent) {
   options.args = {absl::StrCat("--coordinator=", address_), absl::StrCat("--name=", agent.name),
                   absl::StrCat("--slots=", agent.slots),
                   absl::StrCat("--work_dir=", root_.Join("agents/" + agent.name))};
-  for (const std::string& flag : env_.security_flags) options.args.push_back(flag);
+  FARM_ASSIGN_OR_RETURN(std::vector<std::string> security,
+                        env_.security->AgentFlags(agent.name, root_.Join("certs/" + agent.name)));
+  for (const std::string& flag : security) options.args.push_back(flag);
   for (const std::string& flag : agent.extra_flags) options.args.push_back(flag);
   options.stdout_path = root_.Join(agent.name + ".log");
   options.stderr_path = options.stdout_path;
@@ -270,7 +272,7 @@ std::shared_ptr<grpc::Channel> BenchFarm::NewChannel(bool own_connection) const 
     args.SetInt("farm.bench.connection", ++counter);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
-  return grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address_, env_.security->ClientCredentials(), args);
 }
 
 absl::StatusOr<std::unique_ptr<farm::v1::JobService::Stub>> BenchFarm::ConnectedJobClient() const {

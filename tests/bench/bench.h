@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "tests/bench/bench_security.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
@@ -77,10 +78,9 @@ struct BenchEnv {
   std::string bin_dir;    // farm-coordinator, farm-agent, farm-bench-stamp
   std::string data_root;  // where farms' temp trees go (a real disk: fsync matters)
   bool verbose = false;
-  // Flags the coordinator and the agents get for their transport: {"--insecure"} (the
-  // benchmarks' farms run on loopback), or none for binaries older than those flags, which
-  // served plaintext without them.
-  std::vector<std::string> security_flags;
+  // How the farm's processes and the benchmark reach each other (bench_security.h): plaintext
+  // on loopback, or TLS with client certificates under --tls.
+  std::shared_ptr<const BenchSecurity> security;
 };
 
 // ---- process counters

@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/status_macros.h"
 #include "tests/bench/bench.h"
 #include "tests/bench/report.h"
 #include "tests/bench/scenarios.h"
@@ -43,6 +44,8 @@ ABSL_FLAG(std::string, bin_dir, "", "where the farm binaries are (default: farm-
 ABSL_FLAG(std::string, data_root, "",
           "directory for the farms' data (default: $TMPDIR or /tmp); must be a real disk");
 ABSL_FLAG(std::string, commit, "", "the commit measured, for the report");
+ABSL_FLAG(bool, tls, false,
+          "run the farms on TLS with client certificates (default: plaintext on loopback)");
 ABSL_FLAG(bool, verbose, false, "keep the farms' directories and print their paths");
 
 namespace farm::bench {
@@ -123,7 +126,11 @@ absl::StatusOr<BenchEnv> EnvFromFlags() {
           absl::StrCat("--bin_dir: ", env.bin_dir, "/", binary, " is not an executable"));
     }
   }
-  if (TakesInsecureFlag(env.bin_dir)) env.security_flags = {"--insecure"};
+  if (absl::GetFlag(FLAGS_tls)) {
+    FARM_ASSIGN_OR_RETURN(env.security, BenchSecurity::Tls());
+  } else {
+    env.security = BenchSecurity::Plaintext(TakesInsecureFlag(env.bin_dir));
+  }
   env.data_root = absl::GetFlag(FLAGS_data_root);
   if (env.data_root.empty()) {
     const char* tmp = getenv("TMPDIR");
@@ -194,6 +201,7 @@ int Main() {
   RunInfo info;
   info.runs = runs;
   info.quick = absl::GetFlag(FLAGS_quick);
+  info.transport = env->security->Name();
   info.machine = ReadMachine(env->data_root);
   info.commit = absl::GetFlag(FLAGS_commit);
   info.started = absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone());

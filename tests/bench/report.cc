@@ -51,8 +51,8 @@ std::string Heading(const RunInfo& info) {
   const Machine& m = info.machine;
   return absl::StrCat("Machine: ", m.cpu, ", ", m.cores, " cores, ", m.memory_bytes >> 30, " GiB, ",
                       m.kernel, ", data on ", m.disk, ". Commit ",
-                      info.commit.empty() ? "(not given)" : info.commit, ", ", info.started,
-                      ". Median of ", info.runs, " runs (min–max).\n\n");
+                      info.commit.empty() ? "(not given)" : info.commit, ", ", info.started, ", ",
+                      info.transport, ". Median of ", info.runs, " runs (min–max).\n\n");
 }
 
 // The rows of one size: its figures, its targets' verdicts (at the larger size) and its
@@ -221,7 +221,8 @@ std::string Json(const RunInfo& info, const std::vector<ScenarioResult>& results
   const Machine& m = info.machine;
   std::string j = absl::StrCat(
       "{\n  \"commit\": ", JsonString(info.commit), ",\n  \"date\": ", JsonString(info.started),
-      ",\n  \"runs\": ", info.runs, ",\n  \"quick\": ", info.quick ? "true" : "false", ",\n");
+      ",\n  \"runs\": ", info.runs, ",\n  \"quick\": ", info.quick ? "true" : "false",
+      ",\n  \"transport\": ", JsonString(info.transport), ",\n");
   absl::StrAppend(&j, "  \"machine\": {\"cpu\": ", JsonString(m.cpu), ", \"cores\": ", m.cores,
                   ", \"memory_bytes\": ", m.memory_bytes, ", \"kernel\": ", JsonString(m.kernel),
                   ", \"data_disk\": ", JsonString(m.disk),

@@ -76,6 +76,7 @@ struct RunInfo {
   std::string started;  // "2026-11-29 10:00 UTC"
   int runs = 0;         // runs per scenario and size
   bool quick = false;
+  std::string transport = "plaintext";  // "plaintext" or "TLS" (farm-bench --tls)
 };
 
 // The Markdown table: one row per figure and size (median, min–max, the target and its verdict
