@@ -400,5 +400,38 @@ TEST_F(LimitsTest, WithoutAuthenticationEachConnectionHasItsOwnCap) {
                     "the coordinator to count no open stream"));
 }
 
+// Keepalive enforcement: a client that pings far more often than the coordinator permits is
+// cut off (GOAWAY "too_many_pings"), while one that pings at the farm's clients' pace keeps its
+// stream.
+TEST_F(LimitsTest, AClientThatPingsTooOftenIsCutOff) {
+  CoordinatorOptions options;
+  options.insecure = true;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  auto well_behaved = farm::v1::JobService::NewStub(OwnConnection());
+  const std::string job_id = QueuedJob(well_behaved.get());
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 100);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  auto pinger = farm::v1::JobService::NewStub(
+      grpc::CreateCustomChannel(coordinator_->address(), grpc::InsecureChannelCredentials(), args));
+  Calls<Watch> patient;
+  patient.Start(1, well_behaved.get(), job_id);
+  Calls<Watch> impatient;
+  impatient.Start(1, pinger.get(), job_id);
+  ASSERT_OK(WaitFor([&] { return impatient.tally().ended() == 1; }, absl::Seconds(30),
+                    "the pinging client to be cut off"));
+  ASSERT_EQ(impatient.tally().other().size(), 1u);
+  EXPECT_EQ(impatient.tally().other()[0].error_code(), grpc::StatusCode::UNAVAILABLE)
+      << impatient.tally().other()[0].error_message();
+  std::printf("the pinging client's stream ended: %s\n",
+              impatient.tally().other()[0].error_message().c_str());
+  ASSERT_OK(WaitFor([&] { return coordinator_->watch_streams().total() == 1; }, absl::Seconds(30),
+                    "the cut stream to leave the count"));
+  EXPECT_EQ(patient.tally().ended(), 0);
+}
+
 }  // namespace
 }  // namespace farm::coordinator
