@@ -18,6 +18,17 @@ namespace farm::common {
 
 // Largest gRPC message either side accepts (requests and responses): 16 MiB.
 inline constexpr int kMaxGrpcMessageBytes = 16 << 20;
+// Keepalive. Clients ping the coordinator after kKeepaliveTimeMs without activity (idle
+// connections too) and drop the connection when a ping goes unanswered for
+// kKeepaliveTimeoutMs, so that a dead coordinator is noticed. The coordinator counts a ping
+// that comes sooner than kMinPingIntervalMs after the last one (while it sends no data) as a
+// strike, and after a few strikes closes the connection (GOAWAY "too_many_pings"): clients
+// must never ping more often than it permits.
+inline constexpr int kKeepaliveTimeMs = 20'000;
+inline constexpr int kKeepaliveTimeoutMs = 10'000;
+inline constexpr int kMinPingIntervalMs = 10'000;
+static_assert(kKeepaliveTimeMs >= kMinPingIntervalMs,
+              "clients would ping more often than the coordinator permits");
 // Largest token file a client reads.
 inline constexpr size_t kMaxTokenBytes = 4096;
 

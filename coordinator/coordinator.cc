@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -22,6 +24,7 @@
 #include "coordinator/service/admin_service.h"
 #include "coordinator/service/agent_service.h"
 #include "coordinator/service/authenticator.h"
+#include "coordinator/service/call_caps.h"
 #include "coordinator/service/cas_service.h"
 #include "coordinator/service/job_service.h"
 #include "coordinator/store/rocksdb_store.h"
@@ -95,6 +98,69 @@ absl::Status ValidateSecurity(const CoordinatorOptions& o) {
   return absl::OkStatus();
 }
 
+// Keepalive enforcement: a client whose pings come sooner than common::kMinPingIntervalMs
+// apart (while the coordinator sends it nothing) gets a strike, and a GOAWAY "too_many_pings"
+// at the third. The farm's clients ping every common::kKeepaliveTimeMs.
+constexpr int kMaxPingStrikes = 2;
+// The coordinator pings its clients too, to find those that vanished without closing (a dead
+// host, a cut network): their calls (WatchLogs streams that wait for output) would otherwise
+// stay open, and count against their caller's caps, for good.
+constexpr int kServerKeepaliveTimeMs = 60'000;
+constexpr int kServerKeepaliveTimeoutMs = 20'000;
+// gRPC takes milliseconds as an int.
+constexpr int64_t kMaxChannelArgMs = std::numeric_limits<int>::max();
+
+absl::Status ValidateLimits(const CoordinatorOptions& o) {
+  if (o.max_streams_per_connection < 8 || o.max_streams_per_connection > 1'000'000) {
+    return absl::InvalidArgumentError("--max_streams_per_connection must be between 8 and 1000000");
+  }
+  struct Duration {
+    int64_t ms;
+    const char* flag;
+    int64_t min_ms;
+  };
+  const Duration durations[] = {{o.max_connection_idle_ms, "--max_connection_idle", 1'000},
+                                {o.max_connection_age_ms, "--max_connection_age", 1'000},
+                                {o.max_connection_age_grace_ms, "--max_connection_age_grace", 0}};
+  for (const Duration& d : durations) {
+    if (d.ms < d.min_ms || d.ms > kMaxChannelArgMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(d.flag, " must be between ", d.min_ms / 1000, "s and 24d"));
+    }
+  }
+  const std::pair<int, const char*> caps[] = {
+      {o.max_parked_calls_per_identity, "--max_parked_calls_per_identity"},
+      {o.max_watch_streams_per_identity, "--max_watch_streams_per_identity"}};
+  for (const auto& [cap, flag] : caps) {
+    if (cap < 1 || cap > 1'000'000) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " must be between 1 and 1000000"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The limits of every connection (see CoordinatorOptions and SECURITY.md).
+void SetServerLimits(const CoordinatorOptions& o, grpc::ServerBuilder* builder) {
+  builder->SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
+  builder->SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, o.max_streams_per_connection);
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                              static_cast<int>(o.max_connection_idle_ms));
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                              static_cast<int>(o.max_connection_age_ms));
+  builder->AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                              static_cast<int>(o.max_connection_age_grace_ms));
+  // Idle agents keep their connections: pings without calls are allowed, at the clients' pace.
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                              common::kMinPingIntervalMs);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, kMaxPingStrikes);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kServerKeepaliveTimeMs);
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kServerKeepaliveTimeoutMs);
+  // A client that waits for output sends nothing: keep pinging it all the same.
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+}
+
 }  // namespace
 
 absl::Status CoordinatorOptions::Validate() const {
@@ -129,7 +195,7 @@ absl::Status CoordinatorOptions::Validate() const {
   if (event_retention_ms < 60'000) {
     return absl::InvalidArgumentError("--event_retention must be at least 1m");
   }
-  return absl::OkStatus();
+  return ValidateLimits(*this);
 }
 
 Coordinator::Coordinator(CoordinatorOptions options) : options_(std::move(options)) {}
@@ -154,9 +220,16 @@ absl::Status Coordinator::Init() {
   tokens_ = std::make_unique<TokenRegistry>(store_.get(), common::RealClock());
   FARM_RETURN_IF_ERROR(tokens_->Load());
   authenticator_ = std::make_shared<Authenticator>(tokens_.get(), !options_.insecure);
-  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
-                                                  read_pool_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get());
+  parked_cap_ = std::make_unique<CallCap>("parked calls (Lease, Heartbeat)",
+                                          "--max_parked_calls_per_identity",
+                                          options_.max_parked_calls_per_identity);
+  watch_cap_ = std::make_unique<CallCap>("WatchLogs streams", "--max_watch_streams_per_identity",
+                                         options_.max_watch_streams_per_identity);
+  job_service_ =
+      std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
+                                       read_pool_.get(), authenticator_.get(), watch_cap_.get());
+  agent_service_ =
+      std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get(), parked_cap_.get());
   admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get(), tokens_.get(),
                                                       authenticator_.get(), read_pool_.get());
   FileBlobStoreOptions cas;
@@ -192,11 +265,7 @@ absl::Status Coordinator::Start() {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options_.listen, credentials, &port);
-  builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
-  builder.SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
-  // Let idle agents keep their connections (keepalive pings without calls).
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  SetServerLimits(options_, &builder);
   if (!options_.server_interceptors.empty()) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     for (const auto& factory : options_.server_interceptors) {

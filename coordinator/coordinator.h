@@ -30,6 +30,7 @@ class ServerInterceptorFactoryInterface;
 namespace farm::coordinator {
 
 class Authenticator;
+class CallCap;
 class JobServiceImpl;
 class AgentServiceImpl;
 class AdminServiceImpl;
@@ -60,6 +61,23 @@ struct CoordinatorOptions {
   int64_t artifact_retention_ms = 7LL * 24 * 3600'000;
   // Events (the history of jobs and agents) are kept this long.
   int64_t event_retention_ms = EventRecorder::kDefaultRetentionMs;
+  // gRPC server limits (SECURITY.md, "Limits"). Streams one client connection may have open
+  // at once (a client queues the rest until one ends).
+  int max_streams_per_connection = 1024;
+  // A connection without calls for max_connection_idle_ms is closed; every connection is
+  // retired after max_connection_age_ms (GOAWAY: the client opens a new one for its next
+  // calls), its open calls having max_connection_age_grace_ms more to end. The grace is longer
+  // than any parked call (Lease, Heartbeat: 60 s at most), so these are never cut; a WatchLogs
+  // stream that outlives it is, and farmctl resumes it where it was. gRPC adds ±10% of jitter.
+  int64_t max_connection_idle_ms = 30 * 60'000;
+  int64_t max_connection_age_ms = 3600'000;
+  int64_t max_connection_age_grace_ms = 5 * 60'000;
+  // Calls one identity may hold open at once, beyond which a call gets RESOURCE_EXHAUSTED:
+  // parked Lease and Heartbeat calls (an agent holds one per idle slot, plus its heartbeat),
+  // and WatchLogs streams (one per `farmctl logs --follow`). Without authentication
+  // (--insecure) each client connection counts as its own identity.
+  int max_parked_calls_per_identity = 1024;
+  int max_watch_streams_per_identity = 100;
   // Extra gRPC server interceptors, in order, on every call of every service: for tests (the
   // fault suite injects faults with them) and for future middleware such as authentication.
   // Shared so that the options stay copyable; the server uses them from its threads until
@@ -90,6 +108,11 @@ class Coordinator {
   // "grpc.health.v1.Health"): what the authorization table must cover.
   static std::vector<std::string> ServedServices();
 
+  // The per-identity caps on parked calls and WatchLogs streams (after Init): what each
+  // caller holds open now.
+  const CallCap& parked_calls() const { return *parked_cap_; }
+  const CallCap& watch_streams() const { return *watch_cap_; }
+
   // The CAS (after Init), e.g. to pin a job's artifacts. Owned by the Coordinator.
   BlobStore* blob_store() const { return blob_store_.get(); }
 
@@ -107,6 +130,9 @@ class Coordinator {
   std::unique_ptr<common::IoPool> read_pool_;
   std::unique_ptr<TokenRegistry> tokens_;
   std::shared_ptr<Authenticator> authenticator_;
+  // Before the services and the server: every call gives its slot back before they go.
+  std::unique_ptr<CallCap> parked_cap_;
+  std::unique_ptr<CallCap> watch_cap_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/duration.h"
@@ -40,12 +41,52 @@ ABSL_FLAG(std::string, event_retention, "720h",
           "how long the event history (every change of jobs and agents) is kept");
 ABSL_FLAG(std::string, cas_min_age, "10m",
           "never evict a CAS blob used more recently than this (e.g. 10m, 1h)");
+ABSL_FLAG(int, max_streams_per_connection, 1024,
+          "gRPC streams one client connection may have open at once; the client queues the rest");
+ABSL_FLAG(std::string, max_connection_idle, "30m",
+          "close a client connection that has had no call for this long");
+ABSL_FLAG(std::string, max_connection_age, "1h",
+          "retire every client connection after this long (clients reconnect for new calls)");
+ABSL_FLAG(std::string, max_connection_age_grace, "5m",
+          "how long a retired connection's open calls may still run (longer than a parked "
+          "call's 60s)");
+ABSL_FLAG(int, max_parked_calls_per_identity, 1024,
+          "parked Lease and Heartbeat calls one caller may hold at once (an agent holds one per "
+          "idle slot, plus one); with --insecure, per client connection");
+ABSL_FLAG(int, max_watch_streams_per_identity, 100,
+          "WatchLogs streams (farmctl logs --follow) one caller may hold open at once; with "
+          "--insecure, per client connection");
 
 namespace {
 
 int Fail(const std::string& message) {
   std::cerr << "farm-coordinator: " << message << "\n";
   return 2;
+}
+
+// The gRPC server limits' flags into `options`; INVALID_ARGUMENT naming a flag that is not a
+// duration.
+absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
+  options->max_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
+  struct Duration {
+    const absl::Flag<std::string>* flag;
+    const char* name;
+    int64_t* ms;
+  };
+  const Duration durations[] = {
+      {&FLAGS_max_connection_idle, "--max_connection_idle", &options->max_connection_idle_ms},
+      {&FLAGS_max_connection_age, "--max_connection_age", &options->max_connection_age_ms},
+      {&FLAGS_max_connection_age_grace, "--max_connection_age_grace",
+       &options->max_connection_age_grace_ms}};
+  for (const Duration& d : durations) {
+    absl::StatusOr<int64_t> ms = farm::common::ParseDurationMs(absl::GetFlag(*d.flag));
+    if (!ms.ok())
+      return absl::InvalidArgumentError(absl::StrCat(d.name, ": ", ms.status().message()));
+    *d.ms = *ms;
+  }
+  options->max_parked_calls_per_identity = absl::GetFlag(FLAGS_max_parked_calls_per_identity);
+  options->max_watch_streams_per_identity = absl::GetFlag(FLAGS_max_watch_streams_per_identity);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -99,6 +140,7 @@ int main(int argc, char** argv) {
   auto events = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_event_retention));
   if (!events.ok()) return Fail("--event_retention: " + std::string(events.status().message()));
   options.event_retention_ms = *events;
+  if (absl::Status s = ReadLimitFlags(&options); !s.ok()) return Fail(std::string(s.message()));
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   farm::coordinator::Coordinator coordinator(options);

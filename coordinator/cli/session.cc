@@ -18,6 +18,11 @@ common::CasClientOptions CasOptions(const CliOptions& options) {
   return cas;
 }
 
+// A following stream that breaks after running this long is reopened at once and without a
+// word: most likely the coordinator retired its connection (--max_connection_age). Only when
+// that fails too does farmctl say "reconnecting" and back off.
+constexpr absl::Duration kQuietReopenAfter = absl::Seconds(3);
+
 }  // namespace
 
 common::RetryPolicy Session::PolicyOf(const CliOptions& options) {
@@ -83,6 +88,7 @@ absl::StatusOr<farm::v1::JobState> Session::Watch(
     std::optional<absl::Time> deadline) {
   common::RetryLoop loop = NewFollowLoop();
   for (;;) {
+    const absl::Time opened = absl::Now();
     grpc::ClientContext context;
     if (deadline.has_value()) context.set_deadline(absl::ToChronoTime(*deadline));
     std::unique_ptr<grpc::ClientReader<farm::v1::WatchLogsResponse>> reader =
@@ -110,6 +116,7 @@ absl::StatusOr<farm::v1::JobState> Session::Watch(
     }
     const bool broken = status.ok() || status.code() == absl::StatusCode::kUnavailable;
     if (!request.follow() || !broken) return status;
+    if (!loop.in_outage() && absl::Now() - opened >= kQuietReopenAfter) continue;
 
     if (!loop.in_outage()) {
       if (status.ok()) {

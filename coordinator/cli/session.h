@@ -71,7 +71,8 @@ class Session {
   // Reads WatchLogs for `request`, passing every message to `on_message` (false from it: the
   // output failed, DATA_LOSS), until the stream ends. With request.follow, a stream broken by
   // UNAVAILABLE (or closed without a final state, e.g. by a coordinator shutting down) is
-  // reopened under a follow loop; the new stream starts over, so `on_message` sees old chunks
+  // reopened under a follow loop (a stream that had run for a while at once and quietly: the
+  // coordinator retires connections); the new stream starts over, so `on_message` sees old chunks
   // again (LogPrinter skips them). Returns the job's final state (UNSPECIFIED when not following
   // and the job has not ended); DEADLINE_EXCEEDED when `deadline` passes first; the stream's
   // error otherwise.

@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
-#include "coordinator/service/unary.h"
 #include "coordinator/service/request_text.h"
+#include "coordinator/service/unary.h"
 
 namespace farm::coordinator {
 namespace {
@@ -34,16 +34,27 @@ int64_t ParkMs(grpc::CallbackServerContext* ctx, int64_t requested_ms) {
   return ms;
 }
 
-// A unary call the scheduler may hold; tells the scheduler when the client goes away.
+// A unary call the scheduler may hold; tells the scheduler when the client goes away. It holds
+// a slot of its caller's parked-call cap until gRPC is done with it.
 class ParkedCall final : public grpc::ServerUnaryReactor {
  public:
   ParkedCall(Scheduler* scheduler, uint64_t call_id) : scheduler_(scheduler), call_id_(call_id) {}
   void OnCancel() override { scheduler_->CancelWait(call_id_); }
   void OnDone() override { delete this; }
 
+  // Takes a slot of `cap` for the caller; RESOURCE_EXHAUSTED when it holds the most already.
+  absl::Status Hold(CallCap* cap, const Authenticator& auth,
+                    const grpc::CallbackServerContext& ctx) {
+    absl::StatusOr<CallCap::Slot> slot = cap->Acquire(CapIdentity(auth, ctx));
+    if (!slot.ok()) return slot.status();
+    slot_ = *std::move(slot);
+    return absl::OkStatus();
+  }
+
  private:
   Scheduler* const scheduler_;
   const uint64_t call_id_;
+  CallCap::Slot slot_;
 };
 
 // Applies uploaded chunks in order, keeping up to kMaxInFlightBytes of them appended but not
@@ -215,8 +226,10 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* c
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
-  if (!agent.ok()) {
-    reactor->Finish(ToGrpcStatus(agent.status()));
+  const absl::Status refused =
+      agent.ok() ? reactor->Hold(parked_cap_, *auth_, *ctx) : agent.status();
+  if (!refused.ok()) {
+    reactor->Finish(ToGrpcStatus(refused));
     return reactor;
   }
   scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
@@ -230,8 +243,10 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Heartbeat(grpc::CallbackServerContex
   const uint64_t call_id = scheduler_->NewCallId();
   auto* reactor = new ParkedCall(scheduler_, call_id);
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->agent());
-  if (!agent.ok()) {
-    reactor->Finish(ToGrpcStatus(agent.status()));
+  const absl::Status refused =
+      agent.ok() ? reactor->Hold(parked_cap_, *auth_, *ctx) : agent.status();
+  if (!refused.ok()) {
+    reactor->Finish(ToGrpcStatus(refused));
     return reactor;
   }
   scheduler_->Heartbeat(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));

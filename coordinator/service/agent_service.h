@@ -1,12 +1,14 @@
 // farm.v1.AgentService on the gRPC callback API: thin adapters over Scheduler. An agent acts
 // only as itself: its calls name its own name and its own leases (PERMISSION_DENIED
 // otherwise, changing nothing). Parked calls (Lease, Heartbeat) end before the client's
-// deadline and are answered with CANCELLED when the client goes away. Thread-safe; owned by
-// the Coordinator.
+// deadline and are answered with CANCELLED when the client goes away; one identity holds at
+// most `parked_cap` of them at once (RESOURCE_EXHAUSTED beyond). Thread-safe; owned by the
+// Coordinator.
 #pragma once
 
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
+#include "coordinator/service/call_caps.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm::coordinator {
@@ -16,9 +18,9 @@ inline constexpr size_t kMaxLogChunkBytes = 4 << 20;
 
 class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  public:
-  // Not owned; both outlive the service.
-  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth)
-      : scheduler_(scheduler), auth_(auth) {}
+  // Not owned; all outlive the service.
+  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth, CallCap* parked_cap)
+      : scheduler_(scheduler), auth_(auth), parked_cap_(parked_cap) {}
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const farm::v1::RegisterRequest* req,
@@ -50,6 +52,7 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
 
   Scheduler* const scheduler_;
   const Authenticator* const auth_;
+  CallCap* const parked_cap_;
 };
 
 }  // namespace farm::coordinator

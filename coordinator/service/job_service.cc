@@ -2,8 +2,8 @@
 
 #include "common/grpc_status.h"
 #include "coordinator/service/list_events.h"
-#include "coordinator/service/unary.h"
 #include "coordinator/service/request_text.h"
+#include "coordinator/service/unary.h"
 #include "coordinator/service/watch_logs.h"
 
 namespace farm::coordinator {
@@ -27,7 +27,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                               farm::v1::Job* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
+                   [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::List(grpc::CallbackServerContext* ctx,
@@ -63,7 +63,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContex
                                                       farm::v1::Pipeline* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
+                   [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
@@ -71,7 +71,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerCont
                                                         farm::v1::ListPipelinesResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().ListPipelines(*req); });
+                   [this, req] { return scheduler_->reads().ListPipelines(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,
@@ -85,7 +85,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* JobServiceImpl::WatchLogs(
     grpc::CallbackServerContext* ctx, const farm::v1::WatchLogsRequest* req) {
-  return NewWatchLogsCall(scheduler_->store(), &scheduler_->reads(), hub_, pool_, *req);
+  return NewWatchLogsCall(scheduler_->store(), &scheduler_->reads(), hub_, pool_, *req,
+                          watch_cap_->Acquire(CapIdentity(*auth_, *ctx)));
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListEvents(grpc::CallbackServerContext* ctx,

@@ -1,22 +1,31 @@
 // farm.v1.JobService on the gRPC callback API: a thin adapter over the Scheduler (state
 // changes, on its engine thread) and the committed store (reads). Every read (Get, List,
 // GetPipeline, ListPipelines, WatchLogs, ListEvents) runs on the read pool, never on gRPC's
-// callback threads nor on the engine thread. Thread-safe; owned by the Coordinator.
+// callback threads nor on the engine thread. One identity holds at most `watch_cap` WatchLogs
+// streams open at once (RESOURCE_EXHAUSTED beyond). Thread-safe; owned by the Coordinator.
 #pragma once
 
 #include "common/io_pool.h"
 #include "coordinator/events/event_reader.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
+#include "coordinator/service/authenticator.h"
+#include "coordinator/service/call_caps.h"
 #include "farm/v1/farm.grpc.pb.h"
 
 namespace farm::coordinator {
 
 class JobServiceImpl final : public farm::v1::JobService::CallbackService {
  public:
-  // `reads`: the pool for store reads; not owned, outlives the service.
-  JobServiceImpl(Scheduler* scheduler, FollowerHub* hub, EventReader* events, common::IoPool* reads)
-      : scheduler_(scheduler), hub_(hub), events_(events), pool_(reads) {}
+  // `reads`: the pool for store reads. None is owned; all outlive the service.
+  JobServiceImpl(Scheduler* scheduler, FollowerHub* hub, EventReader* events, common::IoPool* reads,
+                 const Authenticator* auth, CallCap* watch_cap)
+      : scheduler_(scheduler),
+        hub_(hub),
+        events_(events),
+        pool_(reads),
+        auth_(auth),
+        watch_cap_(watch_cap) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const farm::v1::SubmitJobRequest* req,
@@ -52,6 +61,8 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   FollowerHub* const hub_;
   EventReader* const events_;
   common::IoPool* const pool_;
+  const Authenticator* const auth_;
+  CallCap* const watch_cap_;
 };
 
 }  // namespace farm::coordinator

@@ -24,8 +24,13 @@ constexpr size_t kMaxLogMessageBytes = 1 << 20;
 class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsResponse> {
  public:
   WatchLogsCall(Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
-                farm::v1::WatchLogsRequest req, uint64_t seq)
-      : store_(store), reads_(reads), hub_(hub), req_(std::move(req)), seq_(seq) {
+                farm::v1::WatchLogsRequest req, uint64_t seq, CallCap::Slot slot)
+      : store_(store),
+        reads_(reads),
+        hub_(hub),
+        req_(std::move(req)),
+        seq_(seq),
+        slot_(std::move(slot)) {
     relay_ = std::make_shared<Relay<WatchLogsCall>>(this, pool);
     if (req_.follow()) hub_->Subscribe(seq_, relay_);
     relay_->Schedule();
@@ -140,6 +145,7 @@ class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsR
   const farm::v1::WatchLogsRequest req_;
   const uint64_t seq_;
   std::shared_ptr<Relay<WatchLogsCall>> relay_;
+  CallCap::Slot slot_;  // given back when the call is deleted (OnDone)
 
   absl::Mutex mu_;
   farm::v1::WatchLogsResponse resp_ ABSL_GUARDED_BY(mu_);
@@ -248,17 +254,18 @@ class ErrorWriter final : public grpc::ServerWriteReactor<farm::v1::WatchLogsRes
 
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
     Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
-    const farm::v1::WatchLogsRequest& req) {
+    const farm::v1::WatchLogsRequest& req, absl::StatusOr<CallCap::Slot> slot) {
   if (absl::Status s = common::ValidateRequestText(req); !s.ok()) {
     return new ErrorWriter(ToGrpcStatus(s));
   }
+  if (!slot.ok()) return new ErrorWriter(ToGrpcStatus(slot.status()));
   const std::optional<uint64_t> seq = keys::ParseJobId(req.job_id());
   if (!seq.has_value()) {
     return new ErrorWriter(
         grpc::Status(grpc::StatusCode::NOT_FOUND,
                      absl::StrCat("job ", common::Quote(req.job_id()), " not found")));
   }
-  return new WatchLogsCall(store, reads, hub, pool, req, *seq);
+  return new WatchLogsCall(store, reads, hub, pool, req, *seq, *std::move(slot));
 }
 
 }  // namespace farm::coordinator

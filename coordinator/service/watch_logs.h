@@ -11,13 +11,16 @@
 #include "common/io_pool.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/job_reads.h"
+#include "coordinator/service/call_caps.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm::coordinator {
 
-// A reactor for one WatchLogs call (it deletes itself when done).
+// A reactor for one WatchLogs call (it deletes itself when done). It keeps `slot` (the caller's
+// place under its cap on open streams) until then; when `slot` is an error, the call ends with
+// it at once.
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
     Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
-    const farm::v1::WatchLogsRequest& req);
+    const farm::v1::WatchLogsRequest& req, absl::StatusOr<CallCap::Slot> slot);
 
 }  // namespace farm::coordinator
