@@ -156,7 +156,8 @@ absl::Status Coordinator::Init() {
   authenticator_ = std::make_shared<Authenticator>(tokens_.get(), !options_.insecure);
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
                                                   read_pool_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get(),
+                                                      tokens_.get(), read_pool_.get());
   admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get(), tokens_.get(),
                                                       authenticator_.get(), read_pool_.get());
   FileBlobStoreOptions cas;

@@ -1,10 +1,14 @@
 // farm.v1.AgentService on the gRPC callback API: thin adapters over Scheduler. An agent acts
 // only as itself: its calls name its own name and its own leases (PERMISSION_DENIED
-// otherwise, changing nothing). Parked calls (Lease, Heartbeat) end before the client's
-// deadline and are answered with CANCELLED when the client goes away. Thread-safe; owned by
-// the Coordinator.
+// otherwise, changing nothing), and registers only with the labels its enrollment pinned.
+// Enroll exchanges an enrollment token for the agent's credential (TokenRegistry::Enroll, a
+// synced write, on the pool); every refusal is logged with the enrollment token's id. Parked calls
+// (Lease, Heartbeat) end before the client's deadline and are answered with CANCELLED when the
+// client goes away. Thread-safe; owned by the Coordinator.
 #pragma once
 
+#include "common/io_pool.h"
+#include "coordinator/auth/token_registry.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -16,9 +20,14 @@ inline constexpr size_t kMaxLogChunkBytes = 4 << 20;
 
 class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  public:
-  // Not owned; both outlive the service.
-  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth)
-      : scheduler_(scheduler), auth_(auth) {}
+  // Not owned; all outlive the service.
+  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth, TokenRegistry* tokens,
+                   common::IoPool* pool)
+      : scheduler_(scheduler), auth_(auth), tokens_(tokens), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* ctx,
+                                   const farm::v1::EnrollRequest* req,
+                                   farm::v1::EnrollResponse* resp) override;
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const farm::v1::RegisterRequest* req,
@@ -44,12 +53,15 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  private:
   // The agent this call may act as: the caller's own name when it is an agent, which must be
   // `named` when that is given (PERMISSION_DENIED otherwise); "" (any) for an admin, or when
-  // the farm runs without authentication.
+  // the farm runs without authentication. `caller`, when given, receives the caller.
   absl::StatusOr<std::string> ActingAgent(const grpc::CallbackServerContext& ctx,
-                                          absl::string_view named) const;
+                                          absl::string_view named,
+                                          Principal* caller = nullptr) const;
 
   Scheduler* const scheduler_;
   const Authenticator* const auth_;
+  TokenRegistry* const tokens_;
+  common::IoPool* const pool_;
 };
 
 }  // namespace farm::coordinator
