@@ -418,6 +418,11 @@ bool Agent::StopIfRefused(const absl::Status& status) {
   return true;
 }
 
+void Agent::SpaceHeartbeat(int64_t sent_ms) {
+  const int64_t spent = clock_->MonotonicMs() - sent_ms;
+  if (spent < kMinHeartbeatSpacingMs) stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
+}
+
 void Agent::HeartbeatLoop() {
   common::Backoff backoff;
   int64_t generation = 0;
@@ -468,10 +473,7 @@ void Agent::HeartbeatLoop() {
       failures = 0;
       backoff.Reset();
       HandleLeaseStatuses(*response, sent_ms);
-      const int64_t spent = clock_->MonotonicMs() - sent_ms;
-      if (spent < kMinHeartbeatSpacingMs) {
-        stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
-      }
+      SpaceHeartbeat(sent_ms);
       continue;
     }
     const absl::Status& status = response.status();
@@ -480,10 +482,7 @@ void Agent::HeartbeatLoop() {
       // every leased job kicks, and under a stream of short jobs one heartbeat per job would
       // cost more than the jobs. A cancel of a job not listed yet still arrives within the
       // spacing: the next heartbeat lists the job, and the coordinator answers it at once.
-      const int64_t spent = clock_->MonotonicMs() - sent_ms;
-      if (spent < kMinHeartbeatSpacingMs) {
-        stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
-      }
+      SpaceHeartbeat(sent_ms);
       continue;
     }
     if (IsNotRegistered(status)) {
@@ -492,11 +491,7 @@ void Agent::HeartbeatLoop() {
       stale = generation;
       continue;
     }
-    if (StopIfRefused(status)) {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&stopping_));  // no more heartbeats: wait for Shutdown()
-      break;
-    }
+    if (StopIfRefused(status)) break;  // for good: no more heartbeats
     if (failures++ % 10 == 0) {
       FARM_LOG(WARNING) << log_prefix_ << " Heartbeat failed, retrying: " << status;
     }

@@ -107,6 +107,8 @@ class Agent {
 
   void SlotLoop(int slot);
   void HeartbeatLoop();
+  // Sleeps until kMinHeartbeatSpacingMs have passed since `sent_ms` (or the agent stops).
+  void SpaceHeartbeat(int64_t sent_ms);
   void FenceLoop();
   // Abandons the attempts whose lease has gone a TTL without renewal as of the clock's now.
   // Returns the earliest deadline of the others (MonotonicMs), or -1 when none has one.
