@@ -301,6 +301,28 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabelList(absl::string_v
   return labels;
 }
 
+// Sets one of the token commands' flags (--role, --name, --ttl, --labels), checked.
+absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
+                            absl::string_view cmd, CliOptions& options) {
+  if (name == "role") {
+    if (value.empty()) return UsageError("--role needs viewer, submitter, agent or admin", cmd);
+    options.token_role = value;
+  } else if (name == "name") {
+    if (value.empty()) return UsageError("--name needs a name", cmd);
+    options.token_name = value;
+  } else if (name == "labels") {
+    FARM_ASSIGN_OR_RETURN(options.enroll_labels, ParseLabelList(value, cmd));
+  } else if (name == "ttl") {
+    absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
+    if (!ttl.ok() || *ttl == 0) {
+      return UsageError(
+          absl::StrCat("--ttl takes a duration such as 12h or 90d, not \"", value, "\""), cmd);
+    }
+    options.token_ttl_ms = *ttl;
+  }
+  return absl::OkStatus();
+}
+
 // Sets one flag's value in `options`, checked.
 absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::string_view cmd,
                        CliOptions& options) {
@@ -316,21 +338,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
                          : name == "tls_key"  ? options.security.tls_key
                                               : options.security.token_file;
     field = value;
-  } else if (name == "role") {
-    if (value.empty()) return UsageError("--role needs viewer, submitter, agent or admin", cmd);
-    options.token_role = value;
-  } else if (name == "name") {
-    if (value.empty()) return UsageError("--name needs a name", cmd);
-    options.token_name = value;
-  } else if (name == "labels") {
-    FARM_ASSIGN_OR_RETURN(options.enroll_labels, ParseLabelList(value, cmd));
-  } else if (name == "ttl") {
-    absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
-    if (!ttl.ok() || *ttl == 0) {
-      return UsageError(
-          absl::StrCat("--ttl takes a duration such as 12h or 90d, not \"", value, "\""), cmd);
-    }
-    options.token_ttl_ms = *ttl;
+  } else if (name == "role" || name == "name" || name == "ttl" || name == "labels") {
+    return ApplyTokenFlag(name, value, cmd, options);
   } else if (name == "output") {
     if (value != "text" && value != "json") {
       return UsageError(absl::StrCat("--output takes text or json, not \"", value, "\""), cmd);
