@@ -81,7 +81,7 @@ class EnrollmentTest : public ::testing::Test {
   CommandResult WaitForExit(Subprocess* agent) {
     CommandResult result;
     absl::StatusOr<int> code = agent->Wait(kExitDeadline);
-    EXPECT_OK(code) << "the agent did not stop by itself";
+    EXPECT_TRUE(code.ok()) << "the agent did not stop by itself: " << code.status();
     if (!code.ok()) (void)agent->Terminate(absl::Seconds(5));
     result.exit_code = code.value_or(-1);
     result.err = ReadAll(agent->options().stderr_path);
@@ -162,7 +162,9 @@ TEST_F(EnrollmentTest, AnAgentWhoseCredentialIsRevokedStopsWithAClearMessage) {
   std::string id;
   for (const farm::v1::TokenInfo& t : tokens.tokens()) {
     if (t.name() == "d1" && t.kind().empty()) id = t.id();
-    if (!t.kind().empty()) EXPECT_EQ(t.used_by(), "d1");
+    if (!t.kind().empty()) {
+      EXPECT_EQ(t.used_by(), "d1");
+    }
   }
   ASSERT_FALSE(id.empty()) << listed.out;
   ASSERT_OK_AND_ASSIGN(CommandResult revoked, farm_->RunFarmctl({"token", "revoke", id}));
