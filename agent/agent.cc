@@ -9,10 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "agent/enrollment.h"
 #include "common/backoff.h"
 #include "common/channel.h"
 #include "common/duration.h"
 #include "common/features.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 
 extern char** environ;
@@ -59,6 +61,17 @@ absl::Status Agent::Init() {
   if (ec) {
     return absl::InternalError(absl::StrCat("--work_dir: ", ec.message()));
   }
+  session_id_ = RandomHex(16);
+  // Without a credential from the flags: the one in the work dir, or one enrolled for now.
+  if (absl::StatusOr<std::shared_ptr<grpc::Channel>> bare =
+          common::MakeChannel(options_.coordinator, options_.security);
+      bare.ok()) {
+    CoordinatorClient enroller(*bare);
+    if (absl::Status s = ResolveCredential(&options_, &enroller, session_id_, &stop_canceller_);
+        !s.ok()) {
+      return s;
+    }
+  }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
       common::MakeChannel(options_.coordinator, options_.security);
   if (!channel.ok()) {
@@ -70,7 +83,6 @@ absl::Status Agent::Init() {
   common::CasClientOptions cas_options;
   cas_options.wait_for_ready = true;
   cas_ = std::make_unique<common::CasClient>(*channel, cas_options);
-  session_id_ = RandomHex(16);
   log_prefix_ = absl::StrCat("[agent=", options_.name, "]");
   if (supervisor_ == nullptr) {
     absl::StatusOr<std::unique_ptr<StepSupervisor>> supervisor = StepSupervisor::Start();
@@ -153,7 +165,7 @@ absl::Status Agent::error() const {
 pid_t Agent::supervisor_pid() const { return supervisor_ == nullptr ? 0 : supervisor_->pid(); }
 
 bool Agent::GiveUp(Waiter waiter) const {
-  if (stopping_) return true;
+  if (stopping_ || !error_.ok()) return true;
   if (waiter == Waiter::kSlot) return draining_;
   return draining_ && running_.empty();
 }
@@ -187,7 +199,12 @@ bool Agent::EnsureRegistered(int64_t stale_generation, int64_t* generation, Wait
   for (int failures = 0;; ++failures) {
     absl::StatusOr<farm::v1::RegisterResponse> response =
         client_->Register(request, &stop_canceller_);
+    const bool refused = !response.ok() && StopIfRefused(response.status());
     absl::MutexLock lock(&mu_);
+    if (refused) {
+      registering_ = false;
+      return false;
+    }
     if (response.ok()) {
       registering_ = false;
       ++generation_;
@@ -248,6 +265,7 @@ void Agent::SlotLoop(int slot) {
     }
     const absl::Status& status = response.status();
     if (status.code() == absl::StatusCode::kCancelled && lease_canceller_.cancelled()) break;
+    if (StopIfRefused(status)) break;
     if (IsNotRegistered(status)) {
       stale = generation;
       continue;
@@ -362,19 +380,47 @@ void Agent::FenceLoop() {
   }
 }
 
-void Agent::CheckSupervisor() {
-  if (supervisor_->Alive()) return;
-  const std::string message =
-      absl::StrCat("the step supervisor (pid ", supervisor_->pid(),
-                   ") has exited, so steps could outlive this agent; stopping");
+void Agent::StopWithError(absl::Status error, const std::string& cancel_reason) {
   {
     absl::MutexLock lock(&mu_);
     if (!error_.ok()) return;
-    error_ = absl::InternalError(message);
+    error_ = error;
   }
-  FARM_LOG(ERROR) << log_prefix_ << " " << message;
+  FARM_LOG(ERROR) << log_prefix_ << " " << error.message();
   Drain();
-  CancelRunningJobs("agent stopping: its step supervisor died");
+  CancelRunningJobs(cancel_reason);
+}
+
+void Agent::CheckSupervisor() {
+  if (supervisor_->Alive()) return;
+  StopWithError(absl::InternalError(
+                    absl::StrCat("the step supervisor (pid ", supervisor_->pid(),
+                                 ") has exited, so steps could outlive this agent; stopping")),
+                "agent stopping: its step supervisor died");
+}
+
+bool Agent::StopIfRefused(const absl::Status& status) {
+  if (common::ReasonOf(status) == common::kReasonAgentSessionSuperseded) {
+    StopWithError(
+        absl::FailedPreconditionError(absl::StrCat(
+            "another farm-agent registered as ", options_.name, " and took this one's place (",
+            status.message(), "); this one stops: run one agent per --name")),
+        "agent stopping: another agent took its name");
+    return true;
+  }
+  if (!absl::IsUnauthenticated(status) && !absl::IsPermissionDenied(status)) return false;
+  StopWithError(absl::Status(status.code(),
+                             absl::StrCat("the coordinator refused this agent's identity: ",
+                                          status.message(), "; check --token_file, --tls_cert or ",
+                                          CredentialPath(options_.work_dir),
+                                          " (re-enroll with a new enrollment token)")),
+                "agent stopping: the coordinator refused its identity");
+  return true;
+}
+
+void Agent::SpaceHeartbeat(int64_t sent_ms) {
+  const int64_t spent = clock_->MonotonicMs() - sent_ms;
+  if (spent < kMinHeartbeatSpacingMs) stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
 }
 
 void Agent::HeartbeatLoop() {
@@ -389,10 +435,11 @@ void Agent::HeartbeatLoop() {
     }
     CheckSupervisor();
     if (!EnsureRegistered(stale, &generation, Waiter::kJob)) {
-      // Drained with nothing running (or stopping): wait for Shutdown().
+      // Drained with nothing running, or stopped for an error: wait for Shutdown().
       absl::MutexLock lock(&mu_);
-      auto wake = [this]()
-                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !running_.empty(); };
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || (!running_.empty() && error_.ok());
+      };
       mu_.Await(absl::Condition(&wake));
       continue;
     }
@@ -426,10 +473,7 @@ void Agent::HeartbeatLoop() {
       failures = 0;
       backoff.Reset();
       HandleLeaseStatuses(*response, sent_ms);
-      const int64_t spent = clock_->MonotonicMs() - sent_ms;
-      if (spent < kMinHeartbeatSpacingMs) {
-        stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
-      }
+      SpaceHeartbeat(sent_ms);
       continue;
     }
     const absl::Status& status = response.status();
@@ -438,10 +482,7 @@ void Agent::HeartbeatLoop() {
       // every leased job kicks, and under a stream of short jobs one heartbeat per job would
       // cost more than the jobs. A cancel of a job not listed yet still arrives within the
       // spacing: the next heartbeat lists the job, and the coordinator answers it at once.
-      const int64_t spent = clock_->MonotonicMs() - sent_ms;
-      if (spent < kMinHeartbeatSpacingMs) {
-        stop_canceller_.SleepFor(kMinHeartbeatSpacingMs - spent);
-      }
+      SpaceHeartbeat(sent_ms);
       continue;
     }
     if (IsNotRegistered(status)) {
@@ -450,6 +491,7 @@ void Agent::HeartbeatLoop() {
       stale = generation;
       continue;
     }
+    if (StopIfRefused(status)) break;  // for good: no more heartbeats
     if (failures++ % 10 == 0) {
       FARM_LOG(WARNING) << log_prefix_ << " Heartbeat failed, retrying: " << status;
     }

@@ -5,7 +5,10 @@
 // Shutdown(). Threads: one per slot (a slot runs its leased job on its own thread, which the
 // step processes' parent-death signal is tied to), one heartbeat thread and one fence thread.
 // Registration is retried with backoff in the background; when any call says the agent is "not
-// registered" (the coordinator restarted), the agent registers again and carries on.
+// registered" (the coordinator restarted), the agent registers again and carries on. When the
+// coordinator refuses the agent's identity (its token revoked, a name that is not its own,
+// labels its enrollment does not allow) or another process registered under its name, the
+// agent stops for good (error() says why) instead of retrying.
 //
 // Fault tolerance:
 // - Every step's process group is guarded by a StepSupervisor process, so no step process
@@ -56,8 +59,10 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   // Fills defaults (name, os/arch labels), validates the options (INVALID_ARGUMENT naming the
-  // flag), creates --work_dir (INTERNAL when it cannot) and the coordinator channel, and starts
-  // the step supervisor unless one was given (INTERNAL when it cannot).
+  // flag), creates --work_dir (INTERNAL when it cannot), finds the agent's credential (the
+  // credential file in the work dir, or an enrollment: agent/enrollment.h, whose errors it
+  // returns), creates the coordinator channel, and starts the step supervisor unless one was
+  // given (INTERNAL when it cannot).
   absl::Status Init();
 
   // Starts the heartbeat and slot threads and returns at once; registration happens in the
@@ -87,8 +92,10 @@ class Agent {
   int running_jobs() const;
   // How many attempts self-fencing has abandoned so far (their lease went a TTL unrenewed).
   int64_t fenced_attempts() const;
-  // OK unless the agent stopped itself because it can no longer run steps safely (its step
-  // supervisor died): then INTERNAL saying so, and main() exits non-zero.
+  // OK unless the agent stopped itself: it can no longer run steps safely (its step supervisor
+  // died: INTERNAL), the coordinator refused its identity (UNAUTHENTICATED or
+  // PERMISSION_DENIED), or another agent registered under its name (FAILED_PRECONDITION); the
+  // message says which, and main() exits non-zero.
   absl::Status error() const;
   // The step supervisor's process id (for tests and logs); 0 before Init().
   pid_t supervisor_pid() const;
@@ -100,12 +107,20 @@ class Agent {
 
   void SlotLoop(int slot);
   void HeartbeatLoop();
+  // Sleeps until kMinHeartbeatSpacingMs have passed since `sent_ms` (or the agent stops).
+  void SpaceHeartbeat(int64_t sent_ms);
   void FenceLoop();
   // Abandons the attempts whose lease has gone a TTL without renewal as of the clock's now.
   // Returns the earliest deadline of the others (MonotonicMs), or -1 when none has one.
   int64_t FenceStaleLeases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the agent for good when the step supervisor has died (see error()).
   void CheckSupervisor();
+  // Stops the agent for good (drains, cancels its jobs, error() says why) unless it is already.
+  void StopWithError(absl::Status error, const std::string& cancel_reason);
+  // Stops the agent when `status` says the coordinator will never take its calls: its identity
+  // refused (UNAUTHENTICATED, PERMISSION_DENIED), or its session superseded by another process
+  // that registered under its name (the two would take turns for ever). True when it did.
+  bool StopIfRefused(const absl::Status& status);
   // Runs one leased job; returns the slot's next lease when it came with the completion.
   std::optional<farm::v1::LeaseResponse> RunLeasedJob(const farm::v1::LeaseRef& lease,
                                                       const farm::v1::Job& job, int64_t generation);

@@ -117,6 +117,17 @@ CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel)
 
 CoordinatorClient::~CoordinatorClient() = default;
 
+absl::StatusOr<farm::v1::EnrollResponse> CoordinatorClient::Enroll(
+    const farm::v1::EnrollRequest& request, CallCanceller* canceller) {
+  farm::v1::EnrollResponse response;
+  absl::Status status = CallOnce(
+      kUnaryDeadlineMs, canceller,
+      [&](grpc::ClientContext* c) { return stub_->stub->Enroll(c, request, &response); },
+      /*wait_for_ready=*/false);
+  if (!status.ok()) return status;
+  return response;
+}
+
 absl::StatusOr<farm::v1::RegisterResponse> CoordinatorClient::Register(
     const farm::v1::RegisterRequest& request, CallCanceller* canceller) {
   farm::v1::RegisterResponse response;

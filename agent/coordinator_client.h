@@ -78,6 +78,11 @@ class CoordinatorClient {
   explicit CoordinatorClient(std::shared_ptr<grpc::Channel> channel);
   ~CoordinatorClient();
 
+  // Exchanges an enrollment token for the agent's credential (agent/enrollment.h). A single
+  // try that fails fast, like Register; the channel needs no credential.
+  absl::StatusOr<farm::v1::EnrollResponse> Enroll(const farm::v1::EnrollRequest& request,
+                                                  CallCanceller* canceller);
+
   // Single tries; `canceller` may be null. CANCELLED when the canceller fired. Except
   // Register, calls wait for the channel to (re)connect within their deadline rather than
   // failing at once, so that they go out the moment a restarted coordinator is back.

@@ -1,7 +1,8 @@
 // farm-agent: flags → AgentOptions → Agent. SIGTERM/SIGINT drain the agent (no new jobs,
 // running jobs finish, bounded by --drain_timeout); a second signal cancels running jobs.
-// Exit code: 0 after a drain, 1 when the agent stopped itself (its step supervisor died),
-// 2 on bad flags or a failed start.
+// Exit code: 0 after a drain, 1 when the agent stopped itself (its step supervisor died, or the
+// coordinator refused its identity or another agent took its name), 2 on bad flags or a failed
+// start (an enrollment token refused among them).
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "agent/agent.h"
 #include "agent/options.h"
 #include "agent/step_supervisor.h"
+#include "common/channel.h"
 #include "common/duration.h"
 #include "common/logging.h"
 
@@ -33,6 +35,11 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "The private key of --tls_cert (PEM).");
 ABSL_FLAG(std::string, token_file, "",
           "File holding this agent's token (role agent; or FARM_TOKEN holds the token).");
+ABSL_FLAG(std::string, enroll_token, "",
+          "An enrollment token (farmctl agent enroll-token), exchanged once for this agent's own "
+          "credential, kept in WORK_DIR/credential and used from then on. Visible to ps: prefer "
+          "--enroll_token_file.");
+ABSL_FLAG(std::string, enroll_token_file, "", "A file holding the enrollment token.");
 ABSL_FLAG(bool, insecure, false,
           "Plaintext, no credentials: only for a coordinator started with --insecure.");
 ABSL_FLAG(std::string, name, "", "Agent name, unique per machine (default: the host name).");
@@ -89,6 +96,17 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
   absl::StatusOr<farm::common::ClientSecurity> loaded = farm::common::LoadClientSecurity(security);
   if (!loaded.ok()) return loaded.status();
   options.security = *std::move(loaded);
+  const std::string enroll_file = absl::GetFlag(FLAGS_enroll_token_file);
+  options.enroll_token = absl::GetFlag(FLAGS_enroll_token);
+  if (!enroll_file.empty()) {
+    if (!options.enroll_token.empty()) {
+      return absl::InvalidArgumentError("give --enroll_token or --enroll_token_file, not both");
+    }
+    absl::StatusOr<std::string> token =
+        farm::common::ReadTokenFile(enroll_file, "--enroll_token_file");
+    if (!token.ok()) return token.status();
+    options.enroll_token = *std::move(token);
+  }
   return options;
 }
 
@@ -98,8 +116,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs build jobs for a farm coordinator.\n"
       "  farm-agent --coordinator=HOST:PORT --work_dir=DIR (--tls_ca=FILE (--token_file=FILE |\n"
-      "             --tls_cert=FILE --tls_key=FILE) | --insecure) [--name=NAME] "
-      "[--labels=k=v,...]\n"
+      "             --tls_cert=FILE --tls_key=FILE | --enroll_token_file=FILE) | --insecure)\n"
+      "             [--name=NAME] [--labels=k=v,...]\n"
       "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]\n"
       "             [--cache_max_bytes=10737418240]");
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a

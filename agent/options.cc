@@ -54,6 +54,16 @@ absl::Status AgentOptions::Validate() const {
   if (lease_wait_ms < 1 || lease_wait_ms > kMaxLeaseWaitMs) {
     return absl::InvalidArgumentError("--lease_wait must be between 1ms and 10m");
   }
+  if (!enroll_token.empty() && security.insecure) {
+    return absl::InvalidArgumentError(
+        "--enroll_token: an agent with --insecure sends no credentials, so it has none to enroll "
+        "for; enrollment needs TLS (--tls_ca)");
+  }
+  if (!enroll_token.empty() && (!security.token.empty() || !security.cert_pem.empty())) {
+    return absl::InvalidArgumentError(
+        "--enroll_token gets the agent its own credential: it cannot be combined with "
+        "--token_file, FARM_TOKEN or --tls_cert");
+  }
   if (cache_max_bytes < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--cache_max_bytes must be >= 0 (0 disables the cache), got ", cache_max_bytes));

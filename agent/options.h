@@ -30,6 +30,9 @@ struct AgentOptions {
   // How the agent reaches the coordinator: TLS (verifying it with the CA) with the agent's
   // certificate or token, or plaintext with --insecure (loaded from the flags by main).
   common::ClientSecurity security;
+  // An enrollment token (--enroll_token or --enroll_token_file): exchanged once for the agent's
+  // own credential, kept in WORK_DIR/credential (agent/enrollment.h). Empty: none.
+  std::string enroll_token;
 
   // INVALID_ARGUMENT naming the offending flag (--slots, --labels, ...).
   absl::Status Validate() const;

@@ -71,6 +71,11 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_vi
   return pem;
 }
 
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_view flag) {
+  FARM_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path, flag, kMaxTokenBytes + 64));
+  return CheckToken(std::move(text), flag);
+}
+
 absl::StatusOr<ClientSecurity> LoadClientSecurity(const ClientSecurityFlags& flags,
                                                   const EnvLookup& getenv) {
   ClientSecurity out;
@@ -100,9 +105,7 @@ absl::StatusOr<ClientSecurity> LoadClientSecurity(const ClientSecurityFlags& fla
     FARM_ASSIGN_OR_RETURN(out.key_pem, ReadPemFile(flags.tls_key, "--tls_key"));
   }
   if (!flags.token_file.empty()) {
-    FARM_ASSIGN_OR_RETURN(std::string text,
-                          ReadSmallFile(flags.token_file, "--token_file", kMaxTokenBytes + 64));
-    FARM_ASSIGN_OR_RETURN(out.token, CheckToken(std::move(text), "--token_file"));
+    FARM_ASSIGN_OR_RETURN(out.token, ReadTokenFile(flags.token_file, "--token_file"));
   } else if (const char* env = getenv("FARM_TOKEN"); env != nullptr && *env != '\0') {
     FARM_ASSIGN_OR_RETURN(out.token, CheckToken(env, "FARM_TOKEN"));
   }

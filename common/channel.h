@@ -55,6 +55,11 @@ struct ClientSecurityFlags {
 // the path when it cannot be read or holds no PEM block.
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view flag);
 
+// The token a token file holds (surrounding whitespace stripped). INVALID_ARGUMENT naming
+// `flag` and the path when it cannot be read, is empty, larger than kMaxTokenBytes or holds
+// whitespace or control characters inside the token.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_view flag);
+
 using EnvLookup = std::function<const char*(const char*)>;
 
 // Reads the files the flags name. FARM_TLS_CA (a path) stands in for --tls_ca and FARM_TOKEN

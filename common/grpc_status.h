@@ -21,6 +21,10 @@ inline constexpr absl::string_view kErrorDomain = "farm.v1";
 // NOT_FOUND on an agent call: the coordinator does not know this agent (it restarted, or forgot
 // an agent that was silent for long); the agent registers again.
 inline constexpr absl::string_view kReasonAgentNotRegistered = "AGENT_NOT_REGISTERED";
+// FAILED_PRECONDITION on an agent call: another process registered under this agent's name
+// with a new session and took its place; the old one must stop, not register back (the two
+// would take turns for ever).
+inline constexpr absl::string_view kReasonAgentSessionSuperseded = "AGENT_SESSION_SUPERSEDED";
 
 // `status` carrying `reason`. An OK status stays OK.
 absl::Status WithReason(absl::Status status, absl::string_view reason);

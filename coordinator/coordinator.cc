@@ -228,8 +228,8 @@ absl::Status Coordinator::Init() {
   job_service_ =
       std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
                                        read_pool_.get(), authenticator_.get(), watch_cap_.get());
-  agent_service_ =
-      std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get(), parked_cap_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(
+      scheduler_.get(), authenticator_.get(), parked_cap_.get(), tokens_.get(), read_pool_.get());
   admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get(), tokens_.get(),
                                                       authenticator_.get(), read_pool_.get());
   FileBlobStoreOptions cas;

@@ -54,6 +54,10 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/CreateToken", kAdminOnly),
       Entry("/farm.v1.AdminService/ListTokens", kAdminOnly),
       Entry("/farm.v1.AdminService/RevokeToken", kAdminOnly),
+      // Agent enrollment: admins make enrollment tokens; an agent without a credential yet
+      // presents one in the Enroll request (it is the credential there, checked by the handler).
+      Entry("/farm.v1.AdminService/CreateEnrollToken", kAdminOnly),
+      Entry("/farm.v1.AgentService/Enroll", kRead, /*is_public=*/true),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

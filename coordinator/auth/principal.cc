@@ -5,6 +5,17 @@
 #include "absl/strings/str_cat.h"
 
 namespace farm::coordinator {
+namespace {
+
+std::string PinnedText(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [key, value] : labels) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", key, "=", value);
+  }
+  return out;
+}
+
+}  // namespace
 
 absl::string_view RoleName(Role role) {
   switch (role) {
@@ -41,6 +52,28 @@ absl::Status CheckPrincipalName(absl::string_view name) {
     return absl::InvalidArgumentError(absl::StrCat("the name \"",
                                                    absl::CHexEscape(name.substr(0, 64)),
                                                    "\" may hold only letters, digits and . _ -"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckClaimedLabels(const Principal& who,
+                                const std::map<std::string, std::string>& labels) {
+  if (who.pinned_labels.empty()) return absl::OkStatus();
+  for (const auto& [key, value] : labels) {
+    auto pinned = who.pinned_labels.find(key);
+    if (pinned == who.pinned_labels.end()) {
+      if (key == "os" || key == "arch") continue;
+      return absl::PermissionDeniedError(absl::StrCat(
+          "agent ", who.name, " may not claim the label ", absl::CHexEscape(key.substr(0, 64)), "=",
+          absl::CHexEscape(value.substr(0, 64)), ": its enrollment pins the labels ",
+          PinnedText(who.pinned_labels)));
+    }
+    if (pinned->second != value) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "agent ", who.name, " may not claim the label ", absl::CHexEscape(key.substr(0, 64)), "=",
+          absl::CHexEscape(value.substr(0, 64)), ": its enrollment pins ", key, "=",
+          pinned->second));
+    }
   }
   return absl::OkStatus();
 }

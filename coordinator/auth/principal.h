@@ -3,6 +3,7 @@
 // protocol and the CAS, and only on the leases granted to its own name.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,7 +27,16 @@ absl::StatusOr<Role> ParseRole(absl::string_view name);
 struct Principal {
   Role role = Role::kAdmin;
   std::string name;
+  // An agent enrolled with an enrollment token that pins labels: the only labels it may claim
+  // (empty: any).
+  std::map<std::string, std::string> pinned_labels;
 };
+
+// OK when `who` may register with `labels`: every label is one of its pinned labels with the
+// same value, except `os` and `arch` (which the agent reports about its machine) when those are
+// not pinned. PERMISSION_DENIED naming the first label that is not allowed otherwise.
+absl::Status CheckClaimedLabels(const Principal& who,
+                                const std::map<std::string, std::string>& labels);
 
 // A principal's name: 1 to 64 bytes of letters, digits and "._-" (it names agents, tokens and
 // certificates' URIs: farm://ROLE/NAME). INVALID_ARGUMENT naming the problem otherwise.

@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/digest.h"
 #include "common/status_macros.h"
 
@@ -17,6 +18,9 @@ namespace {
 constexpr absl::string_view kTokenPrefix = "farm_";
 constexpr size_t kIdDigits = 12;
 constexpr size_t kRandomBytes = 32;
+constexpr size_t kMaxRequestIdBytes = 64;
+// TokenInfo.kind of an enrollment token.
+constexpr absl::string_view kKindEnrollment = "enrollment";
 
 absl::StatusOr<std::string> NewTokenText() {
   unsigned char random[kRandomBytes];
@@ -31,6 +35,10 @@ std::string HashOf(absl::string_view token) { return common::DigestOf(token).has
 
 }  // namespace
 
+std::string TokenRegistry::IdOf(absl::string_view token) {
+  return HashOf(token).substr(0, kIdDigits);
+}
+
 farm::v1::TokenInfo TokenRegistry::InfoOf(absl::string_view hash,
                                           const farm::internal::TokenRecord& r) {
   farm::v1::TokenInfo info;
@@ -40,7 +48,18 @@ farm::v1::TokenInfo TokenRegistry::InfoOf(absl::string_view hash,
   info.set_created_ms(r.created_ms());
   info.set_expires_ms(r.expires_ms());
   info.set_created_by(r.created_by());
+  if (r.enrollment()) info.set_kind(std::string(kKindEnrollment));
+  info.mutable_labels()->insert(r.labels().begin(), r.labels().end());
+  info.set_used_ms(r.used_ms());
+  info.set_used_by(r.used_by());
   return info;
+}
+
+TokenRegistry::Entry TokenRegistry::EntryOf(absl::string_view hash,
+                                            const farm::internal::TokenRecord& r, Role role) {
+  Principal principal{role, r.name(), {}};
+  principal.pinned_labels.insert(r.labels().begin(), r.labels().end());
+  return Entry{std::move(principal), InfoOf(hash, r), r};
 }
 
 absl::Status TokenRegistry::Load() {
@@ -56,12 +75,36 @@ absl::Status TokenRegistry::Load() {
               absl::StrCat("token record ", key.substr(0, kIdDigits), " is malformed"));
           return false;
         }
-        loaded[key] = Entry{Principal{*role, record.name()}, InfoOf(key, record)};
+        loaded[key] = EntryOf(key, record, *role);
         return true;
       }));
   FARM_RETURN_IF_ERROR(bad);
   absl::MutexLock lock(&mu_);
   by_hash_ = std::move(loaded);
+  return absl::OkStatus();
+}
+
+absl::Status TokenRegistry::CheckRoom() const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (by_hash_.size() >= kMaxTokens) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the farm holds ", kMaxTokens, " tokens already; revoke some first"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TokenRegistry::Commit(
+    const std::vector<std::pair<std::string, farm::internal::TokenRecord>>& puts,
+    const std::vector<std::string>& deletes) {
+  WriteBatch batch;
+  for (const auto& [hash, record] : puts) batch.Put(Cf::kTokens, hash, record.SerializeAsString());
+  for (const std::string& hash : deletes) batch.Delete(Cf::kTokens, hash);
+  FARM_RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
+  absl::MutexLock lock(&mu_);
+  for (const auto& [hash, record] : puts) {
+    by_hash_[hash] = EntryOf(hash, record, *ParseRole(record.role()));
+  }
+  for (const std::string& hash : deletes) by_hash_.erase(hash);
   return absl::OkStatus();
 }
 
@@ -85,20 +128,107 @@ absl::StatusOr<TokenRegistry::Created> TokenRegistry::Create(absl::string_view n
   record.set_created_ms(clock_->NowMs());
   record.set_expires_ms(ttl_ms == 0 ? 0 : record.created_ms() + ttl_ms);
   record.set_created_by(std::string(created_by));
-  {
-    absl::MutexLock lock(&mu_);
-    if (by_hash_.size() >= kMaxTokens) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the farm holds ", kMaxTokens, " tokens already; revoke some first"));
-    }
+  absl::MutexLock write(&write_mu_);
+  FARM_RETURN_IF_ERROR(CheckRoom());
+  FARM_RETURN_IF_ERROR(Commit({{hash, record}}, {}));
+  return Created{std::move(token), InfoOf(hash, record)};
+}
+
+absl::StatusOr<TokenRegistry::Created> TokenRegistry::CreateEnrollment(
+    const std::map<std::string, std::string>& labels, int64_t ttl_ms,
+    absl::string_view created_by) {
+  if (ttl_ms == 0) ttl_ms = kDefaultEnrollTtlMs;
+  if (ttl_ms < 0 || ttl_ms > kMaxEnrollTtlMs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an enrollment token lives at most ", kMaxEnrollTtlMs / 86'400'000,
+                     " days (default 15 minutes); got a ttl of ", ttl_ms, " ms"));
   }
-  WriteBatch batch;
-  batch.Put(Cf::kTokens, hash, record.SerializeAsString());
-  FARM_RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
-  Created created{std::move(token), InfoOf(hash, record)};
-  absl::MutexLock lock(&mu_);
-  by_hash_[hash] = Entry{Principal{parsed, record.name()}, created.info};
-  return created;
+  for (const auto& [key, value] : labels) {
+    if (key.empty()) return absl::InvalidArgumentError("labels: a label key is empty");
+  }
+  FARM_ASSIGN_OR_RETURN(std::string token, NewTokenText());
+  const std::string hash = HashOf(token);
+  farm::internal::TokenRecord record;
+  record.set_enrollment(true);
+  record.set_role(std::string(RoleName(Role::kAgent)));  // what it is exchanged for
+  record.set_created_ms(clock_->NowMs());
+  record.set_expires_ms(record.created_ms() + ttl_ms);
+  record.set_created_by(std::string(created_by));
+  record.mutable_labels()->insert(labels.begin(), labels.end());
+  absl::MutexLock write(&write_mu_);
+  FARM_RETURN_IF_ERROR(CheckRoom());
+  FARM_RETURN_IF_ERROR(Commit({{hash, record}}, {}));
+  return Created{std::move(token), InfoOf(hash, record)};
+}
+
+absl::StatusOr<farm::internal::TokenRecord> TokenRegistry::UsableEnrollment(
+    const std::string& hash, absl::string_view agent, absl::string_view request_id) const {
+  const std::string id = hash.substr(0, kIdDigits);
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = by_hash_.find(hash);
+  if (it == by_hash_.end() || !it->second.record.enrollment()) {
+    return absl::UnauthenticatedError(
+        "the enrollment token is not known (never issued, revoked, or not an enrollment token)");
+  }
+  const farm::internal::TokenRecord& record = it->second.record;
+  if (record.used_ms() != 0) {
+    if (record.used_by() == agent && !request_id.empty() &&
+        record.used_request_id() == request_id) {
+      return record;  // the same enrollment again: its answer was lost
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the enrollment token ", id, " was already used by agent ", record.used_by(), " at ",
+        absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(record.used_ms()),
+                         absl::UTCTimeZone()),
+        "; an enrollment token works once: ask for a new one"));
+  }
+  if (clock_->NowMs() >= record.expires_ms()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("the enrollment token ", id, " has expired; ask for a new one"));
+  }
+  for (const auto& [hash2, entry] : by_hash_) {
+    if (entry.record.enrollment() || entry.principal.role != Role::kAgent ||
+        entry.principal.name != agent) {
+      continue;
+    }
+    return absl::AlreadyExistsError(absl::StrCat(
+        "agent ", agent, " has a credential already (token ", entry.info.id(),
+        "): choose another --name, or revoke that token first (farmctl token revoke)"));
+  }
+  return record;
+}
+
+absl::StatusOr<TokenRegistry::Created> TokenRegistry::Enroll(absl::string_view enroll_token,
+                                                             absl::string_view agent,
+                                                             absl::string_view request_id) {
+  if (absl::Status s = CheckPrincipalName(agent); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("agent name: ", s.message()));
+  }
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request id is longer than ", kMaxRequestIdBytes, " bytes"));
+  }
+  const std::string hash = HashOf(enroll_token);
+  absl::MutexLock write(&write_mu_);
+  FARM_ASSIGN_OR_RETURN(farm::internal::TokenRecord enrollment,
+                        UsableEnrollment(hash, agent, request_id));
+  FARM_RETURN_IF_ERROR(CheckRoom());
+  FARM_ASSIGN_OR_RETURN(std::string credential, NewTokenText());
+  const std::string credential_hash = HashOf(credential);
+  farm::internal::TokenRecord record;
+  record.set_name(std::string(agent));
+  record.set_role(std::string(RoleName(Role::kAgent)));
+  record.set_created_ms(clock_->NowMs());
+  record.set_created_by(absl::StrCat("enrollment ", hash.substr(0, kIdDigits)));
+  *record.mutable_labels() = enrollment.labels();
+  std::vector<std::string> deletes;
+  if (!enrollment.credential_hash().empty()) deletes.push_back(enrollment.credential_hash());
+  enrollment.set_used_ms(record.created_ms());
+  enrollment.set_used_by(std::string(agent));
+  enrollment.set_used_request_id(std::string(request_id));
+  enrollment.set_credential_hash(credential_hash);
+  FARM_RETURN_IF_ERROR(Commit({{hash, enrollment}, {credential_hash, record}}, deletes));
+  return Created{std::move(credential), InfoOf(credential_hash, record)};
 }
 
 std::vector<farm::v1::TokenInfo> TokenRegistry::List() const {
@@ -120,6 +250,7 @@ absl::StatusOr<farm::v1::TokenInfo> TokenRegistry::Revoke(absl::string_view id) 
     return absl::InvalidArgumentError(
         absl::StrCat("a token id is ", kIdDigits, " hex digits, as `farmctl token list` shows it"));
   }
+  absl::MutexLock write(&write_mu_);
   std::string hash;
   farm::v1::TokenInfo info;
   {
@@ -133,11 +264,7 @@ absl::StatusOr<farm::v1::TokenInfo> TokenRegistry::Revoke(absl::string_view id) 
     }
   }
   if (hash.empty()) return absl::NotFoundError(absl::StrCat("no token has the id ", id));
-  WriteBatch batch;
-  batch.Delete(Cf::kTokens, hash);
-  FARM_RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
-  absl::MutexLock lock(&mu_);
-  by_hash_.erase(hash);
+  FARM_RETURN_IF_ERROR(Commit({}, {hash}));
   return info;
 }
 
@@ -147,6 +274,12 @@ absl::StatusOr<Principal> TokenRegistry::Authenticate(absl::string_view token) c
   auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) {
     return absl::UnauthenticatedError("the token is not known (never issued, or revoked)");
+  }
+  if (it->second.record.enrollment()) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "the token ", it->second.info.id(),
+        " is an enrollment token, not a credential: farm-agent --enroll_token exchanges it for "
+        "the agent's own credential"));
   }
   const int64_t expires = it->second.info.expires_ms();
   if (expires != 0 && clock_->NowMs() >= expires) {

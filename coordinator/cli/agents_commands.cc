@@ -1,7 +1,12 @@
-// The agents group: `agents` (AdminService.ListAgents). Operators' commands (drain, resume,
-// forget) will join it with the admin work.
+// The agents group: `agents` (AdminService.ListAgents), and `agent enroll-token`
+// (AdminService.CreateEnrollToken: role admin), whose token is shown once, on stdout alone (so
+// that it can be redirected into a file). Operators' commands (drain, resume, forget) will join
+// them with the admin work.
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/session.h"
@@ -18,6 +23,30 @@ int Agents(Session& session) {
                                       : FormatAgentsText(*response, session.Context()));
 }
 
+int AgentEnrollToken(Session& session) {
+  const CliOptions& o = session.options();
+  farm::v1::CreateEnrollTokenRequest req;
+  req.mutable_labels()->insert(o.enroll_labels.begin(), o.enroll_labels.end());
+  req.set_ttl_ms(o.token_ttl_ms);
+  absl::StatusOr<farm::v1::CreateEnrollTokenResponse> resp = session.CallOnce(
+      &farm::v1::AdminService::Stub::CreateEnrollToken, session.client().admin(), req);
+  if (!resp.ok()) return session.Fail(resp.status());
+  if (session.json()) return session.Print(ToJson(*resp));
+  const farm::v1::TokenInfo& info = resp->info();
+  std::string labels;
+  for (const auto& [key, value] : info.labels()) {
+    absl::StrAppend(&labels, labels.empty() ? "" : ",", OneLine(key), "=", OneLine(value));
+  }
+  session.io().err << "enrollment token " << info.id() << " (single use, expires "
+                   << absl::FormatTime("%Y-%m-%d %H:%M %Z", absl::FromUnixMillis(info.expires_ms()),
+                                       session.Context().time_zone)
+                   << ", labels " << (labels.empty() ? "any" : labels)
+                   << "): it is shown only this once; give it to farm-agent "
+                      "--enroll_token_file=FILE\n";
+  session.io().err.flush();
+  return session.Print(resp->token() + "\n");
+}
+
 }  // namespace
 
 void RegisterAgentCommands(std::vector<CommandDef>& table) {
@@ -30,6 +59,19 @@ void RegisterAgentCommands(std::vector<CommandDef>& table) {
                    "agents with their state, slots, labels and jobs",
                    "",
                    Agents});
+  table.push_back({"agent enroll-token",
+                   Command::kAgentEnrollToken,
+                   {},
+                   false,
+                   {"labels", "ttl"},
+                   "[--labels=k=v,...] [--ttl=15m]",
+                   "a single-use enrollment token for a new agent: printed once on stdout (role "
+                   "admin)",
+                   "farm-agent --enroll_token_file=FILE exchanges it once for the agent's own "
+                   "credential,\nkept in the agent's work dir; a second use is refused.\n"
+                   "--labels: the only labels the agent may register with (os and arch stay free "
+                   "unless given).\n--ttl: how long it may be used (default 15m, at most 7d).\n",
+                   AgentEnrollToken});
 }
 
 }  // namespace farm::cli

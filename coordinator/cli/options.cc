@@ -1,6 +1,7 @@
 #include "coordinator/cli/options.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/certs.h"
 #include "common/digest.h"
@@ -279,6 +281,48 @@ absl::StatusOr<TimeArg> ParseTimeArg(absl::string_view flag, const std::string& 
                     cmd);
 }
 
+// "k=v,k2=v2" → labels; a usage error naming the entry that is not key=value, has an empty key
+// or repeats one.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabelList(absl::string_view text,
+                                                                  absl::string_view cmd) {
+  std::map<std::string, std::string> labels;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    const size_t eq = entry.find('=');
+    const absl::string_view key =
+        absl::StripAsciiWhitespace(entry.substr(0, std::min(eq, entry.size())));
+    if (eq == absl::string_view::npos || key.empty()) {
+      return UsageError(absl::StrCat("--labels takes key=value,...; \"", entry, "\" is not"), cmd);
+    }
+    if (!labels.emplace(key, absl::StripAsciiWhitespace(entry.substr(eq + 1))).second) {
+      return UsageError(absl::StrCat("--labels: \"", key, "\" given twice"), cmd);
+    }
+  }
+  return labels;
+}
+
+// Sets one of the token commands' flags (--role, --name, --ttl, --labels), checked.
+absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
+                            absl::string_view cmd, CliOptions& options) {
+  if (name == "role") {
+    if (value.empty()) return UsageError("--role needs viewer, submitter, agent or admin", cmd);
+    options.token_role = value;
+  } else if (name == "name") {
+    if (value.empty()) return UsageError("--name needs a name", cmd);
+    options.token_name = value;
+  } else if (name == "labels") {
+    FARM_ASSIGN_OR_RETURN(options.enroll_labels, ParseLabelList(value, cmd));
+  } else if (name == "ttl") {
+    absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
+    if (!ttl.ok() || *ttl == 0) {
+      return UsageError(
+          absl::StrCat("--ttl takes a duration such as 12h or 90d, not \"", value, "\""), cmd);
+    }
+    options.token_ttl_ms = *ttl;
+  }
+  return absl::OkStatus();
+}
+
 // Sets one flag's value in `options`, checked.
 absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::string_view cmd,
                        CliOptions& options) {
@@ -294,19 +338,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
                          : name == "tls_key"  ? options.security.tls_key
                                               : options.security.token_file;
     field = value;
-  } else if (name == "role") {
-    if (value.empty()) return UsageError("--role needs viewer, submitter, agent or admin", cmd);
-    options.token_role = value;
-  } else if (name == "name") {
-    if (value.empty()) return UsageError("--name needs a name", cmd);
-    options.token_name = value;
-  } else if (name == "ttl") {
-    absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
-    if (!ttl.ok() || *ttl == 0) {
-      return UsageError(
-          absl::StrCat("--ttl takes a duration such as 12h or 90d, not \"", value, "\""), cmd);
-    }
-    options.token_ttl_ms = *ttl;
+  } else if (name == "role" || name == "name" || name == "ttl" || name == "labels") {
+    return ApplyTokenFlag(name, value, cmd, options);
   } else if (name == "output") {
     if (value != "text" && value != "json") {
       return UsageError(absl::StrCat("--output takes text or json, not \"", value, "\""), cmd);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,7 @@ enum class Command {
   kTokenCreate,
   kTokenList,
   kTokenRevoke,
+  kAgentEnrollToken,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -90,6 +92,9 @@ struct CliOptions {
   std::string token_name;
   int64_t token_ttl_ms = 0;
   std::string token_id;
+  // agent enroll-token: --labels (the labels the enrolled agent may claim) and --ttl (0: the
+  // coordinator's default, 15 minutes).
+  std::map<std::string, std::string> enroll_labels;
   bool wait = false;                                           // submit
   bool follow = false;                                         // submit, logs, events
   bool pipelines = false;                                      // list: pipelines instead of jobs

@@ -50,10 +50,14 @@ int TokenList(Session& session) {
   std::string text = absl::StrCat(
       absl::StrFormat("%-12s  %-24s  %-9s  %-8s  %s\n", "ID", "NAME", "ROLE", "AGE", "EXPIRES"));
   for (const farm::v1::TokenInfo& t : resp->tokens()) {
-    absl::StrAppend(&text,
-                    absl::StrFormat("%-12s  %-24s  %-9s  %-8s  %s\n", t.id(), OneLine(t.name()),
-                                    t.role(), FormatAge(context.now_ms - t.created_ms()),
-                                    Expiry(t.expires_ms(), context)));
+    // An enrollment token has no holder until an agent uses it.
+    const std::string name = t.kind().empty() ? OneLine(t.name())
+                             : t.used_by().empty()
+                                 ? "(enrollment, unused)"
+                                 : absl::StrCat("(enrollment, used by ", OneLine(t.used_by()), ")");
+    absl::StrAppend(&text, absl::StrFormat("%-12s  %-24s  %-9s  %-8s  %s\n", t.id(), name, t.role(),
+                                           FormatAge(context.now_ms - t.created_ms()),
+                                           Expiry(t.expires_ms(), context)));
   }
   if (resp->tokens().empty()) text = "no tokens\n";
   return session.Print(text);

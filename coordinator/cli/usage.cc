@@ -83,7 +83,10 @@ const std::vector<FlagDef>& Flags() {
       {"role", false, "--role=ROLE              viewer, submitter, agent or admin"},
       {"name", false, "--name=NAME              who holds the token (an agent: its name)"},
       {"ttl", false,
-       "--ttl=D                  how long the token is valid (12h, 90d); default: always"},
+       "--ttl=D                  how long the token is valid (12h, 90d); default: always (an "
+       "enrollment token: 15m, at most 7d)"},
+      {"labels", false,
+       "--labels=k=v,...         the only labels the enrolled agent may claim (default: any)"},
       {"insecure", true,
        "--insecure               plaintext, no credentials: a coordinator started with "
        "--insecure"},

@@ -81,8 +81,10 @@ absl::StatusOr<AgentState*> AgentRegistry::Call(Txn& txn, const std::string& nam
   }
   AgentState& agent = it->second;
   if (agent.record.session_id() != session_id) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("agent ", common::Quote(name), " has registered again with a new session"));
+    return common::WithReason(
+        absl::FailedPreconditionError(absl::StrCat("agent ", common::Quote(name),
+                                                   " has registered again with a new session")),
+        common::kReasonAgentSessionSuperseded);
   }
   agent.last_seen_ms = clock_->MonotonicMs();
   agent.last_seen_wall_ms = clock_->NowMs();

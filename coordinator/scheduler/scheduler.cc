@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "common/backoff.h"
 #include "common/features.h"
+#include "common/grpc_status.h"
 #include "common/job_limits.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -262,7 +263,10 @@ void Scheduler::RegisterNow(Txn& txn, const farm::v1::RegisterRequest& req,
     }
     parked_.VisitLeases([&](LeaseWaiter& w) {
       if (w.agent != req.name()) return ParkedCalls::Visit::kKeep;
-      w.done(absl::FailedPreconditionError("agent session superseded"));
+      w.done(
+          common::WithReason(absl::FailedPreconditionError(absl::StrCat(
+                                 "agent ", req.name(), " has registered again with a new session")),
+                             common::kReasonAgentSessionSuperseded));
       return ParkedCalls::Visit::kTake;
     });
   }

@@ -61,4 +61,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeToken(grpc::CallbackServerCont
       });
 }
 
+// Agent enrollment.
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrollToken(
+    grpc::CallbackServerContext* ctx, const farm::v1::CreateEnrollTokenRequest* req,
+    farm::v1::CreateEnrollTokenResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
+  absl::StatusOr<Principal> caller = auth_->CallerOf(*ctx);
+  const std::string by = caller.ok() ? caller->name : "";
+  return RunOnPool(ctx, pool_, resp,
+                   [this, req, by]() -> absl::StatusOr<farm::v1::CreateEnrollTokenResponse> {
+                     absl::StatusOr<TokenRegistry::Created> created = tokens_->CreateEnrollment(
+                         {req->labels().begin(), req->labels().end()}, req->ttl_ms(), by);
+                     if (!created.ok()) return created.status();
+                     FARM_LOG(INFO) << "enrollment token " << created->info.id() << " created by "
+                                    << (by.empty() ? "an insecure caller" : by);
+                     farm::v1::CreateEnrollTokenResponse out;
+                     out.set_token(std::move(created->token));
+                     *out.mutable_info() = std::move(created->info);
+                     return out;
+                   });
+}
+
 }  // namespace farm::coordinator

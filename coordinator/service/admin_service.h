@@ -31,6 +31,10 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
                                         const farm::v1::RevokeTokenRequest* req,
                                         farm::v1::RevokeTokenResponse* resp) override;
+  // Agent enrollment.
+  grpc::ServerUnaryReactor* CreateEnrollToken(grpc::CallbackServerContext* ctx,
+                                              const farm::v1::CreateEnrollTokenRequest* req,
+                                              farm::v1::CreateEnrollTokenResponse* resp) override;
 
  private:
   Scheduler* const scheduler_;

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/text.h"
 #include "coordinator/service/request_text.h"
 #include "coordinator/service/unary.h"
 
@@ -193,9 +195,11 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
 }  // namespace
 
 absl::StatusOr<std::string> AgentServiceImpl::ActingAgent(const grpc::CallbackServerContext& ctx,
-                                                          absl::string_view named) const {
+                                                          absl::string_view named,
+                                                          Principal* caller_out) const {
   absl::StatusOr<Principal> caller = auth_->CallerOf(ctx);
   if (!caller.ok()) return caller.status();
+  if (caller_out != nullptr) *caller_out = *caller;
   if (caller->role != Role::kAgent) return std::string();
   if (!named.empty() && named != caller->name) {
     return absl::PermissionDeniedError(absl::StrCat("agent ", caller->name,
@@ -210,13 +214,49 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Register(grpc::CallbackServerContext
                                                      farm::v1::RegisterResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->name());
-  if (!agent.ok()) {
-    reactor->Finish(ToGrpcStatus(agent.status()));
+  Principal caller;
+  absl::StatusOr<std::string> agent = ActingAgent(*ctx, req->name(), &caller);
+  absl::Status allowed = agent.status();
+  if (allowed.ok()) {
+    allowed = CheckClaimedLabels(caller, {req->labels().begin(), req->labels().end()});
+  }
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
   scheduler_->Register(*req, FinishWith(reactor, resp));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::Enroll(grpc::CallbackServerContext* ctx,
+                                                   const farm::v1::EnrollRequest* req,
+                                                   farm::v1::EnrollResponse* resp) {
+  if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
+  if (req->enroll_token().empty()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "enroll_token is empty: farm-agent --enroll_token=TOKEN"));
+    return reactor;
+  }
+  return RunOnPool(ctx, pool_, resp,
+                   [this, req, peer = ctx->peer()]() -> absl::StatusOr<farm::v1::EnrollResponse> {
+                     const std::string id = TokenRegistry::IdOf(req->enroll_token());
+                     absl::StatusOr<TokenRegistry::Created> enrolled =
+                         tokens_->Enroll(req->enroll_token(), req->name(), req->request_id());
+                     if (!enrolled.ok()) {
+                       FARM_LOG(WARNING) << "enrollment of agent " << common::Quote(req->name())
+                                         << " from " << peer << " with enrollment token " << id
+                                         << " refused: " << enrolled.status().message();
+                       return enrolled.status();
+                     }
+                     FARM_LOG(INFO) << "agent " << req->name() << " enrolled from " << peer
+                                    << " with enrollment token " << id
+                                    << ": its credential is token " << enrolled->info.id();
+                     farm::v1::EnrollResponse out;
+                     out.set_token(std::move(enrolled->token));
+                     *out.mutable_info() = std::move(enrolled->info);
+                     return out;
+                   });
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* ctx,

@@ -1,11 +1,15 @@
 // farm.v1.AgentService on the gRPC callback API: thin adapters over Scheduler. An agent acts
 // only as itself: its calls name its own name and its own leases (PERMISSION_DENIED
-// otherwise, changing nothing). Parked calls (Lease, Heartbeat) end before the client's
-// deadline and are answered with CANCELLED when the client goes away; one identity holds at
-// most `parked_cap` of them at once (RESOURCE_EXHAUSTED beyond). Thread-safe; owned by the
-// Coordinator.
+// otherwise, changing nothing), and registers only with the labels its enrollment pinned.
+// Enroll exchanges an enrollment token for the agent's credential (TokenRegistry::Enroll, a
+// synced write, on the pool); every refusal is logged with the enrollment token's id. Parked
+// calls (Lease, Heartbeat) end before the client's deadline and are answered with CANCELLED when
+// the client goes away; one identity holds at most `parked_cap` of them at once
+// (RESOURCE_EXHAUSTED beyond). Thread-safe; owned by the Coordinator.
 #pragma once
 
+#include "common/io_pool.h"
+#include "coordinator/auth/token_registry.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
 #include "coordinator/service/call_caps.h"
@@ -19,8 +23,13 @@ inline constexpr size_t kMaxLogChunkBytes = 4 << 20;
 class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  public:
   // Not owned; all outlive the service.
-  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth, CallCap* parked_cap)
-      : scheduler_(scheduler), auth_(auth), parked_cap_(parked_cap) {}
+  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth, CallCap* parked_cap,
+                   TokenRegistry* tokens, common::IoPool* pool)
+      : scheduler_(scheduler), auth_(auth), parked_cap_(parked_cap), tokens_(tokens), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* ctx,
+                                   const farm::v1::EnrollRequest* req,
+                                   farm::v1::EnrollResponse* resp) override;
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const farm::v1::RegisterRequest* req,
@@ -46,13 +55,16 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  private:
   // The agent this call may act as: the caller's own name when it is an agent, which must be
   // `named` when that is given (PERMISSION_DENIED otherwise); "" (any) for an admin, or when
-  // the farm runs without authentication.
+  // the farm runs without authentication. `caller`, when given, receives the caller.
   absl::StatusOr<std::string> ActingAgent(const grpc::CallbackServerContext& ctx,
-                                          absl::string_view named) const;
+                                          absl::string_view named,
+                                          Principal* caller = nullptr) const;
 
   Scheduler* const scheduler_;
   const Authenticator* const auth_;
   CallCap* const parked_cap_;
+  TokenRegistry* const tokens_;
+  common::IoPool* const pool_;
 };
 
 }  // namespace farm::coordinator

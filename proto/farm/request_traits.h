@@ -57,6 +57,9 @@ FARM_LENIENT_REQUEST(StepFinishedRequest)
 FARM_LENIENT_REQUEST(CompleteJobRequest)
 FARM_LENIENT_REQUEST(CreateTokenRequest)
 FARM_LENIENT_REQUEST(RevokeTokenRequest)
+// Agent enrollment.
+FARM_LENIENT_REQUEST(CreateEnrollTokenRequest)
+FARM_LENIENT_REQUEST(EnrollRequest)
 
 #undef FARM_LENIENT_REQUEST
 

@@ -661,6 +661,34 @@ TEST_F(AgentTest, RegistrationIsRetriedUntilItWorks) {
   EXPECT_EQ(fake_.Snapshot().failed_calls, 3);
 }
 
+// A coordinator that refuses the agent's identity (a revoked token, a name that is not its own)
+// will refuse it again: the agent stops, saying why, instead of registering for ever.
+TEST_F(AgentTest, ARefusedRegistrationStopsTheAgentWithAClearError) {
+  fake_.FailNext("Register", 1, grpc::StatusCode::PERMISSION_DENIED);
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return !agent_->error().ok(); }));
+  EXPECT_THAT(agent_->error(), ::farm::testing::StatusIsWithMessage(
+                                   absl::StatusCode::kPermissionDenied,
+                                   HasSubstr("the coordinator refused this agent's identity")));
+  agent_->WaitUntilDrained();  // it drains by itself
+  agent_->Shutdown();
+  EXPECT_EQ(fake_.Snapshot().failed_calls, 1);
+  EXPECT_TRUE(fake_.Snapshot().registrations.empty());
+}
+
+TEST_F(AgentTest, AnIdentityRevokedWhileRegisteredStopsTheAgent) {
+  StartAgent();
+  ASSERT_TRUE(fake_.WaitUntil([](const State& s) { return s.registrations.size() == 1; }));
+  fake_.FailNext("Heartbeat", 1, grpc::StatusCode::UNAUTHENTICATED);
+  fake_.FailNext("Lease", 1, grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(WaitFor([&] { return !agent_->error().ok(); }));
+  EXPECT_THAT(agent_->error(), ::farm::testing::StatusIsWithMessage(
+                                   absl::StatusCode::kUnauthenticated, HasSubstr("re-enroll")));
+  agent_->WaitUntilDrained();
+  agent_->Shutdown();
+  EXPECT_EQ(fake_.Snapshot().registrations.size(), 1u);
+}
+
 TEST_F(AgentTest, SlotsRunJobsConcurrently) {
   options_.slots = 2;
   StartAgent();

@@ -2,7 +2,7 @@
 // 127.0.0.1:0, callers identified by client certificates (made by common/certs.h) and tokens.
 // What a caller without the right identity sees: no credential, a certificate from another CA,
 // plaintext against the TLS port, expired and revoked tokens; every RPC × role against the
-// authorization table; an agent acting on another agent's lease.
+// authorization table; an agent acting on another agent's lease; enrollment and pinned labels.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -325,6 +325,51 @@ TEST_F(SecurityTest, AnAgentCannotActAsAnotherAgentOrOnItsLease) {
   ASSERT_TRUE(a1->CompleteJob(Ctx().get(), complete, &done).ok());
   ASSERT_TRUE(jobs->Get(Ctx().get(), get, &job).ok());
   EXPECT_EQ(job.state(), farm::v1::SUCCEEDED);
+}
+
+// Enrollment at the edge: Enroll needs no credential (the enrollment token is one), works once,
+// and the enrolled agent registers only with the labels the enrollment token pinned; the
+// enrollment token itself is no credential.
+TEST_F(SecurityTest, AnEnrolledAgentRegistersOnlyWithItsPinnedLabels) {
+  farm::v1::CreateEnrollTokenRequest create;
+  (*create.mutable_labels())["pool"] = "x";
+  farm::v1::CreateEnrollTokenResponse enrollment;
+  ASSERT_TRUE(farm::v1::AdminService::NewStub(admin_)
+                  ->CreateEnrollToken(Ctx().get(), create, &enrollment)
+                  .ok());
+  EXPECT_EQ(ListCode(Channel(WithToken(enrollment.token()))), grpc::StatusCode::UNAUTHENTICATED);
+
+  common::ClientSecurity nobody;
+  nobody.ca_pem = ca_.cert_pem;
+  auto anonymous = farm::v1::AgentService::NewStub(Channel(nobody));
+  farm::v1::EnrollRequest enroll;
+  enroll.set_enroll_token(enrollment.token());
+  enroll.set_name("pooled");
+  enroll.set_request_id("r1");
+  farm::v1::EnrollResponse enrolled;
+  grpc::Status s = anonymous->Enroll(Ctx().get(), enroll, &enrolled);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(enrolled.info().name(), "pooled");
+  enroll.set_name("second");
+  enroll.set_request_id("r2");
+  s = anonymous->Enroll(Ctx().get(), enroll, &enrolled);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_NE(s.error_message().find(enrollment.info().id()), std::string::npos);
+
+  auto agent = farm::v1::AgentService::NewStub(Channel(WithToken(enrolled.token())));
+  farm::v1::RegisterRequest reg;
+  reg.set_name("pooled");
+  reg.set_slots(1);
+  reg.set_session_id("s1");
+  (*reg.mutable_labels())["pool"] = "secure";
+  farm::v1::RegisterResponse reg_resp;
+  s = agent->Register(Ctx().get(), reg, &reg_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_NE(s.error_message().find("pool=secure"), std::string::npos) << s.error_message();
+  (*reg.mutable_labels())["pool"] = "x";
+  (*reg.mutable_labels())["os"] = "linux";
+  s = agent->Register(Ctx().get(), reg, &reg_resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
 TEST(SecurityOptionsTest, TheCoordinatorNeedsTlsOrInsecureAndInsecureOnlyOnLoopback) {

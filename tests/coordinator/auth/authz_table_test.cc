@@ -77,9 +77,14 @@ TEST(AuthzTableTest, RolesCanDoWhatTheirDescriptionsSay) {
   EXPECT_FALSE(Allowed("/farm.v1.JobService/Submit", Role::kAgent));
   EXPECT_FALSE(Allowed("/farm.v1.JobService/Get", Role::kAgent));
   EXPECT_FALSE(Allowed("/farm.v1.AdminService/ListTokens", Role::kAgent));
+  // Public: health (probes carry no credential), and enrollment (the agent has none yet: the
+  // enrollment token in the request is its credential).
+  EXPECT_TRUE(Allowed("/farm.v1.AdminService/CreateEnrollToken", Role::kAdmin));
+  EXPECT_FALSE(Allowed("/farm.v1.AdminService/CreateEnrollToken", Role::kAgent));
   for (const AuthzEntry& e : AuthzTable()) {
     EXPECT_TRUE(Allowed(e.method, Role::kAdmin)) << e.method;
-    EXPECT_EQ(e.is_public, absl::string_view(e.method).substr(0, 17) == "/grpc.health.v1.H")
+    EXPECT_EQ(e.is_public, absl::string_view(e.method).substr(0, 17) == "/grpc.health.v1.H" ||
+                               e.method == "/farm.v1.AgentService/Enroll")
         << e.method;
   }
 }

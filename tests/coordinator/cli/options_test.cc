@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -265,6 +266,22 @@ TEST(ParseArgsTest, HelpForCas) {
   EXPECT_THAT(CommandUsageText("cas"), HasSubstr("farmctl cas get HASH/SIZE -o FILE"));
   EXPECT_THAT(CommandUsageText("cas stat"), HasSubstr("exit 0 present, 1 missing"));
   EXPECT_THAT(CommandUsageText("download"), HasSubstr("-o DIR|FILE"));
+}
+
+TEST(ParseArgsTest, AgentEnrollToken) {
+  ASSERT_OK_AND_ASSIGN(CliOptions o,
+                       Parse({"agent", "enroll-token", "--labels=pool=x, gpu = yes", "--ttl=1h"}));
+  EXPECT_EQ(o.command, Command::kAgentEnrollToken);
+  EXPECT_EQ(o.enroll_labels, (std::map<std::string, std::string>{{"gpu", "yes"}, {"pool", "x"}}));
+  EXPECT_EQ(o.token_ttl_ms, 3'600'000);
+  ASSERT_OK_AND_ASSIGN(o, Parse({"agent", "enroll-token"}));
+  EXPECT_TRUE(o.enroll_labels.empty());
+  EXPECT_EQ(o.token_ttl_ms, 0);  // the coordinator's default
+  ExpectUsageError({"agent", "enroll-token", "--labels=pool"}, "\"pool\" is not");
+  ExpectUsageError({"agent", "enroll-token", "--labels==x"}, "key=value");
+  ExpectUsageError({"agent", "enroll-token", "--labels=a=1,a=2"}, "\"a\" given twice");
+  EXPECT_THAT(UsageText(), HasSubstr("agent enroll-token [--labels=k=v,...] [--ttl=15m]"));
+  EXPECT_THAT(CommandUsageText("agent enroll-token"), HasSubstr("--enroll_token_file=FILE"));
 }
 
 TEST(UsageTextTest, ListsEveryCommandAndTheExitCodes) {
