@@ -54,6 +54,10 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/CreateToken", kAdminOnly),
       Entry("/farm.v1.AdminService/ListTokens", kAdminOnly),
       Entry("/farm.v1.AdminService/RevokeToken", kAdminOnly),
+      // farm.v1: secrets (values go in, never out).
+      Entry("/farm.v1.AdminService/SetSecret", kAdminOnly),
+      Entry("/farm.v1.AdminService/ListSecrets", kAdminOnly),
+      Entry("/farm.v1.AdminService/DeleteSecret", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

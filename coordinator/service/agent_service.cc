@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
-#include "coordinator/service/unary.h"
 #include "coordinator/service/request_text.h"
+#include "coordinator/service/unary.h"
 
 namespace farm::coordinator {
 namespace {
@@ -32,6 +32,17 @@ int64_t ParkMs(grpc::CallbackServerContext* ctx, int64_t requested_ms) {
     ms = std::min(ms, std::max<int64_t>(left, 0));
   }
   return ms;
+}
+
+// Adds the values of the leased job's secrets to a lease about to be sent to the agent that
+// holds it: the one place values leave the coordinator. Jobs without secrets pay nothing.
+void AddSecretValues(const SecretRegistry* secrets, farm::v1::LeaseResponse& lease) {
+  if (secrets == nullptr || !lease.has_job() || lease.job().spec().secrets().empty()) return;
+  for (common::NamedSecret& s : secrets->Values(lease.job().spec().secrets())) {
+    farm::v1::SecretValue* v = lease.add_secrets();
+    v->set_name(std::move(s.name));
+    v->set_value(std::move(s.value));
+  }
 }
 
 // A unary call the scheduler may hold; tells the scheduler when the client goes away.
@@ -219,7 +230,11 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(agent.status()));
     return reactor;
   }
-  scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
+  scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id,
+                    [reactor, resp, secrets = secrets_](absl::StatusOr<farm::v1::LeaseResponse> r) {
+                      if (r.ok()) AddSecretValues(secrets, *r);
+                      FinishWith(reactor, resp)(std::move(r));
+                    });
   return reactor;
 }
 
@@ -282,7 +297,13 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerCont
     reactor->Finish(ToGrpcStatus(agent.status()));
     return reactor;
   }
-  scheduler_->CompleteJob(*req, FinishWith(reactor, resp), *std::move(agent));
+  scheduler_->CompleteJob(
+      *req,
+      [reactor, resp, secrets = secrets_](absl::StatusOr<farm::v1::CompleteJobResponse> r) {
+        if (r.ok() && r->has_next()) AddSecretValues(secrets, *r->mutable_next());
+        FinishWith(reactor, resp)(std::move(r));
+      },
+      *std::move(agent));
   return reactor;
 }
 

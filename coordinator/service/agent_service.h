@@ -5,6 +5,7 @@
 // the Coordinator.
 #pragma once
 
+#include "coordinator/auth/secret_registry.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -16,9 +17,11 @@ inline constexpr size_t kMaxLogChunkBytes = 4 << 20;
 
 class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  public:
-  // Not owned; both outlive the service.
-  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth)
-      : scheduler_(scheduler), auth_(auth) {}
+  // Not owned; all outlive the service. `secrets` (may be null) gives a lease the values of
+  // its job's secrets.
+  AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth,
+                   const SecretRegistry* secrets = nullptr)
+      : scheduler_(scheduler), auth_(auth), secrets_(secrets) {}
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const farm::v1::RegisterRequest* req,
@@ -50,6 +53,7 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
 
   Scheduler* const scheduler_;
   const Authenticator* const auth_;
+  const SecretRegistry* const secrets_;
 };
 
 }  // namespace farm::coordinator

@@ -1,15 +1,25 @@
 #include "coordinator/service/job_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/text.h"
 #include "coordinator/service/list_events.h"
-#include "coordinator/service/unary.h"
 #include "coordinator/service/request_text.h"
+#include "coordinator/service/unary.h"
 #include "coordinator/service/watch_logs.h"
 
 namespace farm::coordinator {
 namespace {
 
 using common::ToGrpcStatus;
+
+// OK when every secret the specs name exists (NOT_FOUND naming one that does not), so that a
+// job never waits in the queue for a secret it cannot get.
+absl::Status CheckSecrets(const SecretRegistry* secrets, const farm::v1::JobSpec& spec) {
+  if (spec.secrets().empty()) return absl::OkStatus();
+  if (secrets == nullptr) return absl::FailedPreconditionError("this coordinator keeps no secrets");
+  return secrets->CheckExist(spec.secrets());
+}
 
 }  // namespace
 
@@ -18,6 +28,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
                                                  farm::v1::SubmitJobResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
+  if (absl::Status s = CheckSecrets(secrets_, req->spec()); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
 }
@@ -27,7 +41,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                               farm::v1::Job* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
+                   [this, req] { return scheduler_->reads().GetJob(req->job_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::List(grpc::CallbackServerContext* ctx,
@@ -54,6 +68,13 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
                                                          farm::v1::SubmitPipelineResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
+  for (const farm::v1::PipelineJobSpec& job : req->spec().jobs()) {
+    if (absl::Status s = CheckSecrets(secrets_, job.spec()); !s.ok()) {
+      reactor->Finish(ToGrpcStatus(absl::Status(
+          s.code(), absl::StrCat("jobs: ", common::Quote(job.name()), ": ", s.message()))));
+      return reactor;
+    }
+  }
   scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
 }
@@ -63,7 +84,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetPipeline(grpc::CallbackServerContex
                                                       farm::v1::Pipeline* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
+                   [this, req] { return scheduler_->reads().GetPipeline(req->pipeline_id()); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerContext* ctx,
@@ -71,7 +92,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListPipelines(grpc::CallbackServerCont
                                                         farm::v1::ListPipelinesResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   return RunOnPool(ctx, pool_, resp,
-                    [this, req] { return scheduler_->reads().ListPipelines(*req); });
+                   [this, req] { return scheduler_->reads().ListPipelines(*req); });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerContext* ctx,

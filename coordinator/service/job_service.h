@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common/io_pool.h"
+#include "coordinator/auth/secret_registry.h"
 #include "coordinator/events/event_reader.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
@@ -15,8 +16,11 @@ namespace farm::coordinator {
 class JobServiceImpl final : public farm::v1::JobService::CallbackService {
  public:
   // `reads`: the pool for store reads; not owned, outlives the service.
-  JobServiceImpl(Scheduler* scheduler, FollowerHub* hub, EventReader* events, common::IoPool* reads)
-      : scheduler_(scheduler), hub_(hub), events_(events), pool_(reads) {}
+  // `secrets` (not owned, may be null: no job may use secrets) checks that the secrets a job
+  // names exist before it is submitted.
+  JobServiceImpl(Scheduler* scheduler, FollowerHub* hub, EventReader* events, common::IoPool* reads,
+                 const SecretRegistry* secrets = nullptr)
+      : scheduler_(scheduler), hub_(hub), events_(events), pool_(reads), secrets_(secrets) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const farm::v1::SubmitJobRequest* req,
@@ -52,6 +56,7 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   FollowerHub* const hub_;
   EventReader* const events_;
   common::IoPool* const pool_;
+  const SecretRegistry* const secrets_;
 };
 
 }  // namespace farm::coordinator

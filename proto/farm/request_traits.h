@@ -57,6 +57,9 @@ FARM_LENIENT_REQUEST(StepFinishedRequest)
 FARM_LENIENT_REQUEST(CompleteJobRequest)
 FARM_LENIENT_REQUEST(CreateTokenRequest)
 FARM_LENIENT_REQUEST(RevokeTokenRequest)
+// Secrets (ListSecretsRequest has no string).
+FARM_LENIENT_REQUEST(SetSecretRequest)
+FARM_LENIENT_REQUEST(DeleteSecretRequest)
 
 #undef FARM_LENIENT_REQUEST
 
