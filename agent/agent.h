@@ -106,9 +106,10 @@ class Agent {
   int64_t FenceStaleLeases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the agent for good when the step supervisor has died (see error()).
   void CheckSupervisor();
-  // Runs one leased job; returns the slot's next lease when it came with the completion.
-  std::optional<farm::v1::LeaseResponse> RunLeasedJob(const farm::v1::LeaseRef& lease,
-                                                      const farm::v1::Job& job, int64_t generation);
+  // Runs one leased job (with the values of its secrets); returns the slot's next lease when
+  // it came with the completion.
+  std::optional<farm::v1::LeaseResponse> RunLeasedJob(const farm::v1::LeaseResponse& leased,
+                                                      int64_t generation);
   // Returns once a registration newer than `stale_generation` exists (registering if nobody
   // else is), storing its generation in `*generation`. False when `waiter` should give up:
   // slots give up on drain, jobs and the heartbeat when the agent stops or drained.
