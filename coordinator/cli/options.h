@@ -61,6 +61,9 @@ enum class Command {
   kTokenCreate,
   kTokenList,
   kTokenRevoke,
+  kSecretSet,
+  kSecretList,
+  kSecretRm,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -90,6 +93,7 @@ struct CliOptions {
   std::string token_name;
   int64_t token_ttl_ms = 0;
   std::string token_id;
+  std::string secret_name;                                     // secret set, secret rm: NAME
   bool wait = false;                                           // submit
   bool follow = false;                                         // submit, logs, events
   bool pipelines = false;                                      // list: pipelines instead of jobs
