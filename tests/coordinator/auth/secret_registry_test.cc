@@ -186,12 +186,15 @@ TEST_F(SecretRegistryTest, ASetSecretIsListedByNameAndStoredOnlyEncrypted) {
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].name(), "DEPLOY_KEY");
   int records = 0;
-  ASSERT_OK(store_.Scan(Cf::kSecrets, "", "", [&](absl::string_view k, absl::string_view v) {
-    ++records;
-    EXPECT_EQ(k, "DEPLOY_KEY");
-    EXPECT_FALSE(absl::StrContains(v, kCanary));
-    return true;
-  }));
+  ASSERT_OK(store_.Scan(
+      Cf::kSecrets, "", "",
+      [&](absl::string_view k, absl::string_view v) {
+        ++records;
+        EXPECT_EQ(k, "DEPLOY_KEY");
+        EXPECT_FALSE(absl::StrContains(v, kCanary));
+        return true;
+      },
+      /*reverse=*/false));
   EXPECT_EQ(records, 1);
   std::vector<common::NamedSecret> values = secrets_.Values(Names({"DEPLOY_KEY"}));
   ASSERT_EQ(values.size(), 1u);
