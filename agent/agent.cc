@@ -259,8 +259,8 @@ void Agent::SlotLoop(int slot) {
       // A job that arrives after Drain() cancelled the call is still run: it is ours now. So is
       // one that came with a completion.
       std::optional<farm::v1::LeaseResponse> next;
-      if (response->has_job()) next = RunLeasedJob(response->lease(), response->job(), generation);
-      while (next.has_value()) next = RunLeasedJob(next->lease(), next->job(), generation);
+      if (response->has_job()) next = RunLeasedJob(*response, generation);
+      while (next.has_value()) next = RunLeasedJob(*next, generation);
       continue;
     }
     const absl::Status& status = response.status();
@@ -280,9 +280,9 @@ void Agent::SlotLoop(int slot) {
   --active_slots_;
 }
 
-std::optional<farm::v1::LeaseResponse> Agent::RunLeasedJob(const farm::v1::LeaseRef& lease,
-                                                           const farm::v1::Job& job,
+std::optional<farm::v1::LeaseResponse> Agent::RunLeasedJob(const farm::v1::LeaseResponse& leased,
                                                            int64_t generation) {
+  const farm::v1::LeaseRef& lease = leased.lease();
   // The attempt's own view of the registration generation, so that repeated "not
   // registered" answers each force a newer registration instead of spinning.
   auto seen = std::make_shared<std::atomic<int64_t>>(generation);
@@ -301,7 +301,7 @@ std::optional<farm::v1::LeaseResponse> Agent::RunLeasedJob(const farm::v1::Lease
     if (ok) seen->store(g);
     return ok;
   };
-  AttemptRunner runner(context, lease, job);
+  AttemptRunner runner(context, lease, leased.job(), leased.secrets());
   const std::string key = absl::StrCat(lease.job_id(), "/", lease.attempt());
   {
     absl::MutexLock lock(&mu_);

@@ -121,9 +121,10 @@ class Agent {
   // refused (UNAUTHENTICATED, PERMISSION_DENIED), or its session superseded by another process
   // that registered under its name (the two would take turns for ever). True when it did.
   bool StopIfRefused(const absl::Status& status);
-  // Runs one leased job; returns the slot's next lease when it came with the completion.
-  std::optional<farm::v1::LeaseResponse> RunLeasedJob(const farm::v1::LeaseRef& lease,
-                                                      const farm::v1::Job& job, int64_t generation);
+  // Runs one leased job (with the values of its secrets); returns the slot's next lease when
+  // it came with the completion.
+  std::optional<farm::v1::LeaseResponse> RunLeasedJob(const farm::v1::LeaseResponse& leased,
+                                                      int64_t generation);
   // Returns once a registration newer than `stale_generation` exists (registering if nobody
   // else is), storing its generation in `*generation`. False when `waiter` should give up:
   // slots give up on drain, jobs and the heartbeat when the agent stops or drained.

@@ -36,14 +36,16 @@ std::unique_ptr<Runner> MakeRunner(const AttemptContext& context, const farm::v1
 
 }  // namespace
 
-AttemptRunner::AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease,
-                             farm::v1::Job job)
+AttemptRunner::AttemptRunner(
+    const AttemptContext& context, farm::v1::LeaseRef lease, farm::v1::Job job,
+    const google::protobuf::RepeatedPtrField<farm::v1::SecretValue>& secrets)
     : context_(context),
       lease_(std::move(lease)),
       job_(std::move(job)),
       log_prefix_(absl::StrCat("[job=", lease_.job_id(), " attempt=", lease_.attempt(),
                                " agent=", context_.agent_name, "]")),
-      runner_(MakeRunner(context_, job_)) {}
+      runner_(MakeRunner(context_, job_)),
+      secrets_(JobSecrets::FromLease(job_.spec(), secrets)) {}
 
 bool AttemptRunner::abandoned() const {
   absl::MutexLock lock(&mu_);
@@ -193,6 +195,12 @@ bool AttemptRunner::StageJobInputs(const Workspace& workspace, int64_t job_start
 
 void AttemptRunner::RunWork(const std::string& workspace, int64_t job_started_ms,
                             WorkResult* work) {
+  if (!secrets_.ok()) {
+    work->outcome = farm::v1::ATTEMPT_FAILED;
+    work->reason = std::string(secrets_.status().message());
+    FARM_LOG(ERROR) << log_prefix_ << " " << work->reason;
+    return;
+  }
   // Output the coordinator has not acknowledged yet (a partition) spills to the work dir, next
   // to the workspaces (named <job>-<attempt>-<hex>) rather than in one: steps never see it.
   LogSender::Options log_options = context_.log_options;
@@ -206,7 +214,7 @@ void AttemptRunner::RunWork(const std::string& workspace, int64_t job_started_ms
     log_sender_ = &log_sender;
     if (abandoned_) log_sender.Abort();
   }
-  *work = runner_->Run(*this, WorkSite{workspace, job_started_ms, &log_sender});
+  *work = runner_->Run(*this, WorkSite{workspace, job_started_ms, &log_sender, &*secrets_});
   if (abandoned()) log_sender.Abort();
   log_sender.Stop();
   absl::MutexLock lock(&mu_);

@@ -70,7 +70,9 @@ struct AttemptContext {
 
 class AttemptRunner final : public Attempt {
  public:
-  AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease, farm::v1::Job job);
+  // `secrets`: the values that came with the lease (LeaseResponse.secrets).
+  AttemptRunner(const AttemptContext& context, farm::v1::LeaseRef lease, farm::v1::Job job,
+                const google::protobuf::RepeatedPtrField<farm::v1::SecretValue>& secrets = {});
   AttemptRunner(const AttemptRunner&) = delete;
   AttemptRunner& operator=(const AttemptRunner&) = delete;
 
@@ -132,8 +134,10 @@ class AttemptRunner final : public Attempt {
   const farm::v1::Job job_;
   const std::string log_prefix_;
   const std::unique_ptr<Runner> runner_;  // for the job's kind of work
-  CallCanceller canceller_;               // fired on Abandon(): ends the job's calls in flight
-  CallCanceller upload_canceller_;        // fired on Cancel() and Abandon(): ends artifact uploads
+  // The job's secrets; an error (one did not come with the lease) fails the attempt.
+  const absl::StatusOr<JobSecrets> secrets_;
+  CallCanceller canceller_;         // fired on Abandon(): ends the job's calls in flight
+  CallCanceller upload_canceller_;  // fired on Cancel() and Abandon(): ends artifact uploads
   // Fired on Cancel() and Abandon() and at the job's timeout: ends input downloads.
   CallCanceller staging_canceller_;
 

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "agent/coordinator_client.h"
+#include "agent/job_secrets.h"
 #include "agent/log_sender.h"
 #include "farm/v1/farm.pb.h"
 
@@ -58,6 +59,8 @@ struct WorkSite {
   std::string workspace;       // absolute; the job's paths are relative to it
   int64_t job_started_ms = 0;  // when the job's timeout started running (the agent's clock)
   LogSender* logs = nullptr;   // the work's output, by step index and byte offset
+  // The job's secrets (job_secrets.h): for the steps' environment and the output's redaction.
+  const JobSecrets* secrets = nullptr;
 };
 
 // Runs one kind of work.

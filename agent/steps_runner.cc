@@ -138,10 +138,12 @@ std::optional<StepsRunner::StepVerdict> StepsRunner::RunStep(Attempt& attempt, c
     });
   };
   std::future<absl::Status> started_report;
+  StepOutput output(site.logs, static_cast<uint32_t>(index), site.secrets);
   const StepOutcome step = process_.Run(
-      MakeCommand(attempt, index, name, site.workspace, budget.timeout_ms),
-      [&](int64_t offset, absl::string_view data) { site.logs->Append(index, offset, data); },
+      MakeCommand(attempt, index, name, site, budget.timeout_ms),
+      [&](int64_t offset, absl::string_view data) { output.Write(offset, data); },
       [&] { started_report = std::async(std::launch::async, report_started); });
+  const int64_t log_bytes = output.Finish(step.output_bytes);
   step_ended.Notify();
   if (started_report.valid() && !started_report.get().ok()) return std::nullopt;
   StepVerdict verdict = Judge(attempt, name, step, budget);
@@ -163,7 +165,7 @@ std::optional<StepsRunner::StepVerdict> StepsRunner::RunStep(Attempt& attempt, c
   result.set_exit_code(step.exit_code);
   result.set_signal(step.signal);
   result.set_duration_ms(step.duration_ms);
-  result.set_log_bytes(step.output_bytes);
+  result.set_log_bytes(log_bytes);
   result.set_message(verdict.message);
   if (index + 1 == spec.steps_size() && spec.artifacts_size() == 0 &&
       context_.complete_with_last_step) {
@@ -187,8 +189,9 @@ std::optional<StepsRunner::StepVerdict> StepsRunner::RunStep(Attempt& attempt, c
 }
 
 StepCommand StepsRunner::MakeCommand(const Attempt& attempt, int index,
-                                     const std::string& step_name, const std::string& workspace,
+                                     const std::string& step_name, const WorkSite& site,
                                      int64_t timeout_ms) const {
+  const std::string& workspace = site.workspace;
   const farm::v1::JobSpec& spec = attempt.job().spec();
   const farm::v1::StepSpec& step = spec.steps(index);
   StepCommand command;
@@ -207,6 +210,7 @@ StepCommand StepsRunner::MakeCommand(const Attempt& attempt, int index,
   }
   for (const auto& [key, value] : spec.env()) env[key] = value;
   for (const auto& [key, value] : step.env()) env[key] = value;
+  if (site.secrets != nullptr) site.secrets->AddToEnv(env);
   env["FARM_JOB_ID"] = attempt.lease().job_id();
   env["FARM_ATTEMPT"] = absl::StrCat(attempt.lease().attempt());
   env["FARM_WORKSPACE"] = workspace;

@@ -49,8 +49,9 @@ class StepsRunner final : public Runner {
   };
 
   Budget BudgetFor(const farm::v1::JobSpec& spec, int index, int64_t job_started_ms) const;
+  // The step's command; its environment has the job's secrets (site.secrets).
   StepCommand MakeCommand(const Attempt& attempt, int index, const std::string& step_name,
-                          const std::string& workspace, int64_t timeout_ms) const;
+                          const WorkSite& site, int64_t timeout_ms) const;
   StepVerdict Judge(const Attempt& attempt, const std::string& name, const StepOutcome& outcome,
                     const Budget& budget) const;
   // Runs step `index` and reports it (its result goes into `work` when it travels with

@@ -31,9 +31,9 @@ using farm::v1::StepSpec;
 using StringMap = google::protobuf::Map<std::string, std::string>;
 
 constexpr absl::string_view kJobKeys[] = {
-    "name",       "labels", "priority",  "timeout",        "env",   "shell",
-    "kill_grace", "steps",  "artifacts", "artifacts_when", "retry", "concurrency_group",
-    "concurrency"};
+    "name",        "labels", "priority",  "timeout",        "env",   "shell",
+    "kill_grace",  "steps",  "artifacts", "artifacts_when", "retry", "concurrency_group",
+    "concurrency", "secrets"};
 constexpr absl::string_view kStepKeys[] = {"name", "run", "env", "timeout", "when"};
 constexpr absl::string_view kRetryKeys[] = {"max_attempts", "on_exit_codes"};
 
@@ -396,6 +396,48 @@ absl::Status SpecFileParser::ReadArtifacts(const YamlEntry& e, JobSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::Status SpecFileParser::ReadConcurrencyGroup(const YamlEntry& e, JobSpec& spec) {
+  FARM_RETURN_IF_ERROR(ReadString(e, "a group name", spec.mutable_concurrency_group()));
+  if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
+    return ErrorAt(e, absl::StrCat(e.path, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SpecFileParser::ReadSecrets(const YamlEntry& e, JobSpec& spec) {
+  if (e.value.IsNull()) return absl::OkStatus();
+  if (!e.value.IsSequence()) {
+    return ErrorAt(e, absl::StrCat(e.path,
+                                   ": expected a list of secret names, e.g. [DEPLOY_KEY], "
+                                   "found ",
+                                   DescribeYaml(e.value)));
+  }
+  if (e.value.size() > static_cast<size_t>(kMaxSecretsPerJob)) {
+    return ErrorAt(
+        e, absl::StrCat(e.path, ": ", e.value.size(), " names; the limit is ", kMaxSecretsPerJob));
+  }
+  int index = 0;
+  for (auto it = e.value.begin(); it != e.value.end(); ++it, ++index) {
+    const YAML::Node& name = *it;
+    const YAML::Mark mark = name.Mark().is_null() ? e.value.Mark() : name.Mark();
+    if (!name.IsScalar()) {
+      return ErrorAt(mark, absl::StrCat(e.path, "[", index, "]: expected a secret name, found ",
+                                        DescribeYaml(name)));
+    }
+    if (absl::Status s = ValidateSecretName(name.Scalar()); !s.ok()) {
+      return ErrorAt(mark, absl::StrCat(e.path, "[", index, "]: ", s.message()));
+    }
+    for (const std::string& seen : spec.secrets()) {
+      if (seen == name.Scalar()) {
+        return ErrorAt(mark, absl::StrCat(e.path, "[", index, "]: ", seen, " is listed twice"));
+      }
+    }
+    FARM_RETURN_IF_ERROR(Charge(name.Scalar(), mark));
+    spec.add_secrets(name.Scalar());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SpecFileParser::ReadArtifactsWhen(const YamlEntry& e, JobSpec& spec) {
   constexpr absl::string_view kExpected =
       "on_success (collect artifacts only when every step succeeded) or always";
@@ -558,18 +600,13 @@ absl::Status SpecFileParser::ParseJob(const YAML::Node& node, const JobContext& 
         if (e.key == "shell") return ReadShell(e, spec);
         if (e.key == "artifacts") return ReadArtifacts(e, spec);
         if (e.key == "artifacts_when") return ReadArtifactsWhen(e, spec);
+        if (e.key == "secrets") return ReadSecrets(e, spec);
         if (e.key == "retry") return ReadRetry(e, *spec.mutable_retry());
         if (e.key == "steps") {
           has_steps = true;
           return ReadSteps(e, spec);
         }
-        if (e.key == "concurrency_group") {
-          FARM_RETURN_IF_ERROR(ReadString(e, "a group name", spec.mutable_concurrency_group()));
-          if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
-            return ErrorAt(e, absl::StrCat(e.path, ": ", s.message()));
-          }
-          return absl::OkStatus();
-        }
+        if (e.key == "concurrency_group") return ReadConcurrencyGroup(e, spec);
         int64_t value = 0;
         if (e.key == "priority") {
           FARM_RETURN_IF_ERROR(ReadInt(e, kMinPriority, kMaxPriority, &value));

@@ -101,6 +101,10 @@ class SpecFileParser {
   absl::Status ReadShell(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadArtifacts(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadArtifactsWhen(const YamlEntry& e, farm::v1::JobSpec& spec);
+  // `concurrency_group:`: a name ValidateConcurrencyGroup accepts.
+  absl::Status ReadConcurrencyGroup(const YamlEntry& e, farm::v1::JobSpec& spec);
+  // `secrets:`: a list of secret names (common/job_limits.h's rule), none twice.
+  absl::Status ReadSecrets(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadRetry(const YamlEntry& e, farm::v1::RetryPolicy& retry);
   absl::Status ReadStepWhen(const YamlEntry& e, farm::v1::StepSpec& step);
   absl::Status ParseStep(const YAML::Node& node, int index, farm::v1::StepSpec& step);

@@ -1,10 +1,14 @@
 #include "common/job_limits.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/redactor.h"
 #include "common/text.h"
 
 namespace farm::common {
@@ -218,6 +222,65 @@ absl::Status ValidateArtifacts(
   return absl::OkStatus();
 }
 
+absl::Status ValidateSecretName(absl::string_view name) {
+  if (name.empty() || name.size() > static_cast<size_t>(kMaxSecretNameBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a secret name is 1 to ", kMaxSecretNameBytes, " bytes; got ", name.size()));
+  }
+  const bool valid =
+      !absl::ascii_isdigit(name[0]) && std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isupper(c) || absl::ascii_isdigit(c) || c == '_';
+      });
+  if (!valid) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("secret name ", Quote(name),
+                     " is not [A-Z_][A-Z0-9_]* (it becomes an environment variable)"));
+  }
+  if (absl::StartsWith(name, "FARM_")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "secret name ", Quote(name), " starts with FARM_, which the farm's own variables use"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSecretValue(absl::string_view name, absl::string_view value) {
+  if (value.size() < kMinSecretBytes || value.size() > static_cast<size_t>(kMaxSecretValueBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the value of secret ", name, " is ", value.size(), " bytes; a value is ",
+                     kMinSecretBytes, " bytes (shorter ones would hide common words in logs) to ",
+                     kMaxSecretValueBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ValidateSecretRefs(const farm::v1::JobSpec& spec) {
+  if (spec.secrets_size() > kMaxSecretsPerJob) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("secrets: ", spec.secrets_size(), " names; the limit is ", kMaxSecretsPerJob));
+  }
+  absl::flat_hash_set<absl::string_view> seen;
+  for (int i = 0; i < spec.secrets_size(); ++i) {
+    const std::string& name = spec.secrets(i);
+    if (absl::Status s = ValidateSecretName(name); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("secrets[", i, "]: ", s.message()));
+    }
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("secrets: ", name, " is listed twice"));
+    }
+    bool in_env = spec.env().contains(name);
+    for (const auto& step : spec.steps()) in_env = in_env || step.env().contains(name);
+    if (in_env) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secrets: ", name, " is also set in env; a secret's variable comes from the secret"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin) {
   if (spec.ByteSizeLong() > static_cast<size_t>(kMaxSerializedSpecBytes)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -282,6 +345,7 @@ absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin) {
     FARM_RETURN_IF_ERROR(ValidateStep(spec.steps(i), i, names));
   }
   if (auto s = ValidateRetry(spec.retry()); !s.ok()) return s;
+  FARM_RETURN_IF_ERROR(ValidateSecretRefs(spec));
   return ValidateConcurrency(spec);
 }
 

@@ -41,6 +41,14 @@ inline constexpr int kMaxRetryExitCode = 255;
 // `concurrency:` of a `concurrency_group:` (whose name is 1..kMaxNameBytes of [A-Za-z0-9._-]).
 inline constexpr int kMaxConcurrency = 1000;
 
+// Secrets (`farmctl secret set NAME`, `secrets:` in a job). A name becomes an environment
+// variable of the steps: [A-Z_][A-Z0-9_]*, at most kMaxSecretNameBytes, not starting with
+// "FARM_" (the farm's own variables). A value is kMinSecretBytes (common/redactor.h: shorter
+// values would hide common words all over the logs) to kMaxSecretValueBytes of any bytes.
+inline constexpr int kMaxSecretNameBytes = 128;
+inline constexpr int64_t kMaxSecretValueBytes = 64 << 10;
+inline constexpr int kMaxSecretsPerJob = 100;
+
 // Pipelines (common/pipeline.h). A pipeline file has the job file's size limit; the encoded
 // PipelineSpec stays well under the 16 MiB gRPC message limit; the specs of all its jobs after
 // matrix expansion are bounded too, because the coordinator creates them in one write.
@@ -63,7 +71,9 @@ enum class JobOrigin { kSingle, kPipeline };
 // a known `when` on every step; retry.max_attempts in 0..kMaxRetryAttempts, at most
 // kMaxRetryExitCodes on_exit_codes, each in kMinRetryExitCode..kMaxRetryExitCode; concurrency in
 // 0..kMaxConcurrency and non-zero only with a concurrency_group, whose name passes
-// ValidateConcurrencyGroup. `origin` says whether a spec without steps is valid.
+// ValidateConcurrencyGroup; at most kMaxSecretsPerJob `secrets`, each a valid secret name, none
+// twice, none also set in the job's or a step's env. `origin` says whether a spec without steps is
+// valid.
 absl::Status ValidateJobSpec(const farm::v1::JobSpec& spec, JobOrigin origin = JobOrigin::kSingle);
 
 // An environment: at most kMaxEnvVars variables, each named [A-Za-z_][A-Za-z0-9_]*, values at
@@ -78,6 +88,13 @@ bool IsValidEnvName(absl::string_view name);
 // A `concurrency_group:` name: 1..kMaxNameBytes bytes of [A-Za-z0-9._-]. OK or INVALID_ARGUMENT
 // saying what is wrong (without naming the field: callers prefix it).
 absl::Status ValidateConcurrencyGroup(absl::string_view group);
+
+// A secret's name, by the rule above. OK or INVALID_ARGUMENT saying what is wrong (it quotes the
+// name; callers prefix the field).
+absl::Status ValidateSecretName(absl::string_view name);
+// A secret's value: kMinSecretBytes..kMaxSecretValueBytes bytes. INVALID_ARGUMENT naming the
+// secret by `name` and the length, never showing the value.
+absl::Status ValidateSecretValue(absl::string_view name, absl::string_view value);
 
 // True when `text` is well-formed UTF-8 (what proto3 strings must hold).
 bool IsValidUtf8(absl::string_view text);

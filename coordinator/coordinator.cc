@@ -173,6 +173,10 @@ absl::Status CoordinatorOptions::Validate() const {
   }
   if (data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
   FARM_RETURN_IF_ERROR(ValidateSecurity(*this));
+  if (secrets_key_file.empty() && !secrets_old_key_files.empty()) {
+    return absl::InvalidArgumentError(
+        "--secrets_old_key_files needs --secrets_key_file (the key new secrets are written with)");
+  }
   if (lease_ttl_ms < 300 || lease_ttl_ms > 3600'000) {
     return absl::InvalidArgumentError("--lease_ttl must be between 300ms and 1h");
   }
@@ -208,11 +212,15 @@ absl::Status Coordinator::Init() {
   store_options.path = options_.data_dir + "/db";
   store_options.min_free_bytes = options_.min_free_disk_bytes;
   FARM_ASSIGN_OR_RETURN(store_, RocksDbStore::Open(store_options));
+  FARM_RETURN_IF_ERROR(InitSecrets());
   SchedulerOptions sched;
   sched.lease_ttl_ms = options_.lease_ttl_ms;
   sched.agent_loss_retries = options_.agent_loss_retries;
   sched.max_log_bytes_per_job = options_.max_log_bytes_per_job;
   sched.event_retention_ms = options_.event_retention_ms;
+  sched.redaction = [secrets = secrets_.get()](const farm::v1::JobSpec& spec) {
+    return secrets->PatternsFor(spec.secrets());
+  };
   scheduler_ = std::make_unique<Scheduler>(store_.get(), common::RealClock(), &hub_, sched);
   FARM_RETURN_IF_ERROR(scheduler_->Init());
   event_reader_ = std::make_unique<EventReader>(store_.get());
@@ -225,13 +233,14 @@ absl::Status Coordinator::Init() {
                                           options_.max_parked_calls_per_identity);
   watch_cap_ = std::make_unique<CallCap>("WatchLogs streams", "--max_watch_streams_per_identity",
                                          options_.max_watch_streams_per_identity);
-  job_service_ =
-      std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
-                                       read_pool_.get(), authenticator_.get(), watch_cap_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(
-      scheduler_.get(), authenticator_.get(), parked_cap_.get(), tokens_.get(), read_pool_.get());
-  admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get(), tokens_.get(),
-                                                      authenticator_.get(), read_pool_.get());
+  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), &hub_, event_reader_.get(),
+                                                  read_pool_.get(), authenticator_.get(),
+                                                  watch_cap_.get(), secrets_.get());
+  agent_service_ =
+      std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get(), parked_cap_.get(),
+                                         tokens_.get(), read_pool_.get(), secrets_.get());
+  admin_service_ = std::make_unique<AdminServiceImpl>(
+      scheduler_.get(), tokens_.get(), authenticator_.get(), read_pool_.get(), secrets_.get());
   FileBlobStoreOptions cas;
   cas.root = options_.data_dir + "/cas";
   cas.max_bytes = options_.cas_max_bytes;
@@ -253,6 +262,22 @@ absl::Status Coordinator::Init() {
             std::move(done));
       });
   reapi_services_ = std::make_unique<ReapiServices>(blob_store_.get(), action_cache_.get());
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::InitSecrets() {
+  std::optional<SecretKeyring> keyring;
+  std::vector<std::string> warnings;
+  if (!options_.secrets_key_file.empty()) {
+    FARM_ASSIGN_OR_RETURN(keyring, SecretKeyring::Load(options_.secrets_key_file,
+                                                       options_.secrets_old_key_files, &warnings));
+    FARM_LOG(INFO) << "secrets are encrypted with key " << keyring->current_id() << " ("
+                   << options_.secrets_key_file << ")";
+  }
+  secrets_ =
+      std::make_unique<SecretRegistry>(store_.get(), common::RealClock(), std::move(keyring));
+  FARM_RETURN_IF_ERROR(secrets_->Load(&warnings));
+  for (const std::string& w : warnings) FARM_LOG(WARNING) << w;
   return absl::OkStatus();
 }
 

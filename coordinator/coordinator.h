@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "common/io_pool.h"
+#include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/file_blob_store.h"
@@ -47,6 +48,11 @@ struct CoordinatorOptions {
   std::string tls_key_file;
   std::string tls_client_ca_file;
   bool insecure = false;
+  // Secrets (auth/secret_keyring.h): the key file new secrets are encrypted under, and older
+  // key files that still decrypt what was written under them. Without secrets_key_file the
+  // coordinator keeps no secrets (their RPCs and jobs that use them fail).
+  std::string secrets_key_file;
+  std::vector<std::string> secrets_old_key_files;
   int64_t lease_ttl_ms = 30'000;
   int agent_loss_retries = 2;
   int64_t max_log_bytes_per_job = int64_t{1} << 30;
@@ -119,6 +125,9 @@ class Coordinator {
  private:
   // The server's credentials: TLS with the authenticator, or plaintext with --insecure.
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials() const;
+  // Reads the secrets key files and the stored secrets (before the scheduler recovers, which
+  // asks it for the redaction of running attempts).
+  absl::Status InitSecrets();
 
   const CoordinatorOptions options_;
   std::unique_ptr<Store> store_;
@@ -129,6 +138,7 @@ class Coordinator {
   // gRPC's callback threads.
   std::unique_ptr<common::IoPool> read_pool_;
   std::unique_ptr<TokenRegistry> tokens_;
+  std::unique_ptr<SecretRegistry> secrets_;
   std::shared_ptr<Authenticator> authenticator_;
   // Before the services and the server: every call gives its slot back before they go.
   std::unique_ptr<CallCap> parked_cap_;

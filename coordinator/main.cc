@@ -3,6 +3,8 @@
 
 #include <csignal>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -25,6 +27,13 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(bool, insecure, false,
           "development mode: plaintext, no authentication (every caller is admin), loopback "
           "only");
+ABSL_FLAG(std::string, secrets_key_file, "",
+          "the key secrets are encrypted with at rest: 32 random bytes in base64 (`openssl rand "
+          "-base64 32`; `farmctl certs init` writes secrets.key); without it the coordinator "
+          "keeps no secrets");
+ABSL_FLAG(std::vector<std::string>, secrets_old_key_files, {},
+          "comma-separated older key files that still decrypt the secrets written under them "
+          "(key rotation); new writes use --secrets_key_file");
 ABSL_FLAG(std::string, lease_ttl, "30s", "how long a lease lives without a heartbeat");
 ABSL_FLAG(int, agent_loss_retries, 2, "requeues after a lost agent before a job fails");
 ABSL_FLAG(int64_t, max_log_bytes_per_job, int64_t{1} << 30,
@@ -94,7 +103,8 @@ absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "farm-coordinator --listen=HOST:PORT --data_dir=DIR (--tls_cert=FILE --tls_key=FILE "
-      "[--tls_client_ca=FILE] | --insecure) [--port_file=FILE] [--lease_ttl=30s]");
+      "[--tls_client_ca=FILE] | --insecure) [--secrets_key_file=FILE "
+      "[--secrets_old_key_files=F1,F2]] [--port_file=FILE] [--lease_ttl=30s]");
   // ByteStream messages (up to 16 MiB) would otherwise be mmap'ed and unmapped one by one, each
   // page faulted in again: keep them on the heap (measured: 1 GiB uploads ~1.8x faster).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
@@ -122,6 +132,8 @@ int main(int argc, char** argv) {
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.secrets_key_file = absl::GetFlag(FLAGS_secrets_key_file);
+  options.secrets_old_key_files = absl::GetFlag(FLAGS_secrets_old_key_files);
   auto ttl = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_ttl));
   if (!ttl.ok()) return Fail("--lease_ttl: " + std::string(ttl.status().message()));
   options.lease_ttl_ms = *ttl;

@@ -58,6 +58,10 @@ std::vector<AuthzEntry> BuildTable() {
       // presents one in the Enroll request (it is the credential there, checked by the handler).
       Entry("/farm.v1.AdminService/CreateEnrollToken", kAdminOnly),
       Entry("/farm.v1.AgentService/Enroll", kRead, /*is_public=*/true),
+      // farm.v1: secrets (values go in, never out).
+      Entry("/farm.v1.AdminService/SetSecret", kAdminOnly),
+      Entry("/farm.v1.AdminService/ListSecrets", kAdminOnly),
+      Entry("/farm.v1.AdminService/DeleteSecret", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

@@ -18,6 +18,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterEventCommands(*table);
     RegisterCertsCommands(*table);
     RegisterTokenCommands(*table);
+    RegisterSecretCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

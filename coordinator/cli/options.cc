@@ -479,6 +479,10 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
     case Command::kTokenRevoke:
       options.token_id = rest[0];
       break;
+    case Command::kSecretSet:
+    case Command::kSecretRm:
+      options.secret_name = rest[0];
+      break;
     case Command::kDownload:
       options.paths.assign(rest.begin() + 1, rest.end());
       options.job_id = rest[0];

@@ -63,6 +63,9 @@ enum class Command {
   kTokenList,
   kTokenRevoke,
   kAgentEnrollToken,
+  kSecretSet,
+  kSecretList,
+  kSecretRm,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -95,6 +98,7 @@ struct CliOptions {
   // agent enroll-token: --labels (the labels the enrolled agent may claim) and --ttl (0: the
   // coordinator's default, 15 minutes).
   std::map<std::string, std::string> enroll_labels;
+  std::string secret_name;                                     // secret set, secret rm: NAME
   bool wait = false;                                           // submit
   bool follow = false;                                         // submit, logs, events
   bool pipelines = false;                                      // list: pipelines instead of jobs

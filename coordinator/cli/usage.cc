@@ -45,6 +45,11 @@ absl::string_view GroupDetails(absl::string_view group) {
            "\"\").\nHASH/SIZE is a blob's SHA-256 (64 lowercase hex digits) and its size in "
            "bytes.\n";
   }
+  if (group == "secret") {
+    return "Secrets (role admin): values jobs get as environment variables when they list them\n"
+           "under `secrets:`, encrypted at rest by the coordinator (--secrets_key_file) and shown\n"
+           "as [REDACTED] in the jobs' output. No command ever prints a value.\n";
+  }
   if (group == "certs") {
     return "The farm's TLS certificates and secrets key, made locally (no coordinator needed).\n";
   }

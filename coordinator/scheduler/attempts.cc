@@ -31,6 +31,10 @@ absl::StatusOr<int64_t> AttemptTracker::AppendLog(Txn& txn, const farm::v1::LogU
   FARM_ASSIGN_OR_RETURN(LogIngest::Accepted accepted,
                         p_.logs->Accept(lease->job.seq(), lease->attempt, chunk.step_index(),
                                         chunk.offset(), chunk.data()));
+  if (accepted.input_record.has_value()) {
+    txn.PutBlind(Cf::kMeta, std::move(accepted.input_record->first),
+                 std::move(accepted.input_record->second));
+  }
   if (accepted.record.has_value()) {
     txn.PutBlind(Cf::kLogs, std::move(accepted.record->first), std::move(accepted.record->second));
     p_.lifecycle->NotifyAfterCommit(txn, lease->job.seq());
@@ -88,6 +92,9 @@ absl::StatusOr<Lease*> AttemptTracker::RecordStepResult(Txn& txn, const farm::v1
   }
   *step = result;
   step->set_name(name);
+  if (std::optional<LogIngest::Record> held = p_.logs->FinishStep(lease->job.seq(), step_index)) {
+    txn.PutBlind(Cf::kLogs, std::move(held->first), std::move(held->second));
+  }
   farm::v1::Event event = p_.events->ForJob(txn, lease->job, farm::v1::STEP_FINISHED);
   event.set_attempt(lease->attempt);
   event.set_agent(lease->holder);
@@ -196,7 +203,10 @@ absl::Status AttemptTracker::EndAttempt(
     const google::protobuf::RepeatedPtrField<farm::v1::Artifact>* artifacts) {
   std::optional<Lease> lease = p_.leases->Take(txn, seq);
   FARM_CHECK(lease.has_value());
-  p_.logs->Forget(seq);
+  LogIngest::Ended logs = p_.logs->End(seq);
+  for (LogIngest::Record& r : logs.logs)
+    txn.PutBlind(Cf::kLogs, std::move(r.first), std::move(r.second));
+  for (std::string& key : logs.meta_deletes) txn.Delete(Cf::kMeta, std::move(key));
   jobs::DeleteProgress(txn, seq);
   Job job = std::move(lease->job);
   const int64_t now = p_.clock->NowMs();

@@ -58,7 +58,7 @@ absl::StatusOr<farm::v1::LeaseResponse> Dispatcher::Grant(Txn& txn, farm::v1::Jo
   resp.mutable_lease()->set_attempt(at->number());
   resp.mutable_lease()->set_epoch(epoch);
   *resp.mutable_job() = job;
-  p_.logs->Track(job.seq(), at->number(), static_cast<size_t>(job.spec().steps_size()));
+  p_.logs->TrackJob(job.seq(), at->number(), job.spec());
   p_.leases->Add(txn, std::move(job), agent);
   return resp;
 }

@@ -50,7 +50,7 @@ Scheduler::Scheduler(Store* store, common::Clock* clock, FollowerHub* hub, Sched
       events_(clock, &label_sets_, hub, options.event_retention_ms),
       agents_(clock, &events_, options.lease_ttl_ms, options.forget_agent_after_ms),
       parked_(&engine_),
-      logs_(options.max_log_bytes_per_job),
+      logs_(options.max_log_bytes_per_job, options.redaction),
       lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub}),
       request_ids_(clock, options.request_id_retention_ms),
       attempts_({clock, &leases_, &logs_, &lifecycle_, &events_, options.agent_loss_retries}),
@@ -77,8 +77,7 @@ absl::Status Scheduler::Recover() {
   for (const auto& [holder, seqs] : leases_.ByHolder()) {
     for (uint64_t seq : seqs) {
       const ::farm::coordinator::Lease* lease = leases_.Find(seq);
-      FARM_RETURN_IF_ERROR(logs_.Recover(store_, seq, lease->attempt,
-                                         static_cast<size_t>(lease->job.spec().steps_size())));
+      FARM_RETURN_IF_ERROR(logs_.RecoverJob(store_, seq, lease->attempt, lease->job.spec()));
     }
   }
   FARM_RETURN_IF_ERROR(agents_.Recover(store_));

@@ -73,6 +73,8 @@ struct SchedulerOptions {
   int64_t forget_agent_after_ms = 3600'000;
   // Events are kept this long.
   int64_t event_retention_ms = EventRecorder::kDefaultRetentionMs;
+  // The redaction of the output of jobs that name secrets (logs/log_ingest.h); empty: none.
+  LogIngest::RedactionSource redaction;
 };
 
 class Scheduler {

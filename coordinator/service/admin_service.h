@@ -1,10 +1,11 @@
 // farm.v1.AdminService on the gRPC callback API: operators' commands. The authorization table
-// lets only admins call the token RPCs (ListAgents: every person). Token writes are synced
-// store writes: they run on the read pool, never on gRPC's callback threads. Thread-safe;
-// owned by the Coordinator.
+// lets only admins call the token and secret RPCs (ListAgents: every person). Token and secret
+// writes are synced store writes: they run on the read pool, never on gRPC's callback threads.
+// The secret RPCs are in admin_secrets.cc. Thread-safe; owned by the Coordinator.
 #pragma once
 
 #include "common/io_pool.h"
+#include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
@@ -16,8 +17,8 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
  public:
   // Not owned; all outlive the service.
   AdminServiceImpl(Scheduler* scheduler, TokenRegistry* tokens, const Authenticator* auth,
-                   common::IoPool* pool)
-      : scheduler_(scheduler), tokens_(tokens), auth_(auth), pool_(pool) {}
+                   common::IoPool* pool, SecretRegistry* secrets)
+      : scheduler_(scheduler), tokens_(tokens), auth_(auth), pool_(pool), secrets_(secrets) {}
 
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const farm::v1::ListAgentsRequest* req,
@@ -36,11 +37,23 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
                                               const farm::v1::CreateEnrollTokenRequest* req,
                                               farm::v1::CreateEnrollTokenResponse* resp) override;
 
+  // Secrets (admin_secrets.cc).
+  grpc::ServerUnaryReactor* SetSecret(grpc::CallbackServerContext* ctx,
+                                      const farm::v1::SetSecretRequest* req,
+                                      farm::v1::SetSecretResponse* resp) override;
+  grpc::ServerUnaryReactor* ListSecrets(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::ListSecretsRequest* req,
+                                        farm::v1::ListSecretsResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteSecret(grpc::CallbackServerContext* ctx,
+                                         const farm::v1::DeleteSecretRequest* req,
+                                         farm::v1::DeleteSecretResponse* resp) override;
+
  private:
   Scheduler* const scheduler_;
   TokenRegistry* const tokens_;
   const Authenticator* const auth_;
   common::IoPool* const pool_;
+  SecretRegistry* const secrets_;
 };
 
 }  // namespace farm::coordinator

@@ -36,6 +36,17 @@ int64_t ParkMs(grpc::CallbackServerContext* ctx, int64_t requested_ms) {
   return ms;
 }
 
+// Adds the values of the leased job's secrets to a lease about to be sent to the agent that
+// holds it: the one place values leave the coordinator. Jobs without secrets pay nothing.
+void AddSecretValues(const SecretRegistry* secrets, farm::v1::LeaseResponse& lease) {
+  if (secrets == nullptr || !lease.has_job() || lease.job().spec().secrets().empty()) return;
+  for (common::NamedSecret& s : secrets->Values(lease.job().spec().secrets())) {
+    farm::v1::SecretValue* v = lease.add_secrets();
+    v->set_name(std::move(s.name));
+    v->set_value(std::move(s.value));
+  }
+}
+
 // A unary call the scheduler may hold; tells the scheduler when the client goes away. It holds
 // a slot of its caller's parked-call cap until gRPC is done with it.
 class ParkedCall final : public grpc::ServerUnaryReactor {
@@ -272,7 +283,11 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Lease(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(refused));
     return reactor;
   }
-  scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
+  scheduler_->Lease(*req, ParkMs(ctx, req->wait_ms()), call_id,
+                    [reactor, resp, secrets = secrets_](absl::StatusOr<farm::v1::LeaseResponse> r) {
+                      if (r.ok()) AddSecretValues(secrets, *r);
+                      FinishWith(reactor, resp)(std::move(r));
+                    });
   return reactor;
 }
 
@@ -337,7 +352,13 @@ grpc::ServerUnaryReactor* AgentServiceImpl::CompleteJob(grpc::CallbackServerCont
     reactor->Finish(ToGrpcStatus(agent.status()));
     return reactor;
   }
-  scheduler_->CompleteJob(*req, FinishWith(reactor, resp), *std::move(agent));
+  scheduler_->CompleteJob(
+      *req,
+      [reactor, resp, secrets = secrets_](absl::StatusOr<farm::v1::CompleteJobResponse> r) {
+        if (r.ok() && r->has_next()) AddSecretValues(secrets, *r->mutable_next());
+        FinishWith(reactor, resp)(std::move(r));
+      },
+      *std::move(agent));
   return reactor;
 }
 

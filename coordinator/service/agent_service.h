@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common/io_pool.h"
+#include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
@@ -22,10 +23,17 @@ inline constexpr size_t kMaxLogChunkBytes = 4 << 20;
 
 class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
  public:
-  // Not owned; all outlive the service.
+  // Not owned; all outlive the service. `secrets` (may be null) gives a lease the values of
+  // its job's secrets.
   AgentServiceImpl(Scheduler* scheduler, const Authenticator* auth, CallCap* parked_cap,
-                   TokenRegistry* tokens, common::IoPool* pool)
-      : scheduler_(scheduler), auth_(auth), parked_cap_(parked_cap), tokens_(tokens), pool_(pool) {}
+                   TokenRegistry* tokens, common::IoPool* pool,
+                   const SecretRegistry* secrets = nullptr)
+      : scheduler_(scheduler),
+        auth_(auth),
+        parked_cap_(parked_cap),
+        tokens_(tokens),
+        pool_(pool),
+        secrets_(secrets) {}
 
   grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* ctx,
                                    const farm::v1::EnrollRequest* req,
@@ -65,6 +73,7 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
   CallCap* const parked_cap_;
   TokenRegistry* const tokens_;
   common::IoPool* const pool_;
+  const SecretRegistry* const secrets_;
 };
 
 }  // namespace farm::coordinator

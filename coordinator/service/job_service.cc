@@ -1,6 +1,8 @@
 #include "coordinator/service/job_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/text.h"
 #include "coordinator/service/list_events.h"
 #include "coordinator/service/request_text.h"
 #include "coordinator/service/unary.h"
@@ -11,6 +13,14 @@ namespace {
 
 using common::ToGrpcStatus;
 
+// OK when every secret the specs name exists (NOT_FOUND naming one that does not), so that a
+// job never waits in the queue for a secret it cannot get.
+absl::Status CheckSecrets(const SecretRegistry* secrets, const farm::v1::JobSpec& spec) {
+  if (spec.secrets().empty()) return absl::OkStatus();
+  if (secrets == nullptr) return absl::FailedPreconditionError("this coordinator keeps no secrets");
+  return secrets->CheckExist(spec.secrets());
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ctx,
@@ -18,6 +28,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
                                                  farm::v1::SubmitJobResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
+  if (absl::Status s = CheckSecrets(secrets_, req->spec()); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
 }
@@ -54,6 +68,13 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
                                                          farm::v1::SubmitPipelineResponse* resp) {
   if (auto* refused = RefuseUncleanText(ctx, *req)) return refused;
   auto* reactor = ctx->DefaultReactor();
+  for (const farm::v1::PipelineJobSpec& job : req->spec().jobs()) {
+    if (absl::Status s = CheckSecrets(secrets_, job.spec()); !s.ok()) {
+      reactor->Finish(ToGrpcStatus(absl::Status(
+          s.code(), absl::StrCat("jobs: ", common::Quote(job.name()), ": ", s.message()))));
+      return reactor;
+    }
+  }
   scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp));
   return reactor;
 }

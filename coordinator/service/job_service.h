@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/io_pool.h"
+#include "coordinator/auth/secret_registry.h"
 #include "coordinator/events/event_reader.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
@@ -17,15 +18,19 @@ namespace farm::coordinator {
 
 class JobServiceImpl final : public farm::v1::JobService::CallbackService {
  public:
-  // `reads`: the pool for store reads. None is owned; all outlive the service.
+  // `reads`: the pool for store reads. `secrets` (may be null: no job may use secrets) checks
+  // that the secrets a job names exist before it is submitted. None is owned; all outlive the
+  // service.
   JobServiceImpl(Scheduler* scheduler, FollowerHub* hub, EventReader* events, common::IoPool* reads,
-                 const Authenticator* auth, CallCap* watch_cap)
+                 const Authenticator* auth, CallCap* watch_cap,
+                 const SecretRegistry* secrets = nullptr)
       : scheduler_(scheduler),
         hub_(hub),
         events_(events),
         pool_(reads),
         auth_(auth),
-        watch_cap_(watch_cap) {}
+        watch_cap_(watch_cap),
+        secrets_(secrets) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const farm::v1::SubmitJobRequest* req,
@@ -63,6 +68,7 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   common::IoPool* const pool_;
   const Authenticator* const auth_;
   CallCap* const watch_cap_;
+  const SecretRegistry* const secrets_;
 };
 
 }  // namespace farm::coordinator

@@ -94,6 +94,10 @@ QueueKey QueueKey::Decode(absl::string_view key) {
 
 std::string QueuePrefix(uint64_t labelset) { return U64(labelset); }
 
+std::string LogInputKey(uint64_t seq, uint32_t attempt, uint32_t step) {
+  return absl::StrCat("log_input/", LogStepPrefix(seq, attempt, step));
+}
+
 std::string LogStepPrefix(uint64_t seq, uint32_t attempt, uint32_t step) {
   std::string s;
   s.reserve(24);

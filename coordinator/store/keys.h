@@ -7,7 +7,9 @@
 //   logs:     seq(8) | attempt(4) | step(4) | offset(8) → bytes
 //   requests: "i/" request id                          → seq(8) | submitted_ms(8)
 //             "t/" submitted_ms(8) | request id         → ""   (expiry index)
-//   meta:     "next_seq" (a floor), "next_epoch" → u64; "labelset/" labelset(8) → canonical labels
+//   meta:     "next_seq" (a floor), "next_epoch" → u64; "labelset/" labelset(8) → canonical labels;
+//             "log_input/" seq(8) | attempt(4) | step(4) → u64 (a redacted step's committed
+//             input length, while its attempt runs: logs/log_ingest.h)
 //   events:   time_ms(8) | event seq(8)              → farm.v1.Event (labels as the labelset id)
 //   job_events: job seq(8) | event key(16) → event key(16)...  (a job's events in one group)
 //   agents:   agent name                             → farm.internal.AgentRecord
@@ -62,6 +64,8 @@ std::string QueuePrefix(uint64_t labelset);
 
 std::string LogKey(uint64_t seq, uint32_t attempt, uint32_t step, uint64_t offset);
 std::string LogStepPrefix(uint64_t seq, uint32_t attempt, uint32_t step);
+// Cf::kMeta: the committed input length of a step whose output is stored redacted.
+std::string LogInputKey(uint64_t seq, uint32_t attempt, uint32_t step);
 struct LogKeyParts {
   uint64_t seq;
   uint32_t attempt;

@@ -40,6 +40,8 @@ const char* CfName(Cf cf) {
       return "waiting";
     case Cf::kTokens:
       return "tokens";
+    case Cf::kSecrets:
+      return "secrets";
   }
   return "?";
 }

@@ -40,8 +40,9 @@ enum class Cf : int {
   kPipelineJobs = 15,  // pipeline seq | job seq → farm.v1.PipelineJob: a job's summary
   kWaiting = 16,       // job seq → "" for WAITING jobs (re-resolved at recovery)
   kTokens = 17,        // SHA-256 of a bearer token → farm.internal.TokenRecord
+  kSecrets = 18,       // secret name → farm.internal.SecretRecord (the value encrypted)
 };
-inline constexpr int kNumCfs = 18;
+inline constexpr int kNumCfs = 19;
 const char* CfName(Cf cf);
 
 // An atomic group of writes. Later operations on the same key win.

@@ -60,6 +60,9 @@ FARM_LENIENT_REQUEST(RevokeTokenRequest)
 // Agent enrollment.
 FARM_LENIENT_REQUEST(CreateEnrollTokenRequest)
 FARM_LENIENT_REQUEST(EnrollRequest)
+// Secrets (ListSecretsRequest has no string).
+FARM_LENIENT_REQUEST(SetSecretRequest)
+FARM_LENIENT_REQUEST(DeleteSecretRequest)
 
 #undef FARM_LENIENT_REQUEST
 

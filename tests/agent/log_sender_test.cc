@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/coordinator_client.h"
+#include "agent/job_secrets.h"
 #include "common/channel.h"
 #include "tests/agent/fake_agent_service.h"
 #include "tests/agent/test_util.h"
@@ -464,6 +466,53 @@ TEST_F(LogSenderTest, StaleLeaseRemovesTheSpillFile) {
   EXPECT_THAT(sender->Flush(0), StatusIs(absl::StatusCode::kFailedPrecondition));
   sender->Stop();
   EXPECT_THAT(FilesIn(spill_dir_), IsEmpty());
+}
+
+// A step's output through StepOutput (agent/job_secrets.h): the job's secrets leave the agent
+// as [REDACTED], also when a value is split across the step's writes, at offsets of the
+// redacted output; a job without secrets is passed through as written.
+TEST_F(LogSenderTest, StepOutputRedactsTheJobsSecretsAcrossWrites) {
+  farm::v1::JobSpec spec;
+  spec.add_secrets("TOKEN");
+  google::protobuf::RepeatedPtrField<farm::v1::SecretValue> values;
+  farm::v1::SecretValue* v = values.Add();
+  v->set_name("TOKEN");
+  v->set_value("hunter2-secret");
+  ASSERT_OK_AND_ASSIGN(JobSecrets secrets, JobSecrets::FromLease(spec, values));
+  std::map<std::string, std::string> env;
+  secrets.AddToEnv(env);
+  EXPECT_EQ(env["TOKEN"], "hunter2-secret");
+  auto sender = MakeSender();
+  StepOutput output(sender.get(), 0, &secrets);
+  int64_t offset = 0;
+  for (const std::string piece : {"login hun", "ter2-sec", "ret ok\n", "hunter2-secret", "\nhun"}) {
+    output.Write(offset, piece);
+    offset += static_cast<int64_t>(piece.size());
+  }
+  const std::string expected = "login [REDACTED] ok\n[REDACTED]\nhun";
+  EXPECT_EQ(output.Finish(offset), static_cast<int64_t>(expected.size()));
+  ASSERT_OK(sender->Flush(0));
+  EXPECT_EQ(Log(0), expected);
+
+  StepOutput plain(sender.get(), 1, nullptr);
+  plain.Write(0, "hunter2-secret");
+  EXPECT_EQ(plain.Finish(14), 14);
+  ASSERT_OK(sender->Flush(1));
+  EXPECT_EQ(Log(1), "hunter2-secret");
+}
+
+TEST(JobSecretsTest, ASecretThatDidNotComeWithTheLeaseFailsTheAttempt) {
+  farm::v1::JobSpec spec;
+  spec.add_secrets("TOKEN");
+  spec.add_secrets("REMOVED");
+  google::protobuf::RepeatedPtrField<farm::v1::SecretValue> values;
+  values.Add()->set_name("TOKEN");
+  values.Mutable(0)->set_value("hunter2-secret");
+  EXPECT_THAT(JobSecrets::FromLease(spec, values), StatusIs(absl::StatusCode::kFailedPrecondition));
+  farm::v1::JobSpec none;
+  ASSERT_OK_AND_ASSIGN(JobSecrets empty, JobSecrets::FromLease(none, values));
+  EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(empty.patterns(), nullptr);
 }
 
 }  // namespace

@@ -510,3 +510,26 @@ TEST_F(LoadJobFileTest, AnOversizedFileIsRejectedBeforeParsing) {
 
 }  // namespace
 }  // namespace farm::common
+
+namespace farm::common {
+namespace {
+
+TEST(JobFileSecretsTest, SecretsAreAListOfNames) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec spec,
+                       ParseJobFile("secrets: [DEPLOY_KEY, NPM_TOKEN]\n"
+                                    "steps: [{run: 'deploy \"$DEPLOY_KEY\"'}]\n",
+                                    "job.yaml"));
+  ASSERT_EQ(spec.secrets_size(), 2);
+  EXPECT_EQ(spec.secrets(0), "DEPLOY_KEY");
+  EXPECT_EQ(spec.secrets(1), "NPM_TOKEN");
+  EXPECT_THAT(ParseJobFile("secrets: DEPLOY_KEY\nsteps: [{run: x}]\n", "job.yaml"),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("expected a list of secret names")));
+  EXPECT_THAT(ParseJobFile("secrets: [deploy-key]\nsteps: [{run: x}]\n", "job.yaml"),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("secrets[0]")));
+  EXPECT_THAT(ParseJobFile("secrets: [A_KEY, A_KEY]\nsteps: [{run: x}]\n", "job.yaml"),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+}
+
+}  // namespace
+}  // namespace farm::common

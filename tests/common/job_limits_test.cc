@@ -354,3 +354,46 @@ TEST(IsValidUtf8Test, AcceptsUtf8AndRejectsTheRest) {
 
 }  // namespace
 }  // namespace farm::common
+
+namespace farm::common {
+namespace {
+
+TEST(ValidateJobSpecTest, SecretsAreValidNamesListedOnceAndNotAlsoInEnv) {
+  farm::v1::JobSpec spec = ValidSpec();
+  spec.add_secrets("DEPLOY_KEY");
+  spec.add_secrets("_NPM_TOKEN2");
+  ASSERT_OK(ValidateJobSpec(spec));
+  farm::v1::JobSpec twice = spec;
+  twice.add_secrets("DEPLOY_KEY");
+  EXPECT_THAT(ValidateJobSpec(twice), StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                                          HasSubstr("DEPLOY_KEY is listed twice")));
+  for (const char* bad : {"lower", "9LIVES", "A-B", "", "FARM_STEP"}) {
+    farm::v1::JobSpec s = ValidSpec();
+    s.add_secrets(bad);
+    EXPECT_THAT(ValidateJobSpec(s),
+                StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("secrets[0]")))
+        << bad;
+  }
+  farm::v1::JobSpec in_env = spec;
+  (*in_env.mutable_steps(0)->mutable_env())["DEPLOY_KEY"] = "x";
+  EXPECT_THAT(ValidateJobSpec(in_env), StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                                           HasSubstr("also set in env")));
+  farm::v1::JobSpec many = ValidSpec();
+  for (int i = 0; i <= kMaxSecretsPerJob; ++i) many.add_secrets(absl::StrCat("S", i));
+  EXPECT_THAT(ValidateJobSpec(many),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("limit")));
+}
+
+TEST(ValidateSecretValueTest, ValuesAreSixBytesTo64KiBAndNeverEchoed) {
+  EXPECT_THAT(ValidateSecretValue("PIN", "12345"),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                  ::testing::AllOf(HasSubstr("PIN"), HasSubstr("5 bytes"),
+                                                   ::testing::Not(HasSubstr("12345")))));
+  ASSERT_OK(ValidateSecretValue("PIN", "123456"));
+  ASSERT_OK(ValidateSecretValue("BIG", std::string(kMaxSecretValueBytes, 'x')));
+  EXPECT_THAT(ValidateSecretValue("BIG", std::string(kMaxSecretValueBytes + 1, 'x')),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("BIG")));
+}
+
+}  // namespace
+}  // namespace farm::common

@@ -136,6 +136,17 @@ jobs:
   EXPECT_THAT(spec.jobs(2).needs(), IsEmpty());
 }
 
+TEST(ParsePipelineFileTest, EachJobNamesItsOwnSecrets) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::PipelineSpec spec, ParsePipelineFile(R"(
+jobs:
+  build: {steps: [{run: make}]}
+  deploy: {needs: build, secrets: [DEPLOY_KEY], steps: [{run: ./deploy}]}
+)",
+                                                                      "ci.yaml"));
+  EXPECT_THAT(spec.jobs(0).spec().secrets(), IsEmpty());
+  EXPECT_THAT(spec.jobs(1).spec().secrets(), ElementsAre("DEPLOY_KEY"));
+}
+
 TEST(ParsePipelineFileTest, MatrixValuesAreKeptAsWrittenInAxisOrder) {
   ASSERT_OK_AND_ASSIGN(farm::v1::PipelineSpec spec, ParsePipelineFile(R"(
 jobs:

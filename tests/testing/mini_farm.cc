@@ -339,7 +339,8 @@ absl::Status MiniFarm::KillAgent(const std::string& name) {
 // ---------------------------------------------------------------------------------------------
 // farmctl
 
-absl::StatusOr<MiniFarm::Background> MiniFarm::StartFarmctl(std::vector<std::string> args) {
+absl::StatusOr<MiniFarm::Background> MiniFarm::StartFarmctl(std::vector<std::string> args,
+                                                            const std::string& stdin_path) {
   const int n = ++farmctl_runs_;
   SubprocessOptions options;
   options.binary = BinaryPath("farmctl");
@@ -353,6 +354,7 @@ absl::StatusOr<MiniFarm::Background> MiniFarm::StartFarmctl(std::vector<std::str
   for (std::string& arg : args) options.args.push_back(std::move(arg));
   options.stdout_path = Path(absl::StrCat("farmctl-", n, ".stdout"));
   options.stderr_path = Path(absl::StrCat("farmctl-", n, ".stderr"));
+  options.stdin_path = stdin_path;
   Background background;
   background.stdout_path = options.stdout_path;
   background.stderr_path = options.stderr_path;
@@ -364,10 +366,22 @@ absl::StatusOr<CommandResult> MiniFarm::RunFarmctl(std::vector<std::string> args
   return RunFarmctl(std::move(args), options_.command_timeout);
 }
 
+absl::StatusOr<CommandResult> MiniFarm::RunFarmctlWithInput(std::vector<std::string> args,
+                                                            const std::string& input) {
+  const std::string path = Path(absl::StrCat("farmctl-", farmctl_runs_ + 1, ".stdin"));
+  FARM_RETURN_IF_ERROR(WriteFile(path, input));
+  absl::StatusOr<CommandResult> result =
+      RunFarmctl(std::move(args), options_.command_timeout, path);
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  return result;
+}
+
 absl::StatusOr<CommandResult> MiniFarm::RunFarmctl(std::vector<std::string> args,
-                                                   absl::Duration timeout) {
+                                                   absl::Duration timeout,
+                                                   const std::string& stdin_path) {
   const std::string command = absl::StrJoin(args, " ");
-  FARM_ASSIGN_OR_RETURN(Background run, StartFarmctl(std::move(args)));
+  FARM_ASSIGN_OR_RETURN(Background run, StartFarmctl(std::move(args), stdin_path));
   absl::StatusOr<int> code = run.process->Wait(timeout);
   if (!code.ok()) (void)run.process->Kill9();
   CommandResult result;

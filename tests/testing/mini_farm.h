@@ -143,7 +143,12 @@ class MiniFarm {
   // message) when it runs past `timeout`; a non-zero exit is NOT an error here: look at
   // exit_code.
   absl::StatusOr<CommandResult> RunFarmctl(std::vector<std::string> args);
-  absl::StatusOr<CommandResult> RunFarmctl(std::vector<std::string> args, absl::Duration timeout);
+  absl::StatusOr<CommandResult> RunFarmctl(std::vector<std::string> args, absl::Duration timeout,
+                                           const std::string& stdin_path = "");
+  // The same with `input` on farmctl's stdin (e.g. `secret set NAME`); the file that carries it
+  // is removed when farmctl ends.
+  absl::StatusOr<CommandResult> RunFarmctlWithInput(std::vector<std::string> args,
+                                                    const std::string& input);
   // Starts farmctl in the background (e.g. `submit --follow`), its stdout and stderr going to
   // the returned paths' files.
   struct Background {
@@ -151,7 +156,8 @@ class MiniFarm {
     std::string stdout_path;
     std::string stderr_path;
   };
-  absl::StatusOr<Background> StartFarmctl(std::vector<std::string> args);
+  absl::StatusOr<Background> StartFarmctl(std::vector<std::string> args,
+                                          const std::string& stdin_path = "");
 
   // Writes a job file (YAML or JSON text) under root() and returns its path.
   absl::StatusOr<std::string> WriteJobFile(const std::string& text,

@@ -90,8 +90,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions 
   for (std::string& e : env_storage) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  int in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (in_fd < 0) return ErrnoToStatus(errno, "open /dev/null");
+  const char* in_path = options.stdin_path.empty() ? "/dev/null" : options.stdin_path.c_str();
+  int in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0) return ErrnoToStatus(errno, absl::StrCat("open ", in_path));
   absl::StatusOr<int> out_fd = OpenOutput(options.stdout_path);
   absl::StatusOr<int> err_fd = OpenOutput(options.stderr_path);
   int exec_pipe[2] = {-1, -1};

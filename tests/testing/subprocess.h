@@ -25,9 +25,10 @@ struct SubprocessOptions {
   // Added to (or replacing entries of) this process's environment.
   std::vector<std::pair<std::string, std::string>> env;
   // Files the child's stdout / stderr are written to (created or truncated). Empty: /dev/null.
-  // stdin is always /dev/null.
   std::string stdout_path;
   std::string stderr_path;
+  // The file the child reads as stdin. Empty: /dev/null.
+  std::string stdin_path;
   // Working directory of the child; empty = this process's.
   std::string cwd;
   // Run the child as the leader of a new process group, so that Kill9() takes down everything
