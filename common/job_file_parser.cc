@@ -31,9 +31,9 @@ using farm::v1::StepSpec;
 using StringMap = google::protobuf::Map<std::string, std::string>;
 
 constexpr absl::string_view kJobKeys[] = {
-    "name",       "labels", "priority",  "timeout",        "env",   "shell",
-    "kill_grace", "steps",  "artifacts", "artifacts_when", "retry", "concurrency_group",
-    "concurrency"};
+    "name",        "labels", "priority",  "timeout",        "env",   "shell",
+    "kill_grace",  "steps",  "artifacts", "artifacts_when", "retry", "concurrency_group",
+    "concurrency", "network"};
 constexpr absl::string_view kStepKeys[] = {"name", "run", "env", "timeout", "when"};
 constexpr absl::string_view kRetryKeys[] = {"max_attempts", "on_exit_codes"};
 
@@ -411,6 +411,18 @@ absl::Status SpecFileParser::ReadArtifactsWhen(const YamlEntry& e, JobSpec& spec
   return absl::OkStatus();
 }
 
+absl::Status SpecFileParser::ReadNetwork(const YamlEntry& e, JobSpec& spec) {
+  const std::string value = e.value.IsScalar() && e.value.Tag() != "!" ? e.value.Scalar() : "";
+  if (value != "true" && value != "false") {
+    return ErrorAt(e, absl::StrCat(e.path,
+                                   ": expected true (the steps may use the network) or "
+                                   "false (they get none), found ",
+                                   DescribeYaml(e.value)));
+  }
+  spec.set_no_network(value == "false");
+  return absl::OkStatus();
+}
+
 absl::Status SpecFileParser::ReadStepWhen(const YamlEntry& e, StepSpec& step) {
   const std::string value = e.value.IsScalar() ? e.value.Scalar() : "";
   if (value == "on_success") {
@@ -558,6 +570,7 @@ absl::Status SpecFileParser::ParseJob(const YAML::Node& node, const JobContext& 
         if (e.key == "shell") return ReadShell(e, spec);
         if (e.key == "artifacts") return ReadArtifacts(e, spec);
         if (e.key == "artifacts_when") return ReadArtifactsWhen(e, spec);
+        if (e.key == "network") return ReadNetwork(e, spec);
         if (e.key == "retry") return ReadRetry(e, *spec.mutable_retry());
         if (e.key == "steps") {
           has_steps = true;

@@ -1,7 +1,9 @@
 // The agents group: `agents` (AdminService.ListAgents). Operators' commands (drain, resume,
 // forget) will join it with the admin work.
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/session.h"
@@ -20,6 +22,14 @@ int Agents(Session& session) {
 
 }  // namespace
 
+std::string FormatIsolation(const farm::v1::StepIsolation& isolation) {
+  if (isolation.kill().empty()) return "-";
+  std::string text = isolation.kill();
+  if (!isolation.run_as().empty()) absl::StrAppend(&text, " user=", isolation.run_as());
+  if (!isolation.sandbox().empty()) absl::StrAppend(&text, " ", isolation.sandbox());
+  return text;
+}
+
 void RegisterAgentCommands(std::vector<CommandDef>& table) {
   table.push_back({"agents",
                    Command::kAgents,
@@ -27,7 +37,7 @@ void RegisterAgentCommands(std::vector<CommandDef>& table) {
                    false,
                    {},
                    "",
-                   "agents with their state, slots, labels and jobs",
+                   "agents with their state, slots, labels, jobs and step isolation",
                    "",
                    Agents});
 }
