@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "agent/isolation.h"
 #include "common/channel.h"
 
 namespace farm::agent {
@@ -30,6 +31,9 @@ struct AgentOptions {
   // How the agent reaches the coordinator: TLS (verifying it with the CA) with the agent's
   // certificate or token, or plaintext with --insecure (loaded from the flags by main).
   common::ClientSecurity security;
+
+  // Step isolation (--run_as, --step_rlimits, --sandbox, --cgroup_root; agent/isolation.h).
+  IsolationOptions isolation;
 
   // INVALID_ARGUMENT naming the offending flag (--slots, --labels, ...).
   absl::Status Validate() const;
