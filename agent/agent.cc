@@ -166,6 +166,11 @@ absl::Status Agent::InitIsolation() {
   // agent's credential, 0600) stay root's.
   FARM_RETURN_IF_ERROR(isolation_->SecureWorkDir({"cache", kLogSpillDirName}));
   attempt_context_.isolation = isolation_.get();
+  // What left its process group dies with the agent too (step_supervisor.h).
+  if (isolation_->cgroup_tree_fd() >= 0 &&
+      !supervisor_->GuardCgroup(isolation_->cgroup_tree_fd())) {
+    return absl::InternalError("cannot hand the step cgroups to the step supervisor");
+  }
   FARM_LOG(INFO) << log_prefix_ << " steps run as " << isolation_->user().name << ", killed by "
                  << isolation_->kill_mechanism()
                  << (isolation_->kill_fallback_reason().empty()

@@ -51,6 +51,8 @@ class CgroupTree {
 
   // The tree's directory (absolute), for logs and tests.
   const std::string& path() const { return path_; }
+  // The tree's directory, open (for StepSupervisor::GuardCgroup()).
+  int dir_fd() const { return dir_.get(); }
 
  private:
   CgroupTree(std::string path, common::UniqueFd dir)

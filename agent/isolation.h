@@ -133,6 +133,10 @@ class Isolation {
   std::vector<std::string> Wrap(std::vector<std::string> argv, const std::string& workspace,
                                 bool network) const;
 
+  // The directory of the agent's cgroup tree (for StepSupervisor::GuardCgroup()); -1 with
+  // process groups.
+  int cgroup_tree_fd() const { return cgroups_ != nullptr ? cgroups_->dir_fd() : -1; }
+
   // The child's part for a process in `cgroup` (may be null).
   ChildIsolation ForChild(const Cgroup* cgroup) const;
 

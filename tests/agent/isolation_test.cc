@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/step_runner.h"
+#include "agent/step_supervisor.h"
 #include "tests/agent/test_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -235,6 +237,44 @@ TEST_F(IsolationTest, StepEndKillsWhatLeftTheProcessGroup) {
       output.Sink());
   EXPECT_TRUE(outcome.ok()) << outcome.message;
   EXPECT_TRUE(WaitFor([&] { return ProcessesWith(marker).empty(); }));
+}
+
+// The agent dies (kill -9) while its step hides a process with setsid: the step supervisor,
+// which holds the agent's cgroup tree, kills that process too.
+TEST_F(IsolationTest, AgentDeathKillsWhatLeftTheProcessGroup) {
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Isolation> probe,
+                         Isolation::Create(IsolationOptions(), work_dir_));
+    if (probe->kill_mechanism() != std::string("cgroup-v2")) {
+      GTEST_SKIP() << "no usable cgroup v2 here: " << probe->kill_fallback_reason();
+    }
+  }
+  const std::string marker = UniqueSleep();
+  const StepCommand command =
+      Script(workspace_, absl::StrCat("setsid sh -c 'sleep ", marker, "' & sleep 300"));
+  const pid_t agent = ::fork();
+  ASSERT_GE(agent, 0);
+  if (agent == 0) {  // the "agent": runs the step until the test kills it; never returns
+    absl::StatusOr<std::unique_ptr<StepSupervisor>> supervisor = StepSupervisor::Start();
+    absl::StatusOr<std::unique_ptr<Isolation>> isolation =
+        Isolation::Create(IsolationOptions(), work_dir_);
+    if (!supervisor.ok() || !isolation.ok() ||
+        !(*supervisor)->GuardCgroup((*isolation)->cgroup_tree_fd())) {
+      ::_exit(3);
+    }
+    StepRunner runner(supervisor->get(), isolation->get());
+    runner.Run(command, [](int64_t, absl::string_view) {});
+    ::_exit(0);
+  }
+  const bool started = WaitFor([&] { return ProcessesWith(marker).size() >= 2; });
+  ::kill(agent, SIGKILL);
+  int status;
+  while (::waitpid(agent, &status, 0) < 0 && errno == EINTR) {
+  }
+  ASSERT_TRUE(started) << "the step never started";
+  EXPECT_TRUE(WaitFor([&] { return ProcessesWith(marker).empty(); }))
+      << "left running after the agent died: " << ProcessesWith(marker).size() << " process(es)";
+  for (pid_t pid : ProcessesWith(marker)) ::kill(pid, SIGKILL);
 }
 
 // The control: with process groups only (the fallback), the same escape survives the cancel.
