@@ -411,6 +411,14 @@ absl::Status SpecFileParser::ReadArtifactsWhen(const YamlEntry& e, JobSpec& spec
   return absl::OkStatus();
 }
 
+absl::Status SpecFileParser::ReadConcurrencyGroup(const YamlEntry& e, JobSpec& spec) {
+  FARM_RETURN_IF_ERROR(ReadString(e, "a group name", spec.mutable_concurrency_group()));
+  if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
+    return ErrorAt(e, absl::StrCat(e.path, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SpecFileParser::ReadNetwork(const YamlEntry& e, JobSpec& spec) {
   const std::string value = e.value.IsScalar() && e.value.Tag() != "!" ? e.value.Scalar() : "";
   if (value != "true" && value != "false") {
@@ -576,13 +584,7 @@ absl::Status SpecFileParser::ParseJob(const YAML::Node& node, const JobContext& 
           has_steps = true;
           return ReadSteps(e, spec);
         }
-        if (e.key == "concurrency_group") {
-          FARM_RETURN_IF_ERROR(ReadString(e, "a group name", spec.mutable_concurrency_group()));
-          if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
-            return ErrorAt(e, absl::StrCat(e.path, ": ", s.message()));
-          }
-          return absl::OkStatus();
-        }
+        if (e.key == "concurrency_group") return ReadConcurrencyGroup(e, spec);
         int64_t value = 0;
         if (e.key == "priority") {
           FARM_RETURN_IF_ERROR(ReadInt(e, kMinPriority, kMaxPriority, &value));

@@ -101,6 +101,8 @@ class SpecFileParser {
   absl::Status ReadShell(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadArtifacts(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadArtifactsWhen(const YamlEntry& e, farm::v1::JobSpec& spec);
+  // `concurrency_group`, checked (ValidateConcurrencyGroup).
+  absl::Status ReadConcurrencyGroup(const YamlEntry& e, farm::v1::JobSpec& spec);
   // `network: true|false` into JobSpec.no_network.
   absl::Status ReadNetwork(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadRetry(const YamlEntry& e, farm::v1::RetryPolicy& retry);
