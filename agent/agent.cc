@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "absl/algorithm/container.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +17,7 @@
 #include "common/features.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 extern char** environ;
 
@@ -115,8 +117,11 @@ absl::Status Agent::Init() {
   attempt_context_.work_dir = options_.work_dir;
   attempt_context_.keep_failed = options_.keep_failed;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    // The agent's own token (FARM_TOKEN) is no business of the steps.
+    if (absl::StartsWith(*e, "FARM_TOKEN=")) continue;
     attempt_context_.base_env.emplace_back(*e);
   }
+  if (absl::Status s = InitIsolation(); !s.ok()) return s;
   attempt_context_.clock = clock_;
   return absl::OkStatus();
 }
@@ -164,6 +169,30 @@ absl::Status Agent::error() const {
 
 pid_t Agent::supervisor_pid() const { return supervisor_ == nullptr ? 0 : supervisor_->pid(); }
 
+absl::Status Agent::InitIsolation() {
+  absl::StatusOr<std::unique_ptr<Isolation>> isolation =
+      Isolation::Create(options_.isolation, options_.work_dir);
+  if (!isolation.ok()) return isolation.status();
+  isolation_ = *std::move(isolation);
+  // Only the job's own workspace is the steps' business: the cache, the spilled logs (and the
+  // agent's credential, 0600) stay root's.
+  FARM_RETURN_IF_ERROR(isolation_->SecureWorkDir({"cache", kLogSpillDirName}));
+  attempt_context_.isolation = isolation_.get();
+  // What left its process group dies with the agent too (step_supervisor.h).
+  if (isolation_->cgroup_tree_fd() >= 0 &&
+      !supervisor_->GuardCgroup(isolation_->cgroup_tree_fd())) {
+    return absl::InternalError("cannot hand the step cgroups to the step supervisor");
+  }
+  FARM_LOG(INFO) << log_prefix_ << " steps run as " << isolation_->user().name << ", killed by "
+                 << isolation_->kill_mechanism()
+                 << (isolation_->kill_fallback_reason().empty()
+                         ? ""
+                         : absl::StrCat(" (no cgroup v2: ", isolation_->kill_fallback_reason(),
+                                        ")"))
+                 << (isolation_->sandbox_name().empty() ? "" : ", in the bwrap sandbox");
+  return absl::OkStatus();
+}
+
 bool Agent::GiveUp(Waiter waiter) const {
   if (stopping_ || !error_.ok()) return true;
   if (waiter == Waiter::kSlot) return draining_;
@@ -195,6 +224,9 @@ bool Agent::EnsureRegistered(int64_t stale_generation, int64_t* generation, Wait
   request.set_slots(options_.slots);
   request.set_session_id(session_id_);
   request.set_version(options_.version);
+  request.mutable_isolation()->set_kill(isolation_->kill_mechanism());
+  request.mutable_isolation()->set_run_as(isolation_->user().name);
+  request.mutable_isolation()->set_sandbox(isolation_->sandbox_name());
   common::Backoff backoff;
   for (int failures = 0;; ++failures) {
     absl::StatusOr<farm::v1::RegisterResponse> response =

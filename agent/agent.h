@@ -101,6 +101,8 @@ class Agent {
   pid_t supervisor_pid() const;
   // The cache of job inputs (its counters, for tests and operators); null before Init().
   const BlobCache* blob_cache() const { return blob_cache_.get(); }
+  // How steps are isolated (what Register reports); null before Init().
+  const Isolation* isolation() const { return isolation_.get(); }
 
  private:
   enum class Waiter { kSlot, kJob };
@@ -135,6 +137,8 @@ class Agent {
   // Applies a heartbeat's answer: cancels, abandons, and renews (as of `sent_ms`) the leases
   // it says are valid.
   void HandleLeaseStatuses(const farm::v1::HeartbeatResponse& response, int64_t sent_ms);
+  // Sets up isolation_ (part of Init()) and makes the work dir private to the agent.
+  absl::Status InitIsolation();
 
   // A running attempt, owned by the slot thread running it.
   struct Running {
@@ -153,6 +157,7 @@ class Agent {
   std::unique_ptr<common::CasClient> cas_;
   std::unique_ptr<BlobCache> blob_cache_;  // of job inputs, fetched through cas_
   std::unique_ptr<StepSupervisor> supervisor_;
+  std::unique_ptr<Isolation> isolation_;  // of the steps; set up by Init()
   AttemptContext attempt_context_;
   CallCanceller lease_canceller_;  // fired by Drain(): ends parked Lease calls
   CallCanceller stop_canceller_;   // fired by Shutdown(): ends registration attempts

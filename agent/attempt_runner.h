@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/blob_cache.h"
 #include "agent/coordinator_client.h"
+#include "agent/isolation.h"
 #include "agent/log_sender.h"
 #include "agent/runner.h"
 #include "agent/step_supervisor.h"
@@ -48,6 +49,8 @@ struct AttemptContext {
   // Guards every step's process group (see step_supervisor.h). Null only in tests that do not
   // care whether steps outlive the process.
   const StepSupervisor* supervisor = nullptr;
+  // How job processes are isolated (user, limits, cgroup, sandbox). Null: not at all (tests).
+  const Isolation* isolation = nullptr;
   std::string agent_name;
   std::string work_dir;  // absolute
   bool keep_failed = false;

@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/enrollment.h"
 #include "agent/options.h"
 #include "agent/step_supervisor.h"
 #include "common/channel.h"
@@ -55,6 +57,20 @@ ABSL_FLAG(std::string, lease_wait, "20s",
 ABSL_FLAG(int64_t, cache_max_bytes, farm::agent::kDefaultCacheMaxBytes,
           "Bound of the local cache of job inputs (WORK_DIR/cache/blobs), least recently used "
           "blobs evicted first; 0 disables the cache.");
+// Step isolation (README, "Step isolation"; agent/isolation.h).
+ABSL_FLAG(std::string, run_as, "",
+          "The user steps run as. Default: when the agent runs as root, farm-build if that user "
+          "exists, else nobody; otherwise the agent's own user (the only one allowed then). "
+          "--run_as=root keeps steps as root (not recommended).");
+ABSL_FLAG(std::string, step_rlimits, "",
+          "Resource limits of every step, NAME=VALUE,...: nofile, nproc, as, fsize, core, cpu, "
+          "stack, memlock; bytes may end in K/M/G/T; \"unlimited\". Default: none.");
+ABSL_FLAG(std::string, sandbox, "none",
+          "none, or bwrap: each step in bubblewrap (read-only system, writable workspace, private "
+          "/tmp, no access to the agent's files, no network for jobs with network: false).");
+ABSL_FLAG(std::string, cgroup_root, "",
+          "A cgroup v2 directory under which each step gets its own cgroup (default: the "
+          "agent's own cgroup). Without cgroup v2 the agent falls back to process groups.");
 
 namespace {
 
@@ -107,6 +123,27 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
     if (!token.ok()) return token.status();
     options.enroll_token = *std::move(token);
   }
+  // Step isolation.
+  options.isolation.run_as = absl::GetFlag(FLAGS_run_as);
+  if (options.isolation.run_as.empty() && ::geteuid() == 0) {
+    options.isolation.run_as = farm::agent::DefaultStepUser();
+  }
+  absl::StatusOr<std::vector<farm::agent::StepRlimit>> rlimits =
+      farm::agent::ParseStepRlimits(absl::GetFlag(FLAGS_step_rlimits));
+  if (!rlimits.ok()) return rlimits.status();
+  options.isolation.rlimits = *std::move(rlimits);
+  absl::StatusOr<farm::agent::SandboxKind> sandbox =
+      farm::agent::ParseSandbox(absl::GetFlag(FLAGS_sandbox));
+  if (!sandbox.ok()) return sandbox.status();
+  options.isolation.sandbox = *sandbox;
+  options.isolation.cgroup_root = absl::GetFlag(FLAGS_cgroup_root);
+  // The agent's own credentials, which no step may read: its token or key, and the credential
+  // an enrollment left in the work dir (agent/enrollment.h).
+  const std::string enrolled =
+      absl::StrCat(options.work_dir, "/", farm::agent::kCredentialFileName);
+  for (const std::string& file : {security.token_file, security.tls_key, enrolled}) {
+    if (!file.empty()) options.isolation.secret_files.push_back(file);
+  }
   return options;
 }
 
@@ -119,7 +156,8 @@ int main(int argc, char** argv) {
       "             --tls_cert=FILE --tls_key=FILE | --enroll_token_file=FILE) | --insecure)\n"
       "             [--name=NAME] [--labels=k=v,...]\n"
       "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]\n"
-      "             [--cache_max_bytes=10737418240]");
+      "             [--cache_max_bytes=10737418240] [--run_as=USER] [--step_rlimits=nofile=N,...]\n"
+      "             [--sandbox=none|bwrap] [--cgroup_root=DIR]");
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a
   // lock-order graph updated on every lock, gRPC's included (measured: ~3% of the
   // coordinator's CPU under load). The tests keep it on; the binaries turn it off.

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "agent/isolation.h"
 #include "common/channel.h"
 
 namespace farm::agent {
@@ -33,6 +34,9 @@ struct AgentOptions {
   // An enrollment token (--enroll_token or --enroll_token_file): exchanged once for the agent's
   // own credential, kept in WORK_DIR/credential (agent/enrollment.h). Empty: none.
   std::string enroll_token;
+
+  // Step isolation (--run_as, --step_rlimits, --sandbox, --cgroup_root; agent/isolation.h).
+  IsolationOptions isolation;
 
   // INVALID_ARGUMENT naming the offending flag (--slots, --labels, ...).
   absl::Status Validate() const;

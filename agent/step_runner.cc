@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -36,8 +37,10 @@ std::string ErrnoText(int err) {
 
 // What the child reports through the exec-status pipe when it cannot exec.
 struct ChildError {
-  int stage;  // 1: chdir, 2: execve, 3: dup2, 4: listing the group with the supervisor
+  // 1: chdir, 2: execve, 3: dup2, 4: listing the group with the supervisor, 5: isolation
+  int stage;
   int err;
+  const char* what = nullptr;  // stage 5: which part of it (ApplyInChild), a static string
 };
 
 // argv[0] with a '/' is used as is; otherwise it is looked up in the step's own PATH (execvp
@@ -82,6 +85,7 @@ struct ChildSetup {
   int status_fd;    // the write end of the exec-status pipe (O_CLOEXEC: EOF once exec worked)
   pid_t parent;
   const StepSupervisor* supervisor;
+  ChildIsolation isolation;  // cgroup, limits, user (isolation.h)
 };
 
 // The child, from vfork() to exec: async-signal-safe calls only. Never returns.
@@ -97,6 +101,16 @@ struct ChildSetup {
     (void)!::write(setup.status_fd, &untracked, sizeof(untracked));
     ::_exit(127);
   }
+  const char* stage = nullptr;
+  if (!ApplyInChild(setup.isolation, &stage)) {
+    const ChildError isolation_failed{5, errno, stage};
+    (void)!::write(setup.status_fd, &isolation_failed, sizeof(isolation_failed));
+    ::_exit(127);
+  }
+  // A change of user cleared the parent-death signal: set it again, and check again that the
+  // agent did not die meanwhile.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != setup.parent) ::_exit(127);
   // The agent blocks SIGTERM/SIGINT in its threads and gRPC ignores SIGPIPE; both the mask
   // and ignored dispositions survive exec, so reset them for the step.
   sigset_t empty;
@@ -108,7 +122,7 @@ struct ChildSetup {
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
   }
-  ChildError error{0, 0};
+  ChildError error{0, 0, nullptr};
   if (::dup2(setup.stdin_fd, 0) < 0 || ::dup2(setup.out_fd, 1) < 0 || ::dup2(setup.out_fd, 2) < 0) {
     error = {3, errno};
   } else if (setup.cwd[0] != '\0' && ::chdir(setup.cwd) != 0) {
@@ -131,10 +145,12 @@ class StepWatch {
  public:
   enum class Stop { kNone, kTimeout, kCancel };
 
-  StepWatch(const StepCommand& command, pid_t pid, common::UniqueFd out, int64_t start_ms,
-            int cancel_fd, const std::atomic<bool>& cancelled, const StepRunner::OutputSink& sink)
+  StepWatch(const StepCommand& command, pid_t pid, const Cgroup* cgroup, common::UniqueFd out,
+            int64_t start_ms, int cancel_fd, const std::atomic<bool>& cancelled,
+            const StepRunner::OutputSink& sink)
       : command_(command),
         pid_(pid),
+        cgroup_(cgroup),
         out_(std::move(out)),
         pidfd_(PidfdOpen(pid)),  // readable when the child exits; -1 → poll every 20 ms
         cancel_fd_(cancel_fd),
@@ -178,6 +194,7 @@ class StepWatch {
     if (leader_exited_ && pipe_open_) Terminate(now);  // descendants still hold the pipe
     if (term_sent_ms_ >= 0 && !kill_sent_ && now >= term_sent_ms_ + command_.kill_grace_ms) {
       ::kill(-pid_, SIGKILL);
+      if (cgroup_ != nullptr) cgroup_->Kill();
       kill_sent_ = true;
     }
     if (kill_sent_ && leader_exited_ && pipe_open_) {
@@ -243,6 +260,7 @@ class StepWatch {
   void Terminate(int64_t now) {
     if (term_sent_ms_ < 0) {
       ::kill(-pid_, SIGTERM);
+      if (cgroup_ != nullptr) cgroup_->Signal(SIGTERM);
       term_sent_ms_ = now;
     }
   }
@@ -279,6 +297,7 @@ class StepWatch {
 
   const StepCommand& command_;
   const pid_t pid_;
+  const Cgroup* const cgroup_;  // the step's, when it has one
   common::UniqueFd out_;
   const common::UniqueFd pidfd_;
   const int cancel_fd_;
@@ -327,6 +346,9 @@ std::string ExecFailure(const ChildError& failed, const StepCommand& command,
       return absl::StrCat(
           "the agent's step supervisor (pid ", supervisor->pid(),
           ") is gone, so the step could outlive the agent: ", ErrnoText(failed.err));
+    case 5:
+      return absl::StrCat("cannot isolate the step (", failed.what != nullptr ? failed.what : "?",
+                          "): ", ErrnoText(failed.err));
     default:
       return absl::StrCat("cannot set up stdio: ", ErrnoText(failed.err));
   }
@@ -341,10 +363,11 @@ void Reap(pid_t pid, const StepSupervisor* supervisor) {
 }
 
 // Starts `command` (its resolved `program`) as the leader of a new process group, listed with
-// `supervisor` (may be null). Returns it with the read end of its output pipe, or, when it did
-// not start, a pid of 0 and the reason in `error`.
+// `supervisor` (may be null), isolated by `isolation`. Returns it with the read end of its
+// output pipe, or, when it did not start, a pid of 0 and the reason in `error`.
 StartedStep StartStep(const StepCommand& command, const std::string& program,
-                      const StepSupervisor* supervisor, std::string* error) {
+                      const StepSupervisor* supervisor, const ChildIsolation& isolation,
+                      std::string* error) {
   std::vector<char*> argv;
   for (const std::string& a : command.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -371,9 +394,9 @@ StartedStep StartStep(const StepCommand& command, const std::string& program,
     *error = absl::StrCat("open /dev/null: ", ErrnoText(errno));
     return StartedStep();
   }
-  const ChildSetup setup{program.c_str(),     argv.data(),    envp.data(),
-                         command.cwd.c_str(), dev_null.get(), out_w.get(),
-                         status_w.get(),      ::getpid(),     supervisor};
+  const ChildSetup setup{program.c_str(), argv.data(), envp.data(),    command.cwd.c_str(),
+                         dev_null.get(),  out_w.get(), status_w.get(), ::getpid(),
+                         supervisor,      isolation};
 
   const pid_t pid = VforkExec(setup);
   if (pid < 0) {
@@ -387,7 +410,7 @@ StartedStep StartStep(const StepCommand& command, const std::string& program,
   const int64_t start_ms = MonoMs();
   out_w.Reset();
   status_w.Reset();
-  ChildError failed{0, 0};
+  ChildError failed{0, 0, nullptr};
   ssize_t n;
   do {
     n = ::read(status_r.get(), &failed, sizeof(failed));
@@ -400,7 +423,8 @@ StartedStep StartStep(const StepCommand& command, const std::string& program,
 
 }  // namespace
 
-StepRunner::StepRunner(const StepSupervisor* supervisor) : supervisor_(supervisor) {
+StepRunner::StepRunner(const StepSupervisor* supervisor, const Isolation* isolation)
+    : supervisor_(supervisor), isolation_(isolation) {
   cancel_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   FARM_CHECK(cancel_fd_ >= 0) << "eventfd: " << ErrnoText(errno);
 }
@@ -428,18 +452,24 @@ StepOutcome StepRunner::Run(const StepCommand& command, const OutputSink& sink,
     outcome.message = absl::StrCat(command.argv[0], ": command not found");
     return outcome;
   }
-  StartedStep started = StartStep(command, program, supervisor_, &outcome.message);
+  // Its own cgroup when the agent can: what leaves the process group stays in it.
+  std::unique_ptr<Cgroup> cgroup = isolation_ != nullptr ? isolation_->NewCgroup() : nullptr;
+  const ChildIsolation child =
+      isolation_ != nullptr ? isolation_->ForChild(cgroup.get()) : ChildIsolation();
+  StartedStep started = StartStep(command, program, supervisor_, child, &outcome.message);
   if (started.pid <= 0) return outcome;  // kFailedToStart
   const pid_t pid = started.pid;
   outcome.pid = pid;
   if (on_started) on_started();
 
-  StepWatch watch(command, pid, std::move(started.out), started.start_ms, cancel_fd_, cancelled_,
-                  sink);
+  StepWatch watch(command, pid, cgroup.get(), std::move(started.out), started.start_ms, cancel_fd_,
+                  cancelled_, sink);
   watch.Run();
   // Background processes of the step do not outlive it.
   ::kill(-pid, SIGKILL);
+  if (cgroup != nullptr) cgroup->Kill();
   Reap(pid, supervisor_);
+  cgroup.reset();  // waits until it is empty, and removes it
   outcome.duration_ms = MonoMs() - started.start_ms;
   outcome.output_bytes = watch.output_bytes();
 

@@ -10,6 +10,12 @@
 // group is listed with the supervisor before the step runs, and unlisted after the group was
 // killed, so the whole group dies with the agent however the agent dies (see
 // step_supervisor.h). PR_SET_PDEATHSIG stays as a second line that holds only for the leader.
+//
+// Isolation: with an Isolation (isolation.h) each Run() puts the process in a cgroup of its own
+// when the agent can use cgroup v2, and every stop (cancel, timeout, the end of the step) then
+// reaches the whole cgroup, also processes that left the process group with setsid(); the child
+// also gets the step user and the resource limits before exec. The sandbox, which changes the
+// command line, is the caller's (Isolation::Wrap()).
 #pragma once
 
 #include <sys/types.h>
@@ -21,6 +27,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "agent/isolation.h"
 #include "agent/step_supervisor.h"
 
 namespace farm::agent {
@@ -69,18 +76,21 @@ class StepRunner {
   using OutputSink = std::function<void(int64_t offset, absl::string_view data)>;
 
   // `supervisor` (not owned; may be null: then nothing but PR_SET_PDEATHSIG ties the step to
-  // the agent) must outlive the runner.
-  explicit StepRunner(const StepSupervisor* supervisor = nullptr);
+  // the agent) must outlive the runner, and so must `isolation` (not owned; null: the step runs
+  // as the agent, in its process group only).
+  explicit StepRunner(const StepSupervisor* supervisor = nullptr,
+                      const Isolation* isolation = nullptr);
   ~StepRunner();
   StepRunner(const StepRunner&) = delete;
   StepRunner& operator=(const StepRunner&) = delete;
 
   // Starts the command and returns when the process has exited, been reaped, and its output
   // has been delivered to `sink`. kFailedToStart (naming the supervisor) when the supervisor
-  // is gone: an unguarded step could outlive the agent. The process group is SIGKILLed when the
-  // step ends, so no background process of the step outlives it. If the leader exits while
-  // descendants keep the pipe open, they get SIGTERM at once and SIGKILL after the grace, and
-  // reading stops then.
+  // is gone: an unguarded step could outlive the agent, and (naming the call) when the
+  // isolation cannot be applied. The process group (and the cgroup, when there is one) is
+  // SIGKILLed when the step ends, so no background process of the step outlives it. If the leader
+  // exits while descendants keep the pipe open, they get SIGTERM at once and SIGKILL after the
+  // grace, and reading stops then.
   //
   // `on_started`, when set, runs on this thread once the program has been executed (not when it
   // failed to start), before any output is read: work that should not compete with starting
@@ -95,6 +105,7 @@ class StepRunner {
 
  private:
   const StepSupervisor* const supervisor_;
+  const Isolation* const isolation_;
   std::atomic<bool> cancelled_{false};
   int cancel_fd_ = -1;  // eventfd; becomes readable (and stays so) on Cancel()
 };

@@ -20,7 +20,7 @@ namespace {
 
 // One datagram on the socket pair. SOCK_SEQPACKET keeps records whole and each send is atomic,
 // so threads (and vfork children) may send at once without a lock.
-enum : int32_t { kTrack = 1, kUntrack = 2 };
+enum : int32_t { kTrack = 1, kUntrack = 2, kCgroup = 3 };
 struct Record {
   int32_t op;
   int32_t pgid;
@@ -28,6 +28,9 @@ struct Record {
 
 // Groups alive at once: one per slot (at most 256), with ample room.
 constexpr int kCapacity = 4096;
+
+// Cgroup directories guarded at once (one per agent, normally).
+constexpr int kMaxCgroups = 8;
 
 // How long the destructor waits for the supervisor to exit before it SIGKILLs it.
 constexpr int kExitWaitMs = 5'000;
@@ -57,6 +60,27 @@ void CloseFrom(int first) {
   for (long fd = first; fd < (max_fd > 0 ? max_fd : 1024); ++fd) ::close(static_cast<int>(fd));
 }
 
+// recv() of one record, and of the descriptor that came with it (SCM_RIGHTS) into `*passed`.
+ssize_t ReceiveRecord(int fd, Record* record, int* passed) {
+  struct iovec iov = {record, sizeof(*record)};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n <= 0) return n;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      std::memcpy(passed, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  return n;
+}
+
 // The supervisor process. It was forked, possibly from a multi-threaded process, so it makes
 // system calls only: no allocation, no locks, no logging library.
 [[noreturn]] void SupervisorMain(int fd) {
@@ -82,11 +106,22 @@ void CloseFrom(int first) {
 
   pid_t groups[kCapacity];
   int count = 0;
+  int cgroups[kMaxCgroups];
+  int cgroup_count = 0;
   while (true) {
     Record record;
-    const ssize_t n = ::recv(fd, &record, sizeof(record), 0);
+    int passed = -1;
+    const ssize_t n = ReceiveRecord(fd, &record, &passed);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // EOF: every copy of the agent's end is closed; an error means the same
+    if (passed >= 0) {
+      if (record.op == kCgroup && cgroup_count < kMaxCgroups) {
+        cgroups[cgroup_count++] = passed;
+      } else {
+        ::close(passed);
+      }
+      continue;
+    }
     if (n != static_cast<ssize_t>(sizeof(record))) continue;
     // Never 0 (our own group) or 1 (kill(-1) is every process we may signal).
     if (record.pgid <= 1) continue;
@@ -108,6 +143,14 @@ void CloseFrom(int first) {
   int killed = 0;
   for (int i = 0; i < count; ++i) {
     if (::kill(-groups[i], SIGKILL) == 0) ++killed;
+  }
+  // What left its process group is still in its cgroup.
+  for (int i = 0; i < cgroup_count; ++i) {
+    const int kill_fd = ::openat(cgroups[i], "cgroup.kill", O_WRONLY | O_CLOEXEC);
+    if (kill_fd >= 0) {
+      (void)!::write(kill_fd, "1", 1);
+      ::close(kill_fd);
+    }
   }
   if (killed > 0) {
     char message[128];
@@ -169,6 +212,29 @@ bool StepSupervisor::TrackSelf() const {
   ssize_t n;
   do {
     n = ::send(fd_, &record, sizeof(record), MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof(record));
+}
+
+bool StepSupervisor::GuardCgroup(int dir_fd) const {
+  Record record{kCgroup, 0};
+  struct iovec iov = {&record, sizeof(record)};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  std::memset(control, 0, sizeof(control));
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &dir_fd, sizeof(int));
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   return n == static_cast<ssize_t>(sizeof(record));
 }

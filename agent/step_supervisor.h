@@ -22,9 +22,11 @@
 // Ctrl-C or a `kill -- -PGID` aimed at the agent does not take the guard down with it; its only
 // way out is EOF (or SIGKILL aimed at it on purpose, which Alive() notices).
 //
-// Limit: a step process that leaves its process group (setsid(), setpgid(), a daemon's double
-// fork) escapes the supervisor, as it escapes cancel and timeout. Only a cgroup per step would
-// hold those; that is out of scope here.
+// A step process that leaves its process group (setsid(), setpgid(), a daemon's double fork)
+// escapes the group kill. When the agent runs steps in cgroups (cgroup.h) it hands the
+// supervisor its cgroup tree's directory (GuardCgroups()), and on EOF the supervisor kills the
+// whole tree too (cgroup.kill), so those die with the agent as well. Without cgroups they escape
+// the supervisor, as they escape cancel and timeout.
 //
 // Thread-safety: TrackSelf() is async-signal-safe (one send(2)); Untrack() and Alive() may be
 // called from any thread concurrently (each record is one atomic datagram).
@@ -56,6 +58,11 @@ class StepSupervisor {
   // setpgid(0, 0): async-signal-safe, no allocation. False (errno set) when the supervisor is
   // gone; the child must then not run the step.
   bool TrackSelf() const;
+
+  // Hands the supervisor the directory of a cgroup (an open descriptor, passed with
+  // SCM_RIGHTS; the caller keeps its own): when the agent is gone, everything in it and below is
+  // killed through its cgroup.kill. At most a few per supervisor; false when it is full or gone.
+  bool GuardCgroup(int dir_fd) const;
 
   // Unlists process group `pgid`. Call it after the group was SIGKILLed and BEFORE reaping its
   // leader: while the leader is an unreaped zombie its id cannot be reused, so the supervisor can

@@ -43,11 +43,20 @@ std::string JobTimedOut(const farm::v1::JobSpec& spec) {
 }  // namespace
 
 StepsRunner::StepsRunner(const AttemptContext& context)
-    : context_(context), process_(context.supervisor) {}
+    : context_(context), process_(context.supervisor, context.isolation) {}
 
 WorkResult StepsRunner::Run(Attempt& attempt, const WorkSite& site) {
   const farm::v1::JobSpec& spec = attempt.job().spec();
   WorkResult work;
+  if (context_.isolation != nullptr) {
+    // The steps' user gets the workspace (and the inputs staged in it) before anything runs.
+    if (absl::Status handed = context_.isolation->HandOver(site.workspace); !handed.ok()) {
+      FARM_LOG(ERROR) << attempt.log_prefix() << " " << handed;
+      work.outcome = farm::v1::ATTEMPT_FAILED;
+      work.reason = std::string(handed.message());
+      return work;
+    }
+  }
   bool failed = false;  // a step failed or timed out: WHEN_ON_FAILURE steps run from now on
   for (int i = 0; i < spec.steps_size(); ++i) {
     // After a cancel or once the lease is gone nothing runs, not even WHEN_ALWAYS steps: the
@@ -201,12 +210,20 @@ StepCommand StepsRunner::MakeCommand(const Attempt& attempt, int index,
     command.argv = {"/bin/sh", "-e", "-c"};
   }
   command.argv.push_back(step.run());
+  if (context_.isolation != nullptr) {
+    command.argv = context_.isolation->Wrap(std::move(command.argv), workspace, !spec.no_network());
+  }
 
   // Later layers win: agent environment < job env < step env < FARM_* variables.
   std::map<std::string, std::string> env;
   for (const std::string& kv : context_.base_env) {
     const size_t eq = kv.find('=');
     if (eq != std::string::npos && eq > 0) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (context_.isolation != nullptr && context_.isolation->user().change) {
+    const StepUser& user = context_.isolation->user();
+    env["USER"] = env["LOGNAME"] = user.name;
+    env["HOME"] = user.home.empty() ? "/" : user.home;
   }
   for (const auto& [key, value] : spec.env()) env[key] = value;
   for (const auto& [key, value] : step.env()) env[key] = value;

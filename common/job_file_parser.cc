@@ -31,9 +31,9 @@ using farm::v1::StepSpec;
 using StringMap = google::protobuf::Map<std::string, std::string>;
 
 constexpr absl::string_view kJobKeys[] = {
-    "name",        "labels", "priority",  "timeout",        "env",   "shell",
-    "kill_grace",  "steps",  "artifacts", "artifacts_when", "retry", "concurrency_group",
-    "concurrency", "secrets"};
+    "name",        "labels",  "priority",  "timeout",        "env",   "shell",
+    "kill_grace",  "steps",   "artifacts", "artifacts_when", "retry", "concurrency_group",
+    "concurrency", "secrets", "network"};
 constexpr absl::string_view kStepKeys[] = {"name", "run", "env", "timeout", "when"};
 constexpr absl::string_view kRetryKeys[] = {"max_attempts", "on_exit_codes"};
 
@@ -453,6 +453,26 @@ absl::Status SpecFileParser::ReadArtifactsWhen(const YamlEntry& e, JobSpec& spec
   return absl::OkStatus();
 }
 
+absl::Status SpecFileParser::ReadConcurrencyGroup(const YamlEntry& e, JobSpec& spec) {
+  FARM_RETURN_IF_ERROR(ReadString(e, "a group name", spec.mutable_concurrency_group()));
+  if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
+    return ErrorAt(e, absl::StrCat(e.path, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SpecFileParser::ReadNetwork(const YamlEntry& e, JobSpec& spec) {
+  const std::string value = e.value.IsScalar() && e.value.Tag() != "!" ? e.value.Scalar() : "";
+  if (value != "true" && value != "false") {
+    return ErrorAt(e, absl::StrCat(e.path,
+                                   ": expected true (the steps may use the network) or "
+                                   "false (they get none), found ",
+                                   DescribeYaml(e.value)));
+  }
+  spec.set_no_network(value == "false");
+  return absl::OkStatus();
+}
+
 absl::Status SpecFileParser::ReadStepWhen(const YamlEntry& e, StepSpec& step) {
   const std::string value = e.value.IsScalar() ? e.value.Scalar() : "";
   if (value == "on_success") {
@@ -601,6 +621,7 @@ absl::Status SpecFileParser::ParseJob(const YAML::Node& node, const JobContext& 
         if (e.key == "artifacts") return ReadArtifacts(e, spec);
         if (e.key == "artifacts_when") return ReadArtifactsWhen(e, spec);
         if (e.key == "secrets") return ReadSecrets(e, spec);
+        if (e.key == "network") return ReadNetwork(e, spec);
         if (e.key == "retry") return ReadRetry(e, *spec.mutable_retry());
         if (e.key == "steps") {
           has_steps = true;

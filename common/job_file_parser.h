@@ -105,6 +105,8 @@ class SpecFileParser {
   absl::Status ReadConcurrencyGroup(const YamlEntry& e, farm::v1::JobSpec& spec);
   // `secrets:`: a list of secret names (common/job_limits.h's rule), none twice.
   absl::Status ReadSecrets(const YamlEntry& e, farm::v1::JobSpec& spec);
+  // `network: true|false` into JobSpec.no_network.
+  absl::Status ReadNetwork(const YamlEntry& e, farm::v1::JobSpec& spec);
   absl::Status ReadRetry(const YamlEntry& e, farm::v1::RetryPolicy& retry);
   absl::Status ReadStepWhen(const YamlEntry& e, farm::v1::StepSpec& step);
   absl::Status ParseStep(const YAML::Node& node, int index, farm::v1::StepSpec& step);

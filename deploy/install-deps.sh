@@ -10,6 +10,8 @@ packages=(
   librocksdb-dev libabsl-dev libssl-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev
   procps
+  # The agent's optional step sandbox (farm-agent --sandbox=bwrap) and its tests.
+  bubblewrap
   # The fuzz tests (tests/fuzz): clang with libFuzzer and its sanitizer runtimes.
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
 )

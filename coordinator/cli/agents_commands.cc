@@ -49,6 +49,14 @@ int AgentEnrollToken(Session& session) {
 
 }  // namespace
 
+std::string FormatIsolation(const farm::v1::StepIsolation& isolation) {
+  if (isolation.kill().empty()) return "-";
+  std::string text = isolation.kill();
+  if (!isolation.run_as().empty()) absl::StrAppend(&text, " user=", isolation.run_as());
+  if (!isolation.sandbox().empty()) absl::StrAppend(&text, " ", isolation.sandbox());
+  return text;
+}
+
 void RegisterAgentCommands(std::vector<CommandDef>& table) {
   table.push_back({"agents",
                    Command::kAgents,
@@ -56,7 +64,7 @@ void RegisterAgentCommands(std::vector<CommandDef>& table) {
                    false,
                    {},
                    "",
-                   "agents with their state, slots, labels and jobs",
+                   "agents with their state, slots, labels, jobs and step isolation",
                    "",
                    Agents});
   table.push_back({"agent enroll-token",

@@ -415,7 +415,7 @@ std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
   for (const auto& agent : response.agents()) agents.push_back(&agent);
   std::sort(agents.begin(), agents.end(),
             [](const auto* a, const auto* b) { return a->name() < b->name(); });
-  Table table({"NAME", "STATE", "SLOTS", "LABELS", "JOBS", "SEEN"});
+  Table table({"NAME", "STATE", "SLOTS", "LABELS", "JOBS", "SEEN", "ISOLATION"});
   for (const farm::v1::AgentInfo* agent : agents) {
     const std::string seen =
         agent->last_seen_ms() > 0
@@ -423,7 +423,8 @@ std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
             : "-";
     table.AddRow({agent->name(), OrDash(agent->state()),
                   absl::StrCat(agent->jobs_size(), "/", agent->slots()),
-                  FormatLabels(agent->labels()), OrDash(absl::StrJoin(agent->jobs(), ",")), seen});
+                  FormatLabels(agent->labels()), OrDash(absl::StrJoin(agent->jobs(), ",")), seen,
+                  FormatIsolation(agent->isolation())});
   }
   return table.Render();
 }

@@ -60,7 +60,11 @@ int CountDoneJobs(const farm::v1::Pipeline& pipeline);
 std::string FormatPipelineSummary(const farm::v1::Pipeline& pipeline, int64_t now_ms);
 // A compact duration for live views and tables: "0.4s", "12.3s", "4m05s", "1h02m".
 std::string FormatElapsed(int64_t ms);
-// `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS and JOBS ("no agents" when empty).
+// How an agent isolates its steps, for `agents`: "cgroup-v2 user=nobody bwrap" (the kill
+// mechanism, the step user, the sandbox when there is one); "-" for an agent that did not say.
+std::string FormatIsolation(const farm::v1::StepIsolation& isolation);
+// `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS, JOBS, SEEN and ISOLATION
+// (FormatIsolation; "no agents" when empty).
 std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
                              const TextContext& context);
 // `artifacts`: a table of PATH, SIZE (bytes), EXEC ("x" or "-") and DIGEST (HASH/SIZE, as `cas

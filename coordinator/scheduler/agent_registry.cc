@@ -58,6 +58,9 @@ AgentState& AgentRegistry::Register(Txn& txn, const farm::v1::RegisterRequest& r
   agent.record.set_slots(req.slots());
   agent.record.set_session_id(req.session_id());
   agent.record.set_version(req.version());
+  agent.record.set_isolation_kill(req.isolation().kill());
+  agent.record.set_isolation_run_as(req.isolation().run_as());
+  agent.record.set_isolation_sandbox(req.isolation().sandbox());
   agent.record.set_registered_ms(clock_->NowMs());
   agent.record.set_last_seen_ms(clock_->NowMs());
   agent.last_seen_ms = clock_->MonotonicMs();

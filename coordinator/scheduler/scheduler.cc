@@ -399,6 +399,9 @@ void Scheduler::ListAgentsNow(Done<farm::v1::ListAgentsResponse>& done) {
     *info->mutable_labels() = agent.record.labels();
     info->set_slots(agent.record.slots());
     info->set_version(agent.record.version());
+    info->mutable_isolation()->set_kill(agent.record.isolation_kill());
+    info->mutable_isolation()->set_run_as(agent.record.isolation_run_as());
+    info->mutable_isolation()->set_sandbox(agent.record.isolation_sandbox());
     info->set_last_seen_ms(agent.last_seen_wall_ms);
     auto jobs = held.find(name);
     if (jobs != held.end()) {

@@ -28,6 +28,7 @@ using ::farm::agent::testing::FakeAgentService;
 using ::farm::agent::testing::ProcessGone;
 using ::farm::agent::testing::TempDir;
 using ::farm::agent::testing::WaitFor;
+using ::testing::AnyOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -157,6 +158,11 @@ TEST_F(AgentTest, RegistersWithLabelsSlotsAndSession) {
   EXPECT_EQ(reg.session_id().size(), 32u);
   EXPECT_EQ(reg.session_id(), agent_->session_id());
   EXPECT_EQ(reg.version(), "test");
+  // How it isolates steps, for `farmctl agents`: what it really uses here.
+  EXPECT_EQ(reg.isolation().kill(), agent_->isolation()->kill_mechanism());
+  EXPECT_THAT(reg.isolation().kill(), AnyOf("cgroup-v2", "process-group"));
+  EXPECT_EQ(reg.isolation().run_as(), agent_->isolation()->user().name);
+  EXPECT_EQ(reg.isolation().sandbox(), "");
 }
 
 TEST_F(AgentTest, RunsAJobAndReportsStepsLogsAndOutcome) {

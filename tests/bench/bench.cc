@@ -1,6 +1,7 @@
 #include "tests/bench/bench.h"
 
 #include <grpcpp/grpcpp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,6 +234,10 @@ absl::Status BenchFarm::StartAgent(const BenchAgent& agent) {
                         env_.security->AgentFlags(agent.name, root_.Join("certs/" + agent.name)));
   for (const std::string& flag : security) options.args.push_back(flag);
   for (const std::string& flag : agent.extra_flags) options.args.push_back(flag);
+  // Steps run as the bench does (as root, the agent's default user could not reach root_).
+  if (const struct passwd* self = ::getpwuid(::geteuid()); self != nullptr) {
+    options.args.push_back(absl::StrCat("--run_as=", self->pw_name));
+  }
   options.stdout_path = root_.Join(agent.name + ".log");
   options.stderr_path = options.stdout_path;
   FARM_ASSIGN_OR_RETURN(agents_[agent.name], testing::Subprocess::Start(options));

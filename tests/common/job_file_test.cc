@@ -123,6 +123,21 @@ artifacts_when: always
   EXPECT_TRUE(none.artifacts().empty());
 }
 
+TEST(ParseJobFileTest, ParsesNetwork) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec off,
+                       ParseJobFile("steps: [{run: make}]\nnetwork: false\n", "job.yaml"));
+  EXPECT_TRUE(off.no_network());
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec on,
+                       ParseJobFile("steps: [{run: make}]\nnetwork: true\n", "job.yaml"));
+  EXPECT_FALSE(on.no_network());
+  ASSERT_OK_AND_ASSIGN(farm::v1::JobSpec unsaid,
+                       ParseJobFile("steps: [{run: make}]\n", "job.yaml"));
+  EXPECT_FALSE(unsaid.no_network());  // the default: network on
+  ExpectError("steps: [{run: make}]\nnetwork: off\n",
+              "job.yaml:2:10: ", "network: expected true (the steps may use the network) or false");
+  ExpectError("steps: [{run: make}]\nnetwork: \"false\"\n", "job.yaml:2:10: ", "expected true");
+}
+
 TEST(ParseJobFileTest, BadArtifactsArePointedAt) {
   ExpectError("steps: [{run: make}]\nartifacts:\n  - out/*\n  - /etc/passwd\n",
               "job.yaml:4:5: ", "artifacts[1]: \"/etc/passwd\" is an absolute path");

@@ -147,6 +147,17 @@ jobs:
   EXPECT_THAT(spec.jobs(1).spec().secrets(), ElementsAre("DEPLOY_KEY"));
 }
 
+TEST(ParsePipelineFileTest, NetworkIsPerJob) {
+  ASSERT_OK_AND_ASSIGN(farm::v1::PipelineSpec spec, ParsePipelineFile(R"(
+jobs:
+  fetch: {steps: [{run: x}]}
+  build: {needs: fetch, network: false, steps: [{run: y}]}
+)",
+                                                                      "ci.yaml"));
+  EXPECT_FALSE(spec.jobs(0).spec().no_network());
+  EXPECT_TRUE(spec.jobs(1).spec().no_network());
+}
+
 TEST(ParsePipelineFileTest, MatrixValuesAreKeptAsWrittenInAxisOrder) {
   ASSERT_OK_AND_ASSIGN(farm::v1::PipelineSpec spec, ParsePipelineFile(R"(
 jobs:

@@ -201,15 +201,12 @@ class PartitionTest : public ::testing::Test {
     FARM_ASSIGN_OR_RETURN(std::vector<std::string> security, farm_->AgentSecurityFlags("ns-agent"));
     SubprocessOptions options;
     options.binary = ip_;
-    options.args = {"netns",
-                    "exec",
-                    netns_,
-                    farm_->BinaryPath("farm-agent"),
-                    absl::StrCat("--coordinator=", farm_->coordinator_address()),
-                    "--name=ns-agent",
-                    "--slots=1",
-                    "--labels=pool=part,side=ns",
-                    absl::StrCat("--work_dir=", farm_->agent_work_dir("ns-agent"))};
+    options.args = {"netns", "exec", netns_, farm_->BinaryPath("farm-agent"),
+                    absl::StrCat("--coordinator=", farm_->coordinator_address()), "--name=ns-agent",
+                    "--slots=1", "--labels=pool=part,side=ns",
+                    absl::StrCat("--work_dir=", farm_->agent_work_dir("ns-agent")),
+                    // As MiniFarm's agents: steps run as the test (root here, for netns).
+                    "--run_as=root"};
     options.args.insert(options.args.end(), security.begin(), security.end());
     options.stdout_path = farm_->Path("agent-ns-agent-1.stdout");
     options.stderr_path = farm_->Path("agent-ns-agent-1.stderr");

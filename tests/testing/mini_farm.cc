@@ -2,8 +2,10 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -271,6 +274,13 @@ absl::Status MiniFarm::StartAgent(AgentOptions agent) {
   FARM_ASSIGN_OR_RETURN(std::vector<std::string> security, AgentSecurityFlags(agent.name));
   for (const std::string& flag : security) options.args.push_back(flag);
   for (const std::string& flag : agent.extra_flags) options.args.push_back(flag);
+  const bool run_as_given = absl::c_any_of(agent.extra_flags, [](const std::string& flag) {
+    return absl::StartsWith(flag, "--run_as");
+  });
+  const struct passwd* self = ::getpwuid(::geteuid());
+  if (!run_as_given && self != nullptr) {
+    options.args.push_back(absl::StrCat("--run_as=", self->pw_name));
+  }
   // Numbered, so that a restarted agent does not truncate the log of its predecessor.
   int n = 1;
   while (FileExists(Path(absl::StrCat("agent-", agent.name, "-", n, ".stderr")))) ++n;

@@ -74,7 +74,10 @@ struct AgentOptions {
   std::string name;
   std::map<std::string, std::string> labels;  // passed as --labels=k=v,... (omitted when empty)
   int slots = 1;
-  std::vector<std::string> extra_flags;  // e.g. "--keep_failed"
+  // e.g. "--keep_failed". Without a --run_as among them, the agent gets --run_as=<the test's
+  // own user>: steps run as the test does (the agent's default as root is an unprivileged user,
+  // which cannot reach the farm's private directory).
+  std::vector<std::string> extra_flags;
 };
 
 class MiniFarm {

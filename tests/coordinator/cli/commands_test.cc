@@ -373,6 +373,14 @@ TEST_F(FarmctlTest, Agents) {
   Result r = Run({"agents"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("builder-1  busy   1/2    os=linux  7"));
+  EXPECT_THAT(r.out, HasSubstr("ISOLATION"));
+  EXPECT_THAT(r.out, HasSubstr("  -\n"));  // an agent that did not say how it isolates steps
+  agent->mutable_isolation()->set_kill("cgroup-v2");
+  agent->mutable_isolation()->set_run_as("nobody");
+  agent->mutable_isolation()->set_sandbox("bwrap");
+  farm_.SetAgents(agents);
+  r = Run({"agents"});
+  EXPECT_THAT(r.out, HasSubstr("cgroup-v2 user=nobody bwrap\n"));
   r = Run({"agents", "--output=json"});
   EXPECT_EQ(ParseJson<farm::v1::ListAgentsResponse>(r.out).agents(0).name(), "builder-1");
 }

@@ -300,11 +300,13 @@ TEST(FormatAgentsTextTest, ATableOfAgents) {
   a->set_name("a");
   a->set_state("idle");
   a->set_slots(4);
+  a->mutable_isolation()->set_kill("cgroup-v2");
+  a->mutable_isolation()->set_run_as("farm-build");
   const std::string text = FormatAgentsText(response, Context(kT0 + 60'000));
   EXPECT_EQ(text,
-            "NAME  STATE  SLOTS  LABELS    JOBS   SEEN\n"
-            "a     idle   0/4    -         -      -\n"
-            "b     busy   2/2    os=linux  17,18  5s ago\n");
+            "NAME  STATE  SLOTS  LABELS    JOBS   SEEN    ISOLATION\n"
+            "a     idle   0/4    -         -      -       cgroup-v2 user=farm-build\n"
+            "b     busy   2/2    os=linux  17,18  5s ago  -\n");
   EXPECT_EQ(FormatAgentsText(farm::v1::ListAgentsResponse(), Context()), "no agents\n");
 }
 
