@@ -453,14 +453,6 @@ absl::Status SpecFileParser::ReadArtifactsWhen(const YamlEntry& e, JobSpec& spec
   return absl::OkStatus();
 }
 
-absl::Status SpecFileParser::ReadConcurrencyGroup(const YamlEntry& e, JobSpec& spec) {
-  FARM_RETURN_IF_ERROR(ReadString(e, "a group name", spec.mutable_concurrency_group()));
-  if (absl::Status s = ValidateConcurrencyGroup(spec.concurrency_group()); !s.ok()) {
-    return ErrorAt(e, absl::StrCat(e.path, ": ", s.message()));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status SpecFileParser::ReadNetwork(const YamlEntry& e, JobSpec& spec) {
   const std::string value = e.value.IsScalar() && e.value.Tag() != "!" ? e.value.Scalar() : "";
   if (value != "true" && value != "false") {
