@@ -63,7 +63,7 @@ class EnrollmentTest : public ::testing::Test {
     options.args = {absl::StrCat("--coordinator=", farm_->coordinator_address()),
                     absl::StrCat("--name=", name),
                     absl::StrCat("--work_dir=", WorkDir(work.empty() ? name : work)),
-                    absl::StrCat("--tls_ca=", farm_->Path("certs/ca.crt"))};
+                    absl::StrCat("--tls_ca=", farm_->Path("certs/ca.crt")), RunAsSelfFlag()};
     for (std::string& flag : flags) options.args.push_back(std::move(flag));
     const int n = ++runs_;
     options.stdout_path = farm_->Path(absl::StrCat("agent-", name, "-run", n, ".stdout"));

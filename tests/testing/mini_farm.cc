@@ -150,6 +150,11 @@ absl::StatusOr<std::vector<std::string>> MiniFarm::AgentSecurityFlags(const std:
                                   absl::StrCat("--tls_key=", key)};
 }
 
+std::string RunAsSelfFlag() {
+  const struct passwd* self = ::getpwuid(::geteuid());
+  return absl::StrCat("--run_as=", self != nullptr ? self->pw_name : std::to_string(::geteuid()));
+}
+
 MiniFarm::~MiniFarm() {
   // Agents first: a draining agent still reports to the coordinator.
   for (auto& [name, agent] : agents_) {
@@ -277,10 +282,7 @@ absl::Status MiniFarm::StartAgent(AgentOptions agent) {
   const bool run_as_given = absl::c_any_of(agent.extra_flags, [](const std::string& flag) {
     return absl::StartsWith(flag, "--run_as");
   });
-  const struct passwd* self = ::getpwuid(::geteuid());
-  if (!run_as_given && self != nullptr) {
-    options.args.push_back(absl::StrCat("--run_as=", self->pw_name));
-  }
+  if (!run_as_given) options.args.push_back(RunAsSelfFlag());
   // Numbered, so that a restarted agent does not truncate the log of its predecessor.
   int n = 1;
   while (FileExists(Path(absl::StrCat("agent-", agent.name, "-", n, ".stderr")))) ++n;

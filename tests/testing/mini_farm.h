@@ -70,6 +70,10 @@ struct MiniFarmOptions {
   std::vector<std::string> tls_hosts;
 };
 
+// "--run_as=ME" with this process's user: agents a test starts run their steps as the test's
+// user, whose private temp directories another step user could not reach.
+std::string RunAsSelfFlag();
+
 struct AgentOptions {
   std::string name;
   std::map<std::string, std::string> labels;  // passed as --labels=k=v,... (omitted when empty)
