@@ -37,6 +37,7 @@ farmctl() { "$bin/farmctl" "$@"; }
 
 coordinator_pid=
 agent_pid=
+work_dir=
 
 # SIGTERM, then wait up to 20 s for a clean exit (the agent drains), then SIGKILL.
 stop() {
@@ -66,6 +67,7 @@ cleanup() {
   if ((rc != 0)); then
     echo "quickstart failed (exit $rc); logs are in $state_dir/" >&2
   fi
+  [[ -n $work_dir ]] && rm -rf "$work_dir"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -98,7 +100,12 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${FARM_BUILD_TYPE:-RelWithDebIn
 cmake --build build -j "$(nproc)" --target farm-coordinator farm-agent farmctl
 
 rm -rf "$state_dir"
-mkdir -p "$state_dir/work"
+mkdir -p "$state_dir"
+# The agent's work dir: run as root, the agent runs steps as an unprivileged user (see
+# "Step isolation" in the README), who must be able to reach the workspaces; a checkout under a
+# private home directory (/root is 0700) would not do, so the workspaces go under /tmp.
+work_dir=$(mktemp -d "${TMPDIR:-/tmp}/farm-quickstart-work.XXXXXX")
+chmod 0711 "$work_dir"  # searchable, not listable, by the step user
 
 section "Making a CA and certificates: farmctl certs init --dir $state_dir/certs"
 show farmctl certs init --dir="$state_dir/certs"
@@ -145,10 +152,10 @@ admin token list
 FARM_TOKEN=$(cat "$state_dir/user.token")
 export FARM_TOKEN
 
-section "Starting an agent (workspaces in $state_dir/work, log in $state_dir/agent.log)"
+section "Starting an agent (workspaces in $work_dir, log in $state_dir/agent.log)"
 "$bin/farm-agent" --coordinator="$address" --name=quickstart-agent \
   --tls_ca="$certs/ca.crt" --token_file="$state_dir/agent.token" --labels=quickstart=yes \
-  --slots=2 --work_dir="$state_dir/work" >"$state_dir/agent.log" 2>&1 &
+  --slots=2 --work_dir="$work_dir" >"$state_dir/agent.log" 2>&1 &
 agent_pid=$!
 echo "$agent_pid" >"$state_dir/agent.pid"
 # Until the coordinator lists it: a job submitted to a farm without agents would wait forever.
