@@ -169,30 +169,6 @@ absl::Status Agent::error() const {
 
 pid_t Agent::supervisor_pid() const { return supervisor_ == nullptr ? 0 : supervisor_->pid(); }
 
-absl::Status Agent::InitIsolation() {
-  absl::StatusOr<std::unique_ptr<Isolation>> isolation =
-      Isolation::Create(options_.isolation, options_.work_dir);
-  if (!isolation.ok()) return isolation.status();
-  isolation_ = *std::move(isolation);
-  // Only the job's own workspace is the steps' business: the cache, the spilled logs (and the
-  // agent's credential, 0600) stay root's.
-  FARM_RETURN_IF_ERROR(isolation_->SecureWorkDir({"cache", kLogSpillDirName}));
-  attempt_context_.isolation = isolation_.get();
-  // What left its process group dies with the agent too (step_supervisor.h).
-  if (isolation_->cgroup_tree_fd() >= 0 &&
-      !supervisor_->GuardCgroup(isolation_->cgroup_tree_fd())) {
-    return absl::InternalError("cannot hand the step cgroups to the step supervisor");
-  }
-  FARM_LOG(INFO) << log_prefix_ << " steps run as " << isolation_->user().name << ", killed by "
-                 << isolation_->kill_mechanism()
-                 << (isolation_->kill_fallback_reason().empty()
-                         ? ""
-                         : absl::StrCat(" (no cgroup v2: ", isolation_->kill_fallback_reason(),
-                                        ")"))
-                 << (isolation_->sandbox_name().empty() ? "" : ", in the bwrap sandbox");
-  return absl::OkStatus();
-}
-
 bool Agent::GiveUp(Waiter waiter) const {
   if (stopping_ || !error_.ok()) return true;
   if (waiter == Waiter::kSlot) return draining_;
