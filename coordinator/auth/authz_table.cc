@@ -62,6 +62,11 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/SetSecret", kAdminOnly),
       Entry("/farm.v1.AdminService/ListSecrets", kAdminOnly),
       Entry("/farm.v1.AdminService/DeleteSecret", kAdminOnly),
+      // farm.v1: operators' agent commands (admin agents).
+      Entry("/farm.v1.AdminService/DrainAgent", kAdminOnly),
+      Entry("/farm.v1.AdminService/ResumeAgent", kAdminOnly),
+      Entry("/farm.v1.AdminService/RemoveAgent", kAdminOnly),
+      Entry("/farm.v1.AdminService/LabelAgent", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

@@ -66,6 +66,11 @@ enum class Command {
   kSecretSet,
   kSecretList,
   kSecretRm,
+  // Admin agents.
+  kAdminDrain,
+  kAdminResume,
+  kAdminRemove,
+  kAdminLabel,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -118,6 +123,12 @@ struct CliOptions {
   std::optional<TimeArg> until;
   std::string certs_dir;           // certs init: --dir
   std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
+
+  // Admin agents: admin drain, resume, remove, label NAME; label's k=v operands (label_set) and
+  // --remove=k[,k2] (label_remove). Checked by admin_agents_options.h.
+  std::string agent_name;
+  std::map<std::string, std::string> label_set;
+  std::vector<std::string> label_remove;
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call

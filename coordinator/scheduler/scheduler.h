@@ -149,6 +149,23 @@ class Scheduler {
   // An operator's drain (drain=true: take no new work; persisted) or resume of an agent.
   void SetAgentDrain(std::string name, bool drain, Done<farm::v1::Ack> done);
 
+  // Operators' agent commands (scheduler_agents.cc; agent_registry.h has the rules). Each
+  // answers with the agent as the command left it, once that is durable; `by` names the
+  // operator in the command's event (empty: "an operator"). INVALID_ARGUMENT for an empty
+  // name or a bad label; NOT_FOUND "no agent named X"; nothing changes on an error.
+  //
+  // Drain (take no new work, finish what it runs) or resume; a resumed agent's parked Lease
+  // calls get matching queued work at once.
+  void DrainAgent(std::string name, bool drain, std::string by, Done<farm::v1::AgentInfo> done);
+  // Sets and removes labels jobs match (keys 1 to kMaxLabelBytes bytes without '=' or ',',
+  // values at most kMaxLabelBytes without ','); the agent's parked Lease calls get the queued
+  // work its new labels match at once.
+  void LabelAgent(std::string name, Labels set, std::vector<std::string> remove, std::string by,
+                  Done<farm::v1::AgentInfo> done);
+  // Forgets an offline agent that holds no lease (FAILED_PRECONDITION otherwise): the agent as
+  // it was.
+  void RemoveAgent(std::string name, std::string by, Done<farm::v1::AgentInfo> done);
+
   // Checks that a completion's artifacts are all in the content-addressed store and keeps them
   // there (pins them): `done` with OK, or NOT_FOUND naming what is missing. Called on the
   // completion's thread before the completion is posted to the engine, and must not block it:
@@ -175,6 +192,8 @@ class Scheduler {
   void ArmSweep();
   void Sweep(Txn& txn);
   void ListAgentsNow(Done<farm::v1::ListAgentsResponse>& done);
+  // The agent `name` as ListAgents shows it (it must exist).
+  farm::v1::AgentInfo AgentInfoOf(const std::string& name);
   void RegisterNow(Txn& txn, const farm::v1::RegisterRequest& req,
                    Done<farm::v1::RegisterResponse>& done);
 
