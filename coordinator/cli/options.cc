@@ -19,6 +19,7 @@
 #include "common/duration.h"
 #include "common/job_file.h"
 #include "common/status_macros.h"
+#include "coordinator/cli/admin_queue_options.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/flags.h"
 
@@ -311,7 +312,7 @@ absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
     if (value.empty()) return UsageError("--name needs a name", cmd);
     options.token_name = value;
   } else if (name == "labels") {
-    FARM_ASSIGN_OR_RETURN(options.enroll_labels, ParseLabelList(value, cmd));
+    FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelList(value, cmd));
   } else if (name == "ttl") {
     absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
     if (!ttl.ok() || *ttl == 0) {
@@ -456,6 +457,7 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
     return UsageError(
         absl::StrCat("unexpected argument '", rest[def.operands.size()], "' for ", cmd), cmd);
   }
+  if (IsAdminQueueCommand(def.command)) return ApplyAdminQueueOperands(def, rest, options);
   for (size_t i = 0; i < rest.size(); ++i) {
     if (rest[i].empty()) {
       return UsageError(
@@ -525,6 +527,7 @@ absl::Status CheckCombinations(const CommandDef& def, const CliOptions& options)
   if (options.command == Command::kCertsInit && options.certs_dir.empty()) {
     return UsageError("certs init needs --dir DIR: farmctl certs init --dir=DIR", cmd);
   }
+  if (IsAdminQueueCommand(options.command)) return CheckAdminQueueOptions(def, options);
   return absl::OkStatus();
 }
 

@@ -63,6 +63,12 @@ FARM_LENIENT_REQUEST(EnrollRequest)
 // Secrets (ListSecretsRequest has no string).
 FARM_LENIENT_REQUEST(SetSecretRequest)
 FARM_LENIENT_REQUEST(DeleteSecretRequest)
+// Admin queues (ListQueuesRequest has no string).
+FARM_LENIENT_REQUEST(PauseQueueRequest)
+FARM_LENIENT_REQUEST(ResumeQueueRequest)
+FARM_LENIENT_REQUEST(ReprioritizeJobRequest)
+FARM_LENIENT_REQUEST(RetryRequest)
+FARM_LENIENT_REQUEST(BulkCancelRequest)
 
 #undef FARM_LENIENT_REQUEST
 
