@@ -1,12 +1,16 @@
 #include "coordinator/cli/admin_queue_commands.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/farm_client.h"
+#include "common/grpc_status.h"
+#include "common/text.h"
 #include "coordinator/cli/admin_queue_options.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/format.h"
@@ -85,17 +89,23 @@ int AdminRetry(Session& session) {
       absl::StrCat("job ", req.id(), " runs again as job ", resp->job().id(), "\n"));
 }
 
+// A bulk cancel answers once every batch is written: a deep backlog takes longer than one
+// call's usual deadline, so it gets kBulkCancelDeadline.
+constexpr absl::Duration kBulkCancelDeadline = absl::Minutes(10);
+
 int AdminCancel(Session& session) {
   farm::v1::BulkCancelRequest req;
   req.mutable_labels()->insert(session.options().labels.begin(), session.options().labels.end());
   req.set_state(session.options().state);
-  // No deadline short of a deep backlog's: the batches go on while the call waits.
-  absl::StatusOr<farm::v1::BulkCancelResponse> resp =
-      session.CallOnce(&farm::v1::AdminService::Stub::BulkCancel, session.client().admin(), req,
-                       absl::Now() + absl::Minutes(10));
-  if (!resp.ok()) return session.Fail(resp.status());
-  if (session.json()) return session.Print(ToJson(*resp));
-  return session.Print(absl::StrCat("cancelled ", resp->cancelled(), " queued jobs matching ",
+  if (absl::Status s = common::ValidateRequestText(req); !s.ok()) return session.Fail(s);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kBulkCancelDeadline));
+  farm::v1::BulkCancelResponse resp;
+  const absl::Status s =
+      common::FromGrpcStatus(session.client().admin().BulkCancel(&context, req, &resp));
+  if (!s.ok()) return session.Fail(s);
+  if (session.json()) return session.Print(ToJson(resp));
+  return session.Print(absl::StrCat("cancelled ", resp.cancelled(), " queued jobs matching ",
                                     Selector(req.labels()), "\n"));
 }
 
@@ -175,7 +185,7 @@ void RegisterAdminQueueCommands(std::vector<CommandDef>& table) {
                    {},
                    "JOB N",
                    "give a queued job priority N, -1000..1000 (role admin)",
-                   "",
+                   "A negative N goes after --: farmctl admin reprioritize 17 -- -5\n",
                    AdminReprioritize});
   table.push_back({"admin retry",
                    Command::kAdminRetry,

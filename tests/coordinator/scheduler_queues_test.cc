@@ -88,7 +88,9 @@ TEST_F(SchedulerQueuesTest, APausedQueueKeepsItsJobsUntilResumedEvenAcrossAResta
   ASSERT_OK(Pause({{"os", "linux"}}));
   const std::string held = Submit(Spec("held", 0, {{"os", "linux"}}));
   const std::string free = Submit(Spec("free"));
-  EXPECT_EQ(Next().job().id(), free);
+  const farm::v1::LeaseResponse ran = Next();
+  EXPECT_EQ(ran.job().id(), free);
+  Finish(ran, true);
   EXPECT_TRUE(NothingQueued());
   ASSERT_OK_AND_ASSIGN(farm::v1::ListQueuesResponse queues, Queues());
   ASSERT_EQ(queues.pauses_size(), 1);
