@@ -67,6 +67,13 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/ResumeAgent", kAdminOnly),
       Entry("/farm.v1.AdminService/RemoveAgent", kAdminOnly),
       Entry("/farm.v1.AdminService/LabelAgent", kAdminOnly),
+      // farm.v1: admin queues (pause, resume, queues, reprioritize, retry, bulk cancel).
+      Entry("/farm.v1.AdminService/PauseQueue", kAdminOnly),
+      Entry("/farm.v1.AdminService/ResumeQueue", kAdminOnly),
+      Entry("/farm.v1.AdminService/ListQueues", kAdminOnly),
+      Entry("/farm.v1.AdminService/ReprioritizeJob", kAdminOnly),
+      Entry("/farm.v1.AdminService/Retry", kAdminOnly),
+      Entry("/farm.v1.AdminService/BulkCancel", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

@@ -26,7 +26,7 @@ int Agents(Session& session) {
 int AgentEnrollToken(Session& session) {
   const CliOptions& o = session.options();
   farm::v1::CreateEnrollTokenRequest req;
-  req.mutable_labels()->insert(o.enroll_labels.begin(), o.enroll_labels.end());
+  req.mutable_labels()->insert(o.labels.begin(), o.labels.end());
   req.set_ttl_ms(o.token_ttl_ms);
   absl::StatusOr<farm::v1::CreateEnrollTokenResponse> resp = session.CallOnce(
       &farm::v1::AdminService::Stub::CreateEnrollToken, session.client().admin(), req);

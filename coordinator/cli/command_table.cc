@@ -20,6 +20,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterTokenCommands(*table);
     RegisterSecretCommands(*table);
     RegisterAdminAgentCommands(*table);
+    RegisterAdminQueueCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

@@ -45,6 +45,7 @@ void RegisterCertsCommands(std::vector<CommandDef>& table);
 void RegisterTokenCommands(std::vector<CommandDef>& table);
 void RegisterSecretCommands(std::vector<CommandDef>& table);
 void RegisterAdminAgentCommands(std::vector<CommandDef>& table);
+void RegisterAdminQueueCommands(std::vector<CommandDef>& table);
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

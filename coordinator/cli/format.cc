@@ -272,7 +272,7 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
     label.resize(11, ' ');
     absl::StrAppend(&out, label, common::EscapeControls(value), "\n");
   }
-
+  absl::StrAppend(&out, FormatJobRetryLines(job));
   AppendAttemptsAndSteps(job, context, out);
   return out;
 }

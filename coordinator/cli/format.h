@@ -103,4 +103,8 @@ std::string OneLine(absl::string_view text);
 // Compact ages for tables: "45s", "12m", "3h", "2d".
 std::string FormatAge(int64_t ms);
 
+// What FormatJobText shows of an operator's retry ("retry of:", "retried:" lines; empty when
+// none). In admin_queue_commands.cc.
+std::string FormatJobRetryLines(const farm::v1::Job& job);
+
 }  // namespace farm::cli

@@ -20,6 +20,7 @@
 #include "common/job_file.h"
 #include "common/status_macros.h"
 #include "coordinator/cli/admin_agents_options.h"
+#include "coordinator/cli/admin_queue_options.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/flags.h"
 
@@ -312,7 +313,7 @@ absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
     if (value.empty()) return UsageError("--name needs a name", cmd);
     options.token_name = value;
   } else if (name == "labels") {
-    FARM_ASSIGN_OR_RETURN(options.enroll_labels, ParseLabelList(value, cmd));
+    FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelList(value, cmd));
   } else if (name == "ttl") {
     absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
     if (!ttl.ok() || *ttl == 0) {
@@ -460,6 +461,7 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
         absl::StrCat("unexpected argument '", rest[def.operands.size()], "' for ", cmd), cmd);
   }
   if (IsAdminAgentCommand(def.command)) return ApplyAdminAgentOperands(def, rest, options);
+  if (IsAdminQueueCommand(def.command)) return ApplyAdminQueueOperands(def, rest, options);
   for (size_t i = 0; i < rest.size(); ++i) {
     if (rest[i].empty()) {
       return UsageError(
@@ -530,6 +532,7 @@ absl::Status CheckCombinations(const CommandDef& def, const CliOptions& options)
     return UsageError("certs init needs --dir DIR: farmctl certs init --dir=DIR", cmd);
   }
   if (IsAdminAgentCommand(options.command)) return CheckAdminAgentOptions(def, options);
+  if (IsAdminQueueCommand(options.command)) return CheckAdminQueueOptions(def, options);
   return absl::OkStatus();
 }
 

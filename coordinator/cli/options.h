@@ -71,6 +71,13 @@ enum class Command {
   kAdminResume,
   kAdminRemove,
   kAdminLabel,
+  // Admin queues.
+  kAdminPause,
+  kAdminResumeQueue,
+  kAdminQueues,
+  kAdminReprioritize,
+  kAdminRetry,
+  kAdminCancel,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -100,9 +107,10 @@ struct CliOptions {
   std::string token_name;
   int64_t token_ttl_ms = 0;
   std::string token_id;
-  // agent enroll-token: --labels (the labels the enrolled agent may claim) and --ttl (0: the
-  // coordinator's default, 15 minutes).
-  std::map<std::string, std::string> enroll_labels;
+  // --labels: agent enroll-token's (the labels the enrolled agent may claim; with --ttl, 0: the
+  // coordinator's default, 15 minutes) and admin cancel's selector; also admin pause/resume's
+  // LABELS operand.
+  std::map<std::string, std::string> labels;
   std::string secret_name;                                     // secret set, secret rm: NAME
   bool wait = false;                                           // submit
   bool follow = false;                                         // submit, logs, events
@@ -129,6 +137,9 @@ struct CliOptions {
   std::string agent_name;
   std::map<std::string, std::string> label_set;
   std::vector<std::string> label_remove;
+  // Admin queues (admin_queue_options.h): reprioritize's N; the selector is in `labels`, the
+  // job or pipeline in job_id, cancel's --state in state.
+  int32_t priority = 0;
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/duration.h"
 #include "common/job_state.h"
+#include "coordinator/cli/admin_queue_commands.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/pipeline_progress.h"
 
@@ -157,7 +158,8 @@ int GetPipelineCommand(Session& session) {
   absl::StatusOr<Pipeline> pipeline = GetPipeline(session, id, std::nullopt);
   if (!pipeline.ok()) return session.Fail(pipeline.status(), id);
   return session.Print(session.json() ? ToJson(*pipeline)
-                                      : FormatPipelineText(*pipeline, session.Context()));
+                                      : FormatPipelineText(*pipeline, session.Context()) +
+                                            FormatPipelineRetryLines(*pipeline, session.Context()));
 }
 
 int ListPipelinesCommand(Session& session) {

@@ -98,7 +98,8 @@ const std::vector<FlagDef>& Flags() {
        "--ttl=D                  how long the token is valid (12h, 90d); default: always (an "
        "enrollment token: 15m, at most 7d)"},
       {"labels", false,
-       "--labels=k=v,...         the only labels the enrolled agent may claim (default: any)"},
+       "--labels=k=v,...         enroll-token: the only labels the agent may claim (default: "
+       "any); admin cancel: the jobs (their labels include every k=v)"},
       {"insecure", true,
        "--insecure               plaintext, no credentials: a coordinator started with "
        "--insecure"},

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "common/pipeline.h"
 #include "coordinator/scheduler/attempts.h"
 #include "coordinator/scheduler/engine.h"
+#include "coordinator/scheduler/event_recorder.h"
 #include "coordinator/scheduler/heartbeats.h"
 #include "coordinator/scheduler/job_lifecycle.h"
 #include "coordinator/scheduler/pipeline_graph.h"
@@ -34,6 +36,7 @@ class Intake {
     PipelineGraph* pipelines;
     AttemptTracker* attempts;
     HeartbeatDesk* heartbeats;
+    EventRecorder* events;
   };
   explicit Intake(Parts parts) : p_(parts) {}
 
@@ -51,6 +54,23 @@ class Intake {
   absl::StatusOr<farm::v1::Job> Cancel(Txn& txn, uint64_t seq);
   absl::StatusOr<farm::v1::Pipeline> CancelPipeline(Txn& txn, uint64_t pseq);
 
+  // An operator's retry (intake_retry.cc), idempotent by request id (a retried call returns what
+  // the first one made, with `existing` set):
+  // - a finished job (SUCCEEDED, FAILED, CANCELLED, SKIPPED) submitted on its own runs again as
+  //   a new job with the same spec; the new job's retry_of names the old one, the old one's
+  //   retried_by the new one (a JOB_RETRIED event on the old one).
+  // - a finished pipeline that did not succeed is reopened in place: its FAILED, CANCELLED and
+  //   SKIPPED jobs, and every job that needs one of them (transitively), are replaced in its
+  //   record by new jobs (retry_of, retried_by and the event as above) that run as a new
+  //   submit's would; the SUCCEEDED jobs stay, and their artifacts are the new jobs' inputs.
+  //   The pipeline's cancel is lifted and its retries counted.
+  // NOT_FOUND (unknown), FAILED_PRECONDITION (not finished; a pipeline that succeeded; a job of
+  // a pipeline, whose pipeline is retried instead; a job retried already).
+  absl::StatusOr<farm::v1::RetryResponse> RetryJob(Txn& txn, uint64_t seq,
+                                                   const std::string& request_id);
+  absl::StatusOr<farm::v1::RetryResponse> RetryPipeline(Txn& txn, uint64_t pseq,
+                                                        const std::string& request_id);
+
   // Re-resolves every job still WAITING for its needs (after a restart: a cascade that an
   // older version lost, or a need that ended meanwhile).
   absl::Status ResolveWaiting(Txn& txn);
@@ -60,6 +80,12 @@ class Intake {
   absl::Status CancelInTxn(Txn& txn, farm::v1::Job& job);
   // The pipeline's derived view as this group sees it.
   absl::Status FillView(Txn& txn, farm::v1::Pipeline& pipeline);
+  // A new job that runs `old` again (not yet submitted); `old` is marked and recorded.
+  farm::v1::Job NewRetry(Txn& txn, farm::v1::Job& old);
+  // Submits a retried pipeline's new jobs: those that wait first, then the ready ones.
+  absl::Status SubmitRetried(Txn& txn, const farm::v1::Pipeline& pipeline,
+                             std::vector<farm::v1::Job>& created,
+                             const std::set<std::string>& rerun);
 
   Parts p_;
   uint64_t last_seq_ = 0;

@@ -93,7 +93,7 @@ absl::StatusOr<std::optional<uint64_t>> QueueIndex::PopFor(Txn& txn, const Label
   Window* best = nullptr;
   for (auto& [labelset, w] : windows_) {
     const Labels* required = sets_->Find(labelset);
-    if (required == nullptr || !LabelsMatch(agent, *required)) continue;
+    if (required == nullptr || !LabelsMatch(agent, *required) || Paused(labelset)) continue;
     FARM_RETURN_IF_ERROR(Fill(txn, labelset, w));
     if (w.keys.empty()) continue;
     if (best == nullptr || w.keys.begin()->first < best->keys.begin()->first) best = &w;
@@ -103,6 +103,7 @@ absl::StatusOr<std::optional<uint64_t>> QueueIndex::PopFor(Txn& txn, const Label
 }
 
 absl::StatusOr<std::optional<uint64_t>> QueueIndex::PopHead(Txn& txn, uint64_t labelset) {
+  if (Paused(labelset)) return std::nullopt;
   Window& w = WindowOf(labelset);
   FARM_RETURN_IF_ERROR(Fill(txn, labelset, w));
   if (w.keys.empty()) return std::nullopt;

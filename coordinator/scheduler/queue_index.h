@@ -5,7 +5,15 @@
 // refilled from the store when it runs dry. Memory therefore grows with the number of label
 // sets, not with the backlog.
 //
-// Owns: the windows and the "where to scan from" bound of each label set. Engine thread only.
+// Pauses (an operator's `farmctl admin pause`; queue_pauses.cc): a pause is a selector, a set of
+// labels k=v. A label set is paused while some selector is contained in it (every k=v of the
+// selector is among the set's required labels; the set may require more). A paused set's jobs
+// stay queued, in order, and are never popped; submits to it queue as usual. Pauses are durable
+// (Cf::kMeta, "queue_pause/" canonical selector → paused_ms(8)); a resume marks the sets it frees
+// as having new work, so that the epilogue's dispatch hands them to parked Lease calls at once.
+//
+// Owns: the windows and the "where to scan from" bound of each label set, and the pauses. Engine
+// thread only.
 // Errors: the store's read errors (a refill scans the queue family); the index is then unchanged
 // and may be used again.
 #pragma once
@@ -40,9 +48,10 @@ class QueueIndex {
   void Remove(Txn& txn, const farm::v1::Job& job);
 
   // Removes and returns the first queued job that an agent with `agent` labels may run: the
-  // best head among the label sets it matches. nullopt when there is none.
+  // best head among the label sets it matches that are not paused. nullopt when there is none.
   absl::StatusOr<std::optional<uint64_t>> PopFor(Txn& txn, const Labels& agent);
-  // Removes and returns the head of one label set; nullopt when it has nothing queued.
+  // Removes and returns the head of one label set; nullopt when it has nothing queued or is
+  // paused.
   absl::StatusOr<std::optional<uint64_t>> PopHead(Txn& txn, uint64_t labelset);
 
   // Whether an agent with `agent` labels may run the jobs of `labelset`.
@@ -50,6 +59,24 @@ class QueueIndex {
 
   // The label sets that got work since the last call (to offer it to parked agents).
   std::vector<uint64_t> TakeNewWork();
+
+  // Moves a QUEUED job (its record as queued, unchanged) to `priority`: its key is rewritten in
+  // this group and job.spec().priority set; the caller writes the record in the same group.
+  void Reprioritize(Txn& txn, farm::v1::Job& job, int32_t priority);
+
+  // --- Pauses (queue_pauses.cc; see above).
+  // Loads the pauses from the store. With Reset, after the label sets were recovered.
+  absl::Status RecoverPauses(Store* store);
+  // Pauses `selector` (non-empty, checked by the caller) from `now_ms`; false (nothing written)
+  // when it was paused already.
+  bool Pause(Txn& txn, const Labels& selector, int64_t now_ms);
+  // Lifts the pause of exactly `selector`; false when there is none. The sets it frees (no other
+  // pause holds them) are offered to parked agents after this command.
+  bool Resume(Txn& txn, const Labels& selector);
+  // Whether `labelset` is paused now.
+  bool Paused(uint64_t labelset) const;
+  // Every pause: selector → paused_ms.
+  const std::map<Labels, int64_t>& pauses() const { return pauses_; }
 
  private:
   struct Window {
@@ -71,6 +98,7 @@ class QueueIndex {
   const size_t window_;
   std::map<uint64_t, Window> windows_;
   std::set<uint64_t> new_work_;
+  std::map<Labels, int64_t> pauses_;  // selector → paused_ms
 };
 
 }  // namespace farm::coordinator

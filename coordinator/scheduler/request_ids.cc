@@ -10,6 +10,7 @@ namespace farm::coordinator {
 namespace {
 
 std::string Scoped(RequestIds::Kind kind, const std::string& request_id) {
+  if (kind == RequestIds::Kind::kRetry) return absl::StrCat("\x01retry/", request_id);
   return kind == RequestIds::Kind::kJob ? request_id : absl::StrCat("\x01pipeline/", request_id);
 }
 

@@ -19,7 +19,8 @@ namespace farm::coordinator {
 
 class RequestIds {
  public:
-  enum class Kind { kJob, kPipeline };
+  // kRetry: an operator's retry (the caller scopes the id by what it retries).
+  enum class Kind { kJob, kPipeline, kRetry };
 
   RequestIds(common::Clock* clock, int64_t retention_ms)
       : clock_(clock), retention_ms_(retention_ms) {}

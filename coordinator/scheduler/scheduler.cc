@@ -56,7 +56,7 @@ Scheduler::Scheduler(Store* store, common::Clock* clock, FollowerHub* hub, Sched
       attempts_({clock, &leases_, &logs_, &lifecycle_, &events_, options.agent_loss_retries}),
       heartbeats_(clock, &leases_, &agents_, &parked_),
       dispatcher_({clock, &queue_, &leases_, &agents_, &parked_, &logs_, &lifecycle_, &events_}),
-      intake_({clock, &request_ids_, &lifecycle_, &pipelines_, &attempts_, &heartbeats_}),
+      intake_({clock, &request_ids_, &lifecycle_, &pipelines_, &attempts_, &heartbeats_, &events_}),
       reads_(store) {
   engine_.SetWriteFailureHandler([this](const absl::Status&) { RecoverAfterFailedWrite(); });
   engine_.SetCommandEpilogue([this](Txn& txn) { dispatcher_.DispatchNewWork(txn); });
@@ -69,6 +69,7 @@ absl::Status Scheduler::Init() { return Recover(); }
 absl::Status Scheduler::Recover() {
   FARM_RETURN_IF_ERROR(label_sets_.Recover(store_));
   queue_.Reset();
+  FARM_RETURN_IF_ERROR(queue_.RecoverPauses(store_));
   FARM_RETURN_IF_ERROR(groups_.Recover(store_));
   FARM_RETURN_IF_ERROR(pipelines_.Recover(store_));
   FARM_RETURN_IF_ERROR(intake_.Recover(store_));

@@ -32,6 +32,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -53,6 +54,7 @@
 #include "coordinator/scheduler/parked_calls.h"
 #include "coordinator/scheduler/pipeline_graph.h"
 #include "coordinator/scheduler/queue_index.h"
+#include "coordinator/scheduler/queue_report.h"
 #include "coordinator/scheduler/request_ids.h"
 #include "coordinator/store/store.h"
 #include "farm/v1/farm.pb.h"
@@ -165,6 +167,31 @@ class Scheduler {
   // Forgets an offline agent that holds no lease (FAILED_PRECONDITION otherwise): the agent as
   // it was.
   void RemoveAgent(std::string name, std::string by, Done<farm::v1::AgentInfo> done);
+  // --- Operators: queues (scheduler_queues.cc). A selector is 1..kMaxLabels labels k=v (keys
+  // and values as a job file's); a job matches it when the job's required labels contain every
+  // k=v of it. INVALID_ARGUMENT for a bad selector, at once.
+  //
+  // Pauses `selector` (queue_index.h): matching jobs stay queued until resumed. Persisted; a
+  // QUEUE_PAUSED event. Pausing a paused selector changes nothing (existing).
+  void PauseQueue(Labels selector, Done<farm::v1::PauseQueueResponse> done);
+  // Lifts the pause of exactly `selector` (NOT_FOUND when it is not paused); the jobs it held go
+  // to parked agents in the same group. A QUEUE_RESUMED event.
+  void ResumeQueue(Labels selector, Done<farm::v1::ResumeQueueResponse> done);
+  // The engine's half of `admin queues` (queue_report.h: BuildQueueReport does the rest, off
+  // the engine thread).
+  void SnapshotQueues(Done<QueueSnapshot> done);
+  // Moves a QUEUED job to `priority` in one write (its queue key and record, a
+  // JOB_REPRIORITIZED event). NOT_FOUND, FAILED_PRECONDITION (not queued), INVALID_ARGUMENT
+  // (outside kMinPriority..kMaxPriority).
+  void Reprioritize(std::string job_id, int32_t priority, Done<farm::v1::Job> done);
+  // Retries a finished job or pipeline (intake.h: RetryJob, RetryPipeline).
+  void Retry(std::string id, std::string request_id, Done<farm::v1::RetryResponse> done);
+  // Cancels the QUEUED jobs that match `selector`, kBulkCancelBatch per write (each write its
+  // own group, after the previous one committed, so other work goes on between them); answers
+  // once none is left, with how many. A write error ends it: the batches before stay.
+  static constexpr size_t kBulkCancelBatch = 1000;
+  void BulkCancel(Labels selector, farm::v1::JobState state,
+                  Done<farm::v1::BulkCancelResponse> done);
 
   // Checks that a completion's artifacts are all in the content-addressed store and keeps them
   // there (pins them): `done` with OK, or NOT_FOUND naming what is missing. Called on the
@@ -194,6 +221,8 @@ class Scheduler {
   void ListAgentsNow(Done<farm::v1::ListAgentsResponse>& done);
   // The agent `name` as ListAgents shows it (it must exist).
   farm::v1::AgentInfo AgentInfoOf(const std::string& name);
+  struct BulkCancelRun;
+  void BulkCancelBatch(Txn& txn, const std::shared_ptr<BulkCancelRun>& run);
   void RegisterNow(Txn& txn, const farm::v1::RegisterRequest& req,
                    Done<farm::v1::RegisterResponse>& done);
 

@@ -61,6 +61,25 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* LabelAgent(grpc::CallbackServerContext* ctx,
                                        const farm::v1::LabelAgentRequest* req,
                                        farm::v1::LabelAgentResponse* resp) override;
+  // Admin queues (admin_queues.cc).
+  grpc::ServerUnaryReactor* PauseQueue(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::PauseQueueRequest* req,
+                                       farm::v1::PauseQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* ResumeQueue(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::ResumeQueueRequest* req,
+                                        farm::v1::ResumeQueueResponse* resp) override;
+  grpc::ServerUnaryReactor* ListQueues(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::ListQueuesRequest* req,
+                                       farm::v1::ListQueuesResponse* resp) override;
+  grpc::ServerUnaryReactor* ReprioritizeJob(grpc::CallbackServerContext* ctx,
+                                            const farm::v1::ReprioritizeJobRequest* req,
+                                            farm::v1::Job* resp) override;
+  grpc::ServerUnaryReactor* Retry(grpc::CallbackServerContext* ctx,
+                                  const farm::v1::RetryRequest* req,
+                                  farm::v1::RetryResponse* resp) override;
+  grpc::ServerUnaryReactor* BulkCancel(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::BulkCancelRequest* req,
+                                       farm::v1::BulkCancelResponse* resp) override;
 
  private:
   Scheduler* const scheduler_;

@@ -68,6 +68,12 @@ FARM_LENIENT_REQUEST(DrainAgentRequest)
 FARM_LENIENT_REQUEST(ResumeAgentRequest)
 FARM_LENIENT_REQUEST(RemoveAgentRequest)
 FARM_LENIENT_REQUEST(LabelAgentRequest)
+// Admin queues (ListQueuesRequest has no string).
+FARM_LENIENT_REQUEST(PauseQueueRequest)
+FARM_LENIENT_REQUEST(ResumeQueueRequest)
+FARM_LENIENT_REQUEST(ReprioritizeJobRequest)
+FARM_LENIENT_REQUEST(RetryRequest)
+FARM_LENIENT_REQUEST(BulkCancelRequest)
 
 #undef FARM_LENIENT_REQUEST
 

@@ -272,10 +272,10 @@ TEST(ParseArgsTest, AgentEnrollToken) {
   ASSERT_OK_AND_ASSIGN(CliOptions o,
                        Parse({"agent", "enroll-token", "--labels=pool=x, gpu = yes", "--ttl=1h"}));
   EXPECT_EQ(o.command, Command::kAgentEnrollToken);
-  EXPECT_EQ(o.enroll_labels, (std::map<std::string, std::string>{{"gpu", "yes"}, {"pool", "x"}}));
+  EXPECT_EQ(o.labels, (std::map<std::string, std::string>{{"gpu", "yes"}, {"pool", "x"}}));
   EXPECT_EQ(o.token_ttl_ms, 3'600'000);
   ASSERT_OK_AND_ASSIGN(o, Parse({"agent", "enroll-token"}));
-  EXPECT_TRUE(o.enroll_labels.empty());
+  EXPECT_TRUE(o.labels.empty());
   EXPECT_EQ(o.token_ttl_ms, 0);  // the coordinator's default
   ExpectUsageError({"agent", "enroll-token", "--labels=pool"}, "\"pool\" is not");
   ExpectUsageError({"agent", "enroll-token", "--labels==x"}, "key=value");

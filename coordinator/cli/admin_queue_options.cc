@@ -1,0 +1,87 @@
+#include "coordinator/cli/admin_queue_options.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+namespace farm::cli {
+namespace {
+
+absl::Status UsageError(absl::string_view message, absl::string_view command) {
+  return absl::InvalidArgumentError(absl::StrCat(message, " (run 'farmctl help ", command, "')"));
+}
+
+}  // namespace
+
+bool IsAdminQueueCommand(Command command) {
+  return command == Command::kAdminPause || command == Command::kAdminResumeQueue ||
+         command == Command::kAdminQueues || command == Command::kAdminReprioritize ||
+         command == Command::kAdminRetry || command == Command::kAdminCancel;
+}
+
+bool IsLabelSelector(absl::string_view operand) {
+  return operand.find('=') != absl::string_view::npos;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabelSelector(absl::string_view text,
+                                                                      absl::string_view what,
+                                                                      absl::string_view cmd) {
+  std::map<std::string, std::string> labels;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    const size_t eq = entry.find('=');
+    const absl::string_view key =
+        absl::StripAsciiWhitespace(entry.substr(0, std::min(eq, entry.size())));
+    if (eq == absl::string_view::npos || key.empty()) {
+      return UsageError(absl::StrCat(what, " takes key=value,...; \"", entry, "\" is not"), cmd);
+    }
+    if (!labels.emplace(key, absl::StripAsciiWhitespace(entry.substr(eq + 1))).second) {
+      return UsageError(absl::StrCat(what, ": \"", key, "\" given twice"), cmd);
+    }
+  }
+  if (labels.empty()) return UsageError(absl::StrCat(what, " needs at least one k=v"), cmd);
+  return labels;
+}
+
+absl::Status ApplyAdminQueueOperands(const CommandDef& def, const std::vector<std::string>& rest,
+                                     CliOptions& options) {
+  const absl::string_view cmd = def.name;
+  for (const std::string& operand : rest) {
+    if (operand.empty()) return UsageError("an operand is empty", cmd);
+  }
+  switch (def.command) {
+    case Command::kAdminPause:
+    case Command::kAdminResumeQueue: {
+      FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelSelector(rest[0], "LABELS", cmd));
+      break;
+    }
+    case Command::kAdminReprioritize:
+      options.job_id = rest[0];
+      if (!absl::SimpleAtoi(rest[1], &options.priority)) {
+        return UsageError(absl::StrCat("N must be a whole number, not \"", rest[1], "\""), cmd);
+      }
+      break;
+    case Command::kAdminRetry:
+      options.job_id = rest[0];
+      break;
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAdminQueueOptions(const CommandDef& def, const CliOptions& options) {
+  if (def.command != Command::kAdminCancel) return absl::OkStatus();
+  if (options.labels.empty()) {
+    return UsageError("admin cancel needs --labels=k=v,...: the jobs to cancel", def.name);
+  }
+  if (options.state != farm::v1::QUEUED) {
+    return UsageError(
+        "admin cancel needs --state=queued: only queued jobs can be cancelled in bulk", def.name);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace farm::cli
