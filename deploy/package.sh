@@ -95,6 +95,9 @@ stage_package() {
     install -D -m 0644 "deploy/debian/lintian/$name" "$root/usr/share/lintian/overrides/$name"
   fi
   if [[ -n $unit ]]; then
+    # /etc/farm, 0755, so that farmctl certs init (which makes missing directories 0700) does
+    # not hide /etc/farm/certs from the coordinator's user.
+    install -d -m 0755 "$root/etc/farm"
     install -D -m 0644 "deploy/systemd/$unit.service" "$root/lib/systemd/system/$unit.service"
     install -D -m 0644 "deploy/debian/default/$unit" "$root/etc/default/$unit"
   fi
