@@ -389,12 +389,15 @@ TEST_F(InstalledPackagesTest, ACoordinatorAndTwoAgentsFromThePackagesRunThePipel
   ASSERT_NE(getpwnam("farm-build"), nullptr);
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
 
-  // As an operator would: the coordinator's address in /etc/default/farm-agent.
+  // As an operator would: the coordinator's address added to the agent's flags (the last
+  // --coordinator wins, over the packaged placeholder and any config file).
   ASSERT_OK_AND_ASSIGN(std::string defaults, ReadFile("/etc/default/farm-agent"));
-  ASSERT_TRUE(absl::StrContains(defaults, "farm-host:7070")) << defaults;
-  absl::StrReplaceAll({{"farm-host:7070", absl::StrCat(coordinator_.address, ":", kPort)}},
-                      &defaults);
-  ASSERT_OK(WriteFile("/etc/default/farm-agent", defaults));
+  const std::map<std::string, std::string> env = ParseEnvironmentFile(defaults);
+  auto flags = env.find("FARM_AGENT_FLAGS");
+  ASSERT_OK(WriteFile(
+      "/etc/default/farm-agent",
+      absl::StrCat(defaults, "FARM_AGENT_FLAGS=\"", flags == env.end() ? "" : flags->second,
+                   " --coordinator=", coordinator_.address, ":", kPort, "\"\n")));
   for (Machine& agent : agents_) ASSERT_NO_FATAL_FAILURE(StartAgent(agent));
 
   // Both enrolled, registered, and running steps as farm-build.
