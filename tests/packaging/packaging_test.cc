@@ -124,6 +124,7 @@ TEST_F(PackagingTest, PackagesHoldWhatTheReadmePromises) {
 
   // Conffiles and maintainer scripts.
   const std::string control_dir = scratch_->Join("control");
+  std::filesystem::create_directories(control_dir);
   Tool("dpkg-deb", {"-e", debs_[0], control_dir + "/coordinator"});
   Tool("dpkg-deb", {"-e", debs_[1], control_dir + "/agent"});
   ASSERT_OK_AND_ASSIGN(std::string conffiles, ReadFile(control_dir + "/coordinator/conffiles"));
