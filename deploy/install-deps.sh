@@ -12,6 +12,9 @@ packages=(
   procps
   # The agent's optional step sandbox (farm-agent --sandbox=bwrap) and its tests.
   bubblewrap
+  # deploy/package.sh (dpkg-shlibdeps; build-essential brings it too) and the packaging tests
+  # (tests/packaging: lintian on the packages; systemd-analyze comes with systemd).
+  dpkg-dev lintian
   # The fuzz tests (tests/fuzz): clang with libFuzzer and its sanitizer runtimes.
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
 )

@@ -25,17 +25,15 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/channel.h"
 #include "common/grpc_status.h"
 #include "farm/v1/farm.grpc.pb.h"
 #include "tests/fault/checker.h"
 #include "tests/testing/mini_farm.h"
+#include "tests/testing/netns.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
@@ -44,8 +42,11 @@ namespace farm::fault {
 namespace {
 
 using farm::testing::FileExists;
+using farm::testing::FindIp;
+using farm::testing::Ip;
 using farm::testing::MiniFarm;
 using farm::testing::ReadFile;
+using farm::testing::RemoveStaleNamespaces;
 using farm::testing::Subprocess;
 using farm::testing::SubprocessOptions;
 using farm::testing::WaitFor;
@@ -56,58 +57,7 @@ constexpr int kCycles = 10;
 // 1.2 s, plus TCP's retransmission backoff after the heal, plus a heartbeat interval of TTL/3).
 constexpr absl::Duration kLeaseTtl = absl::Seconds(5);
 
-std::string FindIp() {
-  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-    if (access(path, X_OK) == 0) return path;
-  }
-  return "";
-}
-
-// Runs `ip ARGS...`; its stdout, or its stderr in the error.
-absl::StatusOr<std::string> IpOutput(const std::string& ip, const std::string& scratch,
-                                     std::vector<std::string> args) {
-  SubprocessOptions options;
-  options.binary = ip;
-  options.args = std::move(args);
-  options.stdout_path = scratch + "/ip.stdout";
-  options.stderr_path = scratch + "/ip.stderr";
-  options.new_process_group = false;
-  FARM_ASSIGN_OR_RETURN(std::unique_ptr<Subprocess> process, Subprocess::Start(options));
-  FARM_ASSIGN_OR_RETURN(int code, process->Wait(absl::Seconds(10)));
-  if (code == 0) return ReadFile(options.stdout_path).value_or("");
-  const std::string err = ReadFile(options.stderr_path).value_or("");
-  const std::string message =
-      absl::StrCat("ip ", absl::StrJoin(options.args, " "), ": exit ", code, ": ", err);
-  if (absl::StrContains(err, "Operation not permitted") ||
-      absl::StrContains(err, "Permission denied")) {
-    return absl::PermissionDeniedError(message);
-  }
-  return absl::InternalError(message);
-}
-
-absl::Status Ip(const std::string& ip, const std::string& scratch, std::vector<std::string> args) {
-  return IpOutput(ip, scratch, std::move(args)).status();
-}
-
 constexpr absl::string_view kNetnsPrefix = "farmpart";
-
-// Deletes namespaces left behind by partition tests that were killed (their pid is gone); the
-// veth pair goes with the namespace.
-void RemoveStaleNamespaces(const std::string& ip, const std::string& scratch) {
-  absl::StatusOr<std::string> listed = IpOutput(ip, scratch, {"netns", "list"});
-  if (!listed.ok()) return;
-  for (absl::string_view line : absl::StrSplit(*listed, '\n', absl::SkipEmpty())) {
-    absl::string_view name = line.substr(0, line.find(' '));
-    absl::string_view pid_text = name;
-    int pid = 0;
-    if (!absl::ConsumePrefix(&pid_text, kNetnsPrefix) || !absl::SimpleAtoi(pid_text, &pid)) {
-      continue;
-    }
-    if (pid == getpid() || FileExists(absl::StrCat("/proc/", pid))) continue;
-    std::cout << "removing stale network namespace " << name << std::endl;
-    (void)Ip(ip, scratch, {"netns", "del", std::string(name)});
-  }
-}
 
 class PartitionTest : public ::testing::Test {
  protected:
@@ -133,7 +83,7 @@ class PartitionTest : public ::testing::Test {
     ns_addr_ = absl::StrCat(base, last + 2);
     // TLS on, as on a real network: the coordinator's certificate names the link's address.
     ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create({.tls = true, .tls_hosts = {host_addr_}}));
-    RemoveStaleNamespaces(ip_, farm_->root());
+    RemoveStaleNamespaces(ip_, farm_->root(), kNetnsPrefix);
 
     absl::Status added = Ip(ip_, farm_->root(), {"netns", "add", netns_});
     if (absl::IsPermissionDenied(added)) {
