@@ -153,7 +153,7 @@ TEST_F(PackagingTest, PackagesHoldWhatTheReadmePromises) {
   EXPECT_EQ(UnitValue(coordinator, "Service", "User"), "farm");
   EXPECT_EQ(UnitValue(coordinator, "Service", "StateDirectory"), "farm");
   EXPECT_EQ(UnitValue(agent, "Service", "StateDirectory"), "farm-agent");
-  EXPECT_EQ(UnitValue(agent, "Service", "KillMode"), "mixed");
+  EXPECT_EQ(UnitValue(agent, "Service", "KillMode"), "control-group");
   EXPECT_EQ(UnitValue(agent, "Service", "Delegate"), "yes");
 }
 
