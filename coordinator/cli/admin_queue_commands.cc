@@ -185,7 +185,7 @@ void RegisterAdminQueueCommands(std::vector<CommandDef>& table) {
                    {},
                    "JOB N",
                    "give a queued job priority N, -1000..1000 (role admin)",
-                   "A negative N goes after --: farmctl admin reprioritize 17 -- -5\n",
+                   "",
                    AdminReprioritize});
   table.push_back({"admin retry",
                    Command::kAdminRetry,

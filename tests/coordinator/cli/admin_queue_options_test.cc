@@ -38,7 +38,7 @@ TEST(AdminQueueOptionsTest, PauseAndResumeTakeALabelSelector) {
 }
 
 TEST(AdminQueueOptionsTest, ReprioritizeRetryAndQueues) {
-  ASSERT_OK_AND_ASSIGN(CliOptions o, ParseArgs({"admin", "reprioritize", "17", "--", "-5"}, ""));
+  ASSERT_OK_AND_ASSIGN(CliOptions o, ParseArgs({"admin", "reprioritize", "17", "-5"}, ""));
   EXPECT_EQ(o.command, Command::kAdminReprioritize);
   EXPECT_EQ(o.job_id, "17");
   EXPECT_EQ(o.priority, -5);
