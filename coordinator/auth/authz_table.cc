@@ -62,6 +62,11 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/SetSecret", kAdminOnly),
       Entry("/farm.v1.AdminService/ListSecrets", kAdminOnly),
       Entry("/farm.v1.AdminService/DeleteSecret", kAdminOnly),
+      // farm.v1: operators' agent commands (admin agents).
+      Entry("/farm.v1.AdminService/DrainAgent", kAdminOnly),
+      Entry("/farm.v1.AdminService/ResumeAgent", kAdminOnly),
+      Entry("/farm.v1.AdminService/RemoveAgent", kAdminOnly),
+      Entry("/farm.v1.AdminService/LabelAgent", kAdminOnly),
       // farm.v1: admin queues (pause, resume, queues, reprioritize, retry, bulk cancel).
       Entry("/farm.v1.AdminService/PauseQueue", kAdminOnly),
       Entry("/farm.v1.AdminService/ResumeQueue", kAdminOnly),

@@ -56,6 +56,8 @@ unsigned FieldsOf(EventKind kind) {
     case farm::v1::AGENT_LOST:
     case farm::v1::AGENT_DRAINING:
     case farm::v1::AGENT_RESUMED:
+    case farm::v1::AGENT_LABELED:
+    case farm::v1::AGENT_REMOVED:
       return kAgent | kReason;
     default:  // a kind this build does not know: whatever is set
       return kAgent | kAttempt | kEpoch | kStep | kExitCode | kOutcome | kState | kReason;

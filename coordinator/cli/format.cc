@@ -422,8 +422,8 @@ std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
             ? absl::StrCat(FormatAge(context.now_ms - agent->last_seen_ms()), " ago")
             : "-";
     table.AddRow({agent->name(), OrDash(agent->state()),
-                  absl::StrCat(agent->jobs_size(), "/", agent->slots()),
-                  FormatLabels(agent->labels()), OrDash(absl::StrJoin(agent->jobs(), ",")), seen,
+                  absl::StrCat(agent->jobs_size(), "/", agent->slots()), FormatAgentLabels(*agent),
+                  OrDash(absl::StrJoin(agent->jobs(), ",")), seen,
                   FormatIsolation(agent->isolation())});
   }
   return table.Render();

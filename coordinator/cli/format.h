@@ -63,8 +63,11 @@ std::string FormatElapsed(int64_t ms);
 // How an agent isolates its steps, for `agents`: "cgroup-v2 user=nobody bwrap" (the kill
 // mechanism, the step user, the sandbox when there is one); "-" for an agent that did not say.
 std::string FormatIsolation(const farm::v1::StepIsolation& isolation);
-// `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS, JOBS, SEEN and ISOLATION
-// (FormatIsolation; "no agents" when empty).
+// An agent's labels for `agents`: what jobs match, sorted, then what operators changed, when
+// they did: "gpu=yes,os=linux (operator: gpu=yes,-pool)"; "-" for none.
+std::string FormatAgentLabels(const farm::v1::AgentInfo& agent);
+// `agents`: a table of NAME, STATE, SLOTS (busy/total), LABELS (FormatAgentLabels), JOBS, SEEN
+// and ISOLATION (FormatIsolation; "no agents" when empty).
 std::string FormatAgentsText(const farm::v1::ListAgentsResponse& response,
                              const TextContext& context);
 // `artifacts`: a table of PATH, SIZE (bytes), EXEC ("x" or "-") and DIGEST (HASH/SIZE, as `cas

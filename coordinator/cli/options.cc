@@ -19,6 +19,7 @@
 #include "common/duration.h"
 #include "common/job_file.h"
 #include "common/status_macros.h"
+#include "coordinator/cli/admin_agents_options.h"
 #include "coordinator/cli/admin_queue_options.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/flags.h"
@@ -390,6 +391,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   } else if (name == "dir") {
     if (value.empty()) return UsageError("--dir needs a directory", cmd);
     options.certs_dir = value;
+  } else if (name == "remove") {
+    return ApplyAdminAgentFlag(name, value, cmd, options);
   } else if (name == "hosts") {
     absl::StatusOr<std::vector<std::string>> hosts = common::ParseHosts(value);
     if (!hosts.ok()) return UsageError(absl::StrCat("--hosts: ", hosts.status().message()), cmd);
@@ -457,6 +460,7 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
     return UsageError(
         absl::StrCat("unexpected argument '", rest[def.operands.size()], "' for ", cmd), cmd);
   }
+  if (IsAdminAgentCommand(def.command)) return ApplyAdminAgentOperands(def, rest, options);
   if (IsAdminQueueCommand(def.command)) return ApplyAdminQueueOperands(def, rest, options);
   for (size_t i = 0; i < rest.size(); ++i) {
     if (rest[i].empty()) {
@@ -527,6 +531,7 @@ absl::Status CheckCombinations(const CommandDef& def, const CliOptions& options)
   if (options.command == Command::kCertsInit && options.certs_dir.empty()) {
     return UsageError("certs init needs --dir DIR: farmctl certs init --dir=DIR", cmd);
   }
+  if (IsAdminAgentCommand(options.command)) return CheckAdminAgentOptions(def, options);
   if (IsAdminQueueCommand(options.command)) return CheckAdminQueueOptions(def, options);
   return absl::OkStatus();
 }

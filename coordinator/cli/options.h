@@ -66,6 +66,11 @@ enum class Command {
   kSecretSet,
   kSecretList,
   kSecretRm,
+  // Admin agents.
+  kAdminDrain,
+  kAdminResume,
+  kAdminRemove,
+  kAdminLabel,
   // Admin queues.
   kAdminPause,
   kAdminResumeQueue,
@@ -127,6 +132,11 @@ struct CliOptions {
   std::string certs_dir;           // certs init: --dir
   std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
 
+  // Admin agents: admin drain, resume, remove, label NAME; label's k=v operands (label_set) and
+  // --remove=k[,k2] (label_remove). Checked by admin_agents_options.h.
+  std::string agent_name;
+  std::map<std::string, std::string> label_set;
+  std::vector<std::string> label_remove;
   // Admin queues (admin_queue_options.h): reprioritize's N; the selector is in `labels`, the
   // job or pipeline in job_id, cancel's --state in state.
   int32_t priority = 0;

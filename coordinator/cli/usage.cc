@@ -50,6 +50,13 @@ absl::string_view GroupDetails(absl::string_view group) {
            "under `secrets:`, encrypted at rest by the coordinator (--secrets_key_file) and shown\n"
            "as [REDACTED] in the jobs' output. No command ever prints a value.\n";
   }
+  if (group == "admin") {
+    return "Operators' commands (role admin). Each change is kept by the coordinator and "
+           "recorded in
+        the event history with who made
+        it(farmctl events)
+            .";
+  }
   if (group == "certs") {
     return "The farm's TLS certificates and secrets key, made locally (no coordinator needed).\n";
   }
@@ -134,6 +141,10 @@ const std::vector<FlagDef>& Flags() {
       {"hosts", false,
        "--hosts=NAMES            the coordinator's host names and IPs (default "
        "localhost,127.0.0.1)"},
+      // Admin agents.
+      {"remove", false,
+       "--remove=KEY[,KEY...]    admin label: label keys to take out (they stay out when the "
+       "agent registers them again)"},
   };
   return *kFlags;
 }

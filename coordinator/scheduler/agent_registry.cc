@@ -1,12 +1,28 @@
 #include "coordinator/scheduler/agent_registry.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
+#include "common/job_limits.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
+
+Labels EffectiveLabels(const farm::internal::AgentRecord& record) {
+  Labels labels = ToLabels(record.labels());
+  for (const std::string& key : record.operator_removed()) labels.erase(key);
+  for (const auto& [key, value] : record.operator_labels()) labels[key] = value;
+  return labels;
+}
+
+std::string ByOperator(const std::string& by) {
+  return by.empty() ? "by an operator" : absl::StrCat("by ", by);
+}
 
 absl::Status AgentRegistry::Recover(Store* store) {
   std::map<std::string, AgentState> old = std::move(agents_);
@@ -27,7 +43,7 @@ absl::Status AgentRegistry::Recover(Store* store) {
           agent.last_seen_ms = clock_->MonotonicMs();
           agent.last_seen_wall_ms = record.last_seen_ms();
         }
-        agent.labels = ToLabels(record.labels());
+        agent.labels = EffectiveLabels(record);
         agent.record = std::move(record);
         agents_.emplace(std::string(key), std::move(agent));
         return true;
@@ -54,7 +70,7 @@ AgentState& AgentRegistry::Register(Txn& txn, const farm::v1::RegisterRequest& r
   *superseded = !agent.record.session_id().empty() && agent.record.session_id() != req.session_id();
   agent.record.set_name(req.name());
   *agent.record.mutable_labels() = req.labels();
-  agent.labels = ToLabels(req.labels());
+  agent.labels = EffectiveLabels(agent.record);
   agent.record.set_slots(req.slots());
   agent.record.set_session_id(req.session_id());
   agent.record.set_version(req.version());
@@ -108,20 +124,129 @@ void AgentRegistry::SetSelfDraining(Txn& txn, AgentState& agent, bool draining) 
          "the agent is stopping");
 }
 
-absl::Status AgentRegistry::SetOperatorDrain(Txn& txn, const std::string& name, bool drain) {
+absl::StatusOr<AgentState*> AgentRegistry::FindForOperator(const std::string& name) {
   AgentState* agent = Find(name);
   if (agent == nullptr) {
-    return absl::NotFoundError(absl::StrCat("agent ", common::Quote(name), " not found"));
+    return absl::NotFoundError(absl::StrCat("no agent named ", common::Quote(name)));
   }
+  return agent;
+}
+
+absl::Status AgentRegistry::SetOperatorDrain(Txn& txn, const std::string& name, bool drain,
+                                             const std::string& by) {
+  FARM_ASSIGN_OR_RETURN(AgentState * agent, FindForOperator(name));
   if (agent->record.operator_drain() == drain) return absl::OkStatus();
   const bool was = agent->draining();
   agent->record.set_operator_drain(drain);
   Persist(txn, *agent);
   if (agent->draining() != was) {
     Record(txn, name, drain ? farm::v1::AGENT_DRAINING : farm::v1::AGENT_RESUMED,
-           drain ? "drained by an operator" : "resumed by an operator");
+           absl::StrCat(drain ? "drained " : "resumed ", ByOperator(by)));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// "k=v,k2=v2" (or "k,k2" with values = false), for an event's reason: at most 16 entries.
+template <typename Container, typename Fn>
+std::string ListForReason(const Container& items, Fn fn) {
+  constexpr size_t kShown = 16;
+  std::vector<std::string> parts;
+  for (const auto& item : items) {
+    if (parts.size() == kShown) break;
+    parts.push_back(fn(item));
+  }
+  std::string text = absl::StrJoin(parts, ",");
+  if (items.size() > kShown) absl::StrAppend(&text, " and ", items.size() - kShown, " more");
+  return text;
+}
+
+}  // namespace
+
+absl::Status AgentRegistry::SetOperatorLabels(Txn& txn, const std::string& name, const Labels& set,
+                                              const std::vector<std::string>& remove,
+                                              const std::string& by, bool* changed) {
+  *changed = false;
+  FARM_ASSIGN_OR_RETURN(AgentState * agent, FindForOperator(name));
+  for (const std::string& key : remove) {
+    if (set.count(key) > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the label ", common::Quote(key), " is both set and removed"));
+    }
+    if (agent->labels.count(key) == 0) {
+      return absl::NotFoundError(absl::StrCat("agent ", common::Quote(name), " has no label ",
+                                              common::Quote(key), " to remove"));
+    }
+  }
+  Labels operator_labels = ToLabels(agent->record.operator_labels());
+  std::set<std::string> removed(agent->record.operator_removed().begin(),
+                                agent->record.operator_removed().end());
+  for (const auto& [key, value] : set) {
+    operator_labels[key] = value;
+    removed.erase(key);
+  }
+  for (const std::string& key : remove) {
+    operator_labels.erase(key);
+    removed.insert(key);
+  }
+  farm::internal::AgentRecord record = agent->record;
+  record.mutable_operator_labels()->clear();
+  record.mutable_operator_labels()->insert(operator_labels.begin(), operator_labels.end());
+  record.clear_operator_removed();
+  for (const std::string& key : removed) record.add_operator_removed(key);
+  Labels labels = EffectiveLabels(record);
+  if (labels.size() > static_cast<size_t>(common::kMaxLabels)) {
+    return absl::InvalidArgumentError(absl::StrCat("agent ", common::Quote(name), " would have ",
+                                                   labels.size(), " labels; the limit is ",
+                                                   common::kMaxLabels));
+  }
+  if (operator_labels == ToLabels(agent->record.operator_labels()) &&
+      std::equal(removed.begin(), removed.end(), agent->record.operator_removed().begin(),
+                 agent->record.operator_removed().end())) {
+    return absl::OkStatus();  // as it was: no write, no event
+  }
+  agent->record = std::move(record);
+  agent->labels = std::move(labels);
+  Persist(txn, *agent);
+  std::string reason;
+  if (!set.empty()) {
+    absl::StrAppend(
+        &reason, "set ",
+        ListForReason(set, [](const auto& kv) { return absl::StrCat(kv.first, "=", kv.second); }),
+        "; ");
+  }
+  if (!remove.empty()) {
+    absl::StrAppend(&reason, "removed ",
+                    ListForReason(remove, [](const std::string& key) { return key; }), "; ");
+  }
+  Record(txn, name, farm::v1::AGENT_LABELED, absl::StrCat(reason, ByOperator(by)));
+  *changed = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<farm::v1::AgentInfo> AgentRegistry::Remove(Txn& txn, const std::string& name,
+                                                          const std::vector<uint64_t>& leases_held,
+                                                          const std::string& by) {
+  FARM_ASSIGN_OR_RETURN(AgentState * agent, FindForOperator(name));
+  if (!leases_held.empty()) {
+    std::vector<std::string> jobs;
+    for (uint64_t seq : leases_held) jobs.push_back(keys::JobId(seq));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "agent ", common::Quote(name), " holds leases (jobs ", absl::StrJoin(jobs, ", "),
+        "): it can be removed once it is offline and they have ended"));
+  }
+  if (Online(*agent)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "agent ", common::Quote(name), " is online: stop it first (it counts as offline after ",
+        ttl_ms_ / 1000.0, " s without a call)"));
+  }
+  farm::v1::AgentInfo info = Info(*agent, {});
+  txn.Delete(Cf::kAgents, name);
+  agents_.erase(name);
+  FARM_LOG(INFO) << "[agent=" << name << "] removed " << ByOperator(by);
+  Record(txn, name, farm::v1::AGENT_REMOVED, absl::StrCat("removed ", ByOperator(by)));
+  return info;
 }
 
 void AgentRegistry::Sweep(Txn& txn, const std::set<std::string>& holders) {
@@ -135,8 +260,11 @@ void AgentRegistry::Sweep(Txn& txn, const std::set<std::string>& holders) {
       Record(txn, it->first, farm::v1::AGENT_LOST,
              absl::StrCat("no call for ", silent, " ms (lease TTL ", ttl_ms_, " ms)"));
     }
-    const bool keep = agent.record.operator_drain() || holders.count(it->first) > 0 ||
-                      agent.heartbeat_call != 0 || silent <= forget_after_ms_;
+    const bool by_operator = agent.record.operator_drain() ||
+                             !agent.record.operator_labels().empty() ||
+                             !agent.record.operator_removed().empty();
+    const bool keep = by_operator || holders.count(it->first) > 0 || agent.heartbeat_call != 0 ||
+                      silent <= forget_after_ms_;
     if (keep) {
       ++it;
       continue;
@@ -151,10 +279,32 @@ AgentState* AgentRegistry::Find(const std::string& name) {
   return it == agents_.end() ? nullptr : &it->second;
 }
 
+bool AgentRegistry::Online(const AgentState& agent) const {
+  return agent.heartbeat_call != 0 || clock_->MonotonicMs() - agent.last_seen_ms <= ttl_ms_;
+}
+
 std::string AgentRegistry::StateOf(const AgentState& agent, bool holds_leases) const {
   if (clock_->MonotonicMs() - agent.last_seen_ms > ttl_ms_) return "offline";
   if (agent.draining()) return "draining";
   return holds_leases ? "busy" : "idle";
+}
+
+farm::v1::AgentInfo AgentRegistry::Info(const AgentState& agent,
+                                        const std::vector<uint64_t>& jobs) const {
+  farm::v1::AgentInfo info;
+  info.set_name(agent.record.name());
+  info.mutable_labels()->insert(agent.labels.begin(), agent.labels.end());
+  *info.mutable_operator_labels() = agent.record.operator_labels();
+  *info.mutable_removed_labels() = agent.record.operator_removed();
+  info.set_slots(agent.record.slots());
+  info.set_version(agent.record.version());
+  info.mutable_isolation()->set_kill(agent.record.isolation_kill());
+  info.mutable_isolation()->set_run_as(agent.record.isolation_run_as());
+  info.mutable_isolation()->set_sandbox(agent.record.isolation_sandbox());
+  info.set_last_seen_ms(agent.last_seen_wall_ms);
+  for (uint64_t seq : jobs) info.add_jobs(keys::JobId(seq));
+  info.set_state(StateOf(agent, !jobs.empty()));
+  return info;
 }
 
 }  // namespace farm::coordinator

@@ -129,6 +129,23 @@ void Dispatcher::DispatchNewWork(Txn& txn) {
   }
 }
 
+void Dispatcher::OfferQueuedWork(Txn& txn, const std::string& name) {
+  const AgentState* agent = p_.agents->Find(name);
+  if (txn.failed() || agent == nullptr || agent->draining()) return;
+  const int64_t now = p_.clock->MonotonicMs();
+  p_.parked->VisitLeases([&](LeaseWaiter& w) {
+    if (w.agent != name) return ParkedCalls::Visit::kKeep;
+    if (w.due_ms <= now) {
+      w.done(farm::v1::LeaseResponse());  // its wait is over (see DispatchTo)
+      return ParkedCalls::Visit::kTake;
+    }
+    absl::StatusOr<std::optional<farm::v1::LeaseResponse>> granted = GrantNext(txn, *agent);
+    if (!granted.ok() || !granted->has_value()) return ParkedCalls::Visit::kStop;
+    ReplyAfterCommit(txn, w.done, **std::move(granted));
+    return ParkedCalls::Visit::kTake;
+  });
+}
+
 void Dispatcher::DispatchTo(Txn& txn, uint64_t labelset) {
   const int64_t now = p_.clock->MonotonicMs();
   p_.parked->VisitLeases([&](LeaseWaiter& w) {

@@ -57,6 +57,9 @@ class Dispatcher {
       Txn& txn, const farm::v1::CompleteJobRequest& req, bool ended);
   // Offers the work queued since the last call to parked agents. Run after every command.
   void DispatchNewWork(Txn& txn);
+  // Offers queued work to the parked Lease calls of `agent`, whose labels or drain an operator
+  // just changed (work queued before may match it now: no call waits out its wait for it).
+  void OfferQueuedWork(Txn& txn, const std::string& agent);
 
   // Queued keys removed because their job had no readable record.
   int64_t dropped() const { return dropped_; }

@@ -395,28 +395,18 @@ void Scheduler::ListAgentsNow(Done<farm::v1::ListAgentsResponse>& done) {
   const std::map<std::string, std::vector<uint64_t>> held = leases_.ByHolder();
   farm::v1::ListAgentsResponse resp;
   for (const auto& [name, agent] : agents_.all()) {
-    farm::v1::AgentInfo* info = resp.add_agents();
-    info->set_name(name);
-    *info->mutable_labels() = agent.record.labels();
-    info->set_slots(agent.record.slots());
-    info->set_version(agent.record.version());
-    info->mutable_isolation()->set_kill(agent.record.isolation_kill());
-    info->mutable_isolation()->set_run_as(agent.record.isolation_run_as());
-    info->mutable_isolation()->set_sandbox(agent.record.isolation_sandbox());
-    info->set_last_seen_ms(agent.last_seen_wall_ms);
     auto jobs = held.find(name);
-    if (jobs != held.end()) {
-      for (uint64_t seq : jobs->second) info->add_jobs(keys::JobId(seq));
-    }
-    info->set_state(agents_.StateOf(agent, jobs != held.end()));
+    *resp.add_agents() =
+        agents_.Info(agent, jobs != held.end() ? jobs->second : std::vector<uint64_t>());
   }
   done(std::move(resp));
 }
 
 void Scheduler::SetAgentDrain(std::string name, bool drain, Done<farm::v1::Ack> done) {
-  Post([this, name = std::move(name), drain,
-        done](Txn& txn) { AnswerAck(txn, done, agents_.SetOperatorDrain(txn, name, drain)); },
-       [&](absl::Status s) { done(s); });
+  DrainAgent(std::move(name), drain, "", [done](absl::StatusOr<farm::v1::AgentInfo> info) {
+    if (!info.ok()) return done(info.status());
+    done(farm::v1::Ack());
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -151,6 +151,22 @@ class Scheduler {
   // An operator's drain (drain=true: take no new work; persisted) or resume of an agent.
   void SetAgentDrain(std::string name, bool drain, Done<farm::v1::Ack> done);
 
+  // Operators' agent commands (scheduler_agents.cc; agent_registry.h has the rules). Each
+  // answers with the agent as the command left it, once that is durable; `by` names the
+  // operator in the command's event (empty: "an operator"). INVALID_ARGUMENT for an empty
+  // name or a bad label; NOT_FOUND "no agent named X"; nothing changes on an error.
+  //
+  // Drain (take no new work, finish what it runs) or resume; a resumed agent's parked Lease
+  // calls get matching queued work at once.
+  void DrainAgent(std::string name, bool drain, std::string by, Done<farm::v1::AgentInfo> done);
+  // Sets and removes labels jobs match (keys 1 to kMaxLabelBytes bytes without '=' or ',',
+  // values at most kMaxLabelBytes without ','); the agent's parked Lease calls get the queued
+  // work its new labels match at once.
+  void LabelAgent(std::string name, Labels set, std::vector<std::string> remove, std::string by,
+                  Done<farm::v1::AgentInfo> done);
+  // Forgets an offline agent that holds no lease (FAILED_PRECONDITION otherwise): the agent as
+  // it was.
+  void RemoveAgent(std::string name, std::string by, Done<farm::v1::AgentInfo> done);
   // --- Operators: queues (scheduler_queues.cc). A selector is 1..kMaxLabels labels k=v (keys
   // and values as a job file's); a job matches it when the job's required labels contain every
   // k=v of it. INVALID_ARGUMENT for a bad selector, at once.
@@ -203,6 +219,8 @@ class Scheduler {
   void ArmSweep();
   void Sweep(Txn& txn);
   void ListAgentsNow(Done<farm::v1::ListAgentsResponse>& done);
+  // The agent `name` as ListAgents shows it (it must exist).
+  farm::v1::AgentInfo AgentInfoOf(const std::string& name);
   struct BulkCancelRun;
   void BulkCancelBatch(Txn& txn, const std::shared_ptr<BulkCancelRun>& run);
   void RegisterNow(Txn& txn, const farm::v1::RegisterRequest& req,

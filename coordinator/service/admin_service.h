@@ -1,7 +1,7 @@
 // farm.v1.AdminService on the gRPC callback API: operators' commands. The authorization table
-// lets only admins call the token and secret RPCs (ListAgents: every person). Token and secret
-// writes are synced store writes: they run on the read pool, never on gRPC's callback threads.
-// The secret RPCs are in admin_secrets.cc. Thread-safe; owned by the Coordinator.
+// lets only admins call the token, secret and agent-command RPCs (ListAgents: every person). Token
+// and secret writes are synced store writes: they run on the read pool, never on gRPC's callback
+// threads. The secret RPCs are in admin_secrets.cc. Thread-safe; owned by the Coordinator.
 #pragma once
 
 #include "common/io_pool.h"
@@ -48,6 +48,19 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
                                          const farm::v1::DeleteSecretRequest* req,
                                          farm::v1::DeleteSecretResponse* resp) override;
 
+  // Operators' agent commands (admin_agents.cc).
+  grpc::ServerUnaryReactor* DrainAgent(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::DrainAgentRequest* req,
+                                       farm::v1::DrainAgentResponse* resp) override;
+  grpc::ServerUnaryReactor* ResumeAgent(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::ResumeAgentRequest* req,
+                                        farm::v1::ResumeAgentResponse* resp) override;
+  grpc::ServerUnaryReactor* RemoveAgent(grpc::CallbackServerContext* ctx,
+                                        const farm::v1::RemoveAgentRequest* req,
+                                        farm::v1::RemoveAgentResponse* resp) override;
+  grpc::ServerUnaryReactor* LabelAgent(grpc::CallbackServerContext* ctx,
+                                       const farm::v1::LabelAgentRequest* req,
+                                       farm::v1::LabelAgentResponse* resp) override;
   // Admin queues (admin_queues.cc).
   grpc::ServerUnaryReactor* PauseQueue(grpc::CallbackServerContext* ctx,
                                        const farm::v1::PauseQueueRequest* req,

@@ -63,6 +63,11 @@ FARM_LENIENT_REQUEST(EnrollRequest)
 // Secrets (ListSecretsRequest has no string).
 FARM_LENIENT_REQUEST(SetSecretRequest)
 FARM_LENIENT_REQUEST(DeleteSecretRequest)
+// Admin agents.
+FARM_LENIENT_REQUEST(DrainAgentRequest)
+FARM_LENIENT_REQUEST(ResumeAgentRequest)
+FARM_LENIENT_REQUEST(RemoveAgentRequest)
+FARM_LENIENT_REQUEST(LabelAgentRequest)
 // Admin queues (ListQueuesRequest has no string).
 FARM_LENIENT_REQUEST(PauseQueueRequest)
 FARM_LENIENT_REQUEST(ResumeQueueRequest)

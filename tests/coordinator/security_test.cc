@@ -2,7 +2,8 @@
 // 127.0.0.1:0, callers identified by client certificates (made by common/certs.h) and tokens.
 // What a caller without the right identity sees: no credential, a certificate from another CA,
 // plaintext against the TLS port, expired and revoked tokens; every RPC × role against the
-// authorization table; an agent acting on another agent's lease; enrollment and pinned labels.
+// authorization table; an agent acting on another agent's lease; enrollment and pinned labels
+// (and an operator's labels over them).
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -370,6 +371,61 @@ TEST_F(SecurityTest, AnEnrolledAgentRegistersOnlyWithItsPinnedLabels) {
   (*reg.mutable_labels())["os"] = "linux";
   s = agent->Register(Ctx().get(), reg, &reg_resp);
   EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+// Pinned labels bound what the agent claims, not what an operator decides: an admin may change
+// a pinned label (and it holds across the agent's registrations), the agent may not, neither by
+// registering nor through the admin command.
+TEST_F(SecurityTest, AnOperatorMayChangeAnEnrolledAgentsPinnedLabelsTheAgentMayNot) {
+  farm::v1::CreateEnrollTokenRequest create;
+  (*create.mutable_labels())["pool"] = "x";
+  farm::v1::CreateEnrollTokenResponse enrollment;
+  auto admin = farm::v1::AdminService::NewStub(admin_);
+  ASSERT_TRUE(admin->CreateEnrollToken(Ctx().get(), create, &enrollment).ok());
+  common::ClientSecurity nobody;
+  nobody.ca_pem = ca_.cert_pem;
+  farm::v1::EnrollRequest enroll;
+  enroll.set_enroll_token(enrollment.token());
+  enroll.set_name("pooled");
+  enroll.set_request_id("r1");
+  farm::v1::EnrollResponse enrolled;
+  ASSERT_TRUE(farm::v1::AgentService::NewStub(Channel(nobody))
+                  ->Enroll(Ctx().get(), enroll, &enrolled)
+                  .ok());
+  std::shared_ptr<grpc::Channel> as_agent = Channel(WithToken(enrolled.token()));
+  auto agent = farm::v1::AgentService::NewStub(as_agent);
+  farm::v1::RegisterRequest reg;
+  reg.set_name("pooled");
+  reg.set_slots(1);
+  reg.set_session_id("s1");
+  (*reg.mutable_labels())["pool"] = "x";
+  farm::v1::RegisterResponse reg_resp;
+  ASSERT_TRUE(agent->Register(Ctx().get(), reg, &reg_resp).ok());
+
+  farm::v1::LabelAgentRequest label;
+  label.set_name("pooled");
+  (*label.mutable_set())["pool"] = "y";
+  farm::v1::LabelAgentResponse labelled;
+  grpc::Status s =
+      farm::v1::AdminService::NewStub(as_agent)->LabelAgent(Ctx().get(), label, &labelled);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  s = admin->LabelAgent(Ctx().get(), label, &labelled);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(labelled.agent().labels().at("pool"), "y");
+
+  // The agent claims pool=y itself: refused, as before. Its pinned pool=x is accepted, and the
+  // operator's pool=y still holds.
+  reg.set_session_id("s2");
+  (*reg.mutable_labels())["pool"] = "y";
+  s = agent->Register(Ctx().get(), reg, &reg_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  (*reg.mutable_labels())["pool"] = "x";
+  ASSERT_TRUE(agent->Register(Ctx().get(), reg, &reg_resp).ok());
+  farm::v1::ListAgentsResponse agents;
+  ASSERT_TRUE(admin->ListAgents(Ctx().get(), farm::v1::ListAgentsRequest(), &agents).ok());
+  ASSERT_EQ(agents.agents_size(), 1);
+  EXPECT_EQ(agents.agents(0).labels().at("pool"), "y");
+  EXPECT_EQ(agents.agents(0).operator_labels().at("pool"), "y");
 }
 
 TEST(SecurityOptionsTest, TheCoordinatorNeedsTlsOrInsecureAndInsecureOnlyOnLoopback) {

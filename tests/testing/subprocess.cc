@@ -10,7 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <system_error>
 
@@ -251,8 +250,9 @@ std::vector<pid_t> Descendants(pid_t pid) {
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(it->path() / "stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // A process may exit between the listing and the read, which then fails with ESRCH; the
+    // stream form of the read swallows that (an istreambuf_iterator would throw).
+    const std::string text = ReadFileOrEmpty((it->path() / "stat").string());
     size_t close = text.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream fields(text.substr(close + 1));
