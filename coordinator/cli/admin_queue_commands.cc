@@ -158,15 +158,6 @@ void RegisterAdminQueueCommands(std::vector<CommandDef>& table) {
                    "one of them.\nSubmits are still accepted and queue; the pause survives a "
                    "coordinator restart.\n",
                    AdminPause});
-  table.push_back({"admin resume",
-                   Command::kAdminResumeQueue,
-                   {"LABELS"},
-                   false,
-                   {},
-                   "LABELS",
-                   "lift the pause of exactly LABELS: its jobs run at once (role admin)",
-                   "",
-                   AdminResumeQueue});
   table.push_back({"admin queues",
                    Command::kAdminQueues,
                    {},
