@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/cli/admin_queue_commands.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/session.h"
@@ -38,6 +39,7 @@ int AdminDrain(Session& session) {
 }
 
 int AdminResume(Session& session) {
+  if (!session.options().labels.empty()) return AdminResumeQueue(session);  // admin resume LABELS
   farm::v1::ResumeAgentRequest req;
   req.set_name(session.options().agent_name);
   absl::StatusOr<farm::v1::ResumeAgentResponse> resp =
@@ -101,11 +103,12 @@ void RegisterAdminAgentCommands(std::vector<CommandDef>& table) {
                    AdminDrain});
   table.push_back({"admin resume",
                    Command::kAdminResume,
-                   {"NAME"},
+                   {"NAME|LABELS"},
                    false,
                    {},
-                   "NAME",
-                   "a drained agent takes work again (queued work that matches it starts at once)",
+                   "NAME|LABELS",
+                   "a drained agent takes work again (queued work that matches it starts at once); "
+                   "with LABELS (k=v,...): lifts that queue pause",
                    "",
                    AdminResume});
   table.push_back({"admin remove",

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/cli/admin_queue_options.h"
 
 namespace farm::cli {
 namespace {
@@ -23,6 +24,14 @@ absl::Status ApplyAdminAgentOperands(const CommandDef& def, const std::vector<st
                                      CliOptions& options) {
   const absl::string_view cmd = def.name;
   if (rest[0].empty()) return UsageError("NAME is empty: give the agent's name", cmd);
+  if (def.command == Command::kAdminResume && IsLabelSelector(rest[0])) {
+    // `admin resume LABELS`: a queue's resume (admin_queue_commands.h).
+    absl::StatusOr<std::map<std::string, std::string>> labels =
+        ParseLabelSelector(rest[0], "LABELS", cmd);
+    if (!labels.ok()) return labels.status();
+    options.labels = *std::move(labels);
+    return absl::OkStatus();
+  }
   options.agent_name = rest[0];
   for (size_t i = 1; i < rest.size(); ++i) {
     const std::string& label = rest[i];

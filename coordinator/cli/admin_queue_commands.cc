@@ -158,15 +158,6 @@ void RegisterAdminQueueCommands(std::vector<CommandDef>& table) {
                    "one of them.\nSubmits are still accepted and queue; the pause survives a "
                    "coordinator restart.\n",
                    AdminPause});
-  table.push_back({"admin resume",
-                   Command::kAdminResumeQueue,
-                   {"LABELS"},
-                   false,
-                   {},
-                   "LABELS",
-                   "lift the pause of exactly LABELS: its jobs run at once (role admin)",
-                   "",
-                   AdminResumeQueue});
   table.push_back({"admin queues",
                    Command::kAdminQueues,
                    {},
@@ -185,7 +176,7 @@ void RegisterAdminQueueCommands(std::vector<CommandDef>& table) {
                    {},
                    "JOB N",
                    "give a queued job priority N, -1000..1000 (role admin)",
-                   "A negative N goes after --: farmctl admin reprioritize 17 -- -5\n",
+                   "",
                    AdminReprioritize});
   table.push_back({"admin retry",
                    Command::kAdminRetry,

@@ -9,8 +9,9 @@
 
 namespace farm::cli {
 
-// `admin resume LABELS`: lifts a queue pause. (`admin resume NAME`, an agent's resume, shares
-// the command word: an operand with '=' is a selector, IsLabelSelector.)
+// `admin resume LABELS`: lifts a queue pause. `admin resume` is one command with the agents'
+// `admin resume NAME` (admin_agents_commands.cc): an operand with '=' is a selector
+// (IsLabelSelector), parsed into options.labels, and the resume runs this.
 int AdminResumeQueue(Session& session);
 // What `farmctl get` adds for a retried pipeline (how many times, and which jobs replaced
 // which); empty when it was never retried. (A job's: format.h, FormatJobRetryLines.)

@@ -16,9 +16,9 @@ absl::Status UsageError(absl::string_view message, absl::string_view command) {
 }  // namespace
 
 bool IsAdminQueueCommand(Command command) {
-  return command == Command::kAdminPause || command == Command::kAdminResumeQueue ||
-         command == Command::kAdminQueues || command == Command::kAdminReprioritize ||
-         command == Command::kAdminRetry || command == Command::kAdminCancel;
+  return command == Command::kAdminPause || command == Command::kAdminQueues ||
+         command == Command::kAdminReprioritize || command == Command::kAdminRetry ||
+         command == Command::kAdminCancel;
 }
 
 bool IsLabelSelector(absl::string_view operand) {
@@ -52,8 +52,7 @@ absl::Status ApplyAdminQueueOperands(const CommandDef& def, const std::vector<st
     if (operand.empty()) return UsageError("an operand is empty", cmd);
   }
   switch (def.command) {
-    case Command::kAdminPause:
-    case Command::kAdminResumeQueue: {
+    case Command::kAdminPause: {
       FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelSelector(rest[0], "LABELS", cmd));
       break;
     }

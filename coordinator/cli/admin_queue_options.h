@@ -24,8 +24,8 @@ bool IsLabelSelector(absl::string_view operand);
 absl::StatusOr<std::map<std::string, std::string>> ParseLabelSelector(absl::string_view text,
                                                                       absl::string_view what,
                                                                       absl::string_view cmd);
-// pause/resume LABELS (into options.labels), reprioritize JOB N (job_id, priority: a whole
-// number), retry JOB|PIPELINE (job_id).
+// pause LABELS (into options.labels; resume LABELS: admin_agents_options.cc), reprioritize JOB N
+// (job_id, priority: a whole number), retry JOB|PIPELINE (job_id).
 absl::Status ApplyAdminQueueOperands(const CommandDef& def, const std::vector<std::string>& rest,
                                      CliOptions& options);
 // cancel needs --labels and --state=queued (the only state cancelled in bulk).

@@ -73,7 +73,6 @@ enum class Command {
   kAdminLabel,
   // Admin queues.
   kAdminPause,
-  kAdminResumeQueue,
   kAdminQueues,
   kAdminReprioritize,
   kAdminRetry,

@@ -28,7 +28,11 @@ TEST(AdminQueueOptionsTest, PauseAndResumeTakeALabelSelector) {
   EXPECT_EQ(o.command, Command::kAdminPause);
   EXPECT_EQ(o.labels, (std::map<std::string, std::string>{{"arch", "x86"}, {"os", "linux"}}));
   ASSERT_OK_AND_ASSIGN(o, ParseArgs({"admin", "resume", "os=linux"}, ""));
-  EXPECT_EQ(o.command, Command::kAdminResumeQueue);
+  EXPECT_EQ(o.command, Command::kAdminResume);
+  EXPECT_EQ(o.labels, (std::map<std::string, std::string>{{"os", "linux"}}));
+  ASSERT_OK_AND_ASSIGN(o, ParseArgs({"admin", "resume", "builder-1"}, ""));
+  EXPECT_EQ(o.agent_name, "builder-1");
+  EXPECT_TRUE(o.labels.empty());
   ExpectUsageError({"admin", "pause"}, "missing LABELS");
   ExpectUsageError({"admin", "pause", "linux"}, "LABELS takes key=value");
   ExpectUsageError({"admin", "pause", "os=a,os=b"}, "given twice");
@@ -38,7 +42,7 @@ TEST(AdminQueueOptionsTest, PauseAndResumeTakeALabelSelector) {
 }
 
 TEST(AdminQueueOptionsTest, ReprioritizeRetryAndQueues) {
-  ASSERT_OK_AND_ASSIGN(CliOptions o, ParseArgs({"admin", "reprioritize", "17", "--", "-5"}, ""));
+  ASSERT_OK_AND_ASSIGN(CliOptions o, ParseArgs({"admin", "reprioritize", "17", "-5"}, ""));
   EXPECT_EQ(o.command, Command::kAdminReprioritize);
   EXPECT_EQ(o.job_id, "17");
   EXPECT_EQ(o.priority, -5);
