@@ -66,6 +66,8 @@ enum class Command {
   kSecretSet,
   kSecretList,
   kSecretRm,
+  // Configuration and version (issue 13).
+  kVersion,
 };
 enum class OutputFormat { kText, kJson };
 
