@@ -153,7 +153,10 @@ absl::StatusOr<std::vector<ConfigFile::Entry>> ConfigFile::Read() const {
       entry.value = absl::StrJoin(items, ",");
     } else {
       entry.value = value.Scalar();
-      if (absl::Status s = CheckType(*flag, entry.value); !s.ok()) {
+      // A value the command line overrides is never used, so it is not checked either.
+      absl::Status s =
+          options_.command_line.contains(key) ? absl::OkStatus() : CheckType(*flag, entry.value);
+      if (!s.ok()) {
         return Error(entry.line, key, std::string(s.message()));
       }
     }

@@ -71,7 +71,7 @@ TEST_F(ConfigFileTest, LoadSetsTheFlagsTheFileNames) {
 
 TEST_F(ConfigFileTest, TheCommandLineWins) {
   absl::SetFlag(&FLAGS_cfgtest_slots, 9);  // as ParseCommandLine would have
-  ConfigFile config = Make("cfgtest_slots: 4\ncfgtest_name: x\n", {"cfgtest_slots"});
+  ConfigFile config = Make("cfgtest_slots: lots\ncfgtest_name: x\n", {"cfgtest_slots"});
   ASSERT_OK(config.Load());
   EXPECT_EQ(absl::GetFlag(FLAGS_cfgtest_slots), 9);
   EXPECT_EQ(absl::GetFlag(FLAGS_cfgtest_name), "x");

@@ -156,10 +156,10 @@ TEST(ConfigFileTest, AWrongSettingStopsTheStartNamingFileLineAndKey) {
     EXPECT_THAT(r.err, HasSubstr("farm-coordinator: " + config + c.error)) << c.text;
   }
   // The command line wins over the file.
-  ASSERT_OK(WriteFile(config, base + "lease_ttl: soon\n"));
-  ASSERT_OK_AND_ASSIGN(CommandResult r,
-                       RunBinary(*farm, "farm-coordinator",
-                                 {"--config=" + config, "--lease_ttl=1m", "--check_config"}));
+  ASSERT_OK(WriteFile(config, base + "lease_ttl: soon\nagent_loss_retries: two\n"));
+  ASSERT_OK_AND_ASSIGN(CommandResult r, RunBinary(*farm, "farm-coordinator",
+                                                  {"--config=" + config, "--lease_ttl=1m",
+                                                   "--agent_loss_retries=3", "--check_config"}));
   EXPECT_EQ(r.exit_code, 0) << r.DebugString();
 
   // The agent keeps secrets out of its file.
