@@ -11,9 +11,12 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -26,8 +29,13 @@
 #include "agent/options.h"
 #include "agent/step_supervisor.h"
 #include "common/channel.h"
+#include "common/config_file.h"
+#include "common/daemon_config.h"
 #include "common/duration.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/tls_material.h"
+#include "common/version.h"
 
 ABSL_FLAG(std::string, coordinator, "", "Coordinator address, HOST:PORT (required).");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -72,15 +80,99 @@ ABSL_FLAG(std::string, cgroup_root, "",
           "A cgroup v2 directory under which each step gets its own cgroup (default: the "
           "agent's own cgroup). Without cgroup v2 the agent falls back to process groups.");
 
+// Configuration, logs, version (README, "Configuration files and reload").
+ABSL_FLAG(std::string, config, "",
+          "A YAML file of settings, keys the flag names (deploy/config/agent.yaml); flags on the "
+          "command line win; SIGHUP reads it again.");
+ABSL_FLAG(bool, check_config, false,
+          "Check the configuration (file and flags) and exit: 0 and \"OK\" when it is valid; "
+          "the files it names are not read.");
+ABSL_FLAG(std::string, log_level, "",
+          "debug, info, warning or error (default: $FARM_LOG_LEVEL, else info); SIGHUP applies "
+          "a new value.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (one line per event: level, time, file:line, message) or json (one JSON object "
+          "per line, for log shippers); SIGHUP applies a new value.");
+
 namespace {
+
+constexpr char kProgram[] = "farm-agent";
 
 int Fail(const std::string& message) {
   std::cerr << "farm-agent: " << message << "\n";
   return 2;
 }
 
-// The flags as options; INVALID_ARGUMENT naming the flag when one cannot be parsed.
-absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
+// Step isolation's flags into `options` (README, "Step isolation").
+absl::Status IsolationFromFlags(farm::agent::AgentOptions* options) {
+  options->isolation.run_as = absl::GetFlag(FLAGS_run_as);
+  if (options->isolation.run_as.empty() && ::geteuid() == 0) {
+    options->isolation.run_as = farm::agent::DefaultStepUser();
+  }
+  FARM_ASSIGN_OR_RETURN(options->isolation.rlimits,
+                        farm::agent::ParseStepRlimits(absl::GetFlag(FLAGS_step_rlimits)));
+  FARM_ASSIGN_OR_RETURN(options->isolation.sandbox,
+                        farm::agent::ParseSandbox(absl::GetFlag(FLAGS_sandbox)));
+  options->isolation.cgroup_root = absl::GetFlag(FLAGS_cgroup_root);
+  // The agent's own credentials, which no step may read: its token or key, and the credential
+  // an enrollment left in the work dir (agent/enrollment.h).
+  const std::string enrolled =
+      absl::StrCat(options->work_dir, "/", farm::agent::kCredentialFileName);
+  for (const std::string& file :
+       {absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_tls_key), enrolled}) {
+    if (!file.empty()) options->isolation.secret_files.push_back(file);
+  }
+  return absl::OkStatus();
+}
+
+// The credentials' flags, as given.
+farm::common::ClientSecurityFlags SecurityFlags() {
+  farm::common::ClientSecurityFlags security;
+  security.insecure = absl::GetFlag(FLAGS_insecure);
+  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  security.token_file = absl::GetFlag(FLAGS_token_file);
+  return security;
+}
+
+// The CA and client certificate the flags name, read and checked, as TlsMaterial holds them:
+// {identity, roots}.
+absl::StatusOr<std::pair<std::string, std::string>> TlsPems(
+    const farm::common::ClientSecurity& security) {
+  std::string identity;
+  if (!security.cert_pem.empty()) {
+    FARM_RETURN_IF_ERROR(farm::common::CheckKeyPair(security.cert_pem, security.key_pem,
+                                                    "--tls_cert", absl::GetFlag(FLAGS_tls_cert),
+                                                    "--tls_key", absl::GetFlag(FLAGS_tls_key)));
+    identity = farm::common::IdentityPem(security.key_pem, security.cert_pem);
+  }
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca);
+  FARM_RETURN_IF_ERROR(farm::common::CheckCertificates(security.ca_pem, "--tls_ca",
+                                                       ca.empty() ? "$FARM_TLS_CA" : ca));
+  return std::make_pair(identity, security.ca_pem);
+}
+
+// The credentials' flags into `options`, reading and checking their files.
+absl::Status SecurityFromFlags(farm::agent::AgentOptions* options) {
+  const farm::common::ClientSecurityFlags security = SecurityFlags();
+  FARM_ASSIGN_OR_RETURN(options->security, farm::common::LoadClientSecurity(security));
+  if (!options->security.insecure) FARM_RETURN_IF_ERROR(TlsPems(options->security).status());
+  const std::string enroll_file = absl::GetFlag(FLAGS_enroll_token_file);
+  options->enroll_token = absl::GetFlag(FLAGS_enroll_token);
+  if (!enroll_file.empty()) {
+    if (!options->enroll_token.empty()) {
+      return absl::InvalidArgumentError("give --enroll_token or --enroll_token_file, not both");
+    }
+    FARM_ASSIGN_OR_RETURN(options->enroll_token,
+                          farm::common::ReadTokenFile(enroll_file, "--enroll_token_file"));
+  }
+  return absl::OkStatus();
+}
+
+// The flags as options; INVALID_ARGUMENT naming the flag when one cannot be parsed. Without
+// `read_files` (--check_config) the credentials' files are not read.
+absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags(bool read_files) {
   farm::agent::AgentOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
   options.name = absl::GetFlag(FLAGS_name);
@@ -102,49 +194,105 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags() {
   }
   options.lease_wait_ms = *wait;
   options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
-  options.version = FARM_VERSION;
-  farm::common::ClientSecurityFlags security;
-  security.insecure = absl::GetFlag(FLAGS_insecure);
-  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
-  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  security.tls_key = absl::GetFlag(FLAGS_tls_key);
-  security.token_file = absl::GetFlag(FLAGS_token_file);
-  absl::StatusOr<farm::common::ClientSecurity> loaded = farm::common::LoadClientSecurity(security);
-  if (!loaded.ok()) return loaded.status();
-  options.security = *std::move(loaded);
-  const std::string enroll_file = absl::GetFlag(FLAGS_enroll_token_file);
-  options.enroll_token = absl::GetFlag(FLAGS_enroll_token);
-  if (!enroll_file.empty()) {
-    if (!options.enroll_token.empty()) {
-      return absl::InvalidArgumentError("give --enroll_token or --enroll_token_file, not both");
-    }
-    absl::StatusOr<std::string> token =
-        farm::common::ReadTokenFile(enroll_file, "--enroll_token_file");
-    if (!token.ok()) return token.status();
-    options.enroll_token = *std::move(token);
-  }
-  // Step isolation.
-  options.isolation.run_as = absl::GetFlag(FLAGS_run_as);
-  if (options.isolation.run_as.empty() && ::geteuid() == 0) {
-    options.isolation.run_as = farm::agent::DefaultStepUser();
-  }
-  absl::StatusOr<std::vector<farm::agent::StepRlimit>> rlimits =
-      farm::agent::ParseStepRlimits(absl::GetFlag(FLAGS_step_rlimits));
-  if (!rlimits.ok()) return rlimits.status();
-  options.isolation.rlimits = *std::move(rlimits);
-  absl::StatusOr<farm::agent::SandboxKind> sandbox =
-      farm::agent::ParseSandbox(absl::GetFlag(FLAGS_sandbox));
-  if (!sandbox.ok()) return sandbox.status();
-  options.isolation.sandbox = *sandbox;
-  options.isolation.cgroup_root = absl::GetFlag(FLAGS_cgroup_root);
-  // The agent's own credentials, which no step may read: its token or key, and the credential
-  // an enrollment left in the work dir (agent/enrollment.h).
-  const std::string enrolled =
-      absl::StrCat(options.work_dir, "/", farm::agent::kCredentialFileName);
-  for (const std::string& file : {security.token_file, security.tls_key, enrolled}) {
-    if (!file.empty()) options.isolation.secret_files.push_back(file);
-  }
+  options.version = farm::common::FarmVersion();
+  FARM_RETURN_IF_ERROR(IsolationFromFlags(&options));
+  if (read_files) FARM_RETURN_IF_ERROR(SecurityFromFlags(&options));
   return options;
+}
+
+// What Agent::Init checks of `options`, for --check_config.
+absl::StatusOr<farm::agent::AgentOptions> ValidOptions(farm::agent::AgentOptions options) {
+  options = farm::agent::WithDefaults(std::move(options));
+  FARM_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
+farm::common::ConfigFileOptions ConfigFileOptions(int argc, char** argv) {
+  farm::common::ConfigFileOptions options;
+  options.command_line = farm::common::CommandLineFlagNames(argc, argv);
+  options.command_line_only = {"config", "check_config"};
+  options.secret = {{"enroll_token", "enroll_token_file"}};
+  return options;
+}
+
+// `status`'s message, naming the config file's line when the file set the flag it is about.
+std::string Attributed(const farm::common::ConfigFile* config, const absl::Status& status) {
+  return std::string((config != nullptr ? config->Attribute(status) : status).message());
+}
+
+// Loads --config (when given; `*config` stays null otherwise) and applies the log flags; the
+// error names the file's line when the file set the flag.
+absl::Status LoadConfiguration(int argc, char** argv,
+                               std::unique_ptr<farm::common::ConfigFile>* config) {
+  if (std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    *config = std::make_unique<farm::common::ConfigFile>(path, ConfigFileOptions(argc, argv));
+    FARM_RETURN_IF_ERROR((*config)->Load());
+  }
+  absl::Status s =
+      farm::common::ApplyLogFlags(absl::GetFlag(FLAGS_log_level), absl::GetFlag(FLAGS_log_format));
+  return *config != nullptr ? (*config)->Attribute(s) : s;
+}
+
+// The settings a SIGHUP changes in a running agent; every other one (the coordinator, the
+// name, slots, credentials, isolation) needs a restart.
+const absl::flat_hash_set<std::string>& LiveFlags() {
+  static const auto* live = new absl::flat_hash_set<std::string>{"log_level", "log_format",
+                                                                 "tls_ca", "tls_cert", "tls_key"};
+  return *live;
+}
+
+// The TLS files of `security` as TlsMaterial, which the agent's channels take them from and
+// SIGHUP updates; null with --insecure. Its file watcher is a thread: only after the step
+// supervisor has forked.
+absl::StatusOr<std::shared_ptr<farm::common::TlsMaterial>> MakeTlsMaterial(
+    farm::common::ClientSecurity* security) {
+  if (security->insecure) return nullptr;
+  FARM_ASSIGN_OR_RETURN(auto pems, TlsPems(*security));
+  FARM_ASSIGN_OR_RETURN(security->material,
+                        farm::common::TlsMaterial::Create(pems.first, pems.second));
+  return security->material;
+}
+
+// After a reload: the TLS files read again into `material` (null with --insecure), whether or
+// not their names changed, for the agent's new connections; then the log settings applied.
+absl::Status ApplyLiveFlags(farm::common::TlsMaterial* material) {
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  const std::string format = absl::GetFlag(FLAGS_log_format);
+  FARM_RETURN_IF_ERROR(farm::common::CheckLogFlags(level, format));
+  if (material != nullptr) {
+    FARM_ASSIGN_OR_RETURN(farm::common::ClientSecurity fresh,
+                          farm::common::LoadClientSecurity(SecurityFlags()));
+    FARM_ASSIGN_OR_RETURN(auto pems, TlsPems(fresh));
+    FARM_RETURN_IF_ERROR(material->Update(pems.first, pems.second));
+    FARM_LOG(INFO) << "reload: TLS files in use for new connections";
+  }
+  return farm::common::ApplyLogFlags(level, format);
+}
+
+// The signal thread: SIGTERM or SIGINT drains the agent, a second one cancels its running jobs;
+// SIGHUP reloads the configuration; SIGUSR1 (sent by main at exit) ends the thread.
+void HandleSignals(farm::agent::Agent& agent, const sigset_t& signals,
+                   farm::common::ConfigFile* config, farm::common::TlsMaterial* material) {
+  int received = 0;
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGUSR1) return;
+    if (sig == SIGHUP) {
+      FARM_LOG(INFO) << "received SIGHUP: reloading the configuration and the TLS files";
+      farm::common::ReloadConfig(config, LiveFlags(),
+                                 [material] { return ApplyLiveFlags(material); });
+      continue;
+    }
+    ++received;
+    if (received == 1) {
+      FARM_LOG(INFO) << "received " << strsignal(sig) << ": draining";
+      agent.Drain();
+    } else {
+      FARM_LOG(INFO) << "received " << strsignal(sig) << " again: cancelling running jobs";
+      agent.CancelRunningJobs("agent shutting down: cancelled by a second signal");
+    }
+  }
 }
 
 }  // namespace
@@ -157,7 +305,8 @@ int main(int argc, char** argv) {
       "             [--name=NAME] [--labels=k=v,...]\n"
       "             [--slots=N] [--keep_failed] [--drain_timeout=10m] [--lease_wait=20s]\n"
       "             [--cache_max_bytes=10737418240] [--run_as=USER] [--step_rlimits=nofile=N,...]\n"
-      "             [--sandbox=none|bwrap] [--cgroup_root=DIR]");
+      "             [--sandbox=none|bwrap] [--cgroup_root=DIR] [--config=FILE]\n"
+      "Every flag is also a setting of the --config file (deploy/config/agent.yaml).");
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a
   // lock-order graph updated on every lock, gRPC's included (measured: ~3% of the
   // coordinator's CPU under load). The tests keep it on; the binaries turn it off.
@@ -167,13 +316,24 @@ int main(int argc, char** argv) {
   // step output fell to about a third with these settings, as in the coordinator).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  farm::common::UseFarmVersionFlag(kProgram);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     return Fail(absl::StrCat("unexpected argument \"", rest[1], "\" (flags only)"));
   }
 
-  absl::StatusOr<farm::agent::AgentOptions> options = OptionsFromFlags();
-  if (!options.ok()) return Fail(std::string(options.status().message()));
+  std::unique_ptr<farm::common::ConfigFile> config;
+  if (absl::Status s = LoadConfiguration(argc, argv, &config); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  const bool check_only = absl::GetFlag(FLAGS_check_config);
+  absl::StatusOr<farm::agent::AgentOptions> options = OptionsFromFlags(!check_only);
+  if (options.ok() && check_only) options = ValidOptions(*std::move(options));
+  if (!options.ok()) return Fail(Attributed(config.get(), options.status()));
+  if (check_only) {
+    std::cout << (config != nullptr ? config->path() : std::string("flags")) << ": OK\n";
+    return 0;
+  }
 
   // Forked while this is the only thread (see step_supervisor.h): before the signal thread,
   // before gRPC starts any.
@@ -187,31 +347,22 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGUSR1);  // internal: ends the signal thread at exit
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Shared with the agent's channels; the signal thread updates it.
+  absl::StatusOr<std::shared_ptr<farm::common::TlsMaterial>> material =
+      MakeTlsMaterial(&options->security);
+  if (!material.ok()) return Fail(std::string(material.status().message()));
   farm::agent::Agent agent(*std::move(options), *std::move(supervisor));
   if (absl::Status s = agent.Init(); !s.ok()) return Fail(std::string(s.message()));
   if (absl::Status s = agent.Start(); !s.ok()) return Fail(std::string(s.message()));
 
-  std::thread signal_thread([&agent, &signals] {
-    int received = 0;
-    while (true) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
-      if (sig == SIGUSR1) return;
-      ++received;
-      if (received == 1) {
-        FARM_LOG(INFO) << "received " << strsignal(sig) << ": draining";
-        agent.Drain();
-      } else {
-        FARM_LOG(INFO) << "received " << strsignal(sig) << " again: cancelling running jobs";
-        agent.CancelRunningJobs("agent shutting down: cancelled by a second signal");
-      }
-    }
+  std::thread signal_thread([&agent, &signals, &config, &material] {
+    HandleSignals(agent, signals, config.get(), material->get());
   });
-
   agent.WaitUntilDrained();
   agent.Shutdown();
   pthread_kill(signal_thread.native_handle(), SIGUSR1);

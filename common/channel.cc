@@ -2,6 +2,8 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/support/channel_arguments.h>
 
 #include <fstream>
@@ -11,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/tls_material.h"
 
 namespace farm::common {
 namespace {
@@ -118,11 +121,25 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   if (security.insecure) {
     return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), Arguments());
   }
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = security.ca_pem;
-  ssl.pem_cert_chain = security.cert_pem;
-  ssl.pem_private_key = security.key_pem;
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(ssl);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (security.material != nullptr) {
+    grpc::experimental::TlsChannelCredentialsOptions tls;
+    tls.set_certificate_provider(security.material->provider());
+    tls.watch_root_certs();
+    if (security.material->has_identity()) tls.watch_identity_key_cert_pairs();
+    // The checks SslCredentials makes: the chain against the CA, the target's name against
+    // the certificate's.
+    tls.set_verify_server_certs(true);
+    tls.set_certificate_verifier(
+        std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+    credentials = grpc::experimental::TlsCredentials(tls);
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = security.ca_pem;
+    ssl.pem_cert_chain = security.cert_pem;
+    ssl.pem_private_key = security.key_pem;
+    credentials = grpc::SslCredentials(ssl);
+  }
   if (!security.token.empty()) {
     credentials = grpc::CompositeChannelCredentials(credentials,
                                                     grpc::AccessTokenCredentials(security.token));

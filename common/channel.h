@@ -16,6 +16,8 @@
 
 namespace farm::common {
 
+class TlsMaterial;
+
 // Largest gRPC message either side accepts (requests and responses): 16 MiB.
 inline constexpr int kMaxGrpcMessageBytes = 16 << 20;
 // Keepalive. Clients ping the coordinator after kKeepaliveTimeMs without activity (idle
@@ -39,6 +41,10 @@ struct ClientSecurity {
   std::string cert_pem;   // a client certificate and its key (mutual TLS), or both empty
   std::string key_pem;
   std::string token;  // sent as `authorization: Bearer TOKEN`; may be empty
+  // When set (the agent, whose SIGHUP reloads its TLS files), channels take the CA and the
+  // client certificate from here instead of ca_pem, cert_pem and key_pem, and every new
+  // connection uses what it holds then (tls_material.h). Shared: copies see the same updates.
+  std::shared_ptr<TlsMaterial> material;
 };
 
 // The flags every client takes, as given (paths): --insecure, --tls_ca, --tls_cert, --tls_key,

@@ -27,6 +27,7 @@
 #include "coordinator/service/call_caps.h"
 #include "coordinator/service/cas_service.h"
 #include "coordinator/service/job_service.h"
+#include "coordinator/service/server_tls.h"
 #include "coordinator/store/rocksdb_store.h"
 
 namespace farm::coordinator {
@@ -325,28 +326,25 @@ std::vector<std::string> Coordinator::ServedServices() {
   return names;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Coordinator::Credentials() const {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Coordinator::Credentials() {
   if (options_.insecure) {
     FARM_LOG(WARNING) << "--insecure: plaintext and no authentication (every caller is admin); "
                          "for development on loopback only";
     return grpc::InsecureServerCredentials();
   }
-  grpc::SslServerCredentialsOptions ssl;
-  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  FARM_ASSIGN_OR_RETURN(pair.cert_chain, common::ReadPemFile(options_.tls_cert_file, "--tls_cert"));
-  FARM_ASSIGN_OR_RETURN(pair.private_key, common::ReadPemFile(options_.tls_key_file, "--tls_key"));
-  ssl.pem_key_cert_pairs.push_back(std::move(pair));
-  if (options_.tls_client_ca_file.empty()) {
-    ssl.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
-  } else {
-    FARM_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                          common::ReadPemFile(options_.tls_client_ca_file, "--tls_client_ca"));
-    // A caller may present a certificate (verified against the CA) or a token instead.
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  FARM_ASSIGN_OR_RETURN(tls_, ServerTls::Create({options_.tls_cert_file, options_.tls_key_file,
+                                                 options_.tls_client_ca_file}));
+  std::shared_ptr<grpc::ServerCredentials> credentials = tls_->credentials();
   credentials->SetAuthMetadataProcessor(authenticator_);
   return credentials;
+}
+
+absl::Status Coordinator::ReloadTls(const std::string& cert_file, const std::string& key_file,
+                                    const std::string& client_ca_file) {
+  if (tls_ == nullptr) {
+    return absl::FailedPreconditionError("the coordinator serves without TLS (--insecure)");
+  }
+  return tls_->Reload({cert_file, key_file, client_ca_file});
 }
 
 void Coordinator::Shutdown() {

@@ -36,6 +36,7 @@ class JobServiceImpl;
 class AgentServiceImpl;
 class AdminServiceImpl;
 class ReapiServices;
+class ServerTls;
 
 struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
@@ -107,6 +108,12 @@ class Coordinator {
   // Stops accepting calls, answers parked ones, finishes in-flight writes. Idempotent.
   void Shutdown();
 
+  // Serves the TLS certificate, key and client CA these files hold from now on (SIGHUP): new
+  // handshakes use them, connections and calls in progress go on. On error (see
+  // service/server_tls.h) the material in use stays. FAILED_PRECONDITION with --insecure.
+  absl::Status ReloadTls(const std::string& cert_file, const std::string& key_file,
+                         const std::string& client_ca_file);
+
   // The address actually bound, e.g. "127.0.0.1:40123" (after Start).
   const std::string& address() const { return address_; }
 
@@ -124,7 +131,7 @@ class Coordinator {
 
  private:
   // The server's credentials: TLS with the authenticator, or plaintext with --insecure.
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials() const;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials();
   // Reads the secrets key files and the stored secrets (before the scheduler recovers, which
   // asks it for the redaction of running attempts).
   absl::Status InitSecrets();
@@ -149,6 +156,7 @@ class Coordinator {
   std::unique_ptr<FileBlobStore> blob_store_;
   std::unique_ptr<ActionCache> action_cache_;
   std::unique_ptr<ReapiServices> reapi_services_;
+  std::unique_ptr<ServerTls> tls_;  // null with --insecure
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

@@ -3,17 +3,22 @@
 
 #include <csignal>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/config_file.h"
+#include "common/daemon_config.h"
 #include "common/duration.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "HOST:PORT to serve on; port 0 picks a free port");
@@ -66,7 +71,23 @@ ABSL_FLAG(int, max_watch_streams_per_identity, 100,
           "WatchLogs streams (farmctl logs --follow) one caller may hold open at once; with "
           "--insecure, per client connection");
 
+// Configuration, logs, version (README, "Configuration files and reload").
+ABSL_FLAG(std::string, config, "",
+          "a YAML file of settings, keys the flag names (deploy/config/coordinator.yaml); flags "
+          "on the command line win; SIGHUP reads it again");
+ABSL_FLAG(bool, check_config, false,
+          "check the configuration (file and flags) and exit: 0 and \"OK\" when it is valid; the "
+          "files it names are not read");
+ABSL_FLAG(std::string, log_level, "",
+          "debug, info, warning or error (default: $FARM_LOG_LEVEL, else info); SIGHUP applies a "
+          "new value");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (one line per event: level, time, file:line, message) or json (one JSON object "
+          "per line, for log shippers); SIGHUP applies a new value");
+
 namespace {
+
+constexpr char kProgram[] = "farm-coordinator";
 
 int Fail(const std::string& message) {
   std::cerr << "farm-coordinator: " << message << "\n";
@@ -98,32 +119,8 @@ absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "farm-coordinator --listen=HOST:PORT --data_dir=DIR (--tls_cert=FILE --tls_key=FILE "
-      "[--tls_client_ca=FILE] | --insecure) [--secrets_key_file=FILE "
-      "[--secrets_old_key_files=F1,F2]] [--port_file=FILE] [--lease_ttl=30s]");
-  // ByteStream messages (up to 16 MiB) would otherwise be mmap'ed and unmapped one by one, each
-  // page faulted in again: keep them on the heap (measured: 1 GiB uploads ~1.8x faster).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 128 << 20);
-  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a
-  // lock-order graph updated on every lock, gRPC's included (measured: ~3% of the
-  // coordinator's CPU under load). The tests keep it on; the binaries turn it off.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) return Fail(std::string("unexpected argument: ") + rest[1]);
-
-  // Block the stop signals before any thread starts, and wait for them on this thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
-
+// The flags as options, checked (Validate); INVALID_ARGUMENT naming the flag that is wrong.
+absl::StatusOr<farm::coordinator::CoordinatorOptions> OptionsFromFlags() {
   farm::coordinator::CoordinatorOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -135,33 +132,131 @@ int main(int argc, char** argv) {
   options.secrets_key_file = absl::GetFlag(FLAGS_secrets_key_file);
   options.secrets_old_key_files = absl::GetFlag(FLAGS_secrets_old_key_files);
   auto ttl = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_ttl));
-  if (!ttl.ok()) return Fail("--lease_ttl: " + std::string(ttl.status().message()));
+  if (!ttl.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--lease_ttl: ", ttl.status().message()));
   options.lease_ttl_ms = *ttl;
   options.agent_loss_retries = absl::GetFlag(FLAGS_agent_loss_retries);
   options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
   options.cas_max_bytes = absl::GetFlag(FLAGS_cas_max_bytes);
   options.min_free_disk_bytes = absl::GetFlag(FLAGS_min_free_disk);
   auto min_age = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_cas_min_age));
-  if (!min_age.ok()) return Fail("--cas_min_age: " + std::string(min_age.status().message()));
+  if (!min_age.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--cas_min_age: ", min_age.status().message()));
   options.cas_min_age_ms = *min_age;
   auto retention = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_artifact_retention));
   if (!retention.ok()) {
-    return Fail("--artifact_retention: " + std::string(retention.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--artifact_retention: ", retention.status().message()));
   }
   options.artifact_retention_ms = *retention;
   auto events = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_event_retention));
-  if (!events.ok()) return Fail("--event_retention: " + std::string(events.status().message()));
+  if (!events.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--event_retention: ", events.status().message()));
   options.event_retention_ms = *events;
-  if (absl::Status s = ReadLimitFlags(&options); !s.ok()) return Fail(std::string(s.message()));
-  if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
+  FARM_RETURN_IF_ERROR(ReadLimitFlags(&options));
+  FARM_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
 
-  farm::coordinator::Coordinator coordinator(options);
+// The settings a SIGHUP changes in a running coordinator. Every other one (the address, the
+// data dir, limits the store and scheduler were built with) needs a restart.
+const absl::flat_hash_set<std::string>& LiveFlags() {
+  static const auto* live = new absl::flat_hash_set<std::string>{
+      "log_level", "log_format", "tls_cert", "tls_key", "tls_client_ca"};
+  return *live;
+}
+
+// After a reload: the TLS files read again (whether or not their names changed: the usual
+// renewal replaces the files in place) and the log settings applied.
+absl::Status ApplyLiveFlags(bool insecure, farm::coordinator::Coordinator& coordinator) {
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  const std::string format = absl::GetFlag(FLAGS_log_format);
+  FARM_RETURN_IF_ERROR(farm::common::CheckLogFlags(level, format));
+  if (!insecure) {
+    FARM_RETURN_IF_ERROR(coordinator.ReloadTls(absl::GetFlag(FLAGS_tls_cert),
+                                               absl::GetFlag(FLAGS_tls_key),
+                                               absl::GetFlag(FLAGS_tls_client_ca)));
+    FARM_LOG(INFO) << "reload: TLS certificate " << absl::GetFlag(FLAGS_tls_cert)
+                   << " in use for new connections";
+  }
+  return farm::common::ApplyLogFlags(level, format);
+}
+
+farm::common::ConfigFileOptions ConfigFileOptions(int argc, char** argv) {
+  farm::common::ConfigFileOptions options;
+  options.command_line = farm::common::CommandLineFlagNames(argc, argv);
+  options.command_line_only = {"config", "check_config"};
+  return options;
+}
+
+// `status`'s message, naming the config file's line when the file set the flag it is about.
+std::string Attributed(const farm::common::ConfigFile* config, const absl::Status& status) {
+  return std::string((config != nullptr ? config->Attribute(status) : status).message());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "farm-coordinator --listen=HOST:PORT --data_dir=DIR (--tls_cert=FILE --tls_key=FILE "
+      "[--tls_client_ca=FILE] | --insecure) [--secrets_key_file=FILE "
+      "[--secrets_old_key_files=F1,F2]] [--port_file=FILE] [--lease_ttl=30s] [--config=FILE]\n"
+      "Every flag is also a setting of the --config file (deploy/config/coordinator.yaml).");
+  // ByteStream messages (up to 16 MiB) would otherwise be mmap'ed and unmapped one by one, each
+  // page faulted in again: keep them on the heap (measured: 1 GiB uploads ~1.8x faster).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: a
+  // lock-order graph updated on every lock, gRPC's included (measured: ~3% of the
+  // coordinator's CPU under load). The tests keep it on; the binaries turn it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  farm::common::UseFarmVersionFlag(kProgram);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) return Fail(std::string("unexpected argument: ") + rest[1]);
+
+  // Block the stop and reload signals before any thread starts, and wait for them on this
+  // thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<farm::common::ConfigFile> config;
+  if (std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    config = std::make_unique<farm::common::ConfigFile>(path, ConfigFileOptions(argc, argv));
+    if (absl::Status s = config->Load(); !s.ok()) return Fail(std::string(s.message()));
+  }
+  if (absl::Status s = farm::common::ApplyLogFlags(absl::GetFlag(FLAGS_log_level),
+                                                   absl::GetFlag(FLAGS_log_format));
+      !s.ok()) {
+    return Fail(Attributed(config.get(), s));
+  }
+  absl::StatusOr<farm::coordinator::CoordinatorOptions> options = OptionsFromFlags();
+  if (!options.ok()) return Fail(Attributed(config.get(), options.status()));
+  if (absl::GetFlag(FLAGS_check_config)) {
+    std::cout << (config != nullptr ? config->path() : std::string("flags")) << ": OK\n";
+    return 0;
+  }
+
+  farm::coordinator::Coordinator coordinator(*options);
   if (absl::Status s = coordinator.Init(); !s.ok()) return Fail(s.ToString());
   if (absl::Status s = coordinator.Start(); !s.ok()) return Fail(s.ToString());
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  FARM_LOG(INFO) << "received signal " << sig << ", shutting down";
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig != SIGHUP) {
+      FARM_LOG(INFO) << "received signal " << sig << ", shutting down";
+      break;
+    }
+    FARM_LOG(INFO) << "received SIGHUP: reloading the configuration and the TLS files";
+    farm::common::ReloadConfig(config.get(), LiveFlags(),
+                               [&] { return ApplyLiveFlags(options->insecure, coordinator); });
+  }
   coordinator.Shutdown();
   return 0;
 }

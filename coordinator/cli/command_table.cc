@@ -21,6 +21,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterSecretCommands(*table);
     RegisterAdminAgentCommands(*table);
     RegisterAdminQueueCommands(*table);
+    RegisterVersionCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

@@ -46,6 +46,7 @@ void RegisterTokenCommands(std::vector<CommandDef>& table);
 void RegisterSecretCommands(std::vector<CommandDef>& table);
 void RegisterAdminAgentCommands(std::vector<CommandDef>& table);
 void RegisterAdminQueueCommands(std::vector<CommandDef>& table);
+void RegisterVersionCommands(std::vector<CommandDef>& table);
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

@@ -39,7 +39,10 @@ int RunFarmctl(const std::vector<std::string>& args, absl::string_view env_coord
     io.err << UsageText();
     return kExitUsage;
   }
-  absl::StatusOr<CliOptions> options = ParseArgs(args, env_coordinator);
+  // `farmctl --version` is `farmctl version`, as the daemons' --version is.
+  const std::vector<std::string> version = {"version"};
+  absl::StatusOr<CliOptions> options =
+      ParseArgs(args.size() == 1 && args[0] == "--version" ? version : args, env_coordinator);
   if (!options.ok()) {
     io.err << "farmctl: " << options.status().message() << "\n";
     return kExitUsage;

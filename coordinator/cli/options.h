@@ -77,6 +77,8 @@ enum class Command {
   kAdminReprioritize,
   kAdminRetry,
   kAdminCancel,
+  // Configuration and version (issue 13).
+  kVersion,
 };
 enum class OutputFormat { kText, kJson };
 

@@ -1,0 +1,85 @@
+#include "common/daemon_config.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/usage_config.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "common/version.h"
+
+namespace farm::common {
+namespace {
+
+absl::StatusOr<LogLevel> LevelOf(const std::string& level) {
+  if (level.empty()) return DefaultLogLevel();
+  absl::StatusOr<LogLevel> parsed = ParseLogLevel(level);
+  if (!parsed.ok())
+    return absl::InvalidArgumentError("--log_level: " + std::string(parsed.status().message()));
+  return parsed;
+}
+
+absl::StatusOr<LogFormat> FormatOf(const std::string& format) {
+  absl::StatusOr<LogFormat> parsed = ParseLogFormat(format);
+  if (!parsed.ok())
+    return absl::InvalidArgumentError("--log_format: " + std::string(parsed.status().message()));
+  return parsed;
+}
+
+}  // namespace
+
+void UseFarmVersionFlag(const char* program) {
+  absl::FlagsUsageConfig config;
+  config.version_string = [program] { return VersionLine(program) + "\n"; };
+  absl::SetFlagsUsageConfig(config);
+}
+
+absl::Status CheckLogFlags(const std::string& level, const std::string& format) {
+  FARM_RETURN_IF_ERROR(LevelOf(level).status());
+  return FormatOf(format).status();
+}
+
+absl::Status ApplyLogFlags(const std::string& level, const std::string& format) {
+  FARM_ASSIGN_OR_RETURN(LogLevel min_level, LevelOf(level));
+  FARM_ASSIGN_OR_RETURN(LogFormat log_format, FormatOf(format));
+  SetMinLogLevel(min_level);
+  SetLogFormat(log_format);
+  RouteGrpcLogs();
+  return absl::OkStatus();
+}
+
+void ReloadConfig(ConfigFile* config, const absl::flat_hash_set<std::string>& live,
+                  const std::function<absl::Status()>& apply) {
+  std::vector<FlagChange> kept;
+  if (config != nullptr) {
+    absl::StatusOr<std::vector<FlagChange>> changes = config->Reload();
+    if (!changes.ok()) {
+      FARM_LOG(ERROR) << "reload: " << changes.status().message()
+                      << "; the configuration in use stays";
+      return;
+    }
+    for (const FlagChange& change : *changes) {
+      if (live.contains(change.name)) {
+        FARM_LOG(INFO) << "reload: " << change.name << " " << Quote(change.old_value) << " -> "
+                       << Quote(change.new_value);
+        kept.push_back(change);
+      } else {
+        FARM_LOG(WARNING) << "reload: " << change.name << " changed from "
+                          << Quote(change.old_value) << " to " << Quote(change.new_value)
+                          << ": needs a restart; " << Quote(change.old_value) << " stays in use";
+        config->Revert(change);
+      }
+    }
+  }
+  if (absl::Status s = apply(); !s.ok()) {
+    const absl::Status attributed = config != nullptr ? config->Attribute(s) : s;
+    FARM_LOG(ERROR) << "reload: " << attributed.message() << "; the configuration in use stays";
+    for (const FlagChange& change : kept) config->Revert(change);
+    return;
+  }
+  FARM_LOG(INFO) << "reload: done"
+                 << (config != nullptr ? " (configuration from " + config->path() + ")" : "");
+}
+
+}  // namespace farm::common
