@@ -48,6 +48,22 @@ ABSL_FLAG(std::string, artifact_retention, "168h",
           "how long a finished job's artifacts are kept safe from CAS eviction");
 ABSL_FLAG(std::string, event_retention, "720h",
           "how long the event history (every change of jobs and agents) is kept");
+// Retention and garbage collection (issue 13, part 3). 0 turns a limit off.
+ABSL_FLAG(std::string, job_retention, "30d",
+          "remove a finished job (a pipeline's: once the pipeline has ended), its record and its "
+          "output, this long after it ended; 0 keeps jobs forever");
+ABSL_FLAG(std::string, log_retention, "14d",
+          "remove a finished job's output (its record stays) this long after it ended; 0: as "
+          "long as the job");
+ABSL_FLAG(int64_t, max_log_bytes, int64_t{50} << 30,
+          "output of finished jobs kept in all; past it the oldest jobs' output is removed; 0: "
+          "no limit");
+ABSL_FLAG(std::string, action_cache_retention, "30d",
+          "remove an action-cache result this long after it was stored; 0 keeps them forever");
+ABSL_FLAG(std::string, gc_interval, "1h",
+          "how often garbage collection expires action results, evicts CAS blobs and compacts "
+          "the store so that removed data gives its space back (finished jobs are removed "
+          "continuously); 0: nothing is removed but by `farmctl admin gc`");
 ABSL_FLAG(std::string, cas_min_age, "10m",
           "never evict a CAS blob used more recently than this (e.g. 10m, 1h)");
 ABSL_FLAG(int, max_streams_per_connection, 1024,
@@ -95,6 +111,29 @@ absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
   }
   options->max_parked_calls_per_identity = absl::GetFlag(FLAGS_max_parked_calls_per_identity);
   options->max_watch_streams_per_identity = absl::GetFlag(FLAGS_max_watch_streams_per_identity);
+  return absl::OkStatus();
+}
+
+// The retention flags into `options`; INVALID_ARGUMENT naming a flag that is not a duration.
+absl::Status ReadRetentionFlags(farm::coordinator::CoordinatorOptions* options) {
+  struct Duration {
+    const absl::Flag<std::string>* flag;
+    const char* name;
+    int64_t* ms;
+  };
+  const Duration durations[] = {
+      {&FLAGS_job_retention, "--job_retention", &options->job_retention_ms},
+      {&FLAGS_log_retention, "--log_retention", &options->log_retention_ms},
+      {&FLAGS_action_cache_retention, "--action_cache_retention",
+       &options->action_cache_retention_ms},
+      {&FLAGS_gc_interval, "--gc_interval", &options->gc_interval_ms}};
+  for (const Duration& d : durations) {
+    absl::StatusOr<int64_t> ms = farm::common::ParseDurationMs(absl::GetFlag(*d.flag));
+    if (!ms.ok())
+      return absl::InvalidArgumentError(absl::StrCat(d.name, ": ", ms.status().message()));
+    *d.ms = *ms;
+  }
+  options->max_log_bytes = absl::GetFlag(FLAGS_max_log_bytes);
   return absl::OkStatus();
 }
 
@@ -153,6 +192,7 @@ int main(int argc, char** argv) {
   if (!events.ok()) return Fail("--event_retention: " + std::string(events.status().message()));
   options.event_retention_ms = *events;
   if (absl::Status s = ReadLimitFlags(&options); !s.ok()) return Fail(std::string(s.message()));
+  if (absl::Status s = ReadRetentionFlags(&options); !s.ok()) return Fail(std::string(s.message()));
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   farm::coordinator::Coordinator coordinator(options);

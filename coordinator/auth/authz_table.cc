@@ -62,6 +62,8 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/SetSecret", kAdminOnly),
       Entry("/farm.v1.AdminService/ListSecrets", kAdminOnly),
       Entry("/farm.v1.AdminService/DeleteSecret", kAdminOnly),
+      // Retention and GC (issue 13, part 3).
+      Entry("/farm.v1.AdminService/CollectGarbage", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

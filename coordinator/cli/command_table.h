@@ -44,6 +44,7 @@ void RegisterEventCommands(std::vector<CommandDef>& table);
 void RegisterCertsCommands(std::vector<CommandDef>& table);
 void RegisterTokenCommands(std::vector<CommandDef>& table);
 void RegisterSecretCommands(std::vector<CommandDef>& table);
+void RegisterRetentionCommands(std::vector<CommandDef>& table);  // admin gc
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

@@ -389,6 +389,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   } else if (name == "dir") {
     if (value.empty()) return UsageError("--dir needs a directory", cmd);
     options.certs_dir = value;
+  } else if (name == "dry-run") {
+    FARM_ASSIGN_OR_RETURN(options.dry_run, ParseBool(name, value, cmd));
   } else if (name == "hosts") {
     absl::StatusOr<std::vector<std::string>> hosts = common::ParseHosts(value);
     if (!hosts.ok()) return UsageError(absl::StrCat("--hosts: ", hosts.status().message()), cmd);

@@ -66,6 +66,7 @@ enum class Command {
   kSecretSet,
   kSecretList,
   kSecretRm,
+  kAdminGc,  // retention and GC (issue 13, part 3)
 };
 enum class OutputFormat { kText, kJson };
 
@@ -118,6 +119,8 @@ struct CliOptions {
   std::optional<TimeArg> until;
   std::string certs_dir;           // certs init: --dir
   std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
+  // Retention and GC (issue 13, part 3): admin gc --dry-run.
+  bool dry_run = false;
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call
