@@ -19,7 +19,7 @@ std::string Bytes(int64_t n) {
 }
 
 std::string GcText(const farm::v1::CollectGarbageResponse& r) {
-  const char* verb = r.dry_run() ? "would remove" : "removed";
+  const char* verb = r.dry_run() ? "would be removed" : "removed";
   std::string text =
       absl::StrCat(r.dry_run() ? "dry run: nothing was changed\n" : "",
                    "jobs:             ", r.jobs(), " ", verb, " (", r.pipelines(), " pipelines)\n");
