@@ -106,7 +106,7 @@ class AdminGcTest : public FarmTest {
  protected:
   // Nothing is removed in the background: only `admin gc` removes, so the test sees each step.
   std::vector<std::string> CoordinatorFlags() const override {
-    return {"--gc_interval=0", "--log_retention=1s", "--job_retention=4s"};
+    return {"--gc_interval=0", "--log_retention=1s", "--job_retention=20s"};
   }
 
   CommandResult Gc(std::vector<std::string> extra = {}) {
@@ -149,8 +149,8 @@ TEST_F(AdminGcTest, DryRunReportsAndChangesNothingThenGcRemovesOutputThenTheJob)
   EXPECT_THAT(removed.err, HasSubstr("the job's record is kept"));
   ASSERT_OK(farm_->GetJob(id).status());  // the record stays
 
-  ASSERT_OK(WaitFor([&] { return absl::Now() > ended + absl::Milliseconds(4500); },
-                    absl::Seconds(10), "the job's retention to pass"));
+  ASSERT_OK(WaitFor([&] { return absl::Now() > ended + absl::Milliseconds(20500); },
+                    absl::Seconds(30), "the job's retention to pass"));
   EXPECT_THAT(Gc({"--dry-run"}).out, HasSubstr("jobs:             1 would be removed"));
   ASSERT_OK(farm_->GetJob(id).status());
   EXPECT_THAT(Gc().out, HasSubstr("jobs:             1 removed"));
