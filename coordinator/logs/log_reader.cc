@@ -63,7 +63,7 @@ absl::StatusOr<std::optional<LogsRemoved>> ReadLogsRemoved(Store* store, uint64_
 }
 
 absl::Status LogsRemovedError(uint64_t seq, const LogsRemoved& removed) {
-  return absl::NotFoundError(absl::StrCat(
+  return absl::FailedPreconditionError(absl::StrCat(
       "the output of job ", seq, " was removed by retention (--", removed.policy, ") at ",
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(removed.removed_ms),
                        absl::UTCTimeZone()),

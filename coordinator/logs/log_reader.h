@@ -28,7 +28,8 @@ struct LogsRemoved {
   std::string policy;
 };
 absl::StatusOr<std::optional<LogsRemoved>> ReadLogsRemoved(Store* store, uint64_t seq);
-// The error a reader of removed output gets: NOT_FOUND, saying what became of it.
+// The error a reader of removed output gets: FAILED_PRECONDITION (the job is there, its output
+// is not), saying what became of it.
 absl::Status LogsRemovedError(uint64_t seq, const LogsRemoved& removed);
 
 // The committed length of a step's output (the end of its last chunk).
