@@ -21,6 +21,7 @@
 #include "common/channel.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/garbage_collector.h"
 #include "coordinator/service/admin_service.h"
 #include "coordinator/service/agent_service.h"
 #include "coordinator/service/authenticator.h"
@@ -111,6 +112,25 @@ constexpr int kServerKeepaliveTimeoutMs = 20'000;
 // gRPC takes milliseconds as an int.
 constexpr int64_t kMaxChannelArgMs = std::numeric_limits<int>::max();
 
+// The retention flags: each 0 (off) or at least a second (a byte limit: at least 1 MiB).
+absl::Status ValidateRetention(const CoordinatorOptions& o) {
+  const std::pair<const char*, int64_t> durations[] = {
+      {"--job_retention", o.job_retention_ms},
+      {"--log_retention", o.log_retention_ms},
+      {"--action_cache_retention", o.action_cache_retention_ms},
+      {"--gc_interval", o.gc_interval_ms}};
+  for (const auto& [flag, ms] : durations) {
+    if (ms != 0 && ms < 1000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " must be 0 (off) or at least 1s, not ", ms, "ms"));
+    }
+  }
+  if (o.max_log_bytes != 0 && o.max_log_bytes < (int64_t{1} << 20)) {
+    return absl::InvalidArgumentError("--max_log_bytes must be 0 (no limit) or at least 1 MiB");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateLimits(const CoordinatorOptions& o) {
   if (o.max_streams_per_connection < 8 || o.max_streams_per_connection > 1'000'000) {
     return absl::InvalidArgumentError("--max_streams_per_connection must be between 8 and 1000000");
@@ -194,12 +214,14 @@ absl::Status CoordinatorOptions::Validate() const {
     return absl::InvalidArgumentError("--cas_max_bytes must be at least 1 MiB");
   }
   if (cas_min_age_ms < 0) return absl::InvalidArgumentError("--cas_min_age must not be negative");
-  if (artifact_retention_ms < 60'000) {
-    return absl::InvalidArgumentError("--artifact_retention must be at least 1m");
+  // (At least a second, so that a soak test can show retention at work in seconds.)
+  if (artifact_retention_ms < 1000) {
+    return absl::InvalidArgumentError("--artifact_retention must be at least 1s");
   }
-  if (event_retention_ms < 60'000) {
-    return absl::InvalidArgumentError("--event_retention must be at least 1m");
+  if (event_retention_ms < 1000) {
+    return absl::InvalidArgumentError("--event_retention must be at least 1s");
   }
+  FARM_RETURN_IF_ERROR(ValidateRetention(*this));
   return ValidateLimits(*this);
 }
 
@@ -219,6 +241,11 @@ absl::Status Coordinator::Init() {
   sched.agent_loss_retries = options_.agent_loss_retries;
   sched.max_log_bytes_per_job = options_.max_log_bytes_per_job;
   sched.event_retention_ms = options_.event_retention_ms;
+  sched.retention.job_retention_ms = options_.job_retention_ms;
+  sched.retention.log_retention_ms = options_.log_retention_ms;
+  sched.retention.max_log_bytes = options_.max_log_bytes;
+  sched.retention.max_log_bytes_per_job = options_.max_log_bytes_per_job;
+  sched.retention.background = options_.gc_interval_ms > 0;
   sched.redaction = [secrets = secrets_.get()](const farm::v1::JobSpec& spec) {
     return secrets->PatternsFor(spec.secrets());
   };
@@ -263,6 +290,14 @@ absl::Status Coordinator::Init() {
             std::move(done));
       });
   reapi_services_ = std::make_unique<ReapiServices>(blob_store_.get(), action_cache_.get());
+  GcOptions gc;
+  gc.action_cache_retention_ms = options_.action_cache_retention_ms;
+  gc.event_retention_ms = options_.event_retention_ms;
+  gc.interval_ms = options_.gc_interval_ms;
+  gc.store_dir = store_options.path;
+  gc_ = std::make_unique<GarbageCollector>(gc, scheduler_.get(), store_.get(), action_cache_.get(),
+                                           blob_store_.get());
+  admin_service_->SetGarbageCollector([gc = gc_.get()](bool dry_run) { return gc->Run(dry_run); });
   return absl::OkStatus();
 }
 
@@ -287,6 +322,7 @@ absl::Status Coordinator::Start() {
   FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials());
   scheduler_->Start();
   blob_store_->StartMaintenance();
+  gc_->Start();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -359,12 +395,14 @@ void Coordinator::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_->Wait();
   }
+  if (gc_ != nullptr) gc_->Stop();  // a run under way finishes first
   if (scheduler_ != nullptr) scheduler_->Stop();
   server_.reset();
   // Every call has finished: reads still queued run, then the pool stops.
   read_pool_.reset();
   // Every call has finished: the REAPI pool drains, then the CAS stops its maintenance.
   reapi_services_.reset();
+  gc_.reset();
   action_cache_.reset();
   blob_store_.reset();
   scheduler_.reset();

@@ -35,6 +35,7 @@ class CallCap;
 class JobServiceImpl;
 class AgentServiceImpl;
 class AdminServiceImpl;
+class GarbageCollector;
 class ReapiServices;
 class ServerTls;
 
@@ -68,6 +69,21 @@ struct CoordinatorOptions {
   int64_t artifact_retention_ms = 7LL * 24 * 3600'000;
   // Events (the history of jobs and agents) are kept this long.
   int64_t event_retention_ms = EventRecorder::kDefaultRetentionMs;
+  // Retention and garbage collection (issue 13, part 3; scheduler/retention.h,
+  // garbage_collector.h). A finished job (a pipeline's job: once its pipeline has ended) is
+  // removed, with its output, job_retention_ms after it ended; its output alone earlier, after
+  // log_retention_ms, or while the output of finished jobs takes more than max_log_bytes in all
+  // (oldest first). An action-cache result is removed action_cache_retention_ms after it was
+  // stored. 0 turns a limit off (kept forever). Jobs that have not ended, and the jobs of
+  // pipelines that still run, are never removed; artifacts stay pinned their
+  // artifact_retention_ms. The engine removes continuously; every gc_interval_ms a background
+  // run also expires action results and compacts the store so that the space is given back.
+  // gc_interval_ms 0: nothing is removed but by `farmctl admin gc` (events still expire).
+  int64_t job_retention_ms = 30LL * 24 * 3600'000;
+  int64_t log_retention_ms = 14LL * 24 * 3600'000;
+  int64_t max_log_bytes = int64_t{50} << 30;
+  int64_t action_cache_retention_ms = 30LL * 24 * 3600'000;
+  int64_t gc_interval_ms = 3600'000;
   // gRPC server limits (SECURITY.md, "Limits"). Streams one client connection may have open
   // at once (a client queues the rest until one ends).
   int max_streams_per_connection = 1024;
@@ -155,6 +171,7 @@ class Coordinator {
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<FileBlobStore> blob_store_;
   std::unique_ptr<ActionCache> action_cache_;
+  std::unique_ptr<GarbageCollector> gc_;  // before the parts it cleans: it goes first
   std::unique_ptr<ReapiServices> reapi_services_;
   std::unique_ptr<ServerTls> tls_;  // null with --insecure
   std::unique_ptr<grpc::Server> server_;

@@ -53,6 +53,22 @@ ABSL_FLAG(std::string, artifact_retention, "168h",
           "how long a finished job's artifacts are kept safe from CAS eviction");
 ABSL_FLAG(std::string, event_retention, "720h",
           "how long the event history (every change of jobs and agents) is kept");
+// Retention and garbage collection (issue 13, part 3). 0 turns a limit off.
+ABSL_FLAG(std::string, job_retention, "30d",
+          "remove a finished job (a pipeline's: once the pipeline has ended), its record and its "
+          "output, this long after it ended; 0 keeps jobs forever");
+ABSL_FLAG(std::string, log_retention, "14d",
+          "remove a finished job's output (its record stays) this long after it ended; 0: as "
+          "long as the job");
+ABSL_FLAG(int64_t, max_log_bytes, int64_t{50} << 30,
+          "output of finished jobs kept in all; past it the oldest jobs' output is removed; 0: "
+          "no limit");
+ABSL_FLAG(std::string, action_cache_retention, "30d",
+          "remove an action-cache result this long after it was stored; 0 keeps them forever");
+ABSL_FLAG(std::string, gc_interval, "1h",
+          "how often garbage collection expires action results, evicts CAS blobs and compacts "
+          "the store so that removed data gives its space back (finished jobs are removed "
+          "continuously); 0: nothing is removed but by `farmctl admin gc`");
 ABSL_FLAG(std::string, cas_min_age, "10m",
           "never evict a CAS blob used more recently than this (e.g. 10m, 1h)");
 ABSL_FLAG(int, max_streams_per_connection, 1024,
@@ -119,6 +135,29 @@ absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
   return absl::OkStatus();
 }
 
+// The retention flags into `options`; INVALID_ARGUMENT naming a flag that is not a duration.
+absl::Status ReadRetentionFlags(farm::coordinator::CoordinatorOptions* options) {
+  struct Duration {
+    const absl::Flag<std::string>* flag;
+    const char* name;
+    int64_t* ms;
+  };
+  const Duration durations[] = {
+      {&FLAGS_job_retention, "--job_retention", &options->job_retention_ms},
+      {&FLAGS_log_retention, "--log_retention", &options->log_retention_ms},
+      {&FLAGS_action_cache_retention, "--action_cache_retention",
+       &options->action_cache_retention_ms},
+      {&FLAGS_gc_interval, "--gc_interval", &options->gc_interval_ms}};
+  for (const Duration& d : durations) {
+    absl::StatusOr<int64_t> ms = farm::common::ParseDurationMs(absl::GetFlag(*d.flag));
+    if (!ms.ok())
+      return absl::InvalidArgumentError(absl::StrCat(d.name, ": ", ms.status().message()));
+    *d.ms = *ms;
+  }
+  options->max_log_bytes = absl::GetFlag(FLAGS_max_log_bytes);
+  return absl::OkStatus();
+}
+
 // The flags as options, checked (Validate); INVALID_ARGUMENT naming the flag that is wrong.
 absl::StatusOr<farm::coordinator::CoordinatorOptions> OptionsFromFlags() {
   farm::coordinator::CoordinatorOptions options;
@@ -155,6 +194,7 @@ absl::StatusOr<farm::coordinator::CoordinatorOptions> OptionsFromFlags() {
         absl::StrCat("--event_retention: ", events.status().message()));
   options.event_retention_ms = *events;
   FARM_RETURN_IF_ERROR(ReadLimitFlags(&options));
+  FARM_RETURN_IF_ERROR(ReadRetentionFlags(&options));
   FARM_RETURN_IF_ERROR(options.Validate());
   return options;
 }

@@ -74,6 +74,8 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/ReprioritizeJob", kAdminOnly),
       Entry("/farm.v1.AdminService/Retry", kAdminOnly),
       Entry("/farm.v1.AdminService/BulkCancel", kAdminOnly),
+      // Retention and GC (issue 13, part 3).
+      Entry("/farm.v1.AdminService/CollectGarbage", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

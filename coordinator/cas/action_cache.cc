@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "coordinator/cas/action_cache_keys.h"
+#include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
 namespace {
@@ -145,7 +147,12 @@ absl::StatusOr<reapi::ActionResult> ActionCache::Update(absl::string_view instan
                      missing.front().ToString(), "...); upload them first"));
   }
   WriteBatch batch;
-  batch.Put(Cf::kActionCache, Key(instance, action), result.SerializeAsString());
+  const std::string key = Key(instance, action);
+  batch.Put(Cf::kActionCache, key, result.SerializeAsString());
+  // Its age, for retention (a replaced result's older "a" key is dropped by Expire).
+  const int64_t now = clock_->NowMs();
+  batch.Put(Cf::kRetention, AcStoredKey(key), keys::U64(static_cast<uint64_t>(now)));
+  batch.Put(Cf::kRetention, AgeKey(now, key), "");
   FARM_RETURN_IF_ERROR(store_->Write(batch, /*sync=*/true));
   return result;
 }

@@ -22,6 +22,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterAdminAgentCommands(*table);
     RegisterAdminQueueCommands(*table);
     RegisterVersionCommands(*table);
+    RegisterRetentionCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

@@ -47,6 +47,7 @@ void RegisterSecretCommands(std::vector<CommandDef>& table);
 void RegisterAdminAgentCommands(std::vector<CommandDef>& table);
 void RegisterAdminQueueCommands(std::vector<CommandDef>& table);
 void RegisterVersionCommands(std::vector<CommandDef>& table);
+void RegisterRetentionCommands(std::vector<CommandDef>& table);  // admin gc
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

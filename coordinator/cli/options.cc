@@ -393,6 +393,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
     options.certs_dir = value;
   } else if (name == "remove") {
     return ApplyAdminAgentFlag(name, value, cmd, options);
+  } else if (name == "dry-run") {
+    FARM_ASSIGN_OR_RETURN(options.dry_run, ParseBool(name, value, cmd));
   } else if (name == "hosts") {
     absl::StatusOr<std::vector<std::string>> hosts = common::ParseHosts(value);
     if (!hosts.ok()) return UsageError(absl::StrCat("--hosts: ", hosts.status().message()), cmd);

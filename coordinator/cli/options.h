@@ -79,6 +79,7 @@ enum class Command {
   kAdminCancel,
   // Configuration and version (issue 13).
   kVersion,
+  kAdminGc,  // retention and GC (issue 13, part 3)
 };
 enum class OutputFormat { kText, kJson };
 
@@ -132,6 +133,8 @@ struct CliOptions {
   std::optional<TimeArg> until;
   std::string certs_dir;           // certs init: --dir
   std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
+  // Retention and GC (issue 13, part 3): admin gc --dry-run.
+  bool dry_run = false;
 
   // Admin agents: admin drain, resume, remove, label NAME; label's k=v operands (label_set) and
   // --remove=k[,k2] (label_remove). Checked by admin_agents_options.h.

@@ -138,6 +138,7 @@ const std::vector<FlagDef>& Flags() {
        "time"},
       {"until", false, "--until=T                events before T (the same forms as --since)"},
       {"dir", false, "--dir=DIR                the directory to write into (made if missing)"},
+      {"dry-run", true, "--dry-run                report what would be removed; change nothing"},
       {"hosts", false,
        "--hosts=NAMES            the coordinator's host names and IPs (default "
        "localhost,127.0.0.1)"},

@@ -1,5 +1,8 @@
 #include "coordinator/logs/log_reader.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
 #include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
@@ -50,6 +53,21 @@ absl::StatusOr<int64_t> CommittedLogLength(Store* store, uint64_t seq, uint32_t 
       /*reverse=*/true);
   if (!s.ok()) return s;
   return length;
+}
+
+absl::StatusOr<std::optional<LogsRemoved>> ReadLogsRemoved(Store* store, uint64_t seq) {
+  FARM_ASSIGN_OR_RETURN(std::optional<std::string> raw,
+                        store->Get(Cf::kLogs, keys::LogsRemovedKey(seq)));
+  if (!raw.has_value() || raw->size() < 8) return std::nullopt;
+  return LogsRemoved{static_cast<int64_t>(keys::ReadU64(*raw, 0)), raw->substr(8)};
+}
+
+absl::Status LogsRemovedError(uint64_t seq, const LogsRemoved& removed) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the output of job ", seq, " was removed by retention (--", removed.policy, ") at ",
+      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(removed.removed_ms),
+                       absl::UTCTimeZone()),
+      "; the job's record is kept"));
 }
 
 }  // namespace farm::coordinator

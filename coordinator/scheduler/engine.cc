@@ -65,6 +65,10 @@ void Txn::PutBlind(Cf cf, std::string key, std::string value) {
   batch_.Put(cf, std::move(key), std::move(value));
 }
 
+void Txn::DeleteRangeBlind(Cf cf, std::string start, std::string limit) {
+  batch_.DeleteRange(cf, std::move(start), std::move(limit));
+}
+
 void Txn::Delete(Cf cf, std::string key) {
   overlay_[{static_cast<int>(cf), key}] = -1;
   batch_.Delete(cf, std::move(key));

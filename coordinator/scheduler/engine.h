@@ -47,6 +47,9 @@ class Txn {
   // A write that no command reads back through this group (an event, output, a counter): it
   // goes to the batch only, not to the group's read overlay. Get and Scan do not see it.
   void PutBlind(Cf cf, std::string key, std::string value);
+  // Deletes the keys in [start, limit) (Store's WriteBatch::DeleteRange). Blind like PutBlind:
+  // for keys no command of this group reads back (a removed job's output).
+  void DeleteRangeBlind(Cf cf, std::string start, std::string limit);
 
   // fn runs on the engine thread after the group's last command, before the group is written
   // (unless it failed); it may add writes. For a part that writes one entry per group.

@@ -85,25 +85,31 @@ absl::Status EventRecorder::Sweep(Txn& txn) {
   const int64_t now = clock_->MonotonicMs();
   if (now < next_sweep_ms_) return absl::OkStatus();
   next_sweep_ms_ = now + 60'000;
+  FARM_ASSIGN_OR_RETURN(size_t expired, Expire(txn, /*dry_run=*/false));
+  if (expired >= kMaxDeletesPerSweep) next_sweep_ms_ = now;  // more are due
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> EventRecorder::Expire(Txn& txn, bool dry_run) {
   const int64_t cutoff = clock_->NowMs() - retention_ms_;
-  if (cutoff <= 0) return absl::OkStatus();
+  if (cutoff <= 0) return 0;
   std::vector<std::pair<std::string, uint64_t>> expired;  // event key, job seq (0: none)
   uint64_t max_seq = 0;
-  FARM_RETURN_IF_ERROR(
-      txn.Scan(Cf::kEvents, "", keys::EventKey(cutoff, 0),
-               [&](absl::string_view key, absl::string_view value) {
-                 farm::v1::Event event;
-                 uint64_t job = 0;
-                 if (event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-                   job = keys::ParseJobId(event.job_id()).value_or(0);
-                 }
-                 if (auto parts = keys::DecodeEventKey(key)) {
-                   max_seq = std::max(max_seq, parts->seq);
-                 }
-                 expired.emplace_back(std::string(key), job);
-                 return expired.size() < kMaxDeletesPerSweep;
-               }));
-  if (expired.size() >= kMaxDeletesPerSweep) next_sweep_ms_ = now;  // more are due
+  FARM_RETURN_IF_ERROR(txn.Scan(
+      Cf::kEvents, "", keys::EventKey(cutoff, 0),
+      [&](absl::string_view key, absl::string_view value) {
+        farm::v1::Event event;
+        uint64_t job = 0;
+        if (!dry_run && event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          job = keys::ParseJobId(event.job_id()).value_or(0);
+        }
+        if (auto parts = keys::DecodeEventKey(key)) {
+          max_seq = std::max(max_seq, parts->seq);
+        }
+        expired.emplace_back(std::string(key), job);
+        return expired.size() < kMaxDeletesPerSweep;
+      }));
+  if (dry_run) return expired.size();
   for (const auto& [key, job] : expired) {
     if (job != 0) {  // the index entry this event begins, if it does
       std::string index = keys::U64(job);
@@ -113,7 +119,7 @@ absl::Status EventRecorder::Sweep(Txn& txn) {
     txn.Delete(Cf::kEvents, key);
   }
   if (max_seq > 0) txn.Put(Cf::kMeta, std::string(keys::kEventSeqFloor), keys::U64(max_seq));
-  return absl::OkStatus();
+  return expired.size();
 }
 
 }  // namespace farm::coordinator

@@ -53,6 +53,9 @@ class EventRecorder {
   // Deletes events past the retention (and the index entries they begin). Cheap when nothing is
   // due: it looks again a minute later, or at once while it still finds more than it may delete.
   absl::Status Sweep(Txn& txn);
+  // Deletes (or with dry_run, counts) up to kMaxDeletesPerSweep events past the retention now,
+  // whenever the last sweep was. Returns how many.
+  absl::StatusOr<size_t> Expire(Txn& txn, bool dry_run);
 
   uint64_t last_seq() const { return last_seq_; }
 

@@ -91,6 +91,14 @@ absl::Status JobLifecycle::Transition(Txn& txn, Job& job, JobState to, std::stri
   AppendEvents(txn, job, from, now);
   NotifyAfterCommit(txn, job.seq());
   if (!common::IsTerminal(to)) return absl::OkStatus();
+  if (p_.retention != nullptr) {
+    if (absl::Status s = p_.retention->OnJobEnded(txn, job); !s.ok()) {
+      FARM_LOG(ERROR) << "[job=" << job.id() << "] indexing it for retention failed: " << s;
+      s = Abandoned(s);
+      txn.Fail(s);
+      return s;
+    }
+  }
   ended_.push_back(
       Ended{job.seq(), job.spec().concurrency_group(), job.pipeline_id(), job.pipeline_job()});
   if (cascading_) return absl::OkStatus();  // the running cascade takes it on

@@ -36,6 +36,7 @@
 #include "coordinator/scheduler/event_recorder.h"
 #include "coordinator/scheduler/pipeline_graph.h"
 #include "coordinator/scheduler/queue_index.h"
+#include "coordinator/scheduler/retention.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm::coordinator {
@@ -49,6 +50,7 @@ class JobLifecycle {
     PipelineGraph* pipelines;
     EventRecorder* events;
     FollowerHub* hub;
+    Retention* retention = nullptr;  // indexes jobs that end (none: nothing is ever removed)
   };
   explicit JobLifecycle(Parts parts) : p_(parts) {}
 

@@ -48,10 +48,11 @@ Scheduler::Scheduler(Store* store, common::Clock* clock, FollowerHub* hub, Sched
       queue_(&label_sets_, options.queue_window),
       leases_(clock, options.lease_ttl_ms),
       events_(clock, &label_sets_, hub, options.event_retention_ms),
+      retention_(clock, options.retention),
       agents_(clock, &events_, options.lease_ttl_ms, options.forget_agent_after_ms),
       parked_(&engine_),
       logs_(options.max_log_bytes_per_job, options.redaction),
-      lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub}),
+      lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub, &retention_}),
       request_ids_(clock, options.request_id_retention_ms),
       attempts_({clock, &leases_, &logs_, &lifecycle_, &events_, options.agent_loss_retries}),
       heartbeats_(clock, &leases_, &agents_, &parked_),
@@ -82,6 +83,7 @@ absl::Status Scheduler::Recover() {
     }
   }
   FARM_RETURN_IF_ERROR(agents_.Recover(store_));
+  FARM_RETURN_IF_ERROR(retention_.Recover(store_));
   return events_.Recover(store_);
 }
 
@@ -429,6 +431,11 @@ void Scheduler::Sweep(Txn& txn) {
   for (const auto& [holder, seqs] : leases_.ByHolder()) holders.insert(holder);
   agents_.Sweep(txn, holders);
   if (absl::Status s = events_.Sweep(txn); !s.ok()) FARM_LOG(WARNING) << "expiring events: " << s;
+  if (absl::StatusOr<RetentionReport> r = retention_.Sweep(txn); !r.ok()) {
+    // Part of the pass may be in the group: none of it is written; the next sweep retries.
+    FARM_LOG(WARNING) << "removing finished jobs past their retention: " << r.status();
+    if (!txn.failed()) txn.Fail(r.status());
+  }
 }
 
 }  // namespace farm::coordinator

@@ -56,6 +56,7 @@
 #include "coordinator/scheduler/queue_index.h"
 #include "coordinator/scheduler/queue_report.h"
 #include "coordinator/scheduler/request_ids.h"
+#include "coordinator/scheduler/retention.h"
 #include "coordinator/store/store.h"
 #include "farm/v1/farm.pb.h"
 
@@ -75,6 +76,8 @@ struct SchedulerOptions {
   int64_t forget_agent_after_ms = 3600'000;
   // Events are kept this long.
   int64_t event_retention_ms = EventRecorder::kDefaultRetentionMs;
+  // Finished jobs and their output are removed past these (retention.h).
+  RetentionPolicy retention;
   // The redaction of the output of jobs that name secrets (logs/log_ingest.h); empty: none.
   LogIngest::RedactionSource redaction;
 };
@@ -203,6 +206,20 @@ class Scheduler {
                          std::function<void(absl::Status)> done)>;
   void SetArtifactCheck(ArtifactCheck check) { artifact_check_ = std::move(check); }
 
+  // --- retention (scheduler_retention.cc)
+  // What one pass of garbage collection on the engine removed (or would remove).
+  struct GcPass {
+    RetentionReport retention;
+    int64_t events = 0;
+    // Job seqs removed since the last pass that was not a dry run, by this pass or the
+    // background sweep: [min, max], (0, 0) for none.
+    std::pair<uint64_t, uint64_t> removed_range;
+  };
+  // Runs one pass now (retention.h, and the events past their retention), as the background
+  // sweep does but without waiting for its turn. With dry_run, changes nothing and reports what
+  // a pass would remove.
+  void CollectGarbage(bool dry_run, Done<GcPass> done);
+
   // A process-unique id for a parked call.
   uint64_t NewCallId() { return next_call_id_.fetch_add(1); }
 
@@ -236,6 +253,7 @@ class Scheduler {
   QueueIndex queue_;
   LeaseTable leases_;
   EventRecorder events_;
+  Retention retention_;
   AgentRegistry agents_;
   ParkedCalls parked_;
   LogIngest logs_;

@@ -4,6 +4,8 @@
 // threads. The secret RPCs are in admin_secrets.cc. Thread-safe; owned by the Coordinator.
 #pragma once
 
+#include <functional>
+
 #include "common/io_pool.h"
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
@@ -36,6 +38,13 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* CreateEnrollToken(grpc::CallbackServerContext* ctx,
                                               const farm::v1::CreateEnrollTokenRequest* req,
                                               farm::v1::CreateEnrollTokenResponse* resp) override;
+
+  // Retention and GC (admin_gc.cc; issue 13, part 3): runs `gc` on the read pool.
+  using GcRunner = std::function<absl::StatusOr<farm::v1::CollectGarbageResponse>(bool dry_run)>;
+  void SetGarbageCollector(GcRunner gc) { gc_ = std::move(gc); }
+  grpc::ServerUnaryReactor* CollectGarbage(grpc::CallbackServerContext* ctx,
+                                           const farm::v1::CollectGarbageRequest* req,
+                                           farm::v1::CollectGarbageResponse* resp) override;
 
   // Secrets (admin_secrets.cc).
   grpc::ServerUnaryReactor* SetSecret(grpc::CallbackServerContext* ctx,
@@ -87,6 +96,7 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   const Authenticator* const auth_;
   common::IoPool* const pool_;
   SecretRegistry* const secrets_;
+  GcRunner gc_;  // set before the server starts
 };
 
 }  // namespace farm::coordinator

@@ -160,6 +160,11 @@ class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsR
 };
 
 std::optional<bool> WatchLogsCall::Start(const farm::v1::Job& job) {
+  if (IsTerminal(job.state())) {
+    absl::StatusOr<std::optional<LogsRemoved>> removed = ReadLogsRemoved(store_, seq_);
+    if (!removed.ok()) return End(ToGrpcStatus(removed.status()));
+    if (removed->has_value()) return End(ToGrpcStatus(LogsRemovedError(seq_, **removed)));
+  }
   const int attempts = job.attempts_size();
   if (attempts == 0) {
     if (IsTerminal(job.state()) || !req_.follow()) return EndWithState(job);

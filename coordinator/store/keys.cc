@@ -113,6 +113,8 @@ std::string LogKey(uint64_t seq, uint32_t attempt, uint32_t step, uint64_t offse
   return s;
 }
 
+std::string LogsRemovedKey(uint64_t seq) { return LogKey(seq, 0xffffffffu, 0, 0); }
+
 LogKeyParts DecodeLogKey(absl::string_view key) {
   return LogKeyParts{ReadU64(key, 0), ReadU32(key, 8), ReadU32(key, 12), ReadU64(key, 16)};
 }

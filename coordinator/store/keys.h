@@ -16,6 +16,8 @@
 //   progress: seq(8)                                 → farm.v1.Attempt (the running attempt)
 //   pipeline_jobs: pipeline seq(8) | job seq(8)      → farm.v1.PipelineJob (state, times)
 //   waiting:  seq(8)                                 → ""  (WAITING jobs)
+//   retention: "f" | end_ms(8) | seq(8) → finished jobs that may go (scheduler/retention.h);
+//             "a"/"A" keys: the action cache's age index (cas/action_cache.h)
 #pragma once
 
 #include <cstdint>
@@ -73,6 +75,9 @@ struct LogKeyParts {
   uint64_t offset;
 };
 LogKeyParts DecodeLogKey(absl::string_view key);
+// Cf::kLogs: where a job's output was, once retention removed it (scheduler/retention.h):
+// removed_ms(8) | the policy that removed it. After every attempt's keys.
+std::string LogsRemovedKey(uint64_t seq);
 
 inline constexpr absl::string_view kNextSeq = "next_seq";
 inline constexpr absl::string_view kNextEpoch = "next_epoch";

@@ -56,7 +56,9 @@ absl::Status MemoryStore::Write(const WriteBatch& batch, bool sync) {
   ++writes_;
   for (const auto& op : batch.ops()) {
     auto& m = data_[static_cast<int>(op.cf)];
-    if (op.is_delete) {
+    if (op.is_range) {
+      m.erase(m.lower_bound(op.key), op.value.empty() ? m.end() : m.lower_bound(op.value));
+    } else if (op.is_delete) {
       m.erase(op.key);
     } else {
       m[op.key] = op.value;

@@ -344,8 +344,9 @@ absl::Status RocksDbStore::Write(const WriteBatch& batch, bool sync) {
   rocksdb::WriteBatch wb;
   for (const auto& op : batch.ops()) {
     auto* h = db->handle(op.cf);
-    rocksdb::Status s = op.is_delete ? wb.Delete(h, ToSlice(op.key))
-                                     : wb.Put(h, ToSlice(op.key), ToSlice(op.value));
+    rocksdb::Status s = op.is_range    ? wb.DeleteRange(h, ToSlice(op.key), ToSlice(op.value))
+                        : op.is_delete ? wb.Delete(h, ToSlice(op.key))
+                                       : wb.Put(h, ToSlice(op.key), ToSlice(op.value));
     if (!s.ok()) return FromRocks(s, "building a write batch");
   }
   rocksdb::WriteOptions wo;
@@ -363,6 +364,25 @@ absl::Status RocksDbStore::Write(const WriteBatch& batch, bool sync) {
     }
   }
   return status;
+}
+
+absl::Status RocksDbStore::Compact(const std::vector<Range>& ranges) {
+  FARM_ASSIGN_OR_RETURN(Use db, Acquire());
+  rocksdb::FlushOptions flush;
+  flush.allow_write_stall = true;
+  FARM_RETURN_IF_ERROR(FromRocks(db->db->Flush(flush, db->handles), "flushing the store"));
+  rocksdb::CompactRangeOptions compact;
+  // The deletes sit in the newest files; only a compaction into the last level drops them and
+  // what they cover.
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (const Range& r : ranges) {
+    const rocksdb::Slice start = ToSlice(r.start);
+    const rocksdb::Slice limit = ToSlice(r.limit);
+    rocksdb::Status s =
+        db->db->CompactRange(compact, db->handle(r.cf), &start, r.limit.empty() ? nullptr : &limit);
+    FARM_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("compacting ", CfName(r.cf))));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace farm::coordinator

@@ -74,6 +74,9 @@ class RocksDbStore : public Store {
   // RESOURCE_EXHAUSTED when the disk is full (or below the reserve); UNAVAILABLE for other I/O
   // errors, and for writes after a failed one until the database has been reopened.
   absl::Status Write(const WriteBatch& batch, bool sync) override;
+  // Flushes every family (allowing a write stall rather than failing), then compacts each
+  // range to the last level, where deleted records are dropped.
+  absl::Status Compact(const std::vector<Range>& ranges) override;
 
   // How many times the database was reopened after a failed write (for tests and metrics).
   int64_t reopens() const;

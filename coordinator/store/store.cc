@@ -42,6 +42,8 @@ const char* CfName(Cf cf) {
       return "tokens";
     case Cf::kSecrets:
       return "secrets";
+    case Cf::kRetention:
+      return "retention";
   }
   return "?";
 }
@@ -54,6 +56,11 @@ void WriteBatch::Put(Cf cf, std::string key, std::string value) {
 void WriteBatch::Delete(Cf cf, std::string key) {
   bytes_ += key.size();
   ops_.push_back(Op{cf, true, std::move(key), {}});
+}
+
+void WriteBatch::DeleteRange(Cf cf, std::string start, std::string limit) {
+  bytes_ += start.size() + limit.size();
+  ops_.push_back(Op{cf, true, std::move(start), std::move(limit), true});
 }
 
 void WriteBatch::Append(const WriteBatch& other) {

@@ -41,8 +41,11 @@ enum class Cf : int {
   kWaiting = 16,       // job seq → "" for WAITING jobs (re-resolved at recovery)
   kTokens = 17,        // SHA-256 of a bearer token → farm.internal.TokenRecord
   kSecrets = 18,       // secret name → farm.internal.SecretRecord (the value encrypted)
+  // Retention (scheduler/retention.h): finished jobs in the order they may be removed, and the
+  // action cache's age index (cas/action_cache.h). Created on open in older data dirs.
+  kRetention = 19,
 };
-inline constexpr int kNumCfs = 19;
+inline constexpr int kNumCfs = 20;
 const char* CfName(Cf cf);
 
 // An atomic group of writes. Later operations on the same key win.
@@ -52,11 +55,14 @@ class WriteBatch {
     Cf cf;
     bool is_delete;
     std::string key;
-    std::string value;
+    std::string value;      // for a range delete: the range's limit
+    bool is_range = false;  // deletes every key in [key, value)
   };
 
   void Put(Cf cf, std::string key, std::string value);
   void Delete(Cf cf, std::string key);
+  // Deletes every key in [start, limit) of the family (one tombstone, whatever the range holds).
+  void DeleteRange(Cf cf, std::string start, std::string limit);
   void Append(const WriteBatch& other);
   void Clear();
 
@@ -86,6 +92,18 @@ class Store {
   // RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE for other write errors after which
   // the store may recover by itself.
   virtual absl::Status Write(const WriteBatch& batch, bool sync) = 0;
+
+  // Gives the space of deleted data back to the file system: writes every family's memtable
+  // out (so that the write-ahead logs holding the deletes can go) and compacts `ranges`, so that
+  // the deleted records leave the table files. Blocking and possibly long (seconds for
+  // gigabytes): never on the engine thread. Writes go on meanwhile. The in-memory store has
+  // nothing to give back.
+  struct Range {
+    Cf cf;
+    std::string start;
+    std::string limit;  // empty: to the end of the family
+  };
+  virtual absl::Status Compact(const std::vector<Range>& /*ranges*/) { return absl::OkStatus(); }
 };
 
 }  // namespace farm::coordinator

@@ -1,0 +1,258 @@
+// Retention and garbage collection on a real coordinator:
+//  - `farmctl admin gc --dry-run` reports and changes nothing; `admin gc` removes a finished
+//    job's output (then, later, the job), and `farmctl logs` says what became of the output;
+//  - a soak: a steady stream of jobs through a coordinator with retention in seconds keeps its
+//    data directory flat, while the same stream without retention grows it (the control run
+//    that proves the check can fail).
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "farm/v1/farm.grpc.pb.h"
+#include "tests/integration/farm_test_base.h"
+
+namespace farm::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Bytes of the files under `dir` (RocksDB and the CAS).
+int64_t DirectoryBytes(const std::string& dir) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) {
+      const auto size = it->file_size(size_ec);
+      if (!size_ec) total += static_cast<int64_t>(size);
+    }
+  }
+  return total;
+}
+
+// A fake agent in the test process: it leases each job, uploads `log_bytes` of output and
+// completes it, as fast as the coordinator lets it.
+class SoakAgent {
+ public:
+  explicit SoakAgent(std::shared_ptr<grpc::Channel> channel)
+      : jobs_(farm::v1::JobService::NewStub(channel)),
+        agent_(farm::v1::AgentService::NewStub(channel)) {}
+
+  static std::unique_ptr<grpc::ClientContext> Call() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    return ctx;
+  }
+
+  absl::Status Register() {
+    farm::v1::RegisterRequest reg;
+    reg.set_name("soak");
+    reg.set_slots(1);
+    reg.set_session_id("s1");
+    farm::v1::RegisterResponse resp;
+    grpc::Status s = agent_->Register(Call().get(), reg, &resp);
+    return s.ok() ? absl::OkStatus() : absl::InternalError(s.error_message());
+  }
+
+  // Submits one job and runs it to its end; its id.
+  absl::StatusOr<std::string> RunOneJob(const std::string& output) {
+    farm::v1::SubmitJobRequest submit;
+    submit.mutable_spec()->set_name("soak");
+    farm::v1::StepSpec* step = submit.mutable_spec()->add_steps();
+    step->set_name("s");
+    step->set_run("true");
+    farm::v1::SubmitJobResponse submitted;
+    grpc::Status s = jobs_->Submit(Call().get(), submit, &submitted);
+    if (!s.ok()) return absl::InternalError("submit: " + s.error_message());
+    farm::v1::LeaseRequest lease_req;
+    lease_req.set_agent("soak");
+    lease_req.set_session_id("s1");
+    lease_req.set_wait_ms(10'000);
+    farm::v1::LeaseResponse lease;
+    s = agent_->Lease(Call().get(), lease_req, &lease);
+    if (!s.ok() || !lease.has_job()) return absl::InternalError("lease: " + s.error_message());
+    farm::v1::LogUploadResponse uploaded;
+    auto ctx = Call();
+    auto writer = agent_->UploadLogs(ctx.get(), &uploaded);
+    farm::v1::LogUploadChunk chunk;
+    *chunk.mutable_lease() = lease.lease();
+    chunk.set_data(output);
+    writer->Write(chunk);
+    writer->WritesDone();
+    s = writer->Finish();
+    if (!s.ok()) return absl::InternalError("upload: " + s.error_message());
+    farm::v1::CompleteJobRequest complete;
+    *complete.mutable_lease() = lease.lease();
+    complete.set_outcome(farm::v1::ATTEMPT_SUCCEEDED);
+    farm::v1::StepReport* last = complete.mutable_last_step();
+    last->mutable_result()->set_state(farm::v1::STEP_SUCCEEDED);
+    last->mutable_result()->set_log_bytes(static_cast<int64_t>(output.size()));
+    farm::v1::CompleteJobResponse completed;
+    s = agent_->CompleteJob(Call().get(), complete, &completed);
+    if (!s.ok()) return absl::InternalError("complete: " + s.error_message());
+    return submitted.job_id();
+  }
+
+ private:
+  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
+  std::unique_ptr<farm::v1::AgentService::Stub> agent_;
+};
+
+class AdminGcTest : public FarmTest {
+ protected:
+  // Nothing is removed in the background: only `admin gc` removes, so the test sees each step.
+  std::vector<std::string> CoordinatorFlags() const override {
+    return {"--gc_interval=0", "--log_retention=1s", "--job_retention=20s"};
+  }
+
+  CommandResult Gc(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"admin", "gc"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    absl::StatusOr<CommandResult> r = farm_->RunFarmctl(args);
+    EXPECT_OK(r);
+    if (!r.ok()) return {};
+    EXPECT_EQ(r->exit_code, 0) << r->DebugString();
+    return *r;
+  }
+};
+
+TEST_F(AdminGcTest, DryRunReportsAndChangesNothingThenGcRemovesOutputThenTheJob) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<grpc::Channel> channel,
+                       common::MakeChannel(farm_->coordinator_address(), farm_->admin_security()));
+  SoakAgent agent(channel);
+  ASSERT_OK(agent.Register());
+  ASSERT_OK_AND_ASSIGN(std::string id, agent.RunOneJob("kept-for-a-while\n"));
+  ASSERT_OK_AND_ASSIGN(farm::v1::Job job, farm_->WaitForJobDone(id));
+  ASSERT_EQ(job.state(), farm::v1::SUCCEEDED);
+  const absl::Time ended = absl::FromUnixMillis(job.finished_ms());
+  ASSERT_OK(WaitFor([&] { return absl::Now() > ended + absl::Milliseconds(1500); },
+                    absl::Seconds(10), "the output's retention to pass"));
+
+  CommandResult dry = Gc({"--dry-run"});
+  EXPECT_THAT(dry.out, HasSubstr("dry run: nothing was changed"));
+  EXPECT_THAT(dry.out, HasSubstr("1 jobs' output would be removed"));
+  ASSERT_OK_AND_ASSIGN(std::string logs, farm_->Logs(id, {"--raw"}));
+  EXPECT_THAT(logs, HasSubstr("kept-for-a-while"));  // the dry run changed nothing
+
+  CommandResult gc = Gc();
+  EXPECT_THAT(gc.out, HasSubstr("1 jobs' output removed"));
+  EXPECT_THAT(gc.out, HasSubstr("jobs:             0 removed"));
+  ASSERT_OK_AND_ASSIGN(CommandResult removed, farm_->RunFarmctl({"logs", id}));
+  EXPECT_NE(removed.exit_code, 0);
+  EXPECT_THAT(removed.err, HasSubstr("output of job " + id +
+                                     " was removed by retention "
+                                     "(--log_retention)"));
+  EXPECT_THAT(removed.err, HasSubstr("the job's record is kept"));
+  ASSERT_OK(farm_->GetJob(id).status());  // the record stays
+
+  ASSERT_OK(WaitFor([&] { return absl::Now() > ended + absl::Milliseconds(20500); },
+                    absl::Seconds(30), "the job's retention to pass"));
+  EXPECT_THAT(Gc({"--dry-run"}).out, HasSubstr("jobs:             1 would be removed"));
+  ASSERT_OK(farm_->GetJob(id).status());
+  EXPECT_THAT(Gc().out, HasSubstr("jobs:             1 removed"));
+  ASSERT_OK_AND_ASSIGN(CommandResult gone, farm_->RunFarmctl({"get", id}));
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_THAT(gone.err, HasSubstr("not found"));
+  // A new job never takes the removed one's id.
+  ASSERT_OK_AND_ASSIGN(std::string next, farm_->SubmitJobFile("steps: [{run: 'true'}]\n"));
+  EXPECT_NE(next, id);
+  EXPECT_GT(std::stoull(next), std::stoull(id));
+}
+
+TEST_F(AdminGcTest, OnlyAnAdminMayCollectGarbageAndBadFlagsAreRefused) {
+  ASSERT_OK_AND_ASSIGN(CommandResult typo, farm_->RunFarmctl({"admin", "gc", "--dryrun"}));
+  EXPECT_NE(typo.exit_code, 0);
+  EXPECT_THAT(typo.err, HasSubstr("--dryrun"));
+}
+
+struct SoakRun {
+  std::vector<int64_t> sizes;  // the data dir's bytes, one sample a second
+  int jobs = 0;
+};
+
+// Runs jobs back to back for `duration` on a coordinator started with `flags`, sampling the
+// size of its data directory (RocksDB and CAS) every second.
+SoakRun Soak(const std::vector<std::string>& flags, absl::Duration duration) {
+  SoakRun run;
+  absl::StatusOr<std::unique_ptr<MiniFarm>> farm = MiniFarm::Create();
+  EXPECT_OK(farm);
+  if (!farm.ok()) return run;
+  EXPECT_OK((*farm)->StartCoordinator(flags));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      common::MakeChannel((*farm)->coordinator_address(), (*farm)->admin_security());
+  EXPECT_OK(channel);
+  if (!channel.ok()) return run;
+  SoakAgent agent(*channel);
+  EXPECT_OK(agent.Register());
+  // Output that does not compress away (RocksDB compresses with LZ4).
+  std::string output;
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 32 << 10; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    output.push_back(static_cast<char>('a' + x % 26));
+  }
+  const absl::Time start = absl::Now();
+  absl::Time next_sample = start;
+  while (absl::Now() < start + duration) {
+    absl::StatusOr<std::string> id = agent.RunOneJob(output);
+    EXPECT_OK(id);
+    if (!id.ok()) break;
+    ++run.jobs;
+    if (absl::Now() >= next_sample) {
+      run.sizes.push_back(DirectoryBytes((*farm)->coordinator_data_dir()));
+      next_sample += absl::Seconds(1);
+    }
+  }
+  return run;
+}
+
+std::string Describe(const SoakRun& run) {
+  std::vector<std::string> kib;
+  for (int64_t size : run.sizes) kib.push_back(absl::StrCat(size >> 10));
+  return absl::StrCat(run.jobs, " jobs; data dir KiB each second: ", absl::StrJoin(kib, " "));
+}
+
+// The largest sample of [from, to) of the run's samples.
+int64_t MaxOf(const std::vector<int64_t>& v, size_t from, size_t to) {
+  int64_t m = 0;
+  for (size_t i = from; i < to && i < v.size(); ++i) m = std::max(m, v[i]);
+  return m;
+}
+
+constexpr absl::Duration kSoakTime = absl::Seconds(24);
+
+// Retention in seconds: finished jobs go 3 s after they end, their output after 1 s, events
+// after 2 s, and the store is compacted every second. After warm-up (the first third) the data
+// dir must stay within 1.5x of its size at the end of the first third (RocksDB's files come and
+// go with flushes and compactions: that is the margin).
+TEST(RetentionSoakTest, TheDataDirStaysFlatUnderASteadyStreamOfJobs) {
+  const SoakRun run =
+      Soak({"--job_retention=3s", "--log_retention=1s", "--event_retention=2s", "--gc_interval=1s"},
+           kSoakTime);
+  std::cout << "retention soak: " << Describe(run) << "\n";
+  const size_t n = run.sizes.size();
+  ASSERT_GE(n, 12u) << Describe(run);
+  const int64_t warm = MaxOf(run.sizes, 0, n / 3);
+  const int64_t late = MaxOf(run.sizes, 2 * n / 3, n);
+  EXPECT_LE(late, warm * 3 / 2) << Describe(run);
+}
+
+// The control: the same stream without retention grows the data dir, past the margin above.
+TEST(RetentionSoakTest, WithoutRetentionTheSameStreamGrowsTheDataDir) {
+  const SoakRun run =
+      Soak({"--job_retention=0", "--log_retention=0", "--max_log_bytes=0", "--gc_interval=1s"},
+           kSoakTime);
+  std::cout << "control soak: " << Describe(run) << "\n";
+  const size_t n = run.sizes.size();
+  ASSERT_GE(n, 12u) << Describe(run);
+  const int64_t warm = MaxOf(run.sizes, 0, n / 3);
+  const int64_t late = MaxOf(run.sizes, 2 * n / 3, n);
+  EXPECT_GT(late, warm * 3 / 2) << Describe(run);
+}
+
+}  // namespace
+}  // namespace farm::testing
