@@ -145,12 +145,12 @@ wait_for 60 agent_listed || fail "the agent never registered"
 echo "agent registered after $(elapsed "$t"): $(farmctl agents | grep agent-1)"
 
 job='steps:
-  - run: echo "step user: $(id -un)"
+  - run: echo "step-user=$(id -un)"
   - run: if cat /var/lib/farm-agent/credential; then echo "credential readable"; exit 1; fi'
 id=$(farmctl submit - <<<"$job")
 farmctl wait "$id" --timeout=120s >/dev/null || fail "job $id did not succeed: $(farmctl get "$id")"
 logs=$(farmctl logs "$id" 2>/dev/null)
-grep -q "step user: farm-build" <<<"$logs" || fail "the step did not run as farm-build: $logs"
+grep -q "step-user=farm-build" <<<"$logs" || fail "the step did not run as farm-build: $logs"
 echo "job $id ran inside the agent's container as farm-build, the credential out of its reach"
 
 "${podman[@]}" stop -t 60 "$name-agent" >/dev/null
