@@ -4,10 +4,21 @@
 # something is missing.
 set -euo pipefail
 
+# Usage: install-deps.sh [--build-only] [EXTRA_PACKAGE...]
+# --build-only: only what building the binaries needs (cmake -DFARM_BUILD_TESTS=OFF), as the
+# container images' build stage does (deploy/docker/Dockerfile).
+build_only=false
+if [[ ${1:-} == --build-only ]]; then
+  build_only=true
+  shift
+fi
+
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libssl-dev libyaml-cpp-dev libcli11-dev
+)
+test_packages=(
   libgtest-dev libgmock-dev
   procps
   # The agent's optional step sandbox (farm-agent --sandbox=bwrap) and its tests.
@@ -17,27 +28,60 @@ packages=(
   dpkg-dev lintian
   # The fuzz tests (tests/fuzz): clang with libFuzzer and its sanitizer runtimes.
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
+  # The manifest test (deploy/kubernetes): its checker is Python with PyYAML.
+  python3 python3-yaml
 )
+if ! $build_only; then
+  packages+=("${test_packages[@]}")
+fi
 # Extra packages a caller asks for (tests/run.sh adds its own tools).
 packages+=("$@")
 
-missing=()
-for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-
-echo "install-deps: installing ${missing[*]}"
 if [[ $(id -u) -ne 0 ]]; then
   sudo=sudo
 else
   sudo=
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# Debian's kubectl (package kubernetes-client, 1.20) checks the Kubernetes manifests in the
+# tests (deploy/kubernetes/test_manifests.sh). Where another package owns /usr/bin/kubectl (a
+# vendor's kubectl), installing it would clash: it is unpacked under $debian_kubectl_root
+# instead, where the test looks for it.
+debian_kubectl_root=/opt/farm/kubernetes-client
+kubectl_owner=$(dpkg-query -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || true)
+unpack_kubectl=false
+if ! $build_only; then
+  if [[ -z $kubectl_owner || $kubectl_owner == kubernetes-client ]]; then
+    packages+=(kubernetes-client)
+  elif [[ ! -x $debian_kubectl_root/usr/bin/kubectl ]]; then
+    unpack_kubectl=true
+  fi
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! installed "$p"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} > 0)) || $unpack_kubectl; then
+  $sudo apt-get update -q
+fi
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if $unpack_kubectl; then
+  echo "install-deps: /usr/bin/kubectl belongs to $kubectl_owner; unpacking Debian's" \
+    "kubernetes-client in $debian_kubectl_root"
+  download=$(mktemp -d)
+  chmod 0755 "$download"  # apt fetches as its own user, _apt
+  (cd "$download" && apt-get download -q kubernetes-client)
+  $sudo mkdir -p "$debian_kubectl_root"
+  $sudo dpkg-deb -x "$download"/kubernetes-client_*.deb "$debian_kubectl_root"
+  rm -rf "$download"
+fi

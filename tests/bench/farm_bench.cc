@@ -39,6 +39,9 @@
 ABSL_FLAG(std::string, scenarios, "", "comma-separated scenario names (default: all)");
 ABSL_FLAG(int, runs, 3, "runs per scenario and size (the median of them is reported)");
 ABSL_FLAG(bool, quick, false, "smaller sizes, for a quick look (not for the README)");
+ABSL_FLAG(int64_t, size, 0,
+          "run each scenario at this one size instead of its two (e.g. --scenarios=agents "
+          "--size=5000: how far a figure goes)");
 ABSL_FLAG(std::string, json, "", "write the results as JSON to this file");
 ABSL_FLAG(std::string, bin_dir, "", "where the farm binaries are (default: farm-bench's own)");
 ABSL_FLAG(std::string, data_root, "",
@@ -213,8 +216,10 @@ int Main() {
   std::vector<ScenarioResult> results;
   for (const Scenario& s : *chosen) {
     ScenarioResult result{&s, {}};
-    for (int64_t size :
-         {info.quick ? s.quick_small : s.small, info.quick ? s.quick_large : s.large}) {
+    std::vector<int64_t> sizes = {info.quick ? s.quick_small : s.small,
+                                  info.quick ? s.quick_large : s.large};
+    if (absl::GetFlag(FLAGS_size) > 0) sizes = {absl::GetFlag(FLAGS_size)};
+    for (int64_t size : sizes) {
       result.sizes.push_back(RunSize(s, *env, size, runs));
       any_failed |= result.sizes.back().failed();
     }
