@@ -52,10 +52,7 @@ absl::string_view GroupDetails(absl::string_view group) {
   }
   if (group == "admin") {
     return "Operators' commands (role admin). Each change is kept by the coordinator and "
-           "recorded in
-        the event history with who made
-        it(farmctl events)
-            .";
+           "recorded in\nthe event history with who made it (farmctl events).\n";
   }
   if (group == "certs") {
     return "The farm's TLS certificates and secrets key, made locally (no coordinator needed).\n";

@@ -193,8 +193,9 @@ TEST_F(AdminAgentsTest, RemoveWaitsForTheAgentToBeGoneAndBadInputChangesNothing)
   EXPECT_THAT(Farmctl({"admin", "drain"}, 64).err, HasSubstr("missing NAME"));
   const farm::v1::AgentInfo after = Agent("a2");
   EXPECT_EQ(after.state(), before.state());
-  EXPECT_EQ(std::map<std::string, std::string>(after.labels().begin(), after.labels().end()),
-            std::map<std::string, std::string>(before.labels().begin(), before.labels().end()));
+  using LabelMap = std::map<std::string, std::string>;
+  EXPECT_EQ(LabelMap(after.labels().begin(), after.labels().end()),
+            LabelMap(before.labels().begin(), before.labels().end()));
   EXPECT_TRUE(after.operator_labels().empty() && after.removed_labels().empty());
 
   // The group's help lists every command of the table's admin group.
