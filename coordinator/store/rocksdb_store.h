@@ -74,6 +74,10 @@ class RocksDbStore : public Store {
   // RESOURCE_EXHAUSTED when the disk is full (or below the reserve); UNAVAILABLE for other I/O
   // errors, and for writes after a failed one until the database has been reopened.
   absl::Status Write(const WriteBatch& batch, bool sync) override;
+  // rocksdb::Checkpoint after a flush of every family (so that the copy needs little log
+  // replay); the logs still live are copied. UNAVAILABLE while the store reopens.
+  absl::Status Checkpoint(const std::string& dir) override;
+  absl::StatusOr<StoreStats> Stats() override;
 
   // How many times the database was reopened after a failed write (for tests and metrics).
   int64_t reopens() const;
