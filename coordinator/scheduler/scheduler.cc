@@ -51,7 +51,7 @@ Scheduler::Scheduler(Store* store, common::Clock* clock, FollowerHub* hub, Sched
       agents_(clock, &events_, options.lease_ttl_ms, options.forget_agent_after_ms),
       parked_(&engine_),
       logs_(options.max_log_bytes_per_job, options.redaction),
-      lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub}),
+      lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub, &job_counts_}),
       request_ids_(clock, options.request_id_retention_ms),
       attempts_({clock, &leases_, &logs_, &lifecycle_, &events_, options.agent_loss_retries}),
       heartbeats_(clock, &leases_, &agents_, &parked_),
@@ -67,6 +67,7 @@ Scheduler::~Scheduler() { Stop(); }
 absl::Status Scheduler::Init() { return Recover(); }
 
 absl::Status Scheduler::Recover() {
+  FARM_RETURN_IF_ERROR(job_counts_.Load(store_));
   FARM_RETURN_IF_ERROR(label_sets_.Recover(store_));
   queue_.Reset();
   FARM_RETURN_IF_ERROR(groups_.Recover(store_));
