@@ -208,6 +208,11 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 absl::Status Coordinator::Init() {
   FARM_RETURN_IF_ERROR(options_.Validate());
+  const int64_t started_ms = common::RealClock()->NowMs();
+  if (!options_.restore_from.empty()) {
+    FARM_RETURN_IF_ERROR(RestoreBackup(options_.restore_from, options_.data_dir).status());
+  }
+  FARM_RETURN_IF_ERROR(CheckNoUnfinishedRestore(options_.data_dir));
   RocksDbStoreOptions store_options;
   store_options.path = options_.data_dir + "/db";
   store_options.min_free_bytes = options_.min_free_disk_bytes;
@@ -248,6 +253,10 @@ absl::Status Coordinator::Init() {
   FARM_ASSIGN_OR_RETURN(blob_store_,
                         FileBlobStore::Open(std::move(cas), store_.get(), common::RealClock()));
   action_cache_ = std::make_unique<ActionCache>(store_.get(), blob_store_.get());
+  backups_ = std::make_unique<BackupMaker>(store_.get(), blob_store_.get(), common::RealClock(),
+                                           options_.data_dir, FARM_VERSION);
+  admin_service_->SetStatusSources({FARM_VERSION, started_ms, options_.data_dir, store_.get(),
+                                    blob_store_.get(), options_.cas_max_bytes, backups_.get()});
   // A job completes only once every artifact it reports is stored; they are then kept for the
   // retention period. The pin (one synced batch) runs on the CAS's pool, before the completion
   // reaches the engine.
@@ -368,6 +377,7 @@ void Coordinator::Shutdown() {
   // Every call has finished: the REAPI pool drains, then the CAS stops its maintenance.
   reapi_services_.reset();
   action_cache_.reset();
+  backups_.reset();
   blob_store_.reset();
   scheduler_.reset();
   store_.reset();

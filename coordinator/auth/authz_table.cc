@@ -62,6 +62,9 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/SetSecret", kAdminOnly),
       Entry("/farm.v1.AdminService/ListSecrets", kAdminOnly),
       Entry("/farm.v1.AdminService/DeleteSecret", kAdminOnly),
+      // Issue 13: backup and status.
+      Entry("/farm.v1.AdminService/Backup", kAdminOnly),
+      Entry("/farm.v1.AdminService/GetStatus", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

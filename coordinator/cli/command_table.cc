@@ -19,6 +19,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterCertsCommands(*table);
     RegisterTokenCommands(*table);
     RegisterSecretCommands(*table);
+    RegisterAdminBackupCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

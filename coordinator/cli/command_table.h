@@ -44,6 +44,7 @@ void RegisterEventCommands(std::vector<CommandDef>& table);
 void RegisterCertsCommands(std::vector<CommandDef>& table);
 void RegisterTokenCommands(std::vector<CommandDef>& table);
 void RegisterSecretCommands(std::vector<CommandDef>& table);
+void RegisterAdminBackupCommands(std::vector<CommandDef>& table);  // admin backup, admin status
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

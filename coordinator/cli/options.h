@@ -66,6 +66,9 @@ enum class Command {
   kSecretSet,
   kSecretList,
   kSecretRm,
+  // Issue 13: backup and status.
+  kAdminBackup,
+  kAdminStatus,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -118,6 +121,8 @@ struct CliOptions {
   std::optional<TimeArg> until;
   std::string certs_dir;           // certs init: --dir
   std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
+  // Issue 13, backup and status. admin backup: DIR, on the coordinator's machine.
+  std::string backup_dir;
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call

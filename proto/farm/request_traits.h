@@ -63,6 +63,8 @@ FARM_LENIENT_REQUEST(EnrollRequest)
 // Secrets (ListSecretsRequest has no string).
 FARM_LENIENT_REQUEST(SetSecretRequest)
 FARM_LENIENT_REQUEST(DeleteSecretRequest)
+// Issue 13: backup (GetStatusRequest has no string).
+FARM_LENIENT_REQUEST(BackupRequest)
 
 #undef FARM_LENIENT_REQUEST
 
