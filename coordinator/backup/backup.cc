@@ -82,8 +82,8 @@ absl::StatusOr<BackupSummary> BackupMaker::CreateBackup(const std::string& reque
   std::error_code ec;
   const fs::path data = fs::weakly_canonical(data_dir_, ec);
   const fs::path parent = fs::weakly_canonical(target.parent, ec);
-  const auto [end, unused] = std::mismatch(data.begin(), data.end(), parent.begin(), parent.end());
-  if (!data.empty() && end == data.end()) {
+  if (!data.empty() &&
+      std::mismatch(data.begin(), data.end(), parent.begin(), parent.end()).first == data.end()) {
     return absl::InvalidArgumentError(
         absl::StrCat("backup dir ", target.path, " is inside the data dir ", data_dir_));
   }
@@ -109,10 +109,11 @@ absl::StatusOr<BackupSummary> BackupMaker::CreateBackup(const std::string& reque
   if (summary.ok()) {
     // RENAME_NOREPLACE: a directory made at `dir` meanwhile is refused, never replaced.
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.path.c_str(), RENAME_NOREPLACE) != 0) {
-      summary = errno == EEXIST
-                    ? absl::AlreadyExistsError(absl::StrCat("backup dir ", target.path, " exists"))
-                    : common::ErrnoStatus(errno,
-                                          absl::StrCat("cannot rename ", tmp, " to ", target.path));
+      const int err = errno;
+      summary =
+          err == EEXIST
+              ? absl::AlreadyExistsError(absl::StrCat("backup dir ", target.path, " exists"))
+              : common::ErrnoStatus(err, absl::StrCat("cannot rename ", tmp, " to ", target.path));
     } else if (absl::Status s = common::SyncDirectory(target.parent); !s.ok()) {
       summary = s;
     }
