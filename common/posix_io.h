@@ -30,4 +30,16 @@ absl::Status WriteAllAt(int fd, absl::string_view data, int64_t offset,
 absl::StatusOr<bool> ReadExactlyAt(int fd, char* buf, size_t n, int64_t offset,
                                    absl::string_view what = "read");
 
+// Issue 13 (backup and restore): files that are never modified once written (blobs, RocksDB
+// table files) are shared by hard links where the file system allows.
+//
+// Makes `dst` (which must not exist) hold the content of the regular file `src`: a hard link
+// when both are on one file system that allows it (*linked = true), else a copy (synced, with
+// src's permission bits). Errors name the paths; a failed copy leaves no `dst` behind.
+absl::Status LinkOrCopyFile(const std::string& src, const std::string& dst, bool* linked);
+// A synced copy of `src` into the new file `dst` (0644 unless `mode` says otherwise).
+absl::Status CopyFile(const std::string& src, const std::string& dst, int mode = 0644);
+// fsync(2)s a directory, so that the names created in it survive a crash.
+absl::Status SyncDirectory(const std::string& dir);
+
 }  // namespace farm::common

@@ -21,6 +21,7 @@
 #include "common/channel.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/version.h"
 #include "coordinator/garbage_collector.h"
 #include "coordinator/service/admin_service.h"
 #include "coordinator/service/agent_service.h"
@@ -231,6 +232,11 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 absl::Status Coordinator::Init() {
   FARM_RETURN_IF_ERROR(options_.Validate());
+  const int64_t started_ms = common::RealClock()->NowMs();
+  if (!options_.restore_from.empty()) {
+    FARM_RETURN_IF_ERROR(RestoreBackup(options_.restore_from, options_.data_dir).status());
+  }
+  FARM_RETURN_IF_ERROR(CheckNoUnfinishedRestore(options_.data_dir));
   RocksDbStoreOptions store_options;
   store_options.path = options_.data_dir + "/db";
   store_options.min_free_bytes = options_.min_free_disk_bytes;
@@ -276,6 +282,11 @@ absl::Status Coordinator::Init() {
   FARM_ASSIGN_OR_RETURN(blob_store_,
                         FileBlobStore::Open(std::move(cas), store_.get(), common::RealClock()));
   action_cache_ = std::make_unique<ActionCache>(store_.get(), blob_store_.get());
+  backups_ = std::make_unique<BackupMaker>(store_.get(), blob_store_.get(), common::RealClock(),
+                                           options_.data_dir, common::FarmVersion());
+  admin_service_->SetStatusSources({common::FarmVersion(), started_ms, options_.data_dir,
+                                    store_.get(), blob_store_.get(), options_.cas_max_bytes,
+                                    backups_.get()});
   // A job completes only once every artifact it reports is stored; they are then kept for the
   // retention period. The pin (one synced batch) runs on the CAS's pool, before the completion
   // reaches the engine.
@@ -404,6 +415,7 @@ void Coordinator::Shutdown() {
   reapi_services_.reset();
   gc_.reset();
   action_cache_.reset();
+  backups_.reset();
   blob_store_.reset();
   scheduler_.reset();
   store_.reset();

@@ -13,6 +13,7 @@
 #include "common/io_pool.h"
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
+#include "coordinator/backup/backup.h"
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/file_blob_store.h"
 #include "coordinator/events/event_reader.h"
@@ -43,6 +44,9 @@ struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
   std::string data_dir;
   std::string port_file;  // when set, the bound HOST:PORT is written here once serving
+  // Issue 13: a backup directory (coordinator/backup/backup.h) that Init validates and restores
+  // into data_dir (which must then be missing or empty) before it opens it.
+  std::string restore_from;
   // TLS (PEM files): the coordinator's certificate and key, and the CA whose client
   // certificates identify callers (without it, callers present tokens). Either both cert and
   // key, or `insecure`: plaintext, no authentication (every caller is admin), loopback only.
@@ -117,7 +121,8 @@ class Coordinator {
   explicit Coordinator(CoordinatorOptions options);
   ~Coordinator();
 
-  // Opens the store and recovers the queue and the leases.
+  // Restores options.restore_from when set, opens the store and recovers the queue and the
+  // leases. FAILED_PRECONDITION for a data dir that holds an unfinished restore.
   absl::Status Init();
   // Binds and serves; writes the port file.
   absl::Status Start();
@@ -170,6 +175,7 @@ class Coordinator {
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<FileBlobStore> blob_store_;
+  std::unique_ptr<BackupMaker> backups_;  // issue 13
   std::unique_ptr<ActionCache> action_cache_;
   std::unique_ptr<GarbageCollector> gc_;  // before the parts it cleans: it goes first
   std::unique_ptr<ReapiServices> reapi_services_;

@@ -23,6 +23,10 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "HOST:PORT to serve on; port 0 picks a free port");
 ABSL_FLAG(std::string, data_dir, "", "directory for the store (required)");
+ABSL_FLAG(std::string, restore_from, "",
+          "restore this backup directory (written by `farmctl admin backup`) into --data_dir, "
+          "which must be new or empty, then start on it; the backup is validated first (every "
+          "file's checksum) and left as it was");
 ABSL_FLAG(std::string, port_file, "", "write the bound HOST:PORT to this file once serving");
 ABSL_FLAG(std::string, tls_cert, "", "the coordinator's TLS certificate (PEM); with --tls_key");
 ABSL_FLAG(std::string, tls_key, "", "the private key of --tls_cert (PEM)");
@@ -164,6 +168,7 @@ absl::StatusOr<farm::coordinator::CoordinatorOptions> OptionsFromFlags() {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.restore_from = absl::GetFlag(FLAGS_restore_from);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
@@ -226,7 +231,7 @@ absl::Status ApplyLiveFlags(bool insecure, farm::coordinator::Coordinator& coord
 farm::common::ConfigFileOptions ConfigFileOptions(int argc, char** argv) {
   farm::common::ConfigFileOptions options;
   options.command_line = farm::common::CommandLineFlagNames(argc, argv);
-  options.command_line_only = {"config", "check_config"};
+  options.command_line_only = {"config", "check_config", "restore_from"};
   return options;
 }
 
@@ -242,6 +247,7 @@ int main(int argc, char** argv) {
       "farm-coordinator --listen=HOST:PORT --data_dir=DIR (--tls_cert=FILE --tls_key=FILE "
       "[--tls_client_ca=FILE] | --insecure) [--secrets_key_file=FILE "
       "[--secrets_old_key_files=F1,F2]] [--port_file=FILE] [--lease_ttl=30s] [--config=FILE]\n"
+      "[--restore_from=BACKUP_DIR]\n"
       "Every flag is also a setting of the --config file (deploy/config/coordinator.yaml).");
   // ByteStream messages (up to 16 MiB) would otherwise be mmap'ed and unmapped one by one, each
   // page faulted in again: keep them on the heap (measured: 1 GiB uploads ~1.8x faster).

@@ -76,6 +76,9 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/BulkCancel", kAdminOnly),
       // Retention and GC (issue 13, part 3).
       Entry("/farm.v1.AdminService/CollectGarbage", kAdminOnly),
+      // Issue 13: backup and status.
+      Entry("/farm.v1.AdminService/Backup", kAdminOnly),
+      Entry("/farm.v1.AdminService/GetStatus", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

@@ -27,6 +27,7 @@
 //   file_blob_store_put.cc          batch puts, and installing any finished blob file
 //   file_blob_store_maintenance.cc  access-time flush, upload sweep, eviction, its thread
 //   file_blob_store_pin.cc          artifact pins, also asynchronously on the CAS's IoPool
+//   file_blob_store_backup.cc       eviction holds and the export of every blob (backups)
 //
 // Errors from the file system carry errno's canonical code (common::ErrnoStatus: a full disk is
 // RESOURCE_EXHAUSTED, EACCES PERMISSION_DENIED, EIO UNKNOWN, ...) and name the file and the
@@ -48,6 +49,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -125,6 +127,39 @@ class FileBlobStore final : public BlobStore {
   // asked for before the destructor starts complete, and call `done`, before it returns.
   void PinArtifactsAsync(std::vector<Digest> digests, int64_t until_ms,
                          std::function<void(absl::Status)> done);
+
+  // --- Backups (file_blob_store_backup.cc; coordinator/backup/backup.h) ---
+  // While an EvictionHold lives, no blob leaves the store but one found corrupt: eviction
+  // waits (the store may grow past max_bytes meanwhile) and resumes when the last hold goes.
+  // Taking a hold waits for an eviction in progress to end, so that every blob whose entry a
+  // checkpoint taken after it holds still has its file. Any other path that removes blobs
+  // (retention) must honour holds the same way.
+  class EvictionHold {
+   public:
+    explicit EvictionHold(std::atomic<int>* holds) : holds_(holds) {}
+    EvictionHold(EvictionHold&& other) noexcept : holds_(std::exchange(other.holds_, nullptr)) {}
+    EvictionHold& operator=(EvictionHold&&) = delete;
+    ~EvictionHold() {
+      if (holds_ != nullptr) holds_->fetch_sub(1);
+    }
+
+   private:
+    std::atomic<int>* holds_;
+  };
+  EvictionHold HoldEvictions();
+
+  struct ExportedBlobs {
+    std::vector<Digest> blobs;  // in hash order
+    int64_t bytes = 0;
+    int64_t linked = 0;  // hard links
+    int64_t copied = 0;  // copies (another file system)
+  };
+  // Puts the file of every blob the metadata records into dir/XX/HASH (the layout of
+  // root/blobs; `dir` must not exist, its parent must): hard links where the file system
+  // allows, synced copies otherwise; every directory made is synced. A blob whose file is gone
+  // by the time it is reached (removed as corrupt) is left out. Call it under an EvictionHold
+  // to get every blob of an earlier checkpoint. Errors name the file.
+  absl::StatusOr<ExportedBlobs> ExportBlobs(const std::string& dir);
 
  private:
   // --- Shared by every part (file_blob_store.cc) ---
@@ -220,6 +255,7 @@ class FileBlobStore final : public BlobStore {
   std::atomic<int64_t> evicted_{0};
   std::atomic<int64_t> corrupt_{0};
   std::atomic<uint64_t> temp_seq_{0};
+  std::atomic<int> eviction_holds_{0};  // live EvictionHolds
 
   absl::Mutex touch_mu_;
   absl::flat_hash_map<std::string, int64_t> touches_ ABSL_GUARDED_BY(touch_mu_);

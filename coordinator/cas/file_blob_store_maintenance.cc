@@ -68,6 +68,7 @@ void FileBlobStore::SweepUploads() {
 
 absl::Status FileBlobStore::Evict() {
   if (bytes_.load() <= options_.max_bytes) return absl::OkStatus();
+  if (eviction_holds_.load() > 0) return absl::OkStatus();  // a backup is running
   const int64_t target = options_.max_bytes / 100 * options_.low_watermark_percent;
   const int64_t now = clock_->NowMs();
   const int64_t cutoff = now - options_.min_age_ms;

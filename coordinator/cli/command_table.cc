@@ -23,6 +23,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterAdminQueueCommands(*table);
     RegisterVersionCommands(*table);
     RegisterRetentionCommands(*table);
+    RegisterAdminBackupCommands(*table);
     table->push_back({"help",
                       Command::kHelp,
                       {},

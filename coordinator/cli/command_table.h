@@ -48,6 +48,7 @@ void RegisterAdminAgentCommands(std::vector<CommandDef>& table);
 void RegisterAdminQueueCommands(std::vector<CommandDef>& table);
 void RegisterVersionCommands(std::vector<CommandDef>& table);
 void RegisterRetentionCommands(std::vector<CommandDef>& table);  // admin gc
+void RegisterAdminBackupCommands(std::vector<CommandDef>& table);  // admin backup, admin status
 
 // Every command, help last.
 const std::vector<CommandDef>& CommandTable();

@@ -487,6 +487,9 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
     case Command::kTokenRevoke:
       options.token_id = rest[0];
       break;
+    case Command::kAdminBackup:
+      options.backup_dir = rest[0];
+      break;
     case Command::kSecretSet:
     case Command::kSecretRm:
       options.secret_name = rest[0];

@@ -80,6 +80,9 @@ enum class Command {
   // Configuration and version (issue 13).
   kVersion,
   kAdminGc,  // retention and GC (issue 13, part 3)
+  // Issue 13: backup and status.
+  kAdminBackup,
+  kAdminStatus,
 };
 enum class OutputFormat { kText, kJson };
 
@@ -144,6 +147,8 @@ struct CliOptions {
   // Admin queues (admin_queue_options.h): reprioritize's N; the selector is in `labels`, the
   // job or pipeline in job_id, cancel's --state in state.
   int32_t priority = 0;
+  // Issue 13, backup and status. admin backup: DIR, on the coordinator's machine.
+  std::string backup_dir;
 
   // Not flags: timing knobs, so that tests need not wait for production delays.
   int64_t rpc_timeout_ms = 10'000;  // deadline of every unary call

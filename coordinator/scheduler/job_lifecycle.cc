@@ -80,6 +80,7 @@ absl::Status JobLifecycle::Transition(Txn& txn, Job& job, JobState to, std::stri
     return bug;
   }
   const int64_t now = p_.clock->NowMs();
+  if (p_.counts != nullptr) p_.counts->Moved(txn, from, to);
   job.set_state(to);
   job.set_reason(std::move(reason));
   if (to == farm::v1::RUNNING && job.started_ms() == 0) job.set_started_ms(now);

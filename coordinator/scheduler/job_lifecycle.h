@@ -34,6 +34,7 @@
 #include "coordinator/scheduler/concurrency_groups.h"
 #include "coordinator/scheduler/engine.h"
 #include "coordinator/scheduler/event_recorder.h"
+#include "coordinator/scheduler/job_counts.h"
 #include "coordinator/scheduler/pipeline_graph.h"
 #include "coordinator/scheduler/queue_index.h"
 #include "coordinator/scheduler/retention.h"
@@ -51,6 +52,7 @@ class JobLifecycle {
     EventRecorder* events;
     FollowerHub* hub;
     Retention* retention = nullptr;  // indexes jobs that end (none: nothing is ever removed)
+    JobCounts* counts = nullptr;  // told of every transition when set (issue 13)
   };
   explicit JobLifecycle(Parts parts) : p_(parts) {}
 

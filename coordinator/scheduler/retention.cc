@@ -184,6 +184,12 @@ absl::Status Retention::OnJobEnded(Txn& txn, const farm::v1::Job& job) {
 // ---------------------------------------------------------------------------------------------
 // Sweeps
 
+absl::Status Retention::CountRemoval(Txn& txn, uint64_t seq) {
+  FARM_ASSIGN_OR_RETURN(std::optional<farm::v1::Job> job, jobs::Load(txn, seq));
+  if (job.has_value()) counts_->Removed(txn, job->state());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Retention::PipelineState> Retention::Pipeline(Txn& txn, uint64_t pseq) {
   auto it = pipelines_.find(pseq);
   if (it != pipelines_.end()) return it->second;
@@ -364,6 +370,7 @@ absl::Status Retention::RemoveJobs(Txn& txn, Pass& pass, RetentionReport& report
       }
     }
     if (pass.dry_run) continue;
+    if (counts_ != nullptr) FARM_RETURN_IF_ERROR(CountRemoval(txn, e.seq));
     txn.Delete(Cf::kJobs, keys::JobKey(e.seq));
     txn.Delete(Cf::kProgress, keys::JobKey(e.seq));
     txn.DeleteRangeBlind(Cf::kLogs, keys::U64(e.seq), keys::U64(e.seq + 1));

@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "coordinator/scheduler/engine.h"
+#include "coordinator/scheduler/job_counts.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm::coordinator {
@@ -80,7 +81,9 @@ class Retention {
   static constexpr absl::string_view kLogCursorKey = "retention/log_cursor";
   static constexpr absl::string_view kBackfillKey = "retention/backfill";
 
-  Retention(common::Clock* clock, RetentionPolicy policy) : clock_(clock), policy_(policy) {}
+  // `counts` (may be null) is told of every job record a sweep removes, in the same write.
+  Retention(common::Clock* clock, RetentionPolicy policy, JobCounts* counts = nullptr)
+      : clock_(clock), policy_(policy), counts_(counts) {}
 
   // Loads the byte count, the log cursor and where the backfill stands.
   absl::Status Recover(Store* store);
@@ -149,12 +152,15 @@ class Retention {
   absl::Status RemoveJobs(Txn& txn, Pass& pass, RetentionReport& report);
   absl::Status RemoveLogs(Txn& txn, Pass& pass, RetentionReport& report);
   static void Note(RetentionReport& report, uint64_t seq);
+  // Tells counts_ of the removal of job `seq` (its record read for its state).
+  absl::Status CountRemoval(Txn& txn, uint64_t seq);
   // Writes the byte count, the log cursor and the backfill's place once, before this group's
   // write.
   void PersistBeforeWrite(Txn& txn);
 
   common::Clock* const clock_;
   const RetentionPolicy policy_;
+  JobCounts* const counts_;
   int64_t log_bytes_ = 0;
   std::string log_cursor_;      // index keys before it have had their output looked at
   uint64_t backfill_next_ = 0;  // 0: not started

@@ -48,11 +48,11 @@ Scheduler::Scheduler(Store* store, common::Clock* clock, FollowerHub* hub, Sched
       queue_(&label_sets_, options.queue_window),
       leases_(clock, options.lease_ttl_ms),
       events_(clock, &label_sets_, hub, options.event_retention_ms),
-      retention_(clock, options.retention),
+      retention_(clock, options.retention, &job_counts_),
       agents_(clock, &events_, options.lease_ttl_ms, options.forget_agent_after_ms),
       parked_(&engine_),
       logs_(options.max_log_bytes_per_job, options.redaction),
-      lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub, &retention_}),
+      lifecycle_({clock, &queue_, &groups_, &pipelines_, &events_, hub, &retention_, &job_counts_}),
       request_ids_(clock, options.request_id_retention_ms),
       attempts_({clock, &leases_, &logs_, &lifecycle_, &events_, options.agent_loss_retries}),
       heartbeats_(clock, &leases_, &agents_, &parked_),
@@ -68,6 +68,7 @@ Scheduler::~Scheduler() { Stop(); }
 absl::Status Scheduler::Init() { return Recover(); }
 
 absl::Status Scheduler::Recover() {
+  FARM_RETURN_IF_ERROR(job_counts_.Load(store_));
   FARM_RETURN_IF_ERROR(label_sets_.Recover(store_));
   queue_.Reset();
   FARM_RETURN_IF_ERROR(queue_.RecoverPauses(store_));

@@ -47,6 +47,7 @@
 #include "coordinator/scheduler/event_recorder.h"
 #include "coordinator/scheduler/heartbeats.h"
 #include "coordinator/scheduler/intake.h"
+#include "coordinator/scheduler/job_counts.h"
 #include "coordinator/scheduler/job_lifecycle.h"
 #include "coordinator/scheduler/job_reads.h"
 #include "coordinator/scheduler/label_sets.h"
@@ -116,6 +117,8 @@ class Scheduler {
   void CancelPipeline(std::string pipeline_id, Done<farm::v1::Pipeline> done);
   // Committed state, read from the store on the calling thread (job_reads.h).
   const JobReads& reads() const { return reads_; }
+  // Jobs by state, exact and cheap (job_counts.h); any thread.
+  const JobCounts& job_counts() const { return job_counts_; }
   absl::StatusOr<farm::v1::Job> GetJob(absl::string_view job_id) const;
   absl::StatusOr<farm::v1::ListJobsResponse> ListJobs(const farm::v1::ListJobsRequest& req) const;
   absl::StatusOr<farm::v1::Pipeline> GetPipeline(absl::string_view pipeline_id) const;
@@ -248,7 +251,8 @@ class Scheduler {
   const SchedulerOptions options_;
   Engine engine_;
 
-  // The parts (engine thread only, but reads_).
+  // The parts (engine thread only, but reads_ and job_counts_' snapshots).
+  JobCounts job_counts_;
   LabelSets label_sets_;
   QueueIndex queue_;
   LeaseTable leases_;

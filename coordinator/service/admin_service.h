@@ -9,6 +9,7 @@
 #include "common/io_pool.h"
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
+#include "coordinator/backup/backup.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -89,6 +90,27 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* BulkCancel(grpc::CallbackServerContext* ctx,
                                        const farm::v1::BulkCancelRequest* req,
                                        farm::v1::BulkCancelResponse* resp) override;
+  // Issue 13: backup (admin_backup.cc) and status (admin_status.cc). What they read, set once
+  // before the server starts (all not owned, outliving the service); until then both answer
+  // UNAVAILABLE.
+  struct StatusSources {
+    std::string version;
+    int64_t started_ms = 0;  // Unix ms
+    std::string data_dir;
+    Store* store = nullptr;
+    FileBlobStore* cas = nullptr;
+    int64_t cas_max_bytes = 0;
+    BackupMaker* backups = nullptr;
+  };
+  void SetStatusSources(StatusSources sources) { status_ = std::move(sources); }
+  // Writes the backup on the read pool (it holds one of its threads for the whole backup).
+  grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* ctx,
+                                   const farm::v1::BackupRequest* req,
+                                   farm::v1::BackupResponse* resp) override;
+  // Store and CAS statistics on the read pool, then the agents from the scheduler.
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const farm::v1::GetStatusRequest* req,
+                                      farm::v1::GetStatusResponse* resp) override;
 
  private:
   Scheduler* const scheduler_;
@@ -97,6 +119,7 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   common::IoPool* const pool_;
   SecretRegistry* const secrets_;
   GcRunner gc_;  // set before the server starts
+  StatusSources status_;  // issue 13
 };
 
 }  // namespace farm::coordinator

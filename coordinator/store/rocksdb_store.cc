@@ -6,6 +6,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <sys/statvfs.h>
 
@@ -383,6 +384,44 @@ absl::Status RocksDbStore::Compact(const std::vector<Range>& ranges) {
     FARM_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("compacting ", CfName(r.cf))));
   }
   return absl::OkStatus();
+absl::Status RocksDbStore::Checkpoint(const std::string& dir) {
+  FARM_ASSIGN_OR_RETURN(Use db, Acquire());
+  rocksdb::Checkpoint* raw = nullptr;
+  FARM_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db->db.get(), &raw),
+                                 absl::StrCat("cannot make a checkpoint in ", dir)));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: every family is flushed first, so the copy holds table files and
+  // at most the log written since.
+  return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                   absl::StrCat("cannot make a checkpoint in ", dir));
+}
+
+absl::StatusOr<StoreStats> RocksDbStore::Stats() {
+  FARM_ASSIGN_OR_RETURN(Use db, Acquire());
+  auto property = [&db](rocksdb::ColumnFamilyHandle* family, const std::string& name) {
+    uint64_t value = 0;
+    if (!db->db->GetIntProperty(family, name, &value)) return int64_t{0};
+    return static_cast<int64_t>(value);
+  };
+  StoreStats stats;
+  for (int i = 0; i < kNumCfs; ++i) {
+    rocksdb::ColumnFamilyHandle* family = db->handle(static_cast<Cf>(i));
+    StoreStats::Family f;
+    f.name = CfName(static_cast<Cf>(i));
+    f.estimated_keys = property(family, rocksdb::DB::Properties::kEstimateNumKeys);
+    f.live_bytes = property(family, rocksdb::DB::Properties::kEstimateLiveDataSize);
+    f.sst_bytes = property(family, rocksdb::DB::Properties::kTotalSstFilesSize);
+    f.memtable_bytes = property(family, rocksdb::DB::Properties::kCurSizeAllMemTables);
+    stats.sst_bytes += f.sst_bytes;
+    stats.pending_compaction_bytes +=
+        property(family, rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
+    stats.families.push_back(std::move(f));
+  }
+  rocksdb::VectorLogPtr logs;
+  if (db->db->GetSortedWalFiles(logs).ok()) {
+    for (const auto& log : logs) stats.wal_bytes += static_cast<int64_t>(log->SizeFileBytes());
+  }
+  return stats;
 }
 
 }  // namespace farm::coordinator

@@ -73,4 +73,12 @@ void WriteBatch::Clear() {
   bytes_ = 0;
 }
 
+absl::Status Store::Checkpoint(const std::string& dir) {
+  return absl::UnimplementedError("this store cannot make a checkpoint of " + dir);
+}
+
+absl::StatusOr<StoreStats> Store::Stats() {
+  return absl::UnimplementedError("this store keeps no statistics");
+}
+
 }  // namespace farm::coordinator

@@ -75,6 +75,22 @@ class WriteBatch {
   size_t bytes_ = 0;
 };
 
+// What RocksDbStore::Stats reports (admin status). Sizes in bytes; keys are RocksDB's
+// estimates (exact while a family's data is in memory, approximate once compactions are due).
+struct StoreStats {
+  struct Family {
+    std::string name;
+    int64_t estimated_keys = 0;
+    int64_t live_bytes = 0;      // estimated size of the live data
+    int64_t sst_bytes = 0;       // its table files on disk
+    int64_t memtable_bytes = 0;  // in memory, not yet flushed
+  };
+  std::vector<Family> families;  // every column family, in Cf order
+  int64_t sst_bytes = 0;         // all families' table files
+  int64_t wal_bytes = 0;         // the write-ahead logs still live
+  int64_t pending_compaction_bytes = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -104,6 +120,17 @@ class Store {
     std::string limit;  // empty: to the end of the family
   };
   virtual absl::Status Compact(const std::vector<Range>& /*ranges*/) { return absl::OkStatus(); }
+  // --- Backup and status (issue 13). UNIMPLEMENTED unless an implementation has them (the
+  // memory store has neither).
+  //
+  // A consistent copy of the whole store, every family as of one moment during the call, made
+  // in `dir` (which must not exist; its parent must): a store opened on it sees exactly the
+  // writes acknowledged before that moment. Table files are hard links where the file system
+  // allows (they are never modified), copies otherwise; writes go on meanwhile. Errors name
+  // `dir`; a failed call may leave part of `dir` behind for the caller to remove.
+  virtual absl::Status Checkpoint(const std::string& dir);
+  // Sizes and key estimates, cheap (no scan): RocksDB's own counters.
+  virtual absl::StatusOr<StoreStats> Stats();
 };
 
 }  // namespace farm::coordinator

@@ -74,6 +74,8 @@ FARM_LENIENT_REQUEST(ResumeQueueRequest)
 FARM_LENIENT_REQUEST(ReprioritizeJobRequest)
 FARM_LENIENT_REQUEST(RetryRequest)
 FARM_LENIENT_REQUEST(BulkCancelRequest)
+// Issue 13: backup (GetStatusRequest has no string).
+FARM_LENIENT_REQUEST(BackupRequest)
 
 #undef FARM_LENIENT_REQUEST
 
