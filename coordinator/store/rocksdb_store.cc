@@ -384,6 +384,8 @@ absl::Status RocksDbStore::Compact(const std::vector<Range>& ranges) {
     FARM_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("compacting ", CfName(r.cf))));
   }
   return absl::OkStatus();
+}
+
 absl::Status RocksDbStore::Checkpoint(const std::string& dir) {
   FARM_ASSIGN_OR_RETURN(Use db, Acquire());
   rocksdb::Checkpoint* raw = nullptr;

@@ -120,6 +120,7 @@ class Store {
     std::string limit;  // empty: to the end of the family
   };
   virtual absl::Status Compact(const std::vector<Range>& /*ranges*/) { return absl::OkStatus(); }
+
   // --- Backup and status (issue 13). UNIMPLEMENTED unless an implementation has them (the
   // memory store has neither).
   //
