@@ -95,7 +95,7 @@ TEST(AdminAgentsFormatTest, AgentsShowWhatOperatorsChanged) {
   a->add_removed_labels("pool");
   EXPECT_EQ(FormatAgentLabels(*a), "gpu=yes,os=linux (operator: gpu=yes,-pool)");
   EXPECT_EQ(FormatAgentsText(response, TextContext{0, absl::UTCTimeZone()}),
-            "NAME  STATE     SLOTS  LABELS                                     JOBS  SEEN  "
+            "NAME  STATE     SLOTS  LABELS                                      JOBS  SEEN  "
             "ISOLATION\n"
             "a     draining  0/1    gpu=yes,os=linux (operator: gpu=yes,-pool)  -     -     -\n");
   farm::v1::AgentInfo plain;
