@@ -18,7 +18,10 @@ int RunCommand(const CliOptions& options, CliIo& io) {
   }
   const CommandDef& def = CommandDefOf(options.command);
   common::ClientSecurityFlags flags = options.security;
-  if (!def.needs_coordinator) flags = {.insecure = true};  // no call goes out
+  if (!def.needs_coordinator) {  // no call goes out
+    flags = common::ClientSecurityFlags();
+    flags.insecure = true;
+  }
   absl::StatusOr<common::ClientSecurity> security = common::LoadClientSecurity(flags);
   if (!security.ok()) {
     io.err << "farmctl: " << OneLine(security.status().message()) << "\n";
