@@ -47,7 +47,7 @@ void RegisterSecretCommands(std::vector<CommandDef>& table);
 void RegisterAdminAgentCommands(std::vector<CommandDef>& table);
 void RegisterAdminQueueCommands(std::vector<CommandDef>& table);
 void RegisterVersionCommands(std::vector<CommandDef>& table);
-void RegisterRetentionCommands(std::vector<CommandDef>& table);  // admin gc
+void RegisterRetentionCommands(std::vector<CommandDef>& table);    // admin gc
 void RegisterAdminBackupCommands(std::vector<CommandDef>& table);  // admin backup, admin status
 
 // Every command, help last.

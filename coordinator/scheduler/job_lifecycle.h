@@ -52,7 +52,7 @@ class JobLifecycle {
     EventRecorder* events;
     FollowerHub* hub;
     Retention* retention = nullptr;  // indexes jobs that end (none: nothing is ever removed)
-    JobCounts* counts = nullptr;  // told of every transition when set (issue 13)
+    JobCounts* counts = nullptr;     // told of every transition when set (issue 13)
   };
   explicit JobLifecycle(Parts parts) : p_(parts) {}
 

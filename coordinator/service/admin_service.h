@@ -118,7 +118,7 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   const Authenticator* const auth_;
   common::IoPool* const pool_;
   SecretRegistry* const secrets_;
-  GcRunner gc_;  // set before the server starts
+  GcRunner gc_;           // set before the server starts
   StatusSources status_;  // issue 13
 };
 
