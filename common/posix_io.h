@@ -41,5 +41,7 @@ absl::Status LinkOrCopyFile(const std::string& src, const std::string& dst, bool
 absl::Status CopyFile(const std::string& src, const std::string& dst, int mode = 0644);
 // fsync(2)s a directory, so that the names created in it survive a crash.
 absl::Status SyncDirectory(const std::string& dir);
+// Bytes of the regular files under `dir`, recursively; what cannot be read counts 0.
+int64_t DirectoryBytes(const std::string& dir);
 
 }  // namespace farm::common

@@ -1,29 +1,15 @@
 #include "coordinator/garbage_collector.h"
 
-#include <filesystem>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "common/io_pool.h"
 #include "common/logging.h"
+#include "common/posix_io.h"
 #include "common/status_macros.h"
 #include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
-
-int64_t DirectoryBytes(const std::string& dir) {
-  std::error_code ec;
-  int64_t total = 0;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code size_ec;
-    if (it->is_regular_file(size_ec)) {
-      const auto size = it->file_size(size_ec);
-      if (!size_ec) total += static_cast<int64_t>(size);
-    }
-  }
-  return total;
-}
 
 absl::Status GarbageCollector::RunEngine(bool dry_run, farm::v1::CollectGarbageResponse& out,
                                          std::pair<uint64_t, uint64_t>& removed) {
@@ -92,7 +78,7 @@ absl::StatusOr<farm::v1::CollectGarbageResponse> GarbageCollector::Run(bool dry_
   if (out.action_cache_entries() > 0) ranges.push_back({Cf::kActionCache, "", ""});
   if (!ranges.empty()) ranges.push_back({Cf::kRetention, "", ""});
   FARM_RETURN_IF_ERROR(store_->Compact(ranges));
-  if (!options_.store_dir.empty()) out.set_store_bytes(DirectoryBytes(options_.store_dir));
+  if (!options_.store_dir.empty()) out.set_store_bytes(common::DirectoryBytes(options_.store_dir));
   return out;
 }
 

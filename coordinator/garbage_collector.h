@@ -63,7 +63,4 @@ class GarbageCollector {
   std::thread thread_;
 };
 
-// Bytes of the files under `dir` (0 when it cannot be read).
-int64_t DirectoryBytes(const std::string& dir);
-
 }  // namespace farm::coordinator

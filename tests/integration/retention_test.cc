@@ -4,13 +4,13 @@
 //  - a soak: a steady stream of jobs through a coordinator with retention in seconds keeps its
 //    data directory flat, while the same stream without retention grows it (the control run
 //    that proves the check can fail).
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/posix_io.h"
 #include "farm/v1/farm.grpc.pb.h"
 #include "tests/integration/farm_test_base.h"
 
@@ -18,21 +18,6 @@ namespace farm::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-// Bytes of the files under `dir` (RocksDB and the CAS).
-int64_t DirectoryBytes(const std::string& dir) {
-  std::error_code ec;
-  int64_t total = 0;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code size_ec;
-    if (it->is_regular_file(size_ec)) {
-      const auto size = it->file_size(size_ec);
-      if (!size_ec) total += static_cast<int64_t>(size);
-    }
-  }
-  return total;
-}
 
 // A fake agent in the test process: it leases each job, uploads `log_bytes` of output and
 // completes it, as fast as the coordinator lets it.
@@ -203,7 +188,7 @@ SoakRun Soak(const std::vector<std::string>& flags, absl::Duration duration) {
     if (!id.ok()) break;
     ++run.jobs;
     if (absl::Now() >= next_sample) {
-      run.sizes.push_back(DirectoryBytes((*farm)->coordinator_data_dir()));
+      run.sizes.push_back(common::DirectoryBytes((*farm)->coordinator_data_dir()));
       next_sample += absl::Seconds(1);
     }
   }
