@@ -1,9 +1,13 @@
 #include "common/daemon_config.h"
 
+#include <grpc/support/log.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
 #include "absl/flags/usage_config.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -27,6 +31,19 @@ absl::StatusOr<LogFormat> FormatOf(const std::string& format) {
   return parsed;
 }
 
+// gRPC's own log lines (gpr_log) go through FARM_LOG's formats, so that a JSON log stays JSON.
+// Kept here, apart from common/logging, so that the logging code needs no gRPC.
+void GrpcLogSink(gpr_log_func_args* args) {
+  LogLevel level = LogLevel::kError;
+  if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = LogLevel::kDebug;
+  if (args->severity == GPR_LOG_SEVERITY_INFO) level = LogLevel::kInfo;
+  if (level < MinLogLevel()) return;
+  const std::string line =
+      FormatLogLine(CurrentLogFormat(), level, absl::Now(), args->file == nullptr ? "" : args->file,
+                    args->line, args->message == nullptr ? "" : args->message);
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
+
 }  // namespace
 
 void UseFarmVersionFlag(const char* program) {
@@ -45,7 +62,7 @@ absl::Status ApplyLogFlags(const std::string& level, const std::string& format) 
   FARM_ASSIGN_OR_RETURN(LogFormat log_format, FormatOf(format));
   SetMinLogLevel(min_level);
   SetLogFormat(log_format);
-  RouteGrpcLogs();
+  gpr_set_log_function(GrpcLogSink);
   return absl::OkStatus();
 }
 

@@ -1,6 +1,5 @@
 #include "common/logging.h"
 
-#include <grpc/support/log.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -130,17 +129,6 @@ absl::string_view BaseName(absl::string_view file) {
   return slash == absl::string_view::npos ? file : file.substr(slash + 1);
 }
 
-void GrpcLogSink(gpr_log_func_args* args) {
-  LogLevel level = LogLevel::kError;
-  if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = LogLevel::kDebug;
-  if (args->severity == GPR_LOG_SEVERITY_INFO) level = LogLevel::kInfo;
-  if (level < MinLogLevel()) return;
-  const std::string line =
-      FormatLogLine(CurrentLogFormat(), level, absl::Now(), args->file == nullptr ? "" : args->file,
-                    args->line, args->message == nullptr ? "" : args->message);
-  (void)!::write(STDERR_FILENO, line.data(), line.size());
-}
-
 }  // namespace
 
 void SetMinLogLevel(LogLevel level) { MinLevel().store(static_cast<int>(level)); }
@@ -244,8 +232,6 @@ std::string FormatLogLine(LogFormat format, LogLevel level, absl::Time time, abs
   out.append("}\n");
   return out;
 }
-
-void RouteGrpcLogs() { gpr_set_log_function(GrpcLogSink); }
 
 LogMessage::LogMessage(LogLevel level, const char* file, int line)
     : level_(level), file_(file), line_(line), time_(absl::Now()) {}

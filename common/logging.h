@@ -48,10 +48,6 @@ std::string FormatLogLine(LogFormat format, LogLevel level, absl::Time time, abs
 // characters as \n, \t, \r or \u00XX, each byte that is not part of valid UTF-8 as \ufffd.
 void AppendJsonString(absl::string_view text, std::string* out);
 
-// Sends gRPC's own log lines (gpr_log) through FARM_LOG's formats, so that a JSON log stays
-// JSON. Call once at start-up, before gRPC is used.
-void RouteGrpcLogs();
-
 class LogMessage {
  public:
   LogMessage(LogLevel level, const char* file, int line);
