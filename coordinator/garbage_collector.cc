@@ -33,7 +33,8 @@ absl::Status GarbageCollector::RunEngine(bool dry_run, farm::v1::CollectGarbageR
       removed.first = removed.first == 0 ? lo : std::min(removed.first, lo);
       removed.second = std::max(removed.second, hi);
     }
-    const bool more = r.more || result->events >= EventRecorder::kMaxDeletesPerSweep;
+    const bool more =
+        r.more || static_cast<uint64_t>(result->events) >= EventRecorder::kMaxDeletesPerSweep;
     out.set_more(more);
     if (!more) break;
   }
@@ -62,6 +63,7 @@ absl::StatusOr<farm::v1::CollectGarbageResponse> GarbageCollector::Run(bool dry_
     out.set_blobs(after.evicted_blobs - before.evicted_blobs);
     out.set_blob_bytes(std::max<int64_t>(0, before.bytes - after.bytes));
   }
+  if (cas_ != nullptr && dry_run) out.set_blob_bytes(cas_->BytesOverBudget());
   if (dry_run) return out;
   std::vector<Store::Range> ranges;
   if (removed.second > 0) {

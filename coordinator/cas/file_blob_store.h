@@ -97,6 +97,9 @@ class FileBlobStore final : public BlobStore {
   // Writes collected access times, sweeps idle uploads, expires nothing else (pins expire by
   // comparison), and evicts when above max_bytes. Tests call it directly.
   absl::Status RunMaintenance();
+  // The bytes the next eviction would take off, at most: down to the low watermark once the
+  // store is above max_bytes, else 0 (pinned and recent blobs stay, so it may take less).
+  int64_t BytesOverBudget() const;
 
   // The file that holds the blob (whether or not it exists), for tests and operators.
   std::string BlobPath(const Digest& digest) const;

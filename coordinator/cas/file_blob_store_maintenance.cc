@@ -66,8 +66,14 @@ void FileBlobStore::SweepUploads() {
   }
 }
 
+int64_t FileBlobStore::BytesOverBudget() const {
+  const int64_t bytes = bytes_.load();
+  if (bytes <= options_.max_bytes) return 0;
+  return bytes - options_.max_bytes / 100 * options_.low_watermark_percent;
+}
+
 absl::Status FileBlobStore::Evict() {
-  if (bytes_.load() <= options_.max_bytes) return absl::OkStatus();
+  if (BytesOverBudget() == 0) return absl::OkStatus();
   if (eviction_holds_.load() > 0) return absl::OkStatus();  // a backup is running
   const int64_t target = options_.max_bytes / 100 * options_.low_watermark_percent;
   const int64_t now = clock_->NowMs();

@@ -485,8 +485,12 @@ TEST_F(FileBlobStoreTest, EvictsLeastRecentlyUsedDownToTheLowWatermark) {
   ASSERT_OK_AND_ASSIGN(auto missing, blobs_->FindMissing({a}));
   ASSERT_OK(blobs_->RunMaintenance());  // below the limit: nothing happens
   EXPECT_EQ(blobs_->Stats().evicted_blobs, 0);
+  EXPECT_EQ(blobs_->BytesOverBudget(), 0);
   const Digest d = PutRandom(300 << 10, 23);
+  // What `admin gc --dry-run` reports: down to 90% of the limit.
+  EXPECT_EQ(blobs_->BytesOverBudget(), blobs_->Stats().bytes - (1 << 20) / 100 * 90);
   ASSERT_OK(blobs_->RunMaintenance());
+  EXPECT_EQ(blobs_->BytesOverBudget(), 0);
   EXPECT_TRUE(Has(a));
   EXPECT_FALSE(Has(b));
   EXPECT_TRUE(Has(c));
