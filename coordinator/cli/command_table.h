@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "coordinator/cli/options.h"
 
@@ -34,6 +35,11 @@ struct CommandDef {
   // False for a command that works on this machine alone (certs init): it gets no transport
   // security checks and makes no call.
   bool needs_coordinator = true;
+
+  // "admin drain NAME": the name, then the synopsis when there is one.
+  std::string Invocation() const {
+    return synopsis.empty() ? std::string(name) : absl::StrCat(name, " ", synopsis);
+  }
 };
 
 // The groups' registrations, in the order the usage text lists them.

@@ -455,8 +455,7 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
   const absl::string_view cmd = def.name;
   if (rest.size() < def.operands.size()) {
     return UsageError(
-        absl::StrCat("missing ", def.operands[rest.size()], ": farmctl ", cmd, " ", def.synopsis),
-        cmd);
+        absl::StrCat("missing ", def.operands[rest.size()], ": farmctl ", def.Invocation()), cmd);
   }
   if (rest.size() > def.operands.size() && !def.more_operands) {
     return UsageError(

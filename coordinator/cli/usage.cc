@@ -66,8 +66,7 @@ std::string GroupUsageText(absl::string_view group) {
   std::vector<absl::string_view> flags;
   for (const CommandDef& def : CommandTable()) {
     if (!absl::StartsWith(def.name, absl::StrCat(group, " "))) continue;
-    absl::StrAppend(&text, "  farmctl ", def.name, " ", def.synopsis, "\n      ", def.summary,
-                    "\n");
+    absl::StrAppend(&text, "  farmctl ", def.Invocation(), "\n      ", def.summary, "\n");
     for (absl::string_view flag : def.flags) {
       if (std::find(flags.begin(), flags.end(), flag) == flags.end()) flags.push_back(flag);
     }
@@ -175,7 +174,7 @@ std::string UsageText() {
       "Usage: farmctl [--coordinator=HOST:PORT] [--output=text|json] COMMAND [ARGS]\n\n"
       "Commands:\n";
   for (const CommandDef& def : CommandTable()) {
-    std::string left = absl::StrCat(def.name, " ", def.synopsis);
+    std::string left = def.Invocation();
     left.resize(std::max<size_t>(left.size(), 36), ' ');
     absl::StrAppend(&text, "  ", left, "  ", def.summary, "\n");
   }
@@ -203,7 +202,7 @@ std::string CommandUsageText(absl::string_view command) {
   const CommandDef* def = FindCommandDef(command);
   if (def == nullptr || def->command == Command::kHelp) return UsageText();
   std::string text =
-      absl::StrCat("Usage: farmctl ", def->name, " ", def->synopsis, "\n\n", def->summary, "\n\n");
+      absl::StrCat("Usage: farmctl ", def->Invocation(), "\n\n", def->summary, "\n\n");
   if (!def->details.empty()) absl::StrAppend(&text, def->details, "\n");
   absl::StrAppend(&text, "Flags:\n");
   for (absl::string_view name : def->flags) {

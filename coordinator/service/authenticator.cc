@@ -90,7 +90,7 @@ grpc::Status Authenticator::Process(const InputMetadata& auth_metadata, grpc::Au
 }
 
 absl::StatusOr<Principal> Authenticator::CallerOf(const grpc::ServerContextBase& ctx) const {
-  if (!enabled_) return Principal{Role::kAdmin, ""};
+  if (!enabled_) return Principal{Role::kAdmin, "", {}};
   absl::string_view authorization;
   const auto& md = ctx.client_metadata();
   if (auto it = md.find("authorization"); it != md.end()) authorization = View(it->second);

@@ -65,7 +65,11 @@ struct CheckerOptions {
   // How long one Submit keeps retrying before it gives up (its outcome is then unknown).
   absl::Duration submit_give_up = absl::Seconds(90);
   // How to reach the coordinator (MiniFarm::admin_security() for a farm with TLS).
-  common::ClientSecurity security = {.insecure = true};
+  common::ClientSecurity security = [] {
+    common::ClientSecurity insecure;
+    insecure.insecure = true;
+    return insecure;
+  }();
 };
 
 class Checker {

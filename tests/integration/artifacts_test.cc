@@ -98,7 +98,7 @@ TEST_F(ArtifactsTest, AJobsFilesAreListedAndDownloadedVerified) {
   ASSERT_EQ(downloaded.exit_code, 0) << downloaded.DebugString();
   EXPECT_THAT(downloaded.err, HasSubstr("downloaded 3 files"));
   EXPECT_THAT(Tree(dl), ElementsAre("out/hello.txt", "out/sub/big.bin", "out/tool"));
-  for (const std::string& path : {"hello.txt", "sub/big.bin", "tool"}) {
+  for (const char* path : {"hello.txt", "sub/big.bin", "tool"}) {
     ASSERT_OK_AND_ASSIGN(std::string want, ReadFile(expected + "/" + path));
     ASSERT_OK_AND_ASSIGN(std::string got, ReadFile(dl + "/out/" + path));
     EXPECT_TRUE(got == want) << path << ": " << got.size() << " bytes, expected " << want.size();

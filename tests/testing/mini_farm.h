@@ -52,8 +52,9 @@ struct CommandResult {
 
 struct MiniFarmOptions {
   // Where the three binaries are. Empty: $FARM_BIN_DIR, else the build tree's bin/ directory
-  // compiled into the harness.
-  std::string bin_dir;
+  // compiled into the harness. (`= {}` on the members without a default of their own lets
+  // MiniFarmOptions{.tls = true} leave them out.)
+  std::string bin_dir = {};
   // How long a coordinator may take to write its port file.
   absl::Duration start_timeout = absl::Seconds(20);
   // Default deadline of one farmctl invocation.
@@ -67,7 +68,7 @@ struct MiniFarmOptions {
   bool tls = false;
   // Names (DNS or IP) the coordinator's certificate holds besides 127.0.0.1 and localhost:
   // where the coordinator listens elsewhere (a network namespace's address).
-  std::vector<std::string> tls_hosts;
+  std::vector<std::string> tls_hosts = {};
 };
 
 // "--run_as=ME" with this process's user: agents a test starts run their steps as the test's
@@ -75,13 +76,15 @@ struct MiniFarmOptions {
 std::string RunAsSelfFlag();
 
 struct AgentOptions {
+  // Members without a default of their own get `{}`, so that AgentOptions{"a1"} says all it means.
   std::string name;
-  std::map<std::string, std::string> labels;  // passed as --labels=k=v,... (omitted when empty)
+  std::map<std::string, std::string> labels =
+      {};  // passed as --labels=k=v,... (omitted when empty)
   int slots = 1;
   // e.g. "--keep_failed". Without a --run_as among them, the agent gets --run_as=<the test's
   // own user>: steps run as the test does (the agent's default as root is an unprivileged user,
   // which cannot reach the farm's private directory).
-  std::vector<std::string> extra_flags;
+  std::vector<std::string> extra_flags = {};
 };
 
 class MiniFarm {
