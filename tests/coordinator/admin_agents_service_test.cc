@@ -12,38 +12,16 @@
 #include "common/channel.h"
 #include "coordinator/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "tests/coordinator/in_process_coordinator.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
 namespace farm::coordinator {
 namespace {
 
-std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
-class AdminAgentsServiceTest : public ::testing::Test {
+class AdminAgentsServiceTest : public InProcessCoordinatorTest {
  protected:
-  void SetUp() override { Boot(); }
-
-  void Boot() {
-    coordinator_.reset();
-    CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.insecure = true;
-    options.data_dir = dir_.Join("data");
-    options.lease_ttl_ms = 5000;
-    coordinator_ = std::make_unique<Coordinator>(options);
-    ASSERT_OK(coordinator_->Init());
-    ASSERT_OK(coordinator_->Start());
-    ASSERT_OK_AND_ASSIGN(std::shared_ptr<grpc::Channel> channel,
-                         common::MakeChannel(coordinator_->address()));
-    admin_ = farm::v1::AdminService::NewStub(channel);
-    agents_ = farm::v1::AgentService::NewStub(channel);
-    jobs_ = farm::v1::JobService::NewStub(channel);
-  }
+  void Configure(CoordinatorOptions& options) override { options.lease_ttl_ms = 5000; }
 
   void Register(const std::string& name, const std::string& session) {
     farm::v1::RegisterRequest reg;
@@ -64,12 +42,6 @@ class AdminAgentsServiceTest : public ::testing::Test {
     }
     return farm::v1::AgentInfo();
   }
-
-  testing::TempDir dir_ = *testing::TempDir::Create("farm-admin-agents-test");
-  std::unique_ptr<Coordinator> coordinator_;
-  std::unique_ptr<farm::v1::AdminService::Stub> admin_;
-  std::unique_ptr<farm::v1::AgentService::Stub> agents_;
-  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
 };
 
 // A parked Lease call of an agent an operator labels gets the queued job the new label matches,

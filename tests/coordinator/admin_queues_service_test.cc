@@ -2,8 +2,6 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,40 +9,14 @@
 #include "common/channel.h"
 #include "coordinator/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "tests/coordinator/in_process_coordinator.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::coordinator {
 namespace {
 
-std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
-class AdminQueuesServiceTest : public ::testing::Test {
+class AdminQueuesServiceTest : public InProcessCoordinatorTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/farm-admin-queues-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.insecure = true;
-    options.data_dir = dir_;
-    coordinator_ = std::make_unique<Coordinator>(options);
-    ASSERT_OK(coordinator_->Init());
-    ASSERT_OK(coordinator_->Start());
-    auto channel = common::MakeChannel(coordinator_->address());
-    ASSERT_OK(channel);
-    jobs_ = farm::v1::JobService::NewStub(*channel);
-    agents_ = farm::v1::AgentService::NewStub(*channel);
-    admin_ = farm::v1::AdminService::NewStub(*channel);
-  }
-  void TearDown() override {
-    coordinator_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   std::string Submit(const std::string& os) {
     farm::v1::SubmitJobRequest req;
     req.mutable_spec()->set_name("j");
@@ -54,12 +26,6 @@ class AdminQueuesServiceTest : public ::testing::Test {
     EXPECT_TRUE(jobs_->Submit(Ctx().get(), req, &resp).ok());
     return resp.job_id();
   }
-
-  std::string dir_;
-  std::unique_ptr<Coordinator> coordinator_;
-  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
-  std::unique_ptr<farm::v1::AgentService::Stub> agents_;
-  std::unique_ptr<farm::v1::AdminService::Stub> admin_;
 };
 
 TEST_F(AdminQueuesServiceTest, ResumeHandsTheHeldJobToAParkedLease) {

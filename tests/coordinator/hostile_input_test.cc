@@ -8,8 +8,6 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +15,7 @@
 #include "common/channel.h"
 #include "coordinator/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "tests/coordinator/in_process_coordinator.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::coordinator {
@@ -25,12 +24,6 @@ namespace {
 using namespace std::string_literals;  // "\0"s keeps the NUL
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-
-std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
 
 // One bad string, and what the refusal says about it (its escaped form and the problem).
 struct BadText {
@@ -47,29 +40,8 @@ std::vector<BadText> BadTexts(const std::string& prefix) {
   };
 }
 
-class HostileInputTest : public ::testing::Test {
+class HostileInputTest : public InProcessCoordinatorTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/farm-hostile-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.data_dir = dir_;
-    options.insecure = true;
-    coordinator_ = std::make_unique<Coordinator>(options);
-    ASSERT_OK(coordinator_->Init());
-    ASSERT_OK(coordinator_->Start());
-    auto channel = common::MakeChannel(coordinator_->address());
-    ASSERT_OK(channel);
-    jobs_ = farm::v1::JobService::NewStub(*channel);
-    agents_ = farm::v1::AgentService::NewStub(*channel);
-    admin_ = farm::v1::AdminService::NewStub(*channel);
-  }
-  void TearDown() override {
-    coordinator_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   static farm::v1::SubmitJobRequest ValidSubmit() {
     farm::v1::SubmitJobRequest req;
     req.mutable_spec()->set_name("hello");
@@ -106,12 +78,6 @@ class HostileInputTest : public ::testing::Test {
     EXPECT_TRUE(admin_->ListAgents(Ctx().get(), {}, &resp).ok());
     return resp.agents_size();
   }
-
-  std::string dir_;
-  std::unique_ptr<Coordinator> coordinator_;
-  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
-  std::unique_ptr<farm::v1::AgentService::Stub> agents_;
-  std::unique_ptr<farm::v1::AdminService::Stub> admin_;
 };
 
 // Asserts that `s` is INVALID_ARGUMENT naming `field`, showing `bad` escaped, saying its problem.

@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,43 +18,15 @@
 #include "common/channel.h"
 #include "coordinator/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "tests/coordinator/in_process_coordinator.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::coordinator {
 namespace {
 
-std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 10) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public InProcessCoordinatorTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/farm-service-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    Boot();
-  }
-  void TearDown() override {
-    coordinator_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void Boot() {
-    CoordinatorOptions options;
-    options.listen = "127.0.0.1:0";
-    options.insecure = true;
-    options.data_dir = dir_;
-    options.lease_ttl_ms = 5000;
-    coordinator_ = std::make_unique<Coordinator>(options);
-    ASSERT_OK(coordinator_->Init());
-    ASSERT_OK(coordinator_->Start());
-    auto channel = common::MakeChannel(coordinator_->address());
-    ASSERT_OK(channel);
-    channel_ = *channel;
-    jobs_ = farm::v1::JobService::NewStub(channel_);
-    agents_ = farm::v1::AgentService::NewStub(channel_);
-  }
+  void Configure(CoordinatorOptions& options) override { options.lease_ttl_ms = 5000; }
 
   std::string Submit(const farm::v1::JobSpec& spec) {
     farm::v1::SubmitJobRequest req;
@@ -105,12 +76,6 @@ class ServiceTest : public ::testing::Test {
     spec.add_steps()->set_run("echo two");
     return spec;
   }
-
-  std::string dir_;
-  std::unique_ptr<Coordinator> coordinator_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<farm::v1::JobService::Stub> jobs_;
-  std::unique_ptr<farm::v1::AgentService::Stub> agents_;
 };
 
 TEST_F(ServiceTest, HealthServiceReportsServing) {

@@ -11,19 +11,13 @@
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/format.h"
 #include "coordinator/cli/options.h"
+#include "tests/coordinator/cli/usage_error.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::cli {
 namespace {
 
-using ::farm::testing::StatusIsWithMessage;
 using ::testing::HasSubstr;
-
-void ExpectUsageError(std::vector<std::string> args, const std::string& fragment) {
-  EXPECT_THAT(ParseArgs(args, ""),
-              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr(fragment)))
-      << ::testing::PrintToString(args);
-}
 
 TEST(AdminAgentsParseTest, NameLabelsAndRemove) {
   ASSERT_OK_AND_ASSIGN(CliOptions o, ParseArgs({"admin", "drain", "a1"}, ""));

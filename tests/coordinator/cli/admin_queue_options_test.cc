@@ -9,19 +9,13 @@
 #include <vector>
 
 #include "coordinator/cli/options.h"
+#include "tests/coordinator/cli/usage_error.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::cli {
 namespace {
 
-using ::farm::testing::StatusIsWithMessage;
 using ::testing::HasSubstr;
-
-void ExpectUsageError(std::vector<std::string> args, const std::string& fragment) {
-  EXPECT_THAT(ParseArgs(args, ""),
-              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr(fragment)))
-      << ::testing::PrintToString(args);
-}
 
 TEST(AdminQueueOptionsTest, PauseAndResumeTakeALabelSelector) {
   ASSERT_OK_AND_ASSIGN(CliOptions o, ParseArgs({"admin", "pause", "os=linux, arch=x86"}, ""));

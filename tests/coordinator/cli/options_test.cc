@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/coordinator/cli/usage_error.h"
 #include "tests/testing/status_matchers.h"
 
 namespace farm::cli {
@@ -17,12 +18,6 @@ using ::testing::HasSubstr;
 
 absl::StatusOr<CliOptions> Parse(std::vector<std::string> args, absl::string_view env = "") {
   return ParseArgs(args, env);
-}
-
-void ExpectUsageError(std::vector<std::string> args, const std::string& fragment) {
-  EXPECT_THAT(Parse(args),
-              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr(fragment)))
-      << ::testing::PrintToString(args);
 }
 
 TEST(ParseArgsTest, SubmitWithFlagsAfterTheFile) {

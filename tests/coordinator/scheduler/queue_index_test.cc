@@ -2,29 +2,12 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/coordinator/scheduler/part_test_util.h"
+#include "tests/coordinator/scheduler/queue_test_util.h"
 
 namespace farm::coordinator {
 namespace {
 
-class QueueIndexTest : public PartTest {
- protected:
-  // Pops everything an agent with `labels` may run, in order.
-  std::vector<uint64_t> Drain(QueueIndex& q, const Labels& labels) {
-    std::vector<uint64_t> out;
-    Txn txn(&store_);
-    while (true) {
-      absl::StatusOr<std::optional<uint64_t>> seq = q.PopFor(txn, labels);
-      EXPECT_OK(seq);
-      if (!seq.ok() || !seq->has_value()) break;
-      out.push_back(**seq);
-    }
-    Commit(txn);
-    return out;
-  }
-
-  LabelSets sets_;
-};
+using QueueIndexTest = QueuePartTest;
 
 TEST_F(QueueIndexTest, PriorityThenSubmitOrderWithinALabelSet) {
   QueueIndex q(&sets_, /*window=*/2);

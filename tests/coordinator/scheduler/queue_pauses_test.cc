@@ -2,28 +2,12 @@
 #include <gtest/gtest.h>
 
 #include "coordinator/scheduler/queue_index.h"
-#include "tests/coordinator/scheduler/part_test_util.h"
+#include "tests/coordinator/scheduler/queue_test_util.h"
 
 namespace farm::coordinator {
 namespace {
 
-class QueuePausesTest : public PartTest {
- protected:
-  std::vector<uint64_t> Drain(QueueIndex& q, const Labels& labels) {
-    std::vector<uint64_t> out;
-    Txn txn(&store_);
-    while (true) {
-      absl::StatusOr<std::optional<uint64_t>> seq = q.PopFor(txn, labels);
-      EXPECT_OK(seq);
-      if (!seq.ok() || !seq->has_value()) break;
-      out.push_back(**seq);
-    }
-    Commit(txn);
-    return out;
-  }
-
-  LabelSets sets_;
-};
+using QueuePausesTest = QueuePartTest;
 
 const Labels kLinuxX86 = {{"arch", "x86"}, {"os", "linux"}};
 
