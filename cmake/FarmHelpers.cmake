@@ -166,3 +166,19 @@ function(_farm_links target out)
     endif()
   endforeach()
 endfunction()
+
+# farm_precompiled_header_target(NAME [EXTRA_HEADERS h...] LINKS lib...): the target whose
+# precompiled header (FARM_PCH_HEADERS and EXTRA_HEADERS, compiled with LINKS' include
+# directories and flags) others reuse. It builds no code of its own.
+function(farm_precompiled_header_target name)
+  if(NOT FARM_PRECOMPILED_HEADERS)
+    return()
+  endif()
+  cmake_parse_arguments(ARG "" "" "EXTRA_HEADERS;LINKS" ${ARGN})
+  set(source ${CMAKE_CURRENT_BINARY_DIR}/${name}.cc)
+  file(CONFIGURE OUTPUT ${source} CONTENT "// The translation unit of ${name}'s precompiled header.\n")
+  add_library(${name} OBJECT ${source})
+  target_link_libraries(${name} PRIVATE ${ARG_LINKS})
+  target_precompile_headers(${name} PRIVATE ${FARM_PCH_HEADERS} ${ARG_EXTRA_HEADERS})
+  farm_warnings(${name})
+endfunction()
