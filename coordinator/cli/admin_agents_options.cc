@@ -5,16 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "coordinator/cli/admin_queue_options.h"
+#include "coordinator/cli/parse_util.h"
 
 namespace farm::cli {
-namespace {
-
-absl::Status UsageError(absl::string_view message, absl::string_view command) {
-  return absl::InvalidArgumentError(absl::StrCat(message, " (run 'farmctl help ", command, "')"));
-}
-
-}  // namespace
-
 bool IsAdminAgentCommand(Command command) {
   return command == Command::kAdminDrain || command == Command::kAdminResume ||
          command == Command::kAdminRemove || command == Command::kAdminLabel;

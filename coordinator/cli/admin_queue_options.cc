@@ -1,20 +1,11 @@
 #include "coordinator/cli/admin_queue_options.h"
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "coordinator/cli/parse_util.h"
 
 namespace farm::cli {
-namespace {
-
-absl::Status UsageError(absl::string_view message, absl::string_view command) {
-  return absl::InvalidArgumentError(absl::StrCat(message, " (run 'farmctl help ", command, "')"));
-}
-
-}  // namespace
-
 bool IsAdminQueueCommand(Command command) {
   return command == Command::kAdminPause || command == Command::kAdminQueues ||
          command == Command::kAdminReprioritize || command == Command::kAdminRetry ||
@@ -28,19 +19,7 @@ bool IsLabelSelector(absl::string_view operand) {
 absl::StatusOr<std::map<std::string, std::string>> ParseLabelSelector(absl::string_view text,
                                                                       absl::string_view what,
                                                                       absl::string_view cmd) {
-  std::map<std::string, std::string> labels;
-  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    entry = absl::StripAsciiWhitespace(entry);
-    const size_t eq = entry.find('=');
-    const absl::string_view key =
-        absl::StripAsciiWhitespace(entry.substr(0, std::min(eq, entry.size())));
-    if (eq == absl::string_view::npos || key.empty()) {
-      return UsageError(absl::StrCat(what, " takes key=value,...; \"", entry, "\" is not"), cmd);
-    }
-    if (!labels.emplace(key, absl::StripAsciiWhitespace(entry.substr(eq + 1))).second) {
-      return UsageError(absl::StrCat(what, ": \"", key, "\" given twice"), cmd);
-    }
-  }
+  FARM_ASSIGN_OR_RETURN(auto labels, ParseLabelList(text, what, cmd));
   if (labels.empty()) return UsageError(absl::StrCat(what, " needs at least one k=v"), cmd);
   return labels;
 }

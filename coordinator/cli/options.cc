@@ -12,7 +12,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/certs.h"
 #include "common/digest.h"
@@ -23,14 +22,10 @@
 #include "coordinator/cli/admin_queue_options.h"
 #include "coordinator/cli/command_table.h"
 #include "coordinator/cli/flags.h"
+#include "coordinator/cli/parse_util.h"
 
 namespace farm::cli {
 namespace {
-
-absl::Status UsageError(absl::string_view message, absl::string_view command = "") {
-  return absl::InvalidArgumentError(
-      absl::StrCat(message, " (run 'farmctl help", command.empty() ? "" : " ", command, "')"));
-}
 
 bool IsFlagArg(absl::string_view arg) { return arg.size() >= 2 && arg[0] == '-' && arg != "--"; }
 
@@ -283,26 +278,6 @@ absl::StatusOr<TimeArg> ParseTimeArg(absl::string_view flag, const std::string& 
                     cmd);
 }
 
-// "k=v,k2=v2" → labels; a usage error naming the entry that is not key=value, has an empty key
-// or repeats one.
-absl::StatusOr<std::map<std::string, std::string>> ParseLabelList(absl::string_view text,
-                                                                  absl::string_view cmd) {
-  std::map<std::string, std::string> labels;
-  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    entry = absl::StripAsciiWhitespace(entry);
-    const size_t eq = entry.find('=');
-    const absl::string_view key =
-        absl::StripAsciiWhitespace(entry.substr(0, std::min(eq, entry.size())));
-    if (eq == absl::string_view::npos || key.empty()) {
-      return UsageError(absl::StrCat("--labels takes key=value,...; \"", entry, "\" is not"), cmd);
-    }
-    if (!labels.emplace(key, absl::StripAsciiWhitespace(entry.substr(eq + 1))).second) {
-      return UsageError(absl::StrCat("--labels: \"", key, "\" given twice"), cmd);
-    }
-  }
-  return labels;
-}
-
 // Sets one of the token commands' flags (--role, --name, --ttl, --labels), checked.
 absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
                             absl::string_view cmd, CliOptions& options) {
@@ -313,7 +288,7 @@ absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
     if (value.empty()) return UsageError("--name needs a name", cmd);
     options.token_name = value;
   } else if (name == "labels") {
-    FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelList(value, cmd));
+    FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelList(value, "--labels", cmd));
   } else if (name == "ttl") {
     absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
     if (!ttl.ok() || *ttl == 0) {
