@@ -31,7 +31,6 @@
 #include "common/channel.h"
 #include "common/config_file.h"
 #include "common/daemon_config.h"
-#include "common/duration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/tls_material.h"
@@ -183,16 +182,10 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags(bool read_files) {
   options.slots = absl::GetFlag(FLAGS_slots);
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.keep_failed = absl::GetFlag(FLAGS_keep_failed);
-  absl::StatusOr<int64_t> drain = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_drain_timeout));
-  if (!drain.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--drain_timeout: ", drain.status().message()));
-  }
-  options.drain_timeout_ms = *drain;
-  absl::StatusOr<int64_t> wait = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_wait));
-  if (!wait.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--lease_wait: ", wait.status().message()));
-  }
-  options.lease_wait_ms = *wait;
+  FARM_RETURN_IF_ERROR(farm::common::ReadDurationFlags({
+      {&FLAGS_drain_timeout, "--drain_timeout", &options.drain_timeout_ms},
+      {&FLAGS_lease_wait, "--lease_wait", &options.lease_wait_ms},
+  }));
   options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
   options.version = farm::common::FarmVersion();
   FARM_RETURN_IF_ERROR(IsolationFromFlags(&options));
@@ -213,24 +206,6 @@ farm::common::ConfigFileOptions ConfigFileOptions(int argc, char** argv) {
   options.command_line_only = {"config", "check_config"};
   options.secret = {{"enroll_token", "enroll_token_file"}};
   return options;
-}
-
-// `status`'s message, naming the config file's line when the file set the flag it is about.
-std::string Attributed(const farm::common::ConfigFile* config, const absl::Status& status) {
-  return std::string((config != nullptr ? config->Attribute(status) : status).message());
-}
-
-// Loads --config (when given; `*config` stays null otherwise) and applies the log flags; the
-// error names the file's line when the file set the flag.
-absl::Status LoadConfiguration(int argc, char** argv,
-                               std::unique_ptr<farm::common::ConfigFile>* config) {
-  if (std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    *config = std::make_unique<farm::common::ConfigFile>(path, ConfigFileOptions(argc, argv));
-    FARM_RETURN_IF_ERROR((*config)->Load());
-  }
-  absl::Status s =
-      farm::common::ApplyLogFlags(absl::GetFlag(FLAGS_log_level), absl::GetFlag(FLAGS_log_format));
-  return *config != nullptr ? (*config)->Attribute(s) : s;
 }
 
 // The settings a SIGHUP changes in a running agent; every other one (the coordinator, the
@@ -322,14 +297,16 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("unexpected argument \"", rest[1], "\" (flags only)"));
   }
 
-  std::unique_ptr<farm::common::ConfigFile> config;
-  if (absl::Status s = LoadConfiguration(argc, argv, &config); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
+  absl::StatusOr<std::unique_ptr<farm::common::ConfigFile>> loaded = farm::common::LoadDaemonConfig(
+      absl::GetFlag(FLAGS_config), ConfigFileOptions(argc, argv), [] {
+        return std::make_pair(absl::GetFlag(FLAGS_log_level), absl::GetFlag(FLAGS_log_format));
+      });
+  if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+  const std::unique_ptr<farm::common::ConfigFile> config = *std::move(loaded);
   const bool check_only = absl::GetFlag(FLAGS_check_config);
   absl::StatusOr<farm::agent::AgentOptions> options = OptionsFromFlags(!check_only);
   if (options.ok() && check_only) options = ValidOptions(*std::move(options));
-  if (!options.ok()) return Fail(Attributed(config.get(), options.status()));
+  if (!options.ok()) return Fail(farm::common::AttributedMessage(config.get(), options.status()));
   if (check_only) {
     std::cout << (config != nullptr ? config->path() : std::string("flags")) << ": OK\n";
     return 0;

@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "absl/flags/usage_config.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/duration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -50,6 +52,36 @@ void UseFarmVersionFlag(const char* program) {
   absl::FlagsUsageConfig config;
   config.version_string = [program] { return VersionLine(program) + "\n"; };
   absl::SetFlagsUsageConfig(config);
+}
+
+absl::StatusOr<std::unique_ptr<ConfigFile>> LoadDaemonConfig(
+    const std::string& path, ConfigFileOptions options,
+    const std::function<std::pair<std::string, std::string>()>& log_flags) {
+  std::unique_ptr<ConfigFile> config;
+  if (!path.empty()) {
+    config = std::make_unique<ConfigFile>(path, std::move(options));
+    FARM_RETURN_IF_ERROR(config->Load());
+  }
+  const auto [level, format] = log_flags();
+  if (absl::Status s = ApplyLogFlags(level, format); !s.ok()) {
+    return config != nullptr ? config->Attribute(s) : s;
+  }
+  return config;
+}
+
+std::string AttributedMessage(const ConfigFile* config, const absl::Status& status) {
+  return std::string((config != nullptr ? config->Attribute(status) : status).message());
+}
+
+absl::Status ReadDurationFlags(absl::Span<const DurationFlag> flags) {
+  for (const DurationFlag& d : flags) {
+    absl::StatusOr<int64_t> ms = ParseDurationMs(absl::GetFlag(*d.flag));
+    if (!ms.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(d.name, ": ", ms.status().message()));
+    }
+    *d.ms = *ms;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckLogFlags(const std::string& level, const std::string& format) {

@@ -8,11 +8,17 @@
 // from the one thread that handles signals.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/config_file.h"
 
 namespace farm::common {
@@ -26,6 +32,27 @@ void UseFarmVersionFlag(const char* program);
 absl::Status ApplyLogFlags(const std::string& level, const std::string& format);
 // Checks them without applying anything.
 absl::Status CheckLogFlags(const std::string& level, const std::string& format);
+
+// The configuration at start: --config (`path`; none when empty) loaded with `options`, flags on
+// the command line winning, then the log flags applied, as `log_flags` reads them ({level,
+// format}) once the file has set them. Null when there is no file. An error names the file's
+// line when the file set the flag it is about.
+absl::StatusOr<std::unique_ptr<ConfigFile>> LoadDaemonConfig(
+    const std::string& path, ConfigFileOptions options,
+    const std::function<std::pair<std::string, std::string>()>& log_flags);
+
+// `status`'s message, naming the line of `config` (may be null) when the file set the flag the
+// status is about.
+std::string AttributedMessage(const ConfigFile* config, const absl::Status& status);
+
+// A flag that holds a duration ("30s", "10m"; duration.h) and where its milliseconds go.
+struct DurationFlag {
+  const absl::Flag<std::string>* flag;
+  const char* name;  // as the message spells it: "--lease_ttl"
+  int64_t* ms;
+};
+// Parses each flag into its `ms`; INVALID_ARGUMENT naming the first flag that is not a duration.
+absl::Status ReadDurationFlags(absl::Span<const DurationFlag> flags);
 
 // One SIGHUP. `config` may be null (no --config: only what `apply` reloads, e.g. TLS files).
 // `apply` reads the (reloaded) flags and puts the live ones to work; when it fails, the live

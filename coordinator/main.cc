@@ -16,7 +16,6 @@
 #include "absl/synchronization/notification.h"
 #include "common/config_file.h"
 #include "common/daemon_config.h"
-#include "common/duration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
@@ -118,22 +117,12 @@ int Fail(const std::string& message) {
 // duration.
 absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
   options->max_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
-  struct Duration {
-    const absl::Flag<std::string>* flag;
-    const char* name;
-    int64_t* ms;
-  };
-  const Duration durations[] = {
+  FARM_RETURN_IF_ERROR(farm::common::ReadDurationFlags({
       {&FLAGS_max_connection_idle, "--max_connection_idle", &options->max_connection_idle_ms},
       {&FLAGS_max_connection_age, "--max_connection_age", &options->max_connection_age_ms},
       {&FLAGS_max_connection_age_grace, "--max_connection_age_grace",
-       &options->max_connection_age_grace_ms}};
-  for (const Duration& d : durations) {
-    absl::StatusOr<int64_t> ms = farm::common::ParseDurationMs(absl::GetFlag(*d.flag));
-    if (!ms.ok())
-      return absl::InvalidArgumentError(absl::StrCat(d.name, ": ", ms.status().message()));
-    *d.ms = *ms;
-  }
+       &options->max_connection_age_grace_ms},
+  }));
   options->max_parked_calls_per_identity = absl::GetFlag(FLAGS_max_parked_calls_per_identity);
   options->max_watch_streams_per_identity = absl::GetFlag(FLAGS_max_watch_streams_per_identity);
   return absl::OkStatus();
@@ -141,23 +130,15 @@ absl::Status ReadLimitFlags(farm::coordinator::CoordinatorOptions* options) {
 
 // The retention flags into `options`; INVALID_ARGUMENT naming a flag that is not a duration.
 absl::Status ReadRetentionFlags(farm::coordinator::CoordinatorOptions* options) {
-  struct Duration {
-    const absl::Flag<std::string>* flag;
-    const char* name;
-    int64_t* ms;
-  };
-  const Duration durations[] = {
+  FARM_RETURN_IF_ERROR(farm::common::ReadDurationFlags({
       {&FLAGS_job_retention, "--job_retention", &options->job_retention_ms},
       {&FLAGS_log_retention, "--log_retention", &options->log_retention_ms},
       {&FLAGS_action_cache_retention, "--action_cache_retention",
        &options->action_cache_retention_ms},
-      {&FLAGS_gc_interval, "--gc_interval", &options->gc_interval_ms}};
-  for (const Duration& d : durations) {
-    absl::StatusOr<int64_t> ms = farm::common::ParseDurationMs(absl::GetFlag(*d.flag));
-    if (!ms.ok())
-      return absl::InvalidArgumentError(absl::StrCat(d.name, ": ", ms.status().message()));
-    *d.ms = *ms;
-  }
+      {&FLAGS_gc_interval, "--gc_interval", &options->gc_interval_ms},
+      {&FLAGS_artifact_retention, "--artifact_retention", &options->artifact_retention_ms},
+      {&FLAGS_event_retention, "--event_retention", &options->event_retention_ms},
+  }));
   options->max_log_bytes = absl::GetFlag(FLAGS_max_log_bytes);
   return absl::OkStatus();
 }
@@ -175,29 +156,14 @@ absl::StatusOr<farm::coordinator::CoordinatorOptions> OptionsFromFlags() {
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.secrets_key_file = absl::GetFlag(FLAGS_secrets_key_file);
   options.secrets_old_key_files = absl::GetFlag(FLAGS_secrets_old_key_files);
-  auto ttl = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_lease_ttl));
-  if (!ttl.ok())
-    return absl::InvalidArgumentError(absl::StrCat("--lease_ttl: ", ttl.status().message()));
-  options.lease_ttl_ms = *ttl;
+  FARM_RETURN_IF_ERROR(farm::common::ReadDurationFlags({
+      {&FLAGS_lease_ttl, "--lease_ttl", &options.lease_ttl_ms},
+      {&FLAGS_cas_min_age, "--cas_min_age", &options.cas_min_age_ms},
+  }));
   options.agent_loss_retries = absl::GetFlag(FLAGS_agent_loss_retries);
   options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
   options.cas_max_bytes = absl::GetFlag(FLAGS_cas_max_bytes);
   options.min_free_disk_bytes = absl::GetFlag(FLAGS_min_free_disk);
-  auto min_age = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_cas_min_age));
-  if (!min_age.ok())
-    return absl::InvalidArgumentError(absl::StrCat("--cas_min_age: ", min_age.status().message()));
-  options.cas_min_age_ms = *min_age;
-  auto retention = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_artifact_retention));
-  if (!retention.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--artifact_retention: ", retention.status().message()));
-  }
-  options.artifact_retention_ms = *retention;
-  auto events = farm::common::ParseDurationMs(absl::GetFlag(FLAGS_event_retention));
-  if (!events.ok())
-    return absl::InvalidArgumentError(
-        absl::StrCat("--event_retention: ", events.status().message()));
-  options.event_retention_ms = *events;
   FARM_RETURN_IF_ERROR(ReadLimitFlags(&options));
   FARM_RETURN_IF_ERROR(ReadRetentionFlags(&options));
   FARM_RETURN_IF_ERROR(options.Validate());
@@ -235,11 +201,6 @@ farm::common::ConfigFileOptions ConfigFileOptions(int argc, char** argv) {
   return options;
 }
 
-// `status`'s message, naming the config file's line when the file set the flag it is about.
-std::string Attributed(const farm::common::ConfigFile* config, const absl::Status& status) {
-  return std::string((config != nullptr ? config->Attribute(status) : status).message());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -271,18 +232,14 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  std::unique_ptr<farm::common::ConfigFile> config;
-  if (std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    config = std::make_unique<farm::common::ConfigFile>(path, ConfigFileOptions(argc, argv));
-    if (absl::Status s = config->Load(); !s.ok()) return Fail(std::string(s.message()));
-  }
-  if (absl::Status s = farm::common::ApplyLogFlags(absl::GetFlag(FLAGS_log_level),
-                                                   absl::GetFlag(FLAGS_log_format));
-      !s.ok()) {
-    return Fail(Attributed(config.get(), s));
-  }
+  absl::StatusOr<std::unique_ptr<farm::common::ConfigFile>> loaded = farm::common::LoadDaemonConfig(
+      absl::GetFlag(FLAGS_config), ConfigFileOptions(argc, argv), [] {
+        return std::make_pair(absl::GetFlag(FLAGS_log_level), absl::GetFlag(FLAGS_log_format));
+      });
+  if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+  const std::unique_ptr<farm::common::ConfigFile> config = *std::move(loaded);
   absl::StatusOr<farm::coordinator::CoordinatorOptions> options = OptionsFromFlags();
-  if (!options.ok()) return Fail(Attributed(config.get(), options.status()));
+  if (!options.ok()) return Fail(farm::common::AttributedMessage(config.get(), options.status()));
   if (absl::GetFlag(FLAGS_check_config)) {
     std::cout << (config != nullptr ? config->path() : std::string("flags")) << ": OK\n";
     return 0;
