@@ -27,7 +27,9 @@ std::string GcText(const farm::v1::CollectGarbageResponse& r) {
                   Bytes(r.log_bytes()), ")\n");
   absl::StrAppend(&text, "events:           ", r.events(), " ", verb, "\n");
   absl::StrAppend(&text, "action cache:     ", r.action_cache_entries(), " results ", verb, "\n");
-  if (r.dry_run()) {
+  if (r.dry_run() && r.blob_bytes() == 0) {
+    absl::StrAppend(&text, "CAS:              nothing to evict (within --cas_max_bytes)\n");
+  } else if (r.dry_run()) {
     absl::StrAppend(&text, "CAS:              up to ", Bytes(r.blob_bytes()),
                     " of least recently used blobs would be evicted (above --cas_max_bytes)\n");
   } else {

@@ -121,6 +121,7 @@ TEST_F(AdminGcTest, DryRunReportsAndChangesNothingThenGcRemovesOutputThenTheJob)
   CommandResult dry = Gc({"--dry-run"});
   EXPECT_THAT(dry.out, HasSubstr("dry run: nothing was changed"));
   EXPECT_THAT(dry.out, HasSubstr("1 jobs' output would be removed"));
+  EXPECT_THAT(dry.out, HasSubstr("CAS:              nothing to evict (within --cas_max_bytes)"));
   ASSERT_OK_AND_ASSIGN(std::string logs, farm_->Logs(id, {"--raw"}));
   EXPECT_THAT(logs, HasSubstr("kept-for-a-while"));  // the dry run changed nothing
 
