@@ -51,10 +51,10 @@ struct ClientSecurity {
 // --token_file.
 struct ClientSecurityFlags {
   bool insecure = false;
-  std::string tls_ca;
-  std::string tls_cert;
-  std::string tls_key;
-  std::string token_file;
+  std::string tls_ca = {};
+  std::string tls_cert = {};
+  std::string tls_key = {};
+  std::string token_file = {};
 };
 
 // A PEM file's text (certificates or a key, at most 1 MiB). INVALID_ARGUMENT naming `flag` and
