@@ -5,6 +5,25 @@
 function(farm_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Werror=return-type)
   farm_use_precompiled_headers(${target})
+  file(RELATIVE_PATH dir ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  if(dir MATCHES "^tests(/|$)" AND NOT FARM_OPTIMIZE_TESTS)
+    cmake_language(EVAL CODE "cmake_language(DEFER DIRECTORY [[${CMAKE_SOURCE_DIR}]] CALL \
+      _farm_unoptimized_test_code [[${target}]])")
+  endif()
+endfunction()
+
+# The tests' own code (every target under tests/ that links GoogleTest) is compiled without
+# optimization: half the build's files are tests, and -O0 takes them a third less time. What
+# they test (the farm's libraries and binaries) and the programs under tests/ without
+# GoogleTest (farm-bench and its helpers, the fault suite's file system and checker) keep the
+# build type's flags. -DFARM_OPTIMIZE_TESTS=ON optimizes the tests too.
+option(FARM_OPTIMIZE_TESTS "Compile the tests' own code with the build type's optimization" OFF)
+
+function(_farm_unoptimized_test_code target)
+  _farm_links(${target} links_gtest GTest::gtest GTest::gmock GTest::gtest_main)
+  if(links_gtest)
+    target_compile_options(${target} PRIVATE -O0)
+  endif()
 endfunction()
 
 # farm_proto_library(NAME PROTOS a.proto b.proto [GRPC] [GRPC_INCLUDES h...] [SRCS c.cc...])

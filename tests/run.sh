@@ -14,4 +14,7 @@ export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/farm-ccache}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=${FARM_BUILD_TYPE:-RelWithDebInfo}
 cmake --build "$build_dir" -j "$jobs"
 cd "$build_dir"
-ctest --output-on-failure -j "$jobs" --timeout 600 "$@"
+# Twice as many tests as cores: most of them wait (on leases, timeouts, the processes they
+# start) more than they compute. Tests that need the machine to themselves say so (PROCESSORS,
+# RESOURCE_LOCK).
+ctest --output-on-failure -j "$((2 * jobs))" --timeout 600 "$@"

@@ -12,7 +12,7 @@ if(NOT FARM_FUZZ_CLANG OR NOT farm_fuzz_runtime)
                   "(deploy/install-deps.sh installs clang-14 and libclang-rt-14-dev)")
 endif()
 
-set(FARM_FUZZ_SECONDS 30 CACHE STRING "How long each fuzz test runs its fuzzer (seconds)")
+set(FARM_FUZZ_SECONDS 20 CACHE STRING "How long each fuzz test runs its fuzzer (seconds)")
 set(fuzz_build_dir ${CMAKE_BINARY_DIR}/fuzz)
 set(fuzz_run ${CMAKE_CURRENT_LIST_DIR}/run.sh)
 

@@ -5,7 +5,8 @@
 #
 # Usage: tests/fuzz/run.sh [--minutes=N | --seconds=N] [--build-dir=DIR] [--build-only]
 #                          [--no-build] [NAME...]
-#   --minutes=N / --seconds=N  how long each fuzzer runs (default 30 seconds)
+#   --minutes=N / --seconds=N  how long each fuzzer runs (default 30 seconds; the main build's
+#                              fuzz tests give FARM_FUZZ_SECONDS, 20)
 #   --build-dir=DIR            where the fuzz build goes (default ${FARM_BUILD_DIR:-build}/fuzz)
 #   --build-only               configure and build, run nothing
 #   --no-build                 run what is built (the main build's `fuzz` tests do this after
