@@ -163,8 +163,14 @@ absl::Status TlsMaterial::Publish(const std::string& identity, const std::string
       return s;
     }
   }
-  if (identity_fd >= 0) return Replace(identity_fd, &identity_fd_);
+  if (identity_fd >= 0) FARM_RETURN_IF_ERROR(Replace(identity_fd, &identity_fd_));
+  current_ = Pems{identity, roots, generation};
   return absl::OkStatus();
+}
+
+TlsMaterial::Pems TlsMaterial::Current() const {
+  absl::MutexLock lock(&mu_);
+  return current_;
 }
 
 absl::Status TlsMaterial::Update(const std::string& identity, const std::string& roots) {

@@ -19,6 +19,7 @@
 // fixed. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -53,12 +54,22 @@ class TlsMaterial {
   // Serves `identity` and `roots` from now on; on error what is in use stays.
   absl::Status Update(const std::string& identity, const std::string& roots);
 
+  // What is served now, for servers that build their own TLS contexts (http_server.h);
+  // `generation` is new after each Update.
+  struct Pems {
+    std::string identity;
+    std::string roots;
+    int64_t generation = 0;
+  };
+  Pems Current() const;
+
  private:
   TlsMaterial() = default;
   absl::Status Publish(const std::string& identity, const std::string& roots)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
+  Pems current_ ABSL_GUARDED_BY(mu_);
   int identity_fd_ = -1;  // fixed after Create: Update replaces the file behind the descriptor
   int roots_fd_ = -1;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider_;

@@ -22,11 +22,13 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/version.h"
+#include "coordinator/auth/authz_table.h"
 #include "coordinator/garbage_collector.h"
 #include "coordinator/service/admin_service.h"
 #include "coordinator/service/agent_service.h"
 #include "coordinator/service/authenticator.h"
 #include "coordinator/service/call_caps.h"
+#include "coordinator/service/call_metrics.h"
 #include "coordinator/service/cas_service.h"
 #include "coordinator/service/job_service.h"
 #include "coordinator/service/server_tls.h"
@@ -84,11 +86,16 @@ absl::Status ValidateSecurity(const CoordinatorOptions& o) {
           "--insecure turns TLS off: it cannot be combined with --tls_cert, --tls_key or "
           "--tls_client_ca");
     }
-    const std::string host = o.listen.substr(0, o.listen.rfind(':'));
-    if (!IsLoopbackHost(host)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--insecure serves only on loopback (127.0.0.1, ::1, localhost), not on ",
-                       host, ": use --tls_cert and --tls_key to serve on a network"));
+    const std::pair<const char*, std::string> addresses[] = {{"--listen", o.listen},
+                                                             {"--http_listen", o.http_listen}};
+    for (const auto& [flag, address] : addresses) {
+      if (address.empty()) continue;
+      const std::string host = address.substr(0, address.rfind(':'));
+      if (!IsLoopbackHost(host)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--insecure serves only on loopback (127.0.0.1, ::1, localhost), not on ", host, " (",
+            flag, "): use --tls_cert and --tls_key to serve on a network"));
+      }
     }
     return absl::OkStatus();
   }
@@ -194,6 +201,9 @@ absl::Status CoordinatorOptions::Validate() const {
         absl::StrCat("--listen=", listen, " is not HOST:PORT (port 0 picks a free port)"));
   }
   if (data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  if (!http_listen.empty()) {
+    FARM_RETURN_IF_ERROR(common::SplitHostPort(http_listen, "--http_listen").status());
+  }
   FARM_RETURN_IF_ERROR(ValidateSecurity(*this));
   if (secrets_key_file.empty() && !secrets_old_key_files.empty()) {
     return absl::InvalidArgumentError(
@@ -255,7 +265,10 @@ absl::Status Coordinator::Init() {
   sched.redaction = [secrets = secrets_.get()](const farm::v1::JobSpec& spec) {
     return secrets->PatternsFor(spec.secrets());
   };
-  scheduler_ = std::make_unique<Scheduler>(store_.get(), common::RealClock(), &hub_, sched);
+  EngineOptions engine;
+  engine.group_commands = metrics_.group_commands();
+  engine.write_seconds = metrics_.write_seconds();
+  scheduler_ = std::make_unique<Scheduler>(store_.get(), common::RealClock(), &hub_, sched, engine);
   FARM_RETURN_IF_ERROR(scheduler_->Init());
   event_reader_ = std::make_unique<EventReader>(store_.get());
   read_pool_ = std::make_unique<common::IoPool>(4, "reads");
@@ -309,6 +322,8 @@ absl::Status Coordinator::Init() {
   gc_ = std::make_unique<GarbageCollector>(gc, scheduler_.get(), store_.get(), action_cache_.get(),
                                            blob_store_.get());
   admin_service_->SetGarbageCollector([gc = gc_.get()](bool dry_run) { return gc->Run(dry_run); });
+  metrics_.AddCollectors(
+      {common::FarmVersion(), started_ms, scheduler_.get(), store_.get(), blob_store_.get()});
   return absl::OkStatus();
 }
 
@@ -339,9 +354,19 @@ absl::Status Coordinator::Start() {
   int port = 0;
   builder.AddListeningPort(options_.listen, credentials, &port);
   SetServerLimits(options_, &builder);
-  if (!options_.server_interceptors.empty()) {
+  std::vector<std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors =
+      options_.server_interceptors;
+  if (!options_.http_listen.empty()) {
+    // Calls are counted only when someone can read the counts.
+    std::vector<std::string> methods;
+    for (const AuthzEntry& e : AuthzTable()) {
+      if (absl::StartsWith(e.method, "/")) methods.emplace_back(e.method);
+    }
+    interceptors.push_back(MakeCallMetrics(metrics_.registry(), methods));
+  }
+  if (!interceptors.empty()) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    for (const auto& factory : options_.server_interceptors) {
+    for (const auto& factory : interceptors) {
       creators.push_back(std::make_unique<SharedInterceptorFactory>(factory));
     }
     builder.experimental().SetInterceptorCreators(std::move(creators));
@@ -359,8 +384,18 @@ absl::Status Coordinator::Start() {
   server_->GetHealthCheckService()->SetServingStatus(true);
   FARM_LOG(INFO) << "farm-coordinator serving on " << address_ << " (data in " << options_.data_dir
                  << ")";
+  if (!options_.http_listen.empty()) {
+    FARM_ASSIGN_OR_RETURN(
+        http_, HttpPort::Start({options_.http_listen, tls_ != nullptr ? tls_->material() : nullptr,
+                                tokens_.get(), &metrics_.registry()}));
+    FARM_LOG(INFO) << "HTTP (/metrics, /healthz) on " << http_->address()
+                   << (tls_ != nullptr ? " with TLS" : " (plain HTTP: --insecure)");
+  }
   if (!options_.port_file.empty()) {
     FARM_RETURN_IF_ERROR(WriteFileAtomically(options_.port_file, address_ + "\n"));
+  }
+  if (!options_.http_port_file.empty() && http_ != nullptr) {
+    FARM_RETURN_IF_ERROR(WriteFileAtomically(options_.http_port_file, http_->address() + "\n"));
   }
   return absl::OkStatus();
 }
@@ -397,6 +432,7 @@ absl::Status Coordinator::ReloadTls(const std::string& cert_file, const std::str
 void Coordinator::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (http_ != nullptr) http_->Stop();
   if (server_ != nullptr) {
     server_->GetHealthCheckService()->SetServingStatus(false);
     // Parked calls and log followers would hold the shutdown until its deadline: answer them

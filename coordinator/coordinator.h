@@ -17,6 +17,8 @@
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/file_blob_store.h"
 #include "coordinator/events/event_reader.h"
+#include "coordinator/http/coordinator_metrics.h"
+#include "coordinator/http/http_port.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/store/store.h"
@@ -44,6 +46,11 @@ struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one
   std::string data_dir;
   std::string port_file;  // when set, the bound HOST:PORT is written here once serving
+  // The HTTP port (http/http_port.h): /metrics and /healthz, with the gRPC port's TLS and
+  // identities. Empty: none (and gRPC calls are not counted). Its bound HOST:PORT goes to
+  // http_port_file when set.
+  std::string http_listen;
+  std::string http_port_file;
   // Issue 13: a backup directory (coordinator/backup/backup.h) that Init validates and restores
   // into data_dir (which must then be missing or empty) before it opens it.
   std::string restore_from;
@@ -158,6 +165,8 @@ class Coordinator {
   absl::Status InitSecrets();
 
   const CoordinatorOptions options_;
+  // First: the engine and the gRPC interceptor update its metrics until they are gone.
+  CoordinatorMetrics metrics_;
   std::unique_ptr<Store> store_;
   FollowerHub hub_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -181,6 +190,7 @@ class Coordinator {
   std::unique_ptr<ReapiServices> reapi_services_;
   std::unique_ptr<ServerTls> tls_;  // null with --insecure
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpPort> http_;  // null without --http_listen
   std::string address_;
   bool shut_down_ = false;
 };

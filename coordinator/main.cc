@@ -27,6 +27,11 @@ ABSL_FLAG(std::string, restore_from, "",
           "which must be new or empty, then start on it; the backup is validated first (every "
           "file's checksum) and left as it was");
 ABSL_FLAG(std::string, port_file, "", "write the bound HOST:PORT to this file once serving");
+ABSL_FLAG(std::string, http_listen, "",
+          "HOST:PORT of the HTTP port: /metrics (Prometheus) and /healthz, with the gRPC port's "
+          "TLS and identities; port 0 picks a free port; empty: none");
+ABSL_FLAG(std::string, http_port_file, "",
+          "write the HTTP port's bound HOST:PORT to this file once serving");
 ABSL_FLAG(std::string, tls_cert, "", "the coordinator's TLS certificate (PEM); with --tls_key");
 ABSL_FLAG(std::string, tls_key, "", "the private key of --tls_cert (PEM)");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -149,6 +154,8 @@ absl::StatusOr<farm::coordinator::CoordinatorOptions> OptionsFromFlags() {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.port_file = absl::GetFlag(FLAGS_port_file);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http_port_file = absl::GetFlag(FLAGS_http_port_file);
   options.restore_from = absl::GetFlag(FLAGS_restore_from);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);

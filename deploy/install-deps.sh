@@ -17,6 +17,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libssl-dev libyaml-cpp-dev libcli11-dev
+  # The daemons' HTTP port (/metrics, /healthz).
+  libcpp-httplib-dev
 )
 test_packages=(
   libgtest-dev libgmock-dev
@@ -30,6 +32,8 @@ test_packages=(
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   # The manifest test (deploy/kubernetes): its checker is Python with PyYAML.
   python3 python3-yaml
+  # The metrics tests: promtool checks the exposition, a real Prometheus scrapes the daemons.
+  prometheus
 )
 if ! $build_only; then
   packages+=("${test_packages[@]}")

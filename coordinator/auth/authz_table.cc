@@ -94,6 +94,10 @@ std::vector<AuthzEntry> BuildTable() {
       // Health: probes carry no credential; it tells only whether the coordinator serves.
       Entry("/grpc.health.v1.Health/Check", kRead, /*is_public=*/true),
       Entry("/grpc.health.v1.Health/Watch", kRead, /*is_public=*/true),
+      // The HTTP port (--http_listen; http/http_port.h), by method and path: Prometheus scrapes
+      // with a token or certificate of any role; health is public, as the gRPC one is.
+      Entry("GET /metrics", kRead),
+      Entry("GET /healthz", kRead, /*is_public=*/true),
   };
 }
 

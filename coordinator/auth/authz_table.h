@@ -1,5 +1,6 @@
 // The authorization table: which roles may call each RPC of every service the coordinator
-// serves, by the RPC's full name ("/farm.v1.JobService/Submit"). Deny by default: an RPC that
+// serves, by the RPC's full name ("/farm.v1.JobService/Submit"), and each page of its HTTP port,
+// by method and path ("GET /metrics"). Deny by default: an RPC that
 // is not in the table is refused for every role, so a new RPC is unusable (and fails the test
 // that walks every served method) until it is given an entry here. The one place that decides;
 // the gRPC edge (service/authenticator.h) asks it on every call. Thread-safe (immutable).
@@ -13,7 +14,7 @@
 namespace farm::coordinator {
 
 struct AuthzEntry {
-  absl::string_view method;  // "/package.Service/Method"
+  absl::string_view method;  // "/package.Service/Method", or "GET /path" on the HTTP port
   // Callable without any credential (health checks by load balancers and probes).
   bool is_public = false;
   // allowed[static_cast<int>(role)]

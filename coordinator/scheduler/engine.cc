@@ -1,5 +1,7 @@
 #include "coordinator/scheduler/engine.h"
 
+#include <chrono>
+
 #include "absl/time/time.h"
 #include "common/io_pool.h"
 #include "common/logging.h"
@@ -209,12 +211,14 @@ void Engine::Run() {
     }
 
     Txn txn(store_, ++groups_started_);
+    int commands = 0;
     // Due timers first: they are older than anything just posted.
     const int64_t now = clock_->MonotonicMs();
     while (!timers_.empty() && timers_.begin()->first <= now) {
       auto node = timers_.extract(timers_.begin());
       timer_due_.erase(node.mapped().first);
       node.mapped().second(txn);
+      ++commands;
       if (epilogue_ && !txn.failed()) epilogue_(txn);
     }
     // A full group, or a failed one, takes no more commands: the rest run in the next group,
@@ -224,6 +228,7 @@ void Engine::Run() {
       Command cmd = std::move(batch.front());
       batch.pop_front();
       cmd(txn);
+      ++commands;
       if (epilogue_ && !txn.failed()) epilogue_(txn);
     }
     if (!batch.empty()) {
@@ -243,8 +248,14 @@ void Engine::Run() {
     } else if (!txn.batch_.empty() && writes_stopped_) {
       status = absl::UnavailableError("the coordinator is stopping after a failed write");
     } else if (!txn.batch_.empty()) {
+      const auto start = std::chrono::steady_clock::now();
       status = store_->Write(txn.batch_, options_.sync);
       ++groups_written_;
+      if (options_.write_seconds != nullptr) {
+        options_.write_seconds->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      if (options_.group_commands != nullptr) options_.group_commands->Observe(commands);
       if (!status.ok()) {
         FARM_LOG(ERROR) << "store write of " << txn.batch_.ops().size()
                         << " operations failed: " << status;

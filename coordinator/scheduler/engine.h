@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "coordinator/store/store.h"
 
 namespace farm::coordinator {
@@ -96,6 +97,10 @@ class Txn {
 struct EngineOptions {
   bool sync = true;                   // fsync each group (off only in benchmarks' A/B)
   size_t max_group_bytes = 32 << 20;  // stop adding commands to a group past this
+  // When set (not owned; they outlive the engine), each group written is observed: how many
+  // commands and timers it holds, and how long the store's write (with its fsync) took.
+  common::metrics::Histogram* group_commands = nullptr;
+  common::metrics::Histogram* write_seconds = nullptr;
 };
 
 class Engine {

@@ -1,16 +1,13 @@
 #include "coordinator/service/authenticator.h"
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "coordinator/auth/authz_table.h"
+#include "coordinator/auth/identify.h"
 
 namespace farm::coordinator {
 namespace {
-
-constexpr absl::string_view kUriPrefix = "farm://";
-constexpr absl::string_view kBearer = "Bearer ";
 
 absl::string_view View(const grpc::string_ref& s) { return absl::string_view(s.data(), s.size()); }
 
@@ -22,50 +19,16 @@ absl::string_view Find(const grpc::AuthMetadataProcessor::InputMetadata& md,
 
 }  // namespace
 
-absl::StatusOr<Principal> ParseFarmUri(absl::string_view uri) {
-  if (!absl::StartsWith(uri, kUriPrefix)) {
-    return absl::InvalidArgumentError("not a farm://ROLE/NAME URI");
-  }
-  absl::string_view rest = uri.substr(kUriPrefix.size());
-  const size_t slash = rest.find('/');
-  if (slash == absl::string_view::npos) {
-    return absl::InvalidArgumentError("a farm:// URI is farm://ROLE/NAME");
-  }
-  Principal p;
-  absl::StatusOr<Role> role = ParseRole(rest.substr(0, slash));
-  if (!role.ok()) return role.status();
-  p.role = *role;
-  p.name = std::string(rest.substr(slash + 1));
-  if (absl::Status s = CheckPrincipalName(p.name); !s.ok()) return s;
-  return p;
-}
-
 absl::StatusOr<Principal> Authenticator::Identify(absl::string_view authorization,
                                                   const grpc::AuthContext& connection) const {
-  if (!authorization.empty()) {
-    if (!absl::StartsWith(authorization, kBearer)) {
-      return absl::UnauthenticatedError("the authorization header is not \"Bearer TOKEN\"");
-    }
-    return tokens_->Authenticate(authorization.substr(kBearer.size()));
-  }
-  bool has_certificate = false;
+  std::vector<absl::string_view> sans;
   for (const grpc::string_ref& san :
        connection.FindPropertyValues("x509_subject_alternative_name")) {
-    has_certificate = true;
-    if (!absl::StartsWith(View(san), kUriPrefix)) continue;
-    absl::StatusOr<Principal> p = ParseFarmUri(View(san));
-    if (!p.ok()) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("the client certificate's URI: ", p.status().message()));
-    }
-    return p;
+    sans.push_back(View(san));
   }
   // A certificate without any SAN still has a subject.
-  if (has_certificate || !connection.FindPropertyValues("x509_subject").empty()) {
-    return absl::UnauthenticatedError(
-        "the client certificate has no farm://ROLE/NAME URI in its subject alternative names");
-  }
-  return absl::NotFoundError("no credential");
+  const bool has_certificate = !connection.FindPropertyValues("x509_subject").empty();
+  return IdentifyCaller(*tokens_, authorization, sans, has_certificate);
 }
 
 grpc::Status Authenticator::Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,

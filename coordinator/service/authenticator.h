@@ -45,7 +45,4 @@ class Authenticator final : public grpc::AuthMetadataProcessor {
   const bool enabled_;
 };
 
-// The role and name in a SAN URI "farm://ROLE/NAME"; INVALID_ARGUMENT otherwise.
-absl::StatusOr<Principal> ParseFarmUri(absl::string_view uri);
-
 }  // namespace farm::coordinator

@@ -36,13 +36,16 @@ class ServerTls {
   // AuthMetadataProcessor before the server starts).
   std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
 
+  // The material itself, for the HTTP port (common/http_server.h), which serves it too.
+  const std::shared_ptr<common::TlsMaterial>& material() const { return material_; }
+
   // Reads and checks `files`, then serves them; on error the material in use stays.
   absl::Status Reload(const Files& files);
 
  private:
   ServerTls() = default;
 
-  std::unique_ptr<common::TlsMaterial> material_;
+  std::shared_ptr<common::TlsMaterial> material_;
   std::shared_ptr<grpc::ServerCredentials> credentials_;
 };
 

@@ -419,6 +419,12 @@ absl::StatusOr<StoreStats> RocksDbStore::Stats() {
         property(family, rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
     stats.families.push_back(std::move(f));
   }
+  uint64_t stopped = 0;
+  uint64_t delayed_rate = 0;
+  stats.write_stalled =
+      (db->db->GetIntProperty(rocksdb::DB::Properties::kIsWriteStopped, &stopped) && stopped) ||
+      (db->db->GetIntProperty(rocksdb::DB::Properties::kActualDelayedWriteRate, &delayed_rate) &&
+       delayed_rate > 0);
   rocksdb::VectorLogPtr logs;
   if (db->db->GetSortedWalFiles(logs).ok()) {
     for (const auto& log : logs) stats.wal_bytes += static_cast<int64_t>(log->SizeFileBytes());

@@ -89,6 +89,7 @@ struct StoreStats {
   int64_t sst_bytes = 0;         // all families' table files
   int64_t wal_bytes = 0;         // the write-ahead logs still live
   int64_t pending_compaction_bytes = 0;
+  bool write_stalled = false;  // RocksDB delays or stops writes now
 };
 
 class Store {
