@@ -26,29 +26,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/openssl_ptr.h"
 #include "common/status_macros.h"
 
 namespace farm::common {
 namespace {
-
-// unique_ptr deleters for OpenSSL objects: each type has its own free function.
-template <auto kFree>
-struct OpenSslDeleter {
-  template <typename T>
-  void operator()(T* p) const {
-    kFree(p);
-  }
-};
-template <typename T, auto kFree>
-using OpenSslPtr = std::unique_ptr<T, OpenSslDeleter<kFree>>;
-
-using BioPtr = OpenSslPtr<BIO, BIO_free_all>;
-using BignumPtr = OpenSslPtr<BIGNUM, BN_free>;
-using ExtensionPtr = OpenSslPtr<X509_EXTENSION, X509_EXTENSION_free>;
-using GeneralNamePtr = OpenSslPtr<GENERAL_NAME, GENERAL_NAME_free>;
-using GeneralNamesPtr = OpenSslPtr<GENERAL_NAMES, GENERAL_NAMES_free>;
-using KeyPtr = OpenSslPtr<EVP_PKEY, EVP_PKEY_free>;
-using X509Ptr = OpenSslPtr<X509, X509_free>;
 
 constexpr char kCurve[] = "P-256";
 constexpr int kSerialBytes = 16;

@@ -15,6 +15,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "common/openssl_ptr.h"
 #include "common/posix_io.h"
 #include "common/status_macros.h"
 
@@ -29,24 +30,8 @@ std::atomic<int64_t> g_generation{1};
 
 std::string FdPath(int fd) { return absl::StrCat("/proc/self/fd/", fd); }
 
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Deleter {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct KeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
-std::unique_ptr<BIO, BioDeleter> PemBio(const std::string& pem) {
-  return std::unique_ptr<BIO, BioDeleter>(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
-std::unique_ptr<X509, X509Deleter> FirstCertificate(const std::string& pem) {
-  std::unique_ptr<X509, X509Deleter> cert(
-      PEM_read_bio_X509(PemBio(pem).get(), nullptr, nullptr, nullptr));
+X509Ptr FirstCertificate(const std::string& pem) {
+  X509Ptr cert(PEM_read_bio_X509(PemBio(pem).get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   return cert;
 }
@@ -87,9 +72,8 @@ absl::Status Replace(int fresh, int* slot) {
 absl::Status CheckKeyPair(const std::string& cert_pem, const std::string& key_pem,
                           const std::string& cert_flag, const std::string& cert_path,
                           const std::string& key_flag, const std::string& key_path) {
-  std::unique_ptr<X509, X509Deleter> cert = FirstCertificate(cert_pem);
-  std::unique_ptr<EVP_PKEY, KeyDeleter> key(
-      PEM_read_bio_PrivateKey(PemBio(key_pem).get(), nullptr, nullptr, nullptr));
+  X509Ptr cert = FirstCertificate(cert_pem);
+  KeyPtr key(PEM_read_bio_PrivateKey(PemBio(key_pem).get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   if (cert == nullptr) {
     return absl::InvalidArgumentError(
