@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <utility>
@@ -15,32 +16,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "common/openssl_ptr.h"
 
 namespace farm::common {
 namespace {
 
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct StoreFree {
-  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
-};
+// A certificate chain frees its certificates too.
 struct ChainFree {
   void operator()(STACK_OF(X509) * c) const { sk_X509_pop_free(c, X509_free); }
 };
-struct NamesFree {
-  void operator()(GENERAL_NAMES* n) const { GENERAL_NAMES_free(n); }
-};
-
-std::unique_ptr<BIO, BioFree> MemBio(const std::string& pem) {
-  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
 
 // The material's identity and roots as OpenSSL objects, parsed again when its generation
 // changes; applied to each connection from the TLS context's certificate callback.
@@ -69,10 +53,9 @@ class TlsState {
   }
 
   absl::Status Parse(const TlsMaterial::Pems& pems) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto bio = MemBio(pems.identity);
-    std::unique_ptr<EVP_PKEY, KeyFree> key(
-        PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-    std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    auto bio = PemBio(pems.identity);
+    KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
     if (key == nullptr || cert == nullptr) {
       ERR_clear_error();
       return absl::InvalidArgumentError("the TLS identity holds no key and certificate");
@@ -82,10 +65,10 @@ class TlsState {
       sk_X509_push(chain.get(), extra);
     }
     ERR_clear_error();  // the end of the PEM text
-    std::unique_ptr<X509_STORE, StoreFree> store;
+    X509StorePtr store;
     if (!pems.roots.empty()) {
       store.reset(X509_STORE_new());
-      auto roots = MemBio(pems.roots);
+      auto roots = PemBio(pems.roots);
       while (X509* ca = PEM_read_bio_X509(roots.get(), nullptr, nullptr, nullptr)) {
         X509_STORE_add_cert(store.get(), ca);
         X509_free(ca);
@@ -102,16 +85,16 @@ class TlsState {
   const std::shared_ptr<TlsMaterial> material_;
   absl::Mutex mu_;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = -1;
-  std::unique_ptr<EVP_PKEY, KeyFree> key_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<X509, X509Free> cert_ ABSL_GUARDED_BY(mu_);
+  KeyPtr key_ ABSL_GUARDED_BY(mu_);
+  X509Ptr cert_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<STACK_OF(X509), ChainFree> chain_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<X509_STORE, StoreFree> store_ ABSL_GUARDED_BY(mu_);
+  X509StorePtr store_ ABSL_GUARDED_BY(mu_);
 };
 
 // The SAN URIs of the connection's client certificate, when it sent one that verified.
 std::vector<std::string> PeerUris(X509* peer) {
   std::vector<std::string> uris;
-  std::unique_ptr<GENERAL_NAMES, NamesFree> names(
+  GeneralNamesPtr names(
       static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(peer, NID_subject_alt_name, nullptr, nullptr)));
   if (names == nullptr) return uris;
   for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
@@ -199,6 +182,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {
   }
   httplib::Server& s = *server->server_;
   if (!s.is_valid()) return absl::InternalError("cannot make the HTTP server's TLS context");
+  // SO_REUSEADDR only: httplib's default, SO_REUSEPORT, would let a second process bind the same
+  // port and take half of its connections.
+  s.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   s.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
   s.set_payload_max_length(kMaxBodyBytes);
   s.set_keep_alive_timeout(5);
