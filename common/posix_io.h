@@ -41,6 +41,10 @@ absl::Status LinkOrCopyFile(const std::string& src, const std::string& dst, bool
 absl::Status CopyFile(const std::string& src, const std::string& dst, int mode = 0644);
 // fsync(2)s a directory, so that the names created in it survive a crash.
 absl::Status SyncDirectory(const std::string& dir);
+// Writes `content` to `path` through a temporary file (PATH.tmp) renamed over it, so that a
+// reader (a test waiting for a port file) sees the whole file or none. FAILED_PRECONDITION
+// naming the file when it cannot.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
 // Bytes of the regular files under `dir`, recursively; what cannot be read counts 0.
 int64_t DirectoryBytes(const std::string& dir);
 

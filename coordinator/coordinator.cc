@@ -10,8 +10,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <limits>
 #include <utility>
 
@@ -20,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
 #include "common/logging.h"
+#include "common/posix_io.h"
 #include "common/status_macros.h"
 #include "common/version.h"
 #include "coordinator/auth/authz_table.h"
@@ -36,20 +35,6 @@
 
 namespace farm::coordinator {
 namespace {
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << content;
-    out.close();
-    if (!out) return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
-}
 
 // ServerBuilder owns its interceptor factories; the options share theirs.
 class SharedInterceptorFactory final
@@ -190,6 +175,24 @@ void SetServerLimits(const CoordinatorOptions& o, grpc::ServerBuilder* builder) 
   builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
 }
 
+// The scheduler's part of the options; job specs' secrets are redacted as `secrets` says.
+SchedulerOptions SchedulerOptionsFrom(const CoordinatorOptions& o, SecretRegistry* secrets) {
+  SchedulerOptions sched;
+  sched.lease_ttl_ms = o.lease_ttl_ms;
+  sched.agent_loss_retries = o.agent_loss_retries;
+  sched.max_log_bytes_per_job = o.max_log_bytes_per_job;
+  sched.event_retention_ms = o.event_retention_ms;
+  sched.retention.job_retention_ms = o.job_retention_ms;
+  sched.retention.log_retention_ms = o.log_retention_ms;
+  sched.retention.max_log_bytes = o.max_log_bytes;
+  sched.retention.max_log_bytes_per_job = o.max_log_bytes_per_job;
+  sched.retention.background = o.gc_interval_ms > 0;
+  sched.redaction = [secrets](const farm::v1::JobSpec& spec) {
+    return secrets->PatternsFor(spec.secrets());
+  };
+  return sched;
+}
+
 }  // namespace
 
 absl::Status CoordinatorOptions::Validate() const {
@@ -252,19 +255,7 @@ absl::Status Coordinator::Init() {
   store_options.min_free_bytes = options_.min_free_disk_bytes;
   FARM_ASSIGN_OR_RETURN(store_, RocksDbStore::Open(store_options));
   FARM_RETURN_IF_ERROR(InitSecrets());
-  SchedulerOptions sched;
-  sched.lease_ttl_ms = options_.lease_ttl_ms;
-  sched.agent_loss_retries = options_.agent_loss_retries;
-  sched.max_log_bytes_per_job = options_.max_log_bytes_per_job;
-  sched.event_retention_ms = options_.event_retention_ms;
-  sched.retention.job_retention_ms = options_.job_retention_ms;
-  sched.retention.log_retention_ms = options_.log_retention_ms;
-  sched.retention.max_log_bytes = options_.max_log_bytes;
-  sched.retention.max_log_bytes_per_job = options_.max_log_bytes_per_job;
-  sched.retention.background = options_.gc_interval_ms > 0;
-  sched.redaction = [secrets = secrets_.get()](const farm::v1::JobSpec& spec) {
-    return secrets->PatternsFor(spec.secrets());
-  };
+  const SchedulerOptions sched = SchedulerOptionsFrom(options_, secrets_.get());
   EngineOptions engine;
   engine.group_commands = metrics_.group_commands();
   engine.write_seconds = metrics_.write_seconds();
@@ -392,10 +383,11 @@ absl::Status Coordinator::Start() {
                    << (tls_ != nullptr ? " with TLS" : " (plain HTTP: --insecure)");
   }
   if (!options_.port_file.empty()) {
-    FARM_RETURN_IF_ERROR(WriteFileAtomically(options_.port_file, address_ + "\n"));
+    FARM_RETURN_IF_ERROR(common::WriteFileAtomically(options_.port_file, address_ + "\n"));
   }
   if (!options_.http_port_file.empty() && http_ != nullptr) {
-    FARM_RETURN_IF_ERROR(WriteFileAtomically(options_.http_port_file, http_->address() + "\n"));
+    FARM_RETURN_IF_ERROR(
+        common::WriteFileAtomically(options_.http_port_file, http_->address() + "\n"));
   }
   return absl::OkStatus();
 }
