@@ -1,7 +1,9 @@
 #include "coordinator/http/coordinator_metrics.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -14,20 +16,32 @@ namespace {
 
 namespace metrics = common::metrics;
 
-// The agents by state ("idle", "busy", "draining", "offline"), as ListAgents reports them.
-void CollectAgents(Scheduler* scheduler, metrics::Exposition& out) {
-  auto agents = std::make_shared<absl::StatusOr<farm::v1::ListAgentsResponse>>();
+// What a scheduler call answers through its callback (`ask` makes the call), waited for at most
+// 2 s; nullopt on an error or when the engine is too busy to answer a scrape in time.
+template <typename T>
+std::optional<T> Ask(const std::function<void(Done<T>)>& ask) {
+  auto answer = std::make_shared<absl::StatusOr<T>>(absl::UnavailableError("no answer"));
   auto done = std::make_shared<absl::Notification>();
-  scheduler->ListAgents([agents, done](absl::StatusOr<farm::v1::ListAgentsResponse> list) {
-    *agents = std::move(list);
+  ask([answer, done](absl::StatusOr<T> got) {
+    *answer = std::move(got);
     done->Notify();
   });
-  if (!done->WaitForNotificationWithTimeout(absl::Seconds(2)) || !agents->ok()) return;
+  // Unanswered: the late answer goes into `answer`, which nobody reads.
+  if (!done->WaitForNotificationWithTimeout(absl::Seconds(2))) return std::nullopt;
+  if (!answer->ok()) return std::nullopt;
+  return *std::move(*answer);
+}
+
+// The agents by state ("idle", "busy", "draining", "offline"), as ListAgents reports them.
+void CollectAgents(Scheduler* scheduler, metrics::Exposition& out) {
+  std::optional<farm::v1::ListAgentsResponse> agents = Ask<farm::v1::ListAgentsResponse>(
+      [scheduler](Done<farm::v1::ListAgentsResponse> done) { scheduler->ListAgents(done); });
+  if (!agents.has_value()) return;
   std::map<std::string, int64_t> by_state = {
       {"busy", 0}, {"draining", 0}, {"idle", 0}, {"offline", 0}};
   int64_t slots = 0;
   int64_t busy = 0;
-  for (const farm::v1::AgentInfo& a : (*agents)->agents()) {
+  for (const farm::v1::AgentInfo& a : agents->agents()) {
     ++by_state[a.state()];
     if (a.state() == "offline") continue;
     slots += a.slots();
@@ -54,15 +68,11 @@ std::string LabelsText(const google::protobuf::Map<std::string, std::string>& la
 // the queue family per scrape, off the engine thread, so a scrape's cost grows with the backlog
 // and the engine's does not.
 void CollectQueues(Scheduler* scheduler, metrics::Exposition& out) {
-  auto snapshot = std::make_shared<absl::StatusOr<QueueSnapshot>>();
-  auto done = std::make_shared<absl::Notification>();
-  scheduler->SnapshotQueues([snapshot, done](absl::StatusOr<QueueSnapshot> snap) {
-    *snapshot = std::move(snap);
-    done->Notify();
-  });
-  if (!done->WaitForNotificationWithTimeout(absl::Seconds(2)) || !snapshot->ok()) return;
+  std::optional<QueueSnapshot> snapshot = Ask<QueueSnapshot>(
+      [scheduler](Done<QueueSnapshot> done) { scheduler->SnapshotQueues(done); });
+  if (!snapshot.has_value()) return;
   absl::StatusOr<farm::v1::ListQueuesResponse> report =
-      BuildQueueReport(scheduler->store(), **snapshot);
+      BuildQueueReport(scheduler->store(), *snapshot);
   if (!report.ok()) return;
   out.Begin("farm_queue_depth", "Queued jobs per label set (the labels they require, k=v,...).",
             metrics::Type::kGauge);

@@ -3,7 +3,8 @@
 // by a gRPC server interceptor. The series of each served method are made up front (a code's
 // counter on its first use), so that a call costs two relaxed atomic adds and a map lookup, no
 // lock. A call to a method not in `methods` counts under service and method "unknown"; one that
-// ends without a status (its client went away) as CANCELLED. Thread-safe.
+// ends without a status (its client went away) as CANCELLED. Calls the authenticator refuses
+// (authenticator.h) are answered before any service sees them, and are not counted. Thread-safe.
 #pragma once
 
 #include <memory>
