@@ -123,6 +123,7 @@ absl::Status Agent::Init() {
   }
   if (absl::Status s = InitIsolation(); !s.ok()) return s;
   attempt_context_.clock = clock_;
+  attempt_context_.metrics = &attempt_metrics_;
   return absl::OkStatus();
 }
 
@@ -144,7 +145,7 @@ absl::Status Agent::Start() {
   for (int i = 0; i < options_.slots; ++i) {
     slot_threads_.emplace_back([this, i] { SlotLoop(i); });
   }
-  return absl::OkStatus();
+  return options_.http_listen.empty() ? absl::OkStatus() : StartHttp();
 }
 
 int64_t Agent::registrations() const {
@@ -587,6 +588,7 @@ void Agent::Shutdown() {
     absl::StatusOr<farm::v1::HeartbeatResponse> ignored =
         client_->Heartbeat(request, nullptr, /*fail_fast=*/true);
   }
+  if (http_ != nullptr) http_->Stop();
   FARM_LOG(INFO) << log_prefix_ << " stopped";
 }
 

@@ -37,6 +37,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/agent_metrics.h"
 #include "agent/attempt_runner.h"
 #include "agent/blob_cache.h"
 #include "agent/coordinator_client.h"
@@ -44,6 +45,8 @@
 #include "agent/step_supervisor.h"
 #include "common/cas_client.h"
 #include "common/clock.h"
+#include "common/http_server.h"
+#include "common/metrics.h"
 
 namespace farm::agent {
 
@@ -107,6 +110,9 @@ class Agent {
  private:
   enum class Waiter { kSlot, kJob };
 
+  // Serves /metrics and /healthz on --http_listen (agent_metrics.cc); part of Start().
+  absl::Status StartHttp();
+
   void SlotLoop(int slot);
   void HeartbeatLoop();
   // Sleeps until kMinHeartbeatSpacingMs have passed since `sent_ms` (or the agent stops).
@@ -150,6 +156,9 @@ class Agent {
   };
 
   AgentOptions options_;
+  // First: the attempts update its metrics, the HTTP port reads them, until both are gone.
+  common::metrics::Registry metrics_;
+  AttemptMetrics attempt_metrics_ = AddAttemptMetrics(metrics_);
   std::string session_id_;
   std::string log_prefix_;  // "[agent=NAME]" for operator log lines
   common::Clock* const clock_;
@@ -192,6 +201,7 @@ class Agent {
   std::thread fence_thread_;
   // Last: it ends first, before anything its callback touches.
   common::Clock::Subscription clock_jumps_;
+  std::unique_ptr<common::HttpServer> http_;  // null without --http_listen
 };
 
 }  // namespace farm::agent

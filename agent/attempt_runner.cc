@@ -116,15 +116,23 @@ AttemptOutcome AttemptRunner::Run() {
                  << job_.spec().steps_size() << " steps, epoch " << lease_.epoch() << ")";
   WorkResult work;
   farm::v1::CompleteJobRequest complete;
+  const int64_t leased_ms = context_.clock->MonotonicMs();
   const absl::StatusOr<Workspace> workspace = PrepareWorkspace(&work);
   // The job's timeout runs from here: staging its inputs counts.
   const int64_t job_started_ms = context_.clock->MonotonicMs();
   if (workspace.ok() && StageJobInputs(*workspace, job_started_ms, &work)) {
+    if (context_.metrics != nullptr) {
+      context_.metrics->step_start_seconds->Observe(
+          static_cast<double>(context_.clock->MonotonicMs() - leased_ms) / 1000);
+    }
     RunWork(workspace->path(), job_started_ms, &work);
     CollectArtifacts(*workspace, &work, &complete);
   }
   if (!abandoned()) Complete(&work, &complete);
   if (abandoned()) work.outcome = farm::v1::ATTEMPT_LOST;
+  if (context_.metrics != nullptr && context_.metrics->attempts[work.outcome] != nullptr) {
+    context_.metrics->attempts[work.outcome]->Add();
+  }
   if (workspace.ok()) CleanUp(*workspace, work.outcome);
   FARM_LOG(INFO) << log_prefix_ << " attempt ended: " << farm::v1::AttemptOutcome_Name(work.outcome)
                  << (work.reason.empty() ? "" : absl::StrCat(" (", work.reason, ")"));
@@ -263,6 +271,10 @@ absl::Status AttemptRunner::FindAndUploadArtifacts(const Workspace& workspace,
     if (context_.cas == nullptr) return absl::FailedPreconditionError("this agent has no CAS");
     FARM_ASSIGN_OR_RETURN(const UploadStats stats,
                           UploadArtifacts(*context_.cas, matches, &upload_canceller_));
+    if (context_.metrics != nullptr) {
+      context_.metrics->uploaded_blobs->Add(stats.uploaded_blobs);
+      context_.metrics->uploaded_bytes->Add(stats.uploaded_bytes);
+    }
     FARM_LOG(INFO) << log_prefix_ << " artifacts: " << stats.files << " files, " << stats.blobs
                    << " distinct, " << stats.uploaded_blobs << " uploaded (" << stats.uploaded_bytes
                    << " bytes) in "

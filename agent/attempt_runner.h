@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/agent_metrics.h"
 #include "agent/blob_cache.h"
 #include "agent/coordinator_client.h"
 #include "agent/isolation.h"
@@ -69,6 +70,8 @@ struct AttemptContext {
   // (the coordinator has "complete_job.next_lease" and the agent is not draining). Null: no.
   std::function<bool()> lease_next;
   std::string session_id;  // the agent's registration session, for lease_next
+  // Where the attempt's figures go (agent_metrics.h); null: nowhere (tests).
+  const AttemptMetrics* metrics = nullptr;
 };
 
 class AttemptRunner final : public Attempt {

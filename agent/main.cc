@@ -79,6 +79,12 @@ ABSL_FLAG(std::string, cgroup_root, "",
           "A cgroup v2 directory under which each step gets its own cgroup (default: the "
           "agent's own cgroup). Without cgroup v2 the agent falls back to process groups.");
 
+ABSL_FLAG(std::string, http_listen, "",
+          "HOST:PORT of the agent's HTTP port: /metrics (Prometheus) and /healthz, plain HTTP "
+          "without credentials; port 0 picks a free port; empty: none.");
+ABSL_FLAG(std::string, http_port_file, "",
+          "Write the HTTP port's bound HOST:PORT to this file once serving.");
+
 // Configuration, logs, version (README, "Configuration files and reload").
 ABSL_FLAG(std::string, config, "",
           "A YAML file of settings, keys the flag names (deploy/config/agent.yaml); flags on the "
@@ -187,6 +193,8 @@ absl::StatusOr<farm::agent::AgentOptions> OptionsFromFlags(bool read_files) {
       {&FLAGS_lease_wait, "--lease_wait", &options.lease_wait_ms},
   }));
   options.cache_max_bytes = absl::GetFlag(FLAGS_cache_max_bytes);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http_port_file = absl::GetFlag(FLAGS_http_port_file);
   options.version = farm::common::FarmVersion();
   FARM_RETURN_IF_ERROR(IsolationFromFlags(&options));
   if (read_files) FARM_RETURN_IF_ERROR(SecurityFromFlags(&options));

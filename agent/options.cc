@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/http_server.h"
 #include "common/job_limits.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -63,6 +64,9 @@ absl::Status AgentOptions::Validate() const {
     return absl::InvalidArgumentError(
         "--enroll_token gets the agent its own credential: it cannot be combined with "
         "--token_file, FARM_TOKEN or --tls_cert");
+  }
+  if (!http_listen.empty()) {
+    FARM_RETURN_IF_ERROR(common::SplitHostPort(http_listen, "--http_listen").status());
   }
   if (cache_max_bytes < 0) {
     return absl::InvalidArgumentError(absl::StrCat(

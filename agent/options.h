@@ -28,6 +28,10 @@ struct AgentOptions {
   // Bound of the local blob cache (<work_dir>/cache/blobs) of job inputs; 0 disables it.
   int64_t cache_max_bytes = kDefaultCacheMaxBytes;
   std::string version;
+  // The HTTP port (agent_metrics.h): /metrics and /healthz, plain HTTP. Empty: none. Its bound
+  // HOST:PORT goes to http_port_file when set.
+  std::string http_listen;
+  std::string http_port_file;
   // How the agent reaches the coordinator: TLS (verifying it with the CA) with the agent's
   // certificate or token, or plaintext with --insecure (loaded from the flags by main).
   common::ClientSecurity security;
