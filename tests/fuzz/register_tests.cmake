@@ -17,7 +17,7 @@ set(fuzz_build_dir ${CMAKE_BINARY_DIR}/fuzz)
 set(fuzz_run ${CMAKE_CURRENT_LIST_DIR}/run.sh)
 
 add_test(NAME fuzz_build COMMAND ${fuzz_run} --build-only --build-dir=${fuzz_build_dir})
-set_tests_properties(fuzz_build PROPERTIES LABELS fuzz SKIP_RETURN_CODE 77 TIMEOUT 1500
+set_tests_properties(fuzz_build PROPERTIES LABELS fuzz SKIP_RETURN_CODE 77 TIMEOUT 1500 COST 100
   FIXTURES_SETUP farm_fuzz_build)
 
 set(fuzzers job_file pipeline_file resource_name redactor)
@@ -28,6 +28,6 @@ foreach(name ${fuzzers})
   add_test(NAME fuzz_${name}
     COMMAND ${fuzz_run} --no-build --build-dir=${fuzz_build_dir} --seconds=${FARM_FUZZ_SECONDS}
             ${name})
-  set_tests_properties(fuzz_${name} PROPERTIES LABELS fuzz SKIP_RETURN_CODE 77
+  set_tests_properties(fuzz_${name} PROPERTIES LABELS fuzz SKIP_RETURN_CODE 77 COST 50
     FIXTURES_REQUIRED farm_fuzz_build)
 endforeach()
