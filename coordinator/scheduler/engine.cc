@@ -7,6 +7,20 @@
 #include "common/logging.h"
 
 namespace farm::coordinator {
+namespace {
+
+// One written group in the engine's metrics, when it has them: its commands, and its write's
+// seconds since `start`.
+void ObserveGroup(const EngineOptions& options, int commands,
+                  std::chrono::steady_clock::time_point start) {
+  if (options.write_seconds != nullptr) {
+    options.write_seconds->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  if (options.group_commands != nullptr) options.group_commands->Observe(commands);
+}
+
+}  // namespace
 
 const std::string* Txn::Written(int64_t op) const {
   return op < 0 ? nullptr : &batch_.ops()[static_cast<size_t>(op)].value;
@@ -251,11 +265,7 @@ void Engine::Run() {
       const auto start = std::chrono::steady_clock::now();
       status = store_->Write(txn.batch_, options_.sync);
       ++groups_written_;
-      if (options_.write_seconds != nullptr) {
-        options_.write_seconds->Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      }
-      if (options_.group_commands != nullptr) options_.group_commands->Observe(commands);
+      ObserveGroup(options_, commands, start);
       if (!status.ok()) {
         FARM_LOG(ERROR) << "store write of " << txn.batch_.ops().size()
                         << " operations failed: " << status;
