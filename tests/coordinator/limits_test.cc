@@ -24,6 +24,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/service/call_caps.h"
 #include "farm/v1/farm.grpc.pb.h"
+#include "tests/coordinator/test_tls.h"
 #include "tests/testing/mini_farm.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -201,15 +202,7 @@ class LimitsTest : public ::testing::Test {
  protected:
   // Starts a coordinator with TLS (client certificates identify callers).
   void StartTls(CoordinatorOptions options) {
-    ASSERT_OK_AND_ASSIGN(ca_, common::CreateCa("farm test CA"));
-    ASSERT_OK_AND_ASSIGN(common::CertAndKey server,
-                         common::IssueServerCert(ca_.cert_pem, ca_.key_pem, {"127.0.0.1"}));
-    ASSERT_OK(testing::WriteFile(dir_.Join("ca.crt"), ca_.cert_pem));
-    ASSERT_OK(testing::WriteFile(dir_.Join("server.crt"), server.cert_pem));
-    ASSERT_OK(testing::WriteFile(dir_.Join("server.key"), server.key_pem));
-    options.tls_cert_file = dir_.Join("server.crt");
-    options.tls_key_file = dir_.Join("server.key");
-    options.tls_client_ca_file = dir_.Join("ca.crt");
+    ASSERT_OK_AND_ASSIGN(ca_, ServeTestTls(dir_, options));
     Start(std::move(options));
   }
   void Start(CoordinatorOptions options) {

@@ -24,6 +24,7 @@
 #include "coordinator/coordinator.h"
 #include "farm/v1/farm.grpc.pb.h"
 #include "google/bytestream/bytestream.pb.h"
+#include "tests/coordinator/test_tls.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -78,18 +79,10 @@ grpc::Status CallGeneric(grpc::Channel* channel, const std::string& method) {
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(ca_, common::CreateCa("farm test CA"));
-    ASSERT_OK_AND_ASSIGN(common::CertAndKey server,
-                         common::IssueServerCert(ca_.cert_pem, ca_.key_pem, {"127.0.0.1"}));
-    ASSERT_OK(testing::WriteFile(dir_.Join("ca.crt"), ca_.cert_pem));
-    ASSERT_OK(testing::WriteFile(dir_.Join("server.crt"), server.cert_pem));
-    ASSERT_OK(testing::WriteFile(dir_.Join("server.key"), server.key_pem));
     CoordinatorOptions options;
+    ASSERT_OK_AND_ASSIGN(ca_, ServeTestTls(dir_, options));
     options.listen = "127.0.0.1:0";
     options.data_dir = dir_.Join("data");
-    options.tls_cert_file = dir_.Join("server.crt");
-    options.tls_key_file = dir_.Join("server.key");
-    options.tls_client_ca_file = dir_.Join("ca.crt");
     options.lease_ttl_ms = 5000;
     coordinator_ = std::make_unique<Coordinator>(options);
     ASSERT_OK(coordinator_->Init());
