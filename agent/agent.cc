@@ -473,6 +473,7 @@ void Agent::HeartbeatLoop() {
       heartbeat_call_ = &call;
     }
     const int64_t sent_ms = clock_->MonotonicMs();
+    const absl::Time sent = absl::Now();
     absl::StatusOr<farm::v1::HeartbeatResponse> response = client_->Heartbeat(request, &call);
     {
       absl::MutexLock lock(&mu_);
@@ -480,6 +481,7 @@ void Agent::HeartbeatLoop() {
     }
     if (response.ok()) {
       failures = 0;
+      ObserveHeartbeatRtt(heartbeat_rtt_, absl::Now() - sent, *response);
       backoff.Reset();
       HandleLeaseStatuses(*response, sent_ms);
       SpaceHeartbeat(sent_ms);

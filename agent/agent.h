@@ -159,6 +159,7 @@ class Agent {
   // First: the attempts update its metrics, the HTTP port reads them, until both are gone.
   common::metrics::Registry metrics_;
   AttemptMetrics attempt_metrics_ = AddAttemptMetrics(metrics_);
+  common::metrics::Histogram* const heartbeat_rtt_ = AddHeartbeatRtt(metrics_);
   std::string session_id_;
   std::string log_prefix_;  // "[agent=NAME]" for operator log lines
   common::Clock* const clock_;

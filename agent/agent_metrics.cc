@@ -1,5 +1,7 @@
 #include "agent/agent_metrics.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
 #include "agent/agent.h"
@@ -31,6 +33,20 @@ AttemptMetrics AddAttemptMetrics(metrics::Registry& registry) {
   m.uploaded_bytes = &registry.AddCounter("farm_agent_uploaded_bytes_total",
                                           "Bytes of the artifact blobs uploaded.");
   return m;
+}
+
+metrics::Histogram* AddHeartbeatRtt(metrics::Registry& registry) {
+  return &registry.AddHistogram(
+      "farm_agent_heartbeat_rtt_seconds",
+      "A heartbeat's round trip to the coordinator, less the time the coordinator held it.",
+      metrics::FastLatencyBuckets());
+}
+
+void ObserveHeartbeatRtt(metrics::Histogram* rtt, absl::Duration elapsed,
+                         const farm::v1::HeartbeatResponse& response) {
+  if (!response.has_held_us()) return;
+  rtt->Observe(
+      std::max(0.0, absl::ToDoubleSeconds(elapsed - absl::Microseconds(response.held_us()))));
 }
 
 absl::Status Agent::StartHttp() {

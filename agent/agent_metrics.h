@@ -9,6 +9,7 @@
 
 #include <array>
 
+#include "absl/time/time.h"
 #include "common/metrics.h"
 #include "farm/v1/farm.pb.h"
 
@@ -26,5 +27,13 @@ struct AttemptMetrics {
 
 // Registers the attempts' metrics in `registry` (which outlives what they point to).
 AttemptMetrics AddAttemptMetrics(common::metrics::Registry& registry);
+
+// farm_agent_heartbeat_rtt_seconds: a heartbeat's round trip, less the time the coordinator held
+// it (a heartbeat is parked by design until something changes or its wait ends).
+common::metrics::Histogram* AddHeartbeatRtt(common::metrics::Registry& registry);
+// Observes a heartbeat answered with `response` after `elapsed`; nothing when the coordinator
+// did not say how long it held the call (an older one).
+void ObserveHeartbeatRtt(common::metrics::Histogram* rtt, absl::Duration elapsed,
+                         const farm::v1::HeartbeatResponse& response);
 
 }  // namespace farm::agent

@@ -255,7 +255,9 @@ absl::Status Coordinator::Init() {
   store_options.min_free_bytes = options_.min_free_disk_bytes;
   FARM_ASSIGN_OR_RETURN(store_, RocksDbStore::Open(store_options));
   FARM_RETURN_IF_ERROR(InitSecrets());
-  const SchedulerOptions sched = SchedulerOptionsFrom(options_, secrets_.get());
+  SchedulerOptions sched = SchedulerOptionsFrom(options_, secrets_.get());
+  // The jobs' flow is measured only when someone can read it.
+  if (!options_.http_listen.empty()) sched.flow = metrics_.flow();
   EngineOptions engine;
   engine.group_commands = metrics_.group_commands();
   engine.write_seconds = metrics_.write_seconds();
@@ -277,6 +279,8 @@ absl::Status Coordinator::Init() {
   agent_service_ =
       std::make_unique<AgentServiceImpl>(scheduler_.get(), authenticator_.get(), parked_cap_.get(),
                                          tokens_.get(), read_pool_.get(), secrets_.get());
+  job_service_->CountLogBytesSent(metrics_.log_bytes_sent());
+  agent_service_->CountLogBytesReceived(metrics_.log_bytes_received());
   admin_service_ = std::make_unique<AdminServiceImpl>(
       scheduler_.get(), tokens_.get(), authenticator_.get(), read_pool_.get(), secrets_.get());
   FileBlobStoreOptions cas;

@@ -92,6 +92,12 @@ struct BlobStoreStats {
   int64_t uploads = 0;        // partial uploads held for resumption
   int64_t evicted_blobs = 0;  // since start
   int64_t corrupt_blobs = 0;  // found corrupt on read and removed, since start
+  // Since start: bytes of new blobs stored, bytes read out (whole blobs or ranges), and the
+  // digests FindMissing found present or missing (a client's "do you have it?").
+  int64_t written_bytes = 0;
+  int64_t read_bytes = 0;
+  int64_t found = 0;
+  int64_t missing = 0;
 };
 
 class BlobStore {

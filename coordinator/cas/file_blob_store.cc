@@ -338,6 +338,9 @@ absl::StatusOr<std::vector<Digest>> FileBlobStore::FindMissing(const std::vector
       Touch(d.hash);
     }
   }
+  missing_.fetch_add(static_cast<int64_t>(missing.size()), std::memory_order_relaxed);
+  found_.fetch_add(static_cast<int64_t>(digests.size() - missing.size()),
+                   std::memory_order_relaxed);
   return missing;
 }
 
@@ -347,6 +350,10 @@ BlobStoreStats FileBlobStore::Stats() {
   s.bytes = bytes_.load();
   s.evicted_blobs = evicted_.load();
   s.corrupt_blobs = corrupt_.load();
+  s.written_bytes = written_bytes_.load(std::memory_order_relaxed);
+  s.read_bytes = read_bytes_.load(std::memory_order_relaxed);
+  s.found = found_.load(std::memory_order_relaxed);
+  s.missing = missing_.load(std::memory_order_relaxed);
   absl::MutexLock lock(&uploads_mu_);
   s.uploads = static_cast<int64_t>(uploads_.size());
   return s;

@@ -257,6 +257,10 @@ class FileBlobStore final : public BlobStore {
   std::atomic<int64_t> blobs_{0};
   std::atomic<int64_t> evicted_{0};
   std::atomic<int64_t> corrupt_{0};
+  std::atomic<int64_t> written_bytes_{0};
+  std::atomic<int64_t> read_bytes_{0};
+  std::atomic<int64_t> found_{0};
+  std::atomic<int64_t> missing_{0};
   std::atomic<uint64_t> temp_seq_{0};
   std::atomic<int> eviction_holds_{0};  // live EvictionHolds
 

@@ -203,6 +203,7 @@ void FileBlobStore::RecordInstalled(const std::vector<Staged*>& moved) {
     if (item->status.ok()) item->status = written;
     if (item->status.ok()) {
       bytes_ += item->digest.size;
+      written_bytes_.fetch_add(item->digest.size, std::memory_order_relaxed);
       ++blobs_;
     } else {
       ::unlink(BlobPath(item->digest).c_str());

@@ -56,6 +56,7 @@ class FileBlobStore::Reader final : public BlobReader {
     }
     hasher_.Update(*out);
     pos_ += static_cast<int64_t>(want);
+    store_->read_bytes_.fetch_add(static_cast<int64_t>(want), std::memory_order_relaxed);
     if (pos_ < end_) return true;
     // The range is complete: read what follows it, then compare before handing out the last
     // chunk, so that a client never receives all of a range that is not what it asked for.

@@ -55,13 +55,8 @@ void CollectAgents(Scheduler* scheduler, metrics::Exposition& out) {
   out.Sample("", {}, static_cast<double>(busy));
 }
 
-// "k=v,k2=v2", keys in order: how the queue metrics name a label set.
 std::string LabelsText(const google::protobuf::Map<std::string, std::string>& labels) {
-  const std::map<std::string, std::string> sorted(labels.begin(), labels.end());
-  std::string text;
-  for (const auto& [key, value] : sorted)
-    absl::StrAppend(&text, text.empty() ? "" : ",", key, "=", value);
-  return text;
+  return LabelSetText(ToLabels(labels));
 }
 
 // Each label set's queue, from the report `admin queues` prints (queue_report.h): one scan of
@@ -124,6 +119,11 @@ void CollectStore(Store* store, metrics::Exposition& out) {
             "1 while RocksDB delays or stops writes (too many files or bytes to compact).",
             metrics::Type::kGauge);
   out.Sample("", {}, stats->write_stalled ? 1 : 0);
+  out.Begin("farm_store_write_stalls_total",
+            "Times RocksDB began to stop or to slow down writes since the coordinator started.",
+            metrics::Type::kCounter);
+  out.Sample("", {{"kind", "stop"}}, static_cast<double>(stats->stalls_stopped));
+  out.Sample("", {{"kind", "slowdown"}}, static_cast<double>(stats->stalls_slowed));
 }
 
 void CollectCas(BlobStore* cas, metrics::Exposition& out) {
@@ -140,6 +140,17 @@ void CollectCas(BlobStore* cas, metrics::Exposition& out) {
   out.Begin("farm_cas_corrupt_blobs_total",
             "Blobs found corrupt on read and removed since the start.", metrics::Type::kCounter);
   out.Sample("", {}, static_cast<double>(s.corrupt_blobs));
+  out.Begin("farm_cas_written_bytes_total", "Bytes of new blobs stored (uploads and batches).",
+            metrics::Type::kCounter);
+  out.Sample("", {}, static_cast<double>(s.written_bytes));
+  out.Begin("farm_cas_read_bytes_total", "Bytes of blobs read out (downloads and batches).",
+            metrics::Type::kCounter);
+  out.Sample("", {}, static_cast<double>(s.read_bytes));
+  out.Begin("farm_cas_lookups_total",
+            "Digests FindMissingBlobs was asked about, found present (hit) or missing (miss).",
+            metrics::Type::kCounter);
+  out.Sample("", {{"result", "hit"}}, static_cast<double>(s.found));
+  out.Sample("", {{"result", "miss"}}, static_cast<double>(s.missing));
 }
 
 }  // namespace
@@ -153,7 +164,13 @@ CoordinatorMetrics::CoordinatorMetrics()
       write_seconds_(
           &registry_.AddHistogram("farm_engine_write_seconds",
                                   "Time of each group's write to the job store, fsync included.",
-                                  metrics::FastLatencyBuckets())) {}
+                                  metrics::FastLatencyBuckets())),
+      flow_(FlowFamilies::Register(registry_)),
+      log_bytes_received_(
+          &registry_.AddCounter("farm_log_received_bytes_total",
+                                "Bytes of job output agents uploaded (resent bytes too).")),
+      log_bytes_sent_(&registry_.AddCounter("farm_log_sent_bytes_total",
+                                            "Bytes of job output sent to WatchLogs readers.")) {}
 
 void CoordinatorMetrics::AddCollectors(const Sources& src) {
   registry_.AddCollector([src](metrics::Exposition& out) {

@@ -14,6 +14,7 @@
 
 #include "common/metrics.h"
 #include "coordinator/cas/blob_store.h"
+#include "coordinator/scheduler/flow_metrics.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/store/store.h"
 
@@ -29,6 +30,11 @@ class CoordinatorMetrics {
   // For EngineOptions: commands per group written, and the write's seconds (fsync included).
   common::metrics::Histogram* group_commands() const { return group_commands_; }
   common::metrics::Histogram* write_seconds() const { return write_seconds_; }
+  // For SchedulerOptions: the jobs' flow (scheduler/flow_metrics.h).
+  const FlowFamilies& flow() const { return flow_; }
+  // For the services: job output uploaded by agents, and sent to readers.
+  common::metrics::Counter* log_bytes_received() const { return log_bytes_received_; }
+  common::metrics::Counter* log_bytes_sent() const { return log_bytes_sent_; }
 
   // What the collectors read; each outlives this object.
   struct Sources {
@@ -44,6 +50,9 @@ class CoordinatorMetrics {
   common::metrics::Registry registry_;
   common::metrics::Histogram* group_commands_;
   common::metrics::Histogram* write_seconds_;
+  FlowFamilies flow_;
+  common::metrics::Counter* log_bytes_received_;
+  common::metrics::Counter* log_bytes_sent_;
 };
 
 }  // namespace farm::coordinator

@@ -241,6 +241,7 @@ absl::Status AttemptTracker::ExpireLeases(Txn& txn) {
   for (uint64_t seq : p_.leases->Expired()) {
     const std::string agent = p_.leases->Find(seq)->holder;
     FARM_LOG(WARNING) << "[job=" << seq << " agent=" << agent << "] lease expired";
+    if (p_.flow != nullptr) p_.flow->LeaseExpired(txn);
     FARM_RETURN_IF_ERROR(
         EndAttempt(txn, seq, farm::v1::ATTEMPT_LOST,
                    absl::StrCat("lease expired: agent ", agent, " stopped heartbeating")));

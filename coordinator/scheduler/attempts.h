@@ -17,6 +17,7 @@
 #include "coordinator/logs/log_ingest.h"
 #include "coordinator/scheduler/engine.h"
 #include "coordinator/scheduler/event_recorder.h"
+#include "coordinator/scheduler/flow_metrics.h"
 #include "coordinator/scheduler/job_lifecycle.h"
 #include "coordinator/scheduler/lease_table.h"
 #include "farm/v1/farm.pb.h"
@@ -32,6 +33,7 @@ class AttemptTracker {
     JobLifecycle* lifecycle;
     EventRecorder* events;
     int agent_loss_retries;
+    FlowMetrics* flow = nullptr;  // told of leases that expire, when set
   };
   explicit AttemptTracker(Parts parts) : p_(parts) {}
 

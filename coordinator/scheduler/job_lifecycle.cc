@@ -44,7 +44,7 @@ void JobLifecycle::NotifyAfterCommit(Txn& txn, uint64_t seq) {
   });
 }
 
-void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from, int64_t now) {
+uint64_t JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from, int64_t now) {
   const JobState to = job.state();
   if (from == farm::v1::JOB_STATE_UNSPECIFIED) {
     farm::v1::Event submitted = p_.events->ForJob(txn, job, farm::v1::JOB_SUBMITTED);
@@ -67,7 +67,9 @@ void JobLifecycle::AppendEvents(Txn& txn, const Job& job, JobState from, int64_t
       if (at.started_ms() > 0) event.set_time_ms(at.started_ms());  // as the attempt says
     }
   }
+  const uint64_t labelset = event.labelset();
   p_.events->Append(txn, std::move(event));
+  return labelset;
 }
 
 absl::Status JobLifecycle::Transition(Txn& txn, Job& job, JobState to, std::string reason) {
@@ -84,12 +86,14 @@ absl::Status JobLifecycle::Transition(Txn& txn, Job& job, JobState to, std::stri
   job.set_state(to);
   job.set_reason(std::move(reason));
   if (to == farm::v1::RUNNING && job.started_ms() == 0) job.set_started_ms(now);
+  if (to == farm::v1::QUEUED) job.set_queued_ms(now);
   if (common::IsTerminal(to)) job.set_finished_ms(now);
   if (from == farm::v1::WAITING) txn.Delete(Cf::kWaiting, keys::JobKey(job.seq()));
   if (from == farm::v1::QUEUED && to != farm::v1::RUNNING) p_.queue->Remove(txn, job);
   if (to == farm::v1::QUEUED) p_.queue->Add(txn, job);
   jobs::Put(txn, job);
-  AppendEvents(txn, job, from, now);
+  const uint64_t labelset = AppendEvents(txn, job, from, now);
+  if (p_.flow != nullptr) p_.flow->Transitioned(txn, job, labelset, from, now);
   NotifyAfterCommit(txn, job.seq());
   if (!common::IsTerminal(to)) return absl::OkStatus();
   if (p_.retention != nullptr) {

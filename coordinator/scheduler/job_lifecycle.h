@@ -34,6 +34,7 @@
 #include "coordinator/scheduler/concurrency_groups.h"
 #include "coordinator/scheduler/engine.h"
 #include "coordinator/scheduler/event_recorder.h"
+#include "coordinator/scheduler/flow_metrics.h"
 #include "coordinator/scheduler/job_counts.h"
 #include "coordinator/scheduler/pipeline_graph.h"
 #include "coordinator/scheduler/queue_index.h"
@@ -53,6 +54,7 @@ class JobLifecycle {
     FollowerHub* hub;
     Retention* retention = nullptr;  // indexes jobs that end (none: nothing is ever removed)
     JobCounts* counts = nullptr;     // told of every transition when set (issue 13)
+    FlowMetrics* flow = nullptr;     // told of every transition when set (metrics served)
   };
   explicit JobLifecycle(Parts parts) : p_(parts) {}
 
@@ -76,8 +78,8 @@ class JobLifecycle {
   void NotifyAfterCommit(Txn& txn, uint64_t seq);
 
  private:
-  // Events of a transition from `from` to the job's state.
-  void AppendEvents(Txn& txn, const farm::v1::Job& job, farm::v1::JobState from, int64_t now);
+  // Events of a transition from `from` to the job's state; returns the job's label-set id.
+  uint64_t AppendEvents(Txn& txn, const farm::v1::Job& job, farm::v1::JobState from, int64_t now);
   // What the cascade needs of a job that ended.
   struct Ended {
     uint64_t seq;

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,7 @@
 #include "coordinator/scheduler/dispatcher.h"
 #include "coordinator/scheduler/engine.h"
 #include "coordinator/scheduler/event_recorder.h"
+#include "coordinator/scheduler/flow_metrics.h"
 #include "coordinator/scheduler/heartbeats.h"
 #include "coordinator/scheduler/intake.h"
 #include "coordinator/scheduler/job_counts.h"
@@ -75,6 +77,8 @@ struct SchedulerOptions {
   int64_t request_id_retention_ms = 24 * 3600'000;
   // Offline agents are forgotten after this long (unless an operator drained them).
   int64_t forget_agent_after_ms = 3600'000;
+  // The flow metrics (flow_metrics.h), when they are served; registered by the caller.
+  std::optional<FlowFamilies> flow;
   // Events are kept this long.
   int64_t event_retention_ms = EventRecorder::kDefaultRetentionMs;
   // Finished jobs and their output are removed past these (retention.h).
@@ -254,6 +258,7 @@ class Scheduler {
   // The parts (engine thread only, but reads_ and job_counts_' snapshots).
   JobCounts job_counts_;
   LabelSets label_sets_;
+  std::unique_ptr<FlowMetrics> flow_;  // null: no metrics served
   QueueIndex queue_;
   LeaseTable leases_;
   EventRecorder events_;

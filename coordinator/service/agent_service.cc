@@ -82,8 +82,11 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
   // `holder`: the agent whose leases the chunks must name ("" any); `refused`: the caller may
   // not upload at all (the call ends with it at once).
   UploadLogsCall(Scheduler* scheduler, farm::v1::LogUploadResponse* resp, std::string holder,
-                 const absl::Status& refused)
-      : scheduler_(scheduler), resp_(resp), holder_(std::move(holder)) {
+                 const absl::Status& refused, common::metrics::Counter* bytes_received)
+      : scheduler_(scheduler),
+        resp_(resp),
+        holder_(std::move(holder)),
+        bytes_received_(bytes_received) {
     if (!refused.ok()) {
       finished_ = true;
       Finish(ToGrpcStatus(refused));
@@ -123,6 +126,7 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
     if (append.has_value()) {
       const uint32_t step = append->step_index();
       const size_t bytes = append->data().size();
+      if (bytes_received_ != nullptr) bytes_received_->Add(bytes);
       scheduler_->AppendLog(
           std::move(*append),
           [this, step, bytes](absl::StatusOr<int64_t> committed) {
@@ -193,6 +197,7 @@ class UploadLogsCall final : public grpc::ServerReadReactor<farm::v1::LogUploadC
   Scheduler* const scheduler_;
   farm::v1::LogUploadResponse* const resp_;  // written under mu_ until Finish
   const std::string holder_;
+  common::metrics::Counter* const bytes_received_;
   farm::v1::LogUploadChunk chunk_;  // the read buffer: only while reading_
   absl::Mutex mu_;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;  // a read is pending, or its chunk being posted
@@ -304,14 +309,21 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Heartbeat(grpc::CallbackServerContex
     reactor->Finish(ToGrpcStatus(refused));
     return reactor;
   }
-  scheduler_->Heartbeat(*req, ParkMs(ctx, req->wait_ms()), call_id, FinishWith(reactor, resp));
+  const absl::Time arrived = absl::Now();
+  scheduler_->Heartbeat(*req, ParkMs(ctx, req->wait_ms()), call_id,
+                        [reactor, resp, arrived](absl::StatusOr<farm::v1::HeartbeatResponse> r) {
+                          if (r.ok())
+                            r->set_held_us(absl::ToInt64Microseconds(absl::Now() - arrived));
+                          FinishWith(reactor, resp)(std::move(r));
+                        });
   return reactor;
 }
 
 grpc::ServerReadReactor<farm::v1::LogUploadChunk>* AgentServiceImpl::UploadLogs(
     grpc::CallbackServerContext* ctx, farm::v1::LogUploadResponse* resp) {
   absl::StatusOr<std::string> agent = ActingAgent(*ctx, "");
-  return new UploadLogsCall(scheduler_, resp, agent.value_or(""), agent.status());
+  return new UploadLogsCall(scheduler_, resp, agent.value_or(""), agent.status(),
+                            log_bytes_received_);
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::StepStarted(grpc::CallbackServerContext* ctx,

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common/io_pool.h"
+#include "common/metrics.h"
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
 #include "coordinator/scheduler/scheduler.h"
@@ -34,6 +35,9 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
         tokens_(tokens),
         pool_(pool),
         secrets_(secrets) {}
+
+  // Counts the output bytes agents upload (before Start; the counter outlives the service).
+  void CountLogBytesReceived(common::metrics::Counter* counter) { log_bytes_received_ = counter; }
 
   grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* ctx,
                                    const farm::v1::EnrollRequest* req,
@@ -73,6 +77,7 @@ class AgentServiceImpl final : public farm::v1::AgentService::CallbackService {
   CallCap* const parked_cap_;
   TokenRegistry* const tokens_;
   common::IoPool* const pool_;
+  common::metrics::Counter* log_bytes_received_ = nullptr;
   const SecretRegistry* const secrets_;
 };
 

@@ -107,7 +107,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelPipeline(grpc::CallbackServerCon
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* JobServiceImpl::WatchLogs(
     grpc::CallbackServerContext* ctx, const farm::v1::WatchLogsRequest* req) {
   return NewWatchLogsCall(scheduler_->store(), &scheduler_->reads(), hub_, pool_, *req,
-                          watch_cap_->Acquire(CapIdentity(*auth_, *ctx)));
+                          watch_cap_->Acquire(CapIdentity(*auth_, *ctx)), log_bytes_sent_);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListEvents(grpc::CallbackServerContext* ctx,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/io_pool.h"
+#include "common/metrics.h"
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/events/event_reader.h"
 #include "coordinator/logs/follower_hub.h"
@@ -31,6 +32,9 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
         auth_(auth),
         watch_cap_(watch_cap),
         secrets_(secrets) {}
+
+  // Counts the output bytes WatchLogs sends (before Start; the counter outlives the service).
+  void CountLogBytesSent(common::metrics::Counter* counter) { log_bytes_sent_ = counter; }
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const farm::v1::SubmitJobRequest* req,
@@ -69,6 +73,7 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   const Authenticator* const auth_;
   CallCap* const watch_cap_;
   const SecretRegistry* const secrets_;
+  common::metrics::Counter* log_bytes_sent_ = nullptr;
 };
 
 }  // namespace farm::coordinator

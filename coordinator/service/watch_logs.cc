@@ -24,13 +24,15 @@ constexpr size_t kMaxLogMessageBytes = 1 << 20;
 class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsResponse> {
  public:
   WatchLogsCall(Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
-                farm::v1::WatchLogsRequest req, uint64_t seq, CallCap::Slot slot)
+                farm::v1::WatchLogsRequest req, uint64_t seq, CallCap::Slot slot,
+                common::metrics::Counter* bytes_sent)
       : store_(store),
         reads_(reads),
         hub_(hub),
         req_(std::move(req)),
         seq_(seq),
-        slot_(std::move(slot)) {
+        slot_(std::move(slot)),
+        bytes_sent_(bytes_sent) {
     relay_ = std::make_shared<Relay<WatchLogsCall>>(this, pool);
     if (req_.follow()) hub_->Subscribe(seq_, relay_);
     relay_->Schedule();
@@ -146,6 +148,7 @@ class WatchLogsCall final : public grpc::ServerWriteReactor<farm::v1::WatchLogsR
   const uint64_t seq_;
   std::shared_ptr<Relay<WatchLogsCall>> relay_;
   CallCap::Slot slot_;  // given back when the call is deleted (OnDone)
+  common::metrics::Counter* const bytes_sent_;
 
   absl::Mutex mu_;
   farm::v1::WatchLogsResponse resp_ ABSL_GUARDED_BY(mu_);
@@ -233,6 +236,7 @@ bool WatchLogsCall::Next() {
         out->set_step(step.name());
         out->set_offset(c.offset);
         offset_ = c.offset + static_cast<int64_t>(c.data.size());
+        if (bytes_sent_ != nullptr) bytes_sent_->Add(c.data.size());
         out->set_data(std::move(c.data));
       }
       return true;
@@ -259,7 +263,8 @@ class ErrorWriter final : public grpc::ServerWriteReactor<farm::v1::WatchLogsRes
 
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
     Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
-    const farm::v1::WatchLogsRequest& req, absl::StatusOr<CallCap::Slot> slot) {
+    const farm::v1::WatchLogsRequest& req, absl::StatusOr<CallCap::Slot> slot,
+    common::metrics::Counter* bytes_sent) {
   if (absl::Status s = common::ValidateRequestText(req); !s.ok()) {
     return new ErrorWriter(ToGrpcStatus(s));
   }
@@ -270,7 +275,7 @@ grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
         grpc::Status(grpc::StatusCode::NOT_FOUND,
                      absl::StrCat("job ", common::Quote(req.job_id()), " not found")));
   }
-  return new WatchLogsCall(store, reads, hub, pool, req, *seq, *std::move(slot));
+  return new WatchLogsCall(store, reads, hub, pool, req, *seq, *std::move(slot), bytes_sent);
 }
 
 }  // namespace farm::coordinator

@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/io_pool.h"
+#include "common/metrics.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/job_reads.h"
 #include "coordinator/service/call_caps.h"
@@ -18,9 +19,10 @@ namespace farm::coordinator {
 
 // A reactor for one WatchLogs call (it deletes itself when done). It keeps `slot` (the caller's
 // place under its cap on open streams) until then; when `slot` is an error, the call ends with
-// it at once.
+// it at once. The output bytes it sends are added to `bytes_sent` (when not null).
 grpc::ServerWriteReactor<farm::v1::WatchLogsResponse>* NewWatchLogsCall(
     Store* store, const JobReads* reads, FollowerHub* hub, common::IoPool* pool,
-    const farm::v1::WatchLogsRequest& req, absl::StatusOr<CallCap::Slot> slot);
+    const farm::v1::WatchLogsRequest& req, absl::StatusOr<CallCap::Slot> slot,
+    common::metrics::Counter* bytes_sent);
 
 }  // namespace farm::coordinator

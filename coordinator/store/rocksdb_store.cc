@@ -14,8 +14,10 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -398,6 +400,18 @@ absl::Status RocksDbStore::Checkpoint(const std::string& dir) {
                    absl::StrCat("cannot make a checkpoint in ", dir));
 }
 
+namespace {
+
+// A count in a RocksDB map property (0 when absent or not a number).
+int64_t CountOf(const std::map<std::string, std::string>& map, const std::string& key) {
+  auto it = map.find(key);
+  int64_t n = 0;
+  if (it == map.end() || !absl::SimpleAtoi(it->second, &n)) return 0;
+  return n;
+}
+
+}  // namespace
+
 absl::StatusOr<StoreStats> RocksDbStore::Stats() {
   FARM_ASSIGN_OR_RETURN(Use db, Acquire());
   auto property = [&db](rocksdb::ColumnFamilyHandle* family, const std::string& name) {
@@ -417,6 +431,11 @@ absl::StatusOr<StoreStats> RocksDbStore::Stats() {
     stats.sst_bytes += f.sst_bytes;
     stats.pending_compaction_bytes +=
         property(family, rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
+    std::map<std::string, std::string> cf_stats;
+    if (db->db->GetMapProperty(family, rocksdb::DB::Properties::kCFStats, &cf_stats)) {
+      stats.stalls_stopped += CountOf(cf_stats, "io_stalls.total_stop");
+      stats.stalls_slowed += CountOf(cf_stats, "io_stalls.total_slowdown");
+    }
     stats.families.push_back(std::move(f));
   }
   uint64_t stopped = 0;

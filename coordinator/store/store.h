@@ -90,6 +90,10 @@ struct StoreStats {
   int64_t wal_bytes = 0;         // the write-ahead logs still live
   int64_t pending_compaction_bytes = 0;
   bool write_stalled = false;  // RocksDB delays or stops writes now
+  // Since the store opened: the times RocksDB began to stop writes, or to slow them down (too
+  // many level-0 files or memtables, too many bytes to compact), all families together.
+  int64_t stalls_stopped = 0;
+  int64_t stalls_slowed = 0;
 };
 
 class Store {

@@ -80,6 +80,7 @@ class SchedulerTest : public ::testing::Test {
     opts.queue_window = window;
     opts.agent_loss_retries = 1;
     opts.max_log_bytes_per_job = 1000;
+    opts.flow = flow_;  // every scheduler test runs with the flow metrics measured
     scheduler_ = std::make_unique<Scheduler>(&store_, &clock_, &hub_, opts);
     ASSERT_OK(scheduler_->Init());
     scheduler_->Start();
@@ -157,6 +158,8 @@ class SchedulerTest : public ::testing::Test {
   MemoryStore store_;
   common::FakeClock clock_;
   FollowerHub hub_;
+  common::metrics::Registry registry_;
+  const FlowFamilies flow_ = FlowFamilies::Register(registry_);
   std::unique_ptr<Scheduler> scheduler_;
 };
 

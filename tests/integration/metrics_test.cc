@@ -17,6 +17,7 @@
 #include <regex>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -80,12 +81,12 @@ class MetricsTest : public ::testing::Test {
     std::ofstream(farm_->Path("prometheus.token")) << token_;
   }
 
-  // Runs three jobs that succeed and one that fails, on a1.
+  // Runs three jobs that succeed (each prints "ok\n") and one that fails, on a1.
   void RunJobs() {
-    for (const char* run : {"true", "true", "false", "true"}) {
-      ASSERT_OK_AND_ASSIGN(std::string id,
+    for (const char* run : {"echo ok", "echo ok", "false", "echo ok"}) {
+      ASSERT_OK_AND_ASSIGN(last_job_,
                            farm_->SubmitJobFile(absl::StrCat("steps: [{run: '", run, "'}]")));
-      ASSERT_OK(farm_->WaitForJobDone(id).status());
+      ASSERT_OK(farm_->WaitForJobDone(last_job_).status());
     }
   }
 
@@ -121,6 +122,7 @@ class MetricsTest : public ::testing::Test {
   int coordinator_port_ = 0;
   int agent_port_ = 0;
   std::string token_;
+  std::string last_job_;
 };
 
 TEST_F(MetricsTest, PromtoolFindsNothingWrongWithEitherExposition) {
@@ -129,9 +131,32 @@ TEST_F(MetricsTest, PromtoolFindsNothingWrongWithEitherExposition) {
                     "deploy/install-deps.sh installs it): nothing was checked";
   }
   RunJobs();
+  ASSERT_OK_AND_ASSIGN(CommandResult logs, farm_->RunFarmctl({"logs", last_job_}));
+  ASSERT_EQ(logs.exit_code, 0) << logs.DebugString();
+  // A heartbeat comes back every third of the lease TTL at the latest.
+  std::string agent;
+  ASSERT_OK(WaitFor(
+      [&] {
+        agent = AgentMetrics();
+        return !absl::StrContains(agent, "\nfarm_agent_heartbeat_rtt_seconds_count 0\n");
+      },
+      absl::Seconds(30), "a heartbeat's round trip in the agent's metrics"));
   const std::string coordinator = CoordinatorMetrics();
-  const std::string agent = AgentMetrics();
   EXPECT_THAT(coordinator, HasSubstr("\nfarm_jobs{state=\"succeeded\"} 3\n"));
+  // The flow of the four jobs (no labels required: the label set "").
+  for (const char* line : {
+           "farm_job_queue_wait_seconds_count{labels=\"\"} 4",
+           "farm_job_run_seconds_count{labels=\"\"} 4",
+           "farm_job_lead_time_seconds_count{labels=\"\",state=\"succeeded\"} 3",
+           "farm_job_lead_time_seconds_count{labels=\"\",state=\"failed\"} 1",
+           "farm_attempts_total{outcome=\"succeeded\"} 3",
+           "farm_attempts_total{outcome=\"failed\"} 1", "farm_attempts_total{outcome=\"lost\"} 0",
+           "farm_lease_expirations_total 0",
+           "farm_log_received_bytes_total 9",  // "ok\n" three times
+           "farm_log_sent_bytes_total 3",      // `farmctl logs` of the last job
+       }) {
+    EXPECT_THAT(coordinator, HasSubstr(absl::StrCat("\n", line, "\n")));
+  }
   EXPECT_THAT(agent, HasSubstr("\nfarm_agent_attempts_total{outcome=\"succeeded\"} 3\n"));
   EXPECT_THAT(agent, HasSubstr("\nfarm_agent_attempts_total{outcome=\"failed\"} 1\n"));
   EXPECT_THAT(agent, HasSubstr("\nfarm_agent_step_start_seconds_count 4\n"));
@@ -184,6 +209,8 @@ TEST_F(MetricsTest, APrometheusServerScrapesBothAndAnswersAboutTheJobs) {
   const Expected expected[] = {
       {"farm_jobs{state=\"succeeded\"}", "3"},
       {"farm_jobs{state=\"failed\"}", "1"},
+      {"sum(farm_job_lead_time_seconds_count)", "4"},
+      {"farm_attempts_total{outcome=\"failed\"}", "1"},
       {"sum(farm_agent_attempts_total{outcome=~\"succeeded|failed\"})", "4"},
       {"farm_agent_attempts_total{job=\"agent\",outcome=\"failed\"}", "1"},
       {"sum(up)", "2"},

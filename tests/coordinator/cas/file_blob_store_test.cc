@@ -111,6 +111,23 @@ TEST_F(FileBlobStoreTest, PutThenReadBack) {
   EXPECT_FALSE(Has(Digest{d.hash, d.size + 1}));
 }
 
+TEST_F(FileBlobStoreTest, CountsBytesInAndOutAndLookupsForTheMetrics) {
+  Open();
+  const std::string data = RandomBytes(5000, 7);
+  const Digest d = common::DigestOf(data);
+  ASSERT_OK(blobs_->Put(d, data));
+  ASSERT_OK(blobs_->Put(d, data));  // already there: nothing new is written
+  ASSERT_OK_AND_ASSIGN(std::string back, blobs_->Read(d));
+  ASSERT_OK_AND_ASSIGN(std::vector<Digest> missing,
+                       blobs_->FindMissing({d, RandomDigest(1), RandomDigest(2)}));
+  EXPECT_EQ(missing.size(), 2u);
+  const BlobStoreStats s = blobs_->Stats();
+  EXPECT_EQ(s.written_bytes, 5000);
+  EXPECT_EQ(s.read_bytes, 5000);
+  EXPECT_EQ(s.found, 1);
+  EXPECT_EQ(s.missing, 2);
+}
+
 TEST_F(FileBlobStoreTest, RejectsDataThatDoesNotMatchItsDigest) {
   const std::string data = RandomBytes(1000, 2);
   const Digest claimed = common::DigestOf("something else entirely, 1000 bytes? no");
