@@ -41,6 +41,7 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.JobService/ListPipelines", kUserRead),
       Entry("/farm.v1.JobService/CancelPipeline", kSubmit),
       Entry("/farm.v1.JobService/ListEvents", kUserRead),
+      Entry("/farm.v1.JobService/GetFactoryReport", kUserRead),
       // farm.v1: agents (and, for each call about a lease, only the agent that holds it).
       Entry("/farm.v1.AgentService/Register", kAgentOnly),
       Entry("/farm.v1.AgentService/Lease", kAgentOnly),

@@ -16,6 +16,7 @@ const std::vector<CommandDef>& CommandTable() {
     RegisterAgentCommands(*table);
     RegisterCasCommands(*table);
     RegisterEventCommands(*table);
+    RegisterFactoryCommands(*table);
     RegisterCertsCommands(*table);
     RegisterTokenCommands(*table);
     RegisterSecretCommands(*table);

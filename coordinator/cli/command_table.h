@@ -47,6 +47,7 @@ void RegisterJobCommands(std::vector<CommandDef>& table);
 void RegisterAgentCommands(std::vector<CommandDef>& table);
 void RegisterCasCommands(std::vector<CommandDef>& table);
 void RegisterEventCommands(std::vector<CommandDef>& table);
+void RegisterFactoryCommands(std::vector<CommandDef>& table);
 void RegisterCertsCommands(std::vector<CommandDef>& table);
 void RegisterTokenCommands(std::vector<CommandDef>& table);
 void RegisterSecretCommands(std::vector<CommandDef>& table);

@@ -278,6 +278,18 @@ absl::StatusOr<TimeArg> ParseTimeArg(absl::string_view flag, const std::string& 
                     cmd);
 }
 
+// A positive duration flag (--ttl, --p95-wait); `examples` as "12h or 90d".
+absl::StatusOr<int64_t> ParseDurationFlag(absl::string_view flag, const std::string& value,
+                                          absl::string_view examples, absl::string_view cmd) {
+  absl::StatusOr<int64_t> ms = common::ParseDurationMs(value);
+  if (!ms.ok() || *ms == 0) {
+    return UsageError(
+        absl::StrCat("--", flag, " takes a duration such as ", examples, ", not \"", value, "\""),
+        cmd);
+  }
+  return *ms;
+}
+
 // Sets one of the token commands' flags (--role, --name, --ttl, --labels), checked.
 absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
                             absl::string_view cmd, CliOptions& options) {
@@ -290,12 +302,7 @@ absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
   } else if (name == "labels") {
     FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelList(value, "--labels", cmd));
   } else if (name == "ttl") {
-    absl::StatusOr<int64_t> ttl = common::ParseDurationMs(value);
-    if (!ttl.ok() || *ttl == 0) {
-      return UsageError(
-          absl::StrCat("--ttl takes a duration such as 12h or 90d, not \"", value, "\""), cmd);
-    }
-    options.token_ttl_ms = *ttl;
+    FARM_ASSIGN_OR_RETURN(options.token_ttl_ms, ParseDurationFlag(name, value, "12h or 90d", cmd));
   }
   return absl::OkStatus();
 }
@@ -363,6 +370,11 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   } else if (name == "since" || name == "until") {
     FARM_ASSIGN_OR_RETURN(TimeArg time, ParseTimeArg(name, value, cmd));
     (name == "since" ? options.since : options.until) = time;
+  } else if (name == "pipeline") {
+    if (value.empty()) return UsageError("--pipeline needs a pipeline's name", cmd);
+    options.pipeline_name = value;
+  } else if (name == "p95-wait") {
+    FARM_ASSIGN_OR_RETURN(options.p95_wait_ms, ParseDurationFlag(name, value, "30s or 2m", cmd));
   } else if (name == "dir") {
     if (value.empty()) return UsageError("--dir needs a directory", cmd);
     options.certs_dir = value;

@@ -83,6 +83,7 @@ enum class Command {
   // Issue 13: backup and status.
   kAdminBackup,
   kAdminStatus,
+  kFactory,  // issue 14: the factory report
 };
 enum class OutputFormat { kText, kJson };
 
@@ -136,6 +137,10 @@ struct CliOptions {
   std::optional<TimeArg> until;
   std::string certs_dir;           // certs init: --dir
   std::vector<std::string> hosts;  // certs init: --hosts, checked; empty = the default
+  // factory: --pipeline=NAME (only its jobs) and --p95-wait (the advice's target; 0: the
+  // coordinator's default, 30 s). Its --labels are in `labels`.
+  std::string pipeline_name;
+  int64_t p95_wait_ms = 0;
   // Retention and GC (issue 13, part 3): admin gc --dry-run.
   bool dry_run = false;
 

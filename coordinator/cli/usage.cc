@@ -95,7 +95,7 @@ const std::vector<FlagDef>& Flags() {
        "enrollment token: 15m, at most 7d)"},
       {"labels", false,
        "--labels=k=v,...         enroll-token: the only labels the agent may claim (default: "
-       "any); admin cancel: the jobs (their labels include every k=v)"},
+       "any); admin cancel, factory: the jobs (their labels include every k=v)"},
       {"insecure", true,
        "--insecure               plaintext, no credentials: a coordinator started with "
        "--insecure"},
@@ -134,6 +134,9 @@ const std::vector<FlagDef>& Flags() {
        "time"},
       {"until", false, "--until=T                events before T (the same forms as --since)"},
       {"dir", false, "--dir=DIR                the directory to write into (made if missing)"},
+      {"pipeline", false, "--pipeline=NAME          only the jobs of pipelines with this name"},
+      {"p95-wait", false,
+       "--p95-wait=D             the p95 queue wait capacity advice aims for (default 30s)"},
       {"dry-run", true, "--dry-run                report what would be removed; change nothing"},
       {"hosts", false,
        "--hosts=NAMES            the coordinator's host names and IPs (default "

@@ -54,24 +54,46 @@ absl::Status EventReader::Validate(const farm::v1::ListEventsRequest& req) {
   return absl::OkStatus();
 }
 
-absl::Status EventReader::FillLabels(farm::v1::Event& event) {
-  if (event.labelset() == 0) return absl::OkStatus();
+absl::StatusOr<std::map<std::string, std::string>> EventReader::LabelsOf(uint64_t labelset) {
+  if (labelset == 0) return std::map<std::string, std::string>();
   {
     absl::MutexLock lock(&mu_);
-    auto it = labelsets_.find(event.labelset());
-    if (it != labelsets_.end()) {
-      event.mutable_labels()->insert(it->second.begin(), it->second.end());
-      return absl::OkStatus();
-    }
+    auto it = labelsets_.find(labelset);
+    if (it != labelsets_.end()) return it->second;
   }
   std::string key(keys::kLabelSetPrefix);
-  keys::AppendU64(key, event.labelset());
+  keys::AppendU64(key, labelset);
   FARM_ASSIGN_OR_RETURN(auto canonical, store_->Get(Cf::kMeta, key));
-  if (!canonical.has_value()) return absl::OkStatus();  // not yet visible: no labels
+  // Not yet visible: no labels, and nothing cached.
+  if (!canonical.has_value()) return std::map<std::string, std::string>();
   std::map<std::string, std::string> labels = keys::ParseCanonicalLabels(*canonical);
-  event.mutable_labels()->insert(labels.begin(), labels.end());
   absl::MutexLock lock(&mu_);
-  labelsets_.emplace(event.labelset(), std::move(labels));
+  labelsets_.emplace(labelset, labels);
+  return labels;
+}
+
+absl::Status EventReader::FillLabels(farm::v1::Event& event) {
+  if (event.labelset() == 0) return absl::OkStatus();
+  FARM_ASSIGN_OR_RETURN(auto labels, LabelsOf(event.labelset()));
+  event.mutable_labels()->insert(labels.begin(), labels.end());
+  return absl::OkStatus();
+}
+
+absl::Status EventReader::Scan(int64_t since_ms, int64_t until_ms,
+                               const std::function<bool(const farm::v1::Event&)>& fn) {
+  farm::v1::Event event;
+  bool corrupt = false;
+  FARM_RETURN_IF_ERROR(
+      store_->Scan(Cf::kEvents, keys::EventKey(since_ms, 0), keys::EventKey(until_ms, 0),
+                   [&](absl::string_view, absl::string_view value) {
+                     event.Clear();
+                     if (!event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                       corrupt = true;
+                       return false;
+                     }
+                     return fn(event);
+                   }));
+  if (corrupt) return absl::DataLossError("an event record is corrupt");
   return absl::OkStatus();
 }
 

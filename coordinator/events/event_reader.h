@@ -36,6 +36,14 @@ class EventReader {
   static absl::Status Validate(const farm::v1::ListEventsRequest& req);
   absl::StatusOr<farm::v1::ListEventsResponse> List(const farm::v1::ListEventsRequest& req);
 
+  // Calls fn with each event in [since_ms, until_ms), oldest first, until it returns false. The
+  // event is reused from call to call and its labels are not filled (its labelset is set: see
+  // LabelsOf). For readers of the whole history (the factory report).
+  absl::Status Scan(int64_t since_ms, int64_t until_ms,
+                    const std::function<bool(const farm::v1::Event&)>& fn);
+  // The labels of a label-set id (empty when unknown).
+  absl::StatusOr<std::map<std::string, std::string>> LabelsOf(uint64_t labelset);
+
  private:
   // Calls fn with the keys (Cf::kEvents) of the job's events in [start, until), in order,
   // through the job's index, until fn returns false.

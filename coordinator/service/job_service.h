@@ -64,6 +64,10 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* ListEvents(grpc::CallbackServerContext* ctx,
                                        const farm::v1::ListEventsRequest* req,
                                        farm::v1::ListEventsResponse* resp) override;
+  // factory_service.cc: the agents from the engine, then the events on the read pool.
+  grpc::ServerUnaryReactor* GetFactoryReport(grpc::CallbackServerContext* ctx,
+                                             const farm::v1::FactoryReportRequest* req,
+                                             farm::v1::FactoryReport* resp) override;
 
  private:
   Scheduler* const scheduler_;

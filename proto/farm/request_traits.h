@@ -76,6 +76,8 @@ FARM_LENIENT_REQUEST(RetryRequest)
 FARM_LENIENT_REQUEST(BulkCancelRequest)
 // Issue 13: backup (GetStatusRequest has no string).
 FARM_LENIENT_REQUEST(BackupRequest)
+// Issue 14: the factory report.
+FARM_LENIENT_REQUEST(FactoryReportRequest)
 
 #undef FARM_LENIENT_REQUEST
 
