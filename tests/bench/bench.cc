@@ -195,6 +195,7 @@ absl::Status BenchFarm::Launch(const std::string& listen) {
                   absl::StrCat("--port_file=", port_file)};
   for (const std::string& flag : env_.security->CoordinatorFlags()) options.args.push_back(flag);
   for (const std::string& flag : coordinator_flags_) options.args.push_back(flag);
+  if (env_.metrics) options.args.push_back("--http_listen=127.0.0.1:0");
   options.stdout_path = root_.Join(absl::StrCat("coordinator-", n, ".log"));
   options.stderr_path = options.stdout_path;
   FARM_ASSIGN_OR_RETURN(coordinator_, testing::Subprocess::Start(options));

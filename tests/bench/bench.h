@@ -81,6 +81,9 @@ struct BenchEnv {
   // How the farm's processes and the benchmark reach each other (bench_security.h): plaintext
   // on loopback, or TLS with client certificates under --tls.
   std::shared_ptr<const BenchSecurity> security;
+  // --metrics: coordinators serve /metrics on a loopback port (--http_listen), which turns on
+  // the flow and gRPC call metrics; for timing the metrics' cost, on against off.
+  bool metrics = false;
 };
 
 // ---- process counters

@@ -50,6 +50,8 @@ ABSL_FLAG(std::string, commit, "", "the commit measured, for the report");
 ABSL_FLAG(bool, tls, false,
           "run the farms on TLS with client certificates (default: plaintext on loopback)");
 ABSL_FLAG(bool, verbose, false, "keep the farms' directories and print their paths");
+ABSL_FLAG(bool, metrics, false,
+          "coordinators serve /metrics (--http_listen on loopback): the metrics' cost, on vs off");
 
 namespace farm::bench {
 namespace {
@@ -118,6 +120,7 @@ bool TakesInsecureFlag(const std::string& bin_dir) {
 absl::StatusOr<BenchEnv> EnvFromFlags() {
   BenchEnv env;
   env.verbose = absl::GetFlag(FLAGS_verbose);
+  env.metrics = absl::GetFlag(FLAGS_metrics);
   env.bin_dir = absl::GetFlag(FLAGS_bin_dir);
   if (env.bin_dir.empty()) {
     env.bin_dir = std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
@@ -242,8 +245,9 @@ int Main() {
 }  // namespace
 
 std::vector<Scenario> AllScenarios() {
-  return {DispatchScenario(), ThroughputScenario(), SubmitScenario(), LogsScenario(),
-          CasScenario(),      BacklogScenario(),    AgentsScenario(), FollowersScenario()};
+  return {DispatchScenario(), ThroughputScenario(), SubmitScenario(),
+          LogsScenario(),     CasScenario(),        BacklogScenario(),
+          AgentsScenario(),   FollowersScenario(),  FactoryScenario()};
 }
 
 }  // namespace farm::bench

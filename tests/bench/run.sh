@@ -18,7 +18,7 @@ export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/farm-ccache}
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" -j "$(nproc)" --target farm-coordinator farm-agent farm-bench \
-  farm-bench-stamp farm-bench-chatty farm-micro-bench
+  farm-bench-stamp farm-bench-chatty farm-bench-history farm-micro-bench
 
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then

@@ -12,6 +12,8 @@ Scenario LogsScenario();        // one step writing to stdout, until stored and 
 Scenario CasScenario();         // blobs up and down through ByteStream, against sha256sum + cp
 Scenario BacklogScenario();     // a large queue: memory, restart, dispatch
 Scenario AgentsScenario();      // many connected idle agents: memory and idle CPU
-Scenario FollowersScenario();   // dispatch while readers follow a chatty job's output
+Scenario FollowersScenario();
+Scenario FactoryScenario();  // the factory report over a day of a million events   // dispatch
+                             // while readers follow a chatty job's output
 
 }  // namespace farm::bench
