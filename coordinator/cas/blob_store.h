@@ -92,8 +92,9 @@ struct BlobStoreStats {
   int64_t uploads = 0;        // partial uploads held for resumption
   int64_t evicted_blobs = 0;  // since start
   int64_t corrupt_blobs = 0;  // found corrupt on read and removed, since start
-  // Since start: bytes of new blobs stored, bytes read out (whole blobs or ranges), and the
-  // digests FindMissing found present or missing (a client's "do you have it?").
+  // Since start: bytes of new blobs stored, bytes read (whole blobs or ranges, for clients and
+  // for the action cache), and the digests FindMissing found present or missing (a client's
+  // "do you have it?", and the action cache checking a stored result's outputs).
   int64_t written_bytes = 0;
   int64_t read_bytes = 0;
   int64_t found = 0;

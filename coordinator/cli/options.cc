@@ -307,6 +307,18 @@ absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
   return absl::OkStatus();
 }
 
+// Sets one of factory's own flags (--pipeline, --p95-wait), checked.
+absl::Status ApplyFactoryFlag(const std::string& name, const std::string& value,
+                              absl::string_view cmd, CliOptions& options) {
+  if (name == "pipeline") {
+    if (value.empty()) return UsageError("--pipeline needs a pipeline's name", cmd);
+    options.pipeline_name = value;
+  } else {
+    FARM_ASSIGN_OR_RETURN(options.p95_wait_ms, ParseDurationFlag(name, value, "30s or 2m", cmd));
+  }
+  return absl::OkStatus();
+}
+
 // Sets one flag's value in `options`, checked.
 absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::string_view cmd,
                        CliOptions& options) {
@@ -370,11 +382,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   } else if (name == "since" || name == "until") {
     FARM_ASSIGN_OR_RETURN(TimeArg time, ParseTimeArg(name, value, cmd));
     (name == "since" ? options.since : options.until) = time;
-  } else if (name == "pipeline") {
-    if (value.empty()) return UsageError("--pipeline needs a pipeline's name", cmd);
-    options.pipeline_name = value;
-  } else if (name == "p95-wait") {
-    FARM_ASSIGN_OR_RETURN(options.p95_wait_ms, ParseDurationFlag(name, value, "30s or 2m", cmd));
+  } else if (name == "pipeline" || name == "p95-wait") {
+    return ApplyFactoryFlag(name, value, cmd, options);
   } else if (name == "dir") {
     if (value.empty()) return UsageError("--dir needs a directory", cmd);
     options.certs_dir = value;

@@ -1,5 +1,6 @@
 #include "coordinator/factory/factory_report.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -16,9 +17,10 @@ absl::Status ValidateReportRequest(const farm::v1::FactoryReportRequest& req, in
   if (req.until_ms() < 0 || (req.until_ms() > 0 && req.until_ms() <= req.since_ms())) {
     return absl::InvalidArgumentError("until_ms must be 0 (now) or later than since_ms");
   }
-  const int64_t until = req.until_ms() > 0 ? req.until_ms() : now_ms;
+  // A window that reaches past now ends now: what has not happened has no events.
+  const int64_t until = req.until_ms() > 0 ? std::min(req.until_ms(), now_ms) : now_ms;
   if (req.since_ms() >= until) {
-    return absl::InvalidArgumentError("since_ms is in the future: the window would be empty");
+    return absl::InvalidArgumentError("since_ms is not before now: the window would be empty");
   }
   if (until - req.since_ms() > kMaxWindowMs) {
     return absl::InvalidArgumentError(
@@ -33,7 +35,8 @@ absl::Status ValidateReportRequest(const farm::v1::FactoryReportRequest& req, in
 absl::StatusOr<farm::v1::FactoryReport> BuildReport(const ReportSources& sources,
                                                     farm::v1::FactoryReportRequest req,
                                                     const farm::v1::ListAgentsResponse& agents,
-                                                    int64_t open_now, int64_t now_ms) {
+                                                    int64_t open_now, int64_t now_ms,
+                                                    const std::function<bool()>& cancelled) {
   FARM_RETURN_IF_ERROR(ValidateReportRequest(req, now_ms));
   const bool ends_now = req.until_ms() == 0 || req.until_ms() >= now_ms;
   if (req.until_ms() == 0 || req.until_ms() > now_ms) req.set_until_ms(now_ms);
@@ -58,11 +61,19 @@ absl::StatusOr<farm::v1::FactoryReport> BuildReport(const ReportSources& sources
     return p.ok() ? p->name() : absl::StrCat("(removed ", id, ")");
   };
   FlowReportBuilder builder(std::move(in));
-  FARM_RETURN_IF_ERROR(sources.events->Scan(ScanStart(req.since_ms(), req.until_ms()),
-                                            req.until_ms(), [&](const farm::v1::Event& e) {
-                                              builder.Add(e);
-                                              return true;
-                                            }));
+  int64_t read = 0;
+  bool stopped = false;
+  FARM_RETURN_IF_ERROR(sources.events->Scan(
+      ScanStart(req.since_ms(), req.until_ms()), req.until_ms(), [&](const farm::v1::Event& e) {
+        builder.Add(e);
+        // Every 64k events, whether anyone still waits for the report.
+        if ((++read & 0xffff) == 0 && cancelled && cancelled()) stopped = true;
+        return !stopped;
+      }));
+  if (stopped) {
+    return absl::CancelledError(
+        absl::StrCat("the report was abandoned after ", read, " events: its caller went away"));
+  }
   farm::v1::FactoryReport report = builder.Finish();
   FARM_RETURN_IF_ERROR(error);
   return report;

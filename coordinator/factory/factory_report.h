@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -28,11 +29,13 @@ struct ReportSources {
   const JobReads* reads;
 };
 
-// `agents`: ListAgents now; `open_now`: jobs waiting, queued or running now (the farm's exact
-// count), used when the window ends now.
+// `agents`: ListAgents now; `open_now`: jobs waiting, queued or running at `now_ms` (the farm's
+// exact count), used when the window ends now. `cancelled` (may be empty) is asked now and then
+// during the scan; once it says true the report stops with CANCELLED.
 absl::StatusOr<farm::v1::FactoryReport> BuildReport(const ReportSources& sources,
                                                     farm::v1::FactoryReportRequest req,
                                                     const farm::v1::ListAgentsResponse& agents,
-                                                    int64_t open_now, int64_t now_ms);
+                                                    int64_t open_now, int64_t now_ms,
+                                                    const std::function<bool()>& cancelled = {});
 
 }  // namespace farm::coordinator::factory

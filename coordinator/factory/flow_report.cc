@@ -84,6 +84,16 @@ void FlowReportBuilder::AddJobEvent(const farm::v1::Event& e) {
   if (!seq.has_value()) return;  // not a job id: nothing the report can place
   const int64_t t = e.time_ms();
   const bool in_window = t >= since_ && t < until_;
+  if (e.kind() == farm::v1::JOB_RETRIED || e.kind() == farm::v1::JOB_DROPPED ||
+      e.kind() == farm::v1::JOB_REPRIORITIZED) {
+    // Said of a job, not its flow: a job the scan has not seen (one that ended before it, or
+    // one dropped) is not made open by them.
+    auto known = jobs_.find(*seq);
+    if (known != jobs_.end() && e.kind() == farm::v1::JOB_RETRIED && in_window) {
+      known->second.retried = true;
+    }
+    return;
+  }
   auto [it, is_new] = jobs_.try_emplace(*seq);
   Job& job = it->second;
   if (is_new) {
@@ -126,9 +136,6 @@ void FlowReportBuilder::AddJobEvent(const farm::v1::Event& e) {
       job.ended = t;
       job.state = e.state();
       job.last_attempt = std::max(job.last_attempt, e.attempt());
-      break;
-    case farm::v1::JOB_RETRIED:
-      if (in_window) job.retried = true;
       break;
     case farm::v1::STEP_FINISHED: {
       if (!in_window || e.step_fingerprint().empty()) break;

@@ -52,7 +52,7 @@ struct FlowInputs {
     std::string name;
     Labels labels;
     int slots = 0;
-    bool online = false;  // now: not offline (draining agents count: they finish their work)
+    bool online = false;  // now: neither offline nor draining (it takes work)
   };
   std::vector<Agent> agents;                                      // known now
   std::function<Labels(uint64_t labelset)> labels_of;             // a label set's labels

@@ -143,11 +143,13 @@ void CollectCas(BlobStore* cas, metrics::Exposition& out) {
   out.Begin("farm_cas_written_bytes_total", "Bytes of new blobs stored (uploads and batches).",
             metrics::Type::kCounter);
   out.Sample("", {}, static_cast<double>(s.written_bytes));
-  out.Begin("farm_cas_read_bytes_total", "Bytes of blobs read out (downloads and batches).",
+  out.Begin("farm_cas_read_bytes_total",
+            "Bytes of blobs read (downloads, batch reads, the action cache's reads of trees).",
             metrics::Type::kCounter);
   out.Sample("", {}, static_cast<double>(s.read_bytes));
   out.Begin("farm_cas_lookups_total",
-            "Digests FindMissingBlobs was asked about, found present (hit) or missing (miss).",
+            "Digests looked up (FindMissingBlobs, and the action cache checking a result's "
+            "outputs), found present (hit) or missing (miss).",
             metrics::Type::kCounter);
   out.Sample("", {{"result", "hit"}}, static_cast<double>(s.found));
   out.Sample("", {{"result", "miss"}}, static_cast<double>(s.missing));

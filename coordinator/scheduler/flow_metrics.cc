@@ -15,6 +15,14 @@ namespace {
 namespace metrics = common::metrics;
 using farm::v1::JobState;
 
+// A job's life can outlast an hour (a long queue, a long pipeline): the latency buckets, then
+// 2, 4, 8 and 24 hours.
+std::vector<double> LeadTimeBuckets() {
+  std::vector<double> b = metrics::LatencyBuckets();
+  for (double hours : {2, 4, 8, 24}) b.push_back(hours * 3600);
+  return b;
+}
+
 double Seconds(int64_t from_ms, int64_t to_ms) {
   return static_cast<double>(std::max<int64_t>(0, to_ms - from_ms)) / 1000;
 }
@@ -39,7 +47,7 @@ FlowFamilies FlowFamilies::Register(metrics::Registry& registry) {
       {"labels"}, metrics::LatencyBuckets());
   f.lead_time = &registry.AddHistogramFamily(
       "farm_job_lead_time_seconds", "From a job's submit to its end, by label set and final state.",
-      {"labels", "state"}, metrics::LatencyBuckets());
+      {"labels", "state"}, LeadTimeBuckets());
   auto& attempts = registry.AddCounterFamily(
       "farm_attempts_total", "Attempts ended, by outcome (lost: its agent was lost).", {"outcome"});
   for (int o = farm::v1::ATTEMPT_SUCCEEDED; o <= farm::v1::ATTEMPT_LOST; ++o) {

@@ -19,18 +19,21 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetFactoryReport(
     reactor->Finish(common::ToGrpcStatus(bad));
     return reactor;
   }
-  scheduler_->ListAgents([this, reactor, resp, req = *req,
-                          now_ms](absl::StatusOr<farm::v1::ListAgentsResponse> agents) {
+  // The open jobs at the window's end (now), before anything else waits.
+  const auto counts = scheduler_->job_counts().Snapshot();
+  const int64_t open =
+      counts[farm::v1::WAITING] + counts[farm::v1::QUEUED] + counts[farm::v1::RUNNING];
+  scheduler_->ListAgents([this, ctx, reactor, resp, req = *req, now_ms,
+                          open](absl::StatusOr<farm::v1::ListAgentsResponse> agents) {
     if (!agents.ok()) {
       reactor->Finish(common::ToGrpcStatus(agents.status()));
       return;
     }
-    pool_->Post([this, reactor, resp, req, now_ms, agents = *std::move(agents)] {
-      const auto counts = scheduler_->job_counts().Snapshot();
-      const int64_t open =
-          counts[farm::v1::WAITING] + counts[farm::v1::QUEUED] + counts[farm::v1::RUNNING];
-      FinishWith(reactor, resp)(
-          factory::BuildReport({events_, &scheduler_->reads()}, req, agents, open, now_ms));
+    pool_->Post([this, ctx, reactor, resp, req, now_ms, open, agents = *std::move(agents)] {
+      // A caller that gave up (its deadline, or it went away) frees the read pool.
+      FinishWith(reactor,
+                 resp)(factory::BuildReport({events_, &scheduler_->reads()}, req, agents, open,
+                                            now_ms, [ctx] { return ctx->IsCancelled(); }));
     });
   });
   return reactor;

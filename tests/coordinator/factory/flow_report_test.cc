@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "coordinator/factory/factory_report.h"
+
 namespace farm::coordinator::factory {
 namespace {
 
@@ -143,6 +145,34 @@ TEST_F(FlowReportTest, EveryFigureOfAKnownHistory) {
   EXPECT_EQ(r.flaky(0).failed(), 1);
   EXPECT_EQ(r.flaky(0).job(), "build");
   EXPECT_TRUE(r.advice().empty());  // too few leases to advise
+}
+
+TEST_F(FlowReportTest, ARetryOfAJobThatEndedBeforeTheScanOpensNothing) {
+  Submit(70 * kMin, "1");
+  Event retried = JobEvent(farm::v1::JOB_RETRIED, 80 * kMin, "99");  // ended long before
+  Add(retried);
+  Event dropped = JobEvent(farm::v1::JOB_DROPPED, 90 * kMin, "98", 0);
+  Add(dropped);
+  const farm::v1::FactoryReport r = Build();
+  EXPECT_EQ(r.farm().wip_now(), 1);  // job 1 only
+  EXPECT_EQ(r.farm().retried(), 0);
+  ASSERT_EQ(r.pools_size(), 1);
+}
+
+TEST(ValidateReportRequestTest, AWindowMustEndAfterItStartsAndNotLieInTheFuture) {
+  const int64_t now = 1'800'000'000'000;
+  farm::v1::FactoryReportRequest req;
+  req.set_since_ms(now - kHour);
+  EXPECT_TRUE(ValidateReportRequest(req, now).ok());
+  req.set_since_ms(now + 10 * kMin);  // all of it to come
+  req.set_until_ms(now + kHour);
+  EXPECT_EQ(ValidateReportRequest(req, now).code(), absl::StatusCode::kInvalidArgument);
+  req.set_since_ms(now);  // one second of it to come: empty
+  req.set_until_ms(now + 1000);
+  EXPECT_EQ(ValidateReportRequest(req, now).code(), absl::StatusCode::kInvalidArgument);
+  req.set_since_ms(0);
+  req.set_until_ms(0);
+  EXPECT_EQ(ValidateReportRequest(req, now).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(FlowReportTest, FiltersKeepOnlyTheJobsOfALabelSet) {
