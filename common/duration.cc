@@ -34,4 +34,8 @@ std::string FormatDurationMs(int64_t ms) {
   return absl::FormatDuration(absl::Milliseconds(ms));
 }
 
+std::string FormatDurationRoundedMs(int64_t ms) {
+  return FormatDurationMs(ms >= 10'000 ? (ms + 500) / 1000 * 1000 : ms);
+}
+
 }  // namespace farm::common

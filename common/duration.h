@@ -15,5 +15,8 @@ absl::StatusOr<int64_t> ParseDurationMs(absl::string_view text);
 
 // 1234 → "1.234s", 61000 → "1m1s", 999 → "999ms", 0 → "0ms".
 std::string FormatDurationMs(int64_t ms);
+// The same, to whole seconds from 10 s on, as reports say durations: 250400 → "4m10s",
+// 3303 → "3.303s".
+std::string FormatDurationRoundedMs(int64_t ms);
 
 }  // namespace farm::common

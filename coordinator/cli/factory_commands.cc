@@ -19,8 +19,7 @@ using farm::v1::FlowFigures;
 
 // Durations in a table: whole seconds from 10 s on ("4m10s"), "-" for none.
 std::string Span(int64_t ms, int64_t count) {
-  if (count == 0) return "-";
-  return common::FormatDurationMs(ms >= 10'000 ? (ms + 500) / 1000 * 1000 : ms);
+  return count == 0 ? "-" : common::FormatDurationRoundedMs(ms);
 }
 
 std::string Percent(double share) { return absl::StrFormat("%.0f%%", 100 * share); }

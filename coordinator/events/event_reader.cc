@@ -74,6 +74,15 @@ absl::StatusOr<std::map<std::string, std::string>> EventReader::LabelsOf(uint64_
 
 absl::Status EventReader::FillLabels(farm::v1::Event& event) {
   if (event.labelset() == 0) return absl::OkStatus();
+  {
+    // The common case, without copying the cached labels first.
+    absl::MutexLock lock(&mu_);
+    auto it = labelsets_.find(event.labelset());
+    if (it != labelsets_.end()) {
+      event.mutable_labels()->insert(it->second.begin(), it->second.end());
+      return absl::OkStatus();
+    }
+  }
   FARM_ASSIGN_OR_RETURN(auto labels, LabelsOf(event.labelset()));
   event.mutable_labels()->insert(labels.begin(), labels.end());
   return absl::OkStatus();

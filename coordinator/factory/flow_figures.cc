@@ -9,6 +9,8 @@
 #include "common/duration.h"
 #include "coordinator/factory/capacity.h"
 #include "coordinator/factory/flow_report.h"
+#include "coordinator/scheduler/flow_metrics.h"
+#include "coordinator/scheduler/label_sets.h"
 
 namespace farm::coordinator::factory {
 namespace {
@@ -54,22 +56,10 @@ farm::v1::Spread SpreadOf(std::vector<int64_t>& v) {
   return s;
 }
 
-std::string LabelsText(const Labels& labels) {
-  std::string text;
-  for (const auto& [k, v] : labels) absl::StrAppend(&text, text.empty() ? "" : ",", k, "=", v);
-  return text.empty() ? "(no labels)" : text;
+// A pool's name: its label set as the metrics name it.
+std::string PoolName(const Labels& labels) {
+  return labels.empty() ? "pool (no labels)" : absl::StrCat("pool ", LabelSetText(labels));
 }
-
-// Whether `labels` has every label of `want` (a request's filter, or a job's requirement).
-template <typename Map>
-bool Includes(const Labels& labels, const Map& want) {
-  for (const auto& [k, v] : want) {
-    auto it = labels.find(k);
-    if (it == labels.end() || it->second != v) return false;
-  }
-  return true;
-}
-bool Satisfies(const Labels& agent, const Labels& required) { return Includes(agent, required); }
 
 // Whether the average WIP and throughput x lead time agree within 10%.
 void CheckLittle(FlowFigures& f) {
@@ -118,11 +108,6 @@ FlowFigures Figures(std::string scope, Acc& a, int64_t window_ms, int64_t capaci
 
 std::string Percent(double share) { return absl::StrFormat("%.0f%%", 100 * share); }
 
-// A duration as a person reads it in a sentence: whole seconds from 10 s on ("4m10s").
-std::string Said(int64_t ms) {
-  return common::FormatDurationMs(ms >= 10'000 ? (ms + 500) / 1000 * 1000 : ms);
-}
-
 // The capacity advice for a pool, or nullopt when it has too few leases to say. Its arrival
 // rate is taken over `active_ms`, the time its slots were online (a pool whose agents came up
 // halfway through the window had its arrivals in half of it).
@@ -148,9 +133,10 @@ std::optional<farm::v1::CapacityAdvice> Advise(const FlowFigures& pool, int64_t 
   a.set_slots_needed(*needed);
   a.set_predicted_p95_wait_ms(static_cast<int64_t>(
       std::llround(1000 * WaitQuantile(*needed, lambda, service, kQuantile).value_or(0))));
-  const std::string now = absl::StrCat(pool.scope(), ": p95 wait ", Said(a.p95_wait_ms()), " at ",
-                                       Percent(a.utilisation()), " utilisation");
-  const std::string target = Said(target_ms);
+  const std::string now =
+      absl::StrCat(pool.scope(), ": p95 wait ", common::FormatDurationRoundedMs(a.p95_wait_ms()),
+                   " at ", Percent(a.utilisation()), " utilisation");
+  const std::string target = common::FormatDurationRoundedMs(target_ms);
   if (*needed > pool.slots()) {
     const int per_agent = std::max(1, pool.slots() / std::max(1, pool.agents()));
     const int more = (*needed - pool.slots() + per_agent - 1) / per_agent;
@@ -196,7 +182,7 @@ bool FlowReportBuilder::Wanted(const Job& job) {
       (job.pipeline == 0 || PipelineOf(pipeline_ids_[job.pipeline]) != req.pipeline())) {
     return false;
   }
-  return Includes(LabelsOf(job.labelset), req.labels());
+  return LabelsMatch(LabelsOf(job.labelset), filter_);
 }
 
 void FlowReportBuilder::AddJob(const Job& job, Scopes& scopes) {
@@ -252,7 +238,7 @@ void FlowReportBuilder::AddJob(const Job& job, Scopes& scopes) {
 FlowReportBuilder::Capacity FlowReportBuilder::CapacityFor(const Labels* required) const {
   Capacity c;
   for (const FlowInputs::Agent& agent : in_.agents) {
-    if (required != nullptr && !Satisfies(agent.labels, *required)) continue;
+    if (required != nullptr && !LabelsMatch(agent.labels, *required)) continue;
     int64_t online_ms = agent.online ? until_ - since_ : 0;
     if (auto track = agents_.find(agent.name); track != agents_.end()) {
       const AgentTrack& t = track->second;
@@ -274,7 +260,7 @@ void FlowReportBuilder::AddPools(Scopes& scopes, farm::v1::FactoryReport& report
   for (auto& [labelset, acc] : scopes.pools) {
     const Labels& required = LabelsOf(labelset);
     const Capacity c = CapacityFor(&required);
-    FlowFigures f = Figures(absl::StrCat("pool ", LabelsText(required)), acc, window, c.slot_ms);
+    FlowFigures f = Figures(PoolName(required), acc, window, c.slot_ms);
     f.mutable_labels()->insert(required.begin(), required.end());
     f.set_slots(c.slots);
     f.set_agents(c.agents);
@@ -295,7 +281,8 @@ void FlowReportBuilder::AddPools(Scopes& scopes, farm::v1::FactoryReport& report
   for (const FlowFigures& pool : report.pools()) {
     if (pool.run().count() == 0 && pool.queue_wait().count() == 0) continue;
     report.set_bottleneck(pool.scope());
-    const std::string wait = absl::StrCat("p95 wait ", Said(pool.queue_wait().p95_ms()));
+    const std::string wait =
+        absl::StrCat("p95 wait ", common::FormatDurationRoundedMs(pool.queue_wait().p95_ms()));
     report.set_bottleneck_reason(pool.slots() == 0
                                      ? absl::StrCat(wait, "; no agent online now can run its jobs")
                                      : absl::StrCat(wait, " at ", Percent(pool.utilisation()),

@@ -39,7 +39,10 @@ int64_t ScanStart(int64_t since_ms, int64_t until_ms) {
 }
 
 FlowReportBuilder::FlowReportBuilder(FlowInputs inputs)
-    : in_(std::move(inputs)), since_(in_.request.since_ms()), until_(in_.request.until_ms()) {}
+    : in_(std::move(inputs)),
+      since_(in_.request.since_ms()),
+      until_(in_.request.until_ms()),
+      filter_(ToLabels(in_.request.labels())) {}
 
 void FlowReportBuilder::Add(const farm::v1::Event& e) {
   ++events_;

@@ -35,11 +35,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/scheduler/label_sets.h"
 #include "farm/v1/farm.pb.h"
 
 namespace farm::coordinator::factory {
 
-using Labels = std::map<std::string, std::string>;
+using coordinator::Labels;
 
 // How far before `since` the events are read: the window's length, at most 7 days.
 int64_t ScanStart(int64_t since_ms, int64_t until_ms);
@@ -130,6 +131,7 @@ class FlowReportBuilder {
   FlowInputs in_;
   int64_t since_;
   int64_t until_;
+  const Labels filter_;  // the request's --labels: jobs whose labels include them
   int64_t events_ = 0;
   // Strings many jobs share, each kept once: [0] is "".
   static uint32_t Intern(std::vector<std::string>& table,

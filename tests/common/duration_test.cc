@@ -42,6 +42,13 @@ TEST(FormatDurationMsTest, PrintsCompactDurations) {
   EXPECT_EQ(FormatDurationMs(5'400'000), "1h30m");
 }
 
+TEST(FormatDurationMsTest, RoundedKeepsWholeSecondsFromTenSecondsOn) {
+  EXPECT_EQ(FormatDurationRoundedMs(3'303), "3.303s");
+  EXPECT_EQ(FormatDurationRoundedMs(250'400), "4m10s");
+  EXPECT_EQ(FormatDurationRoundedMs(250'600), "4m11s");
+  EXPECT_EQ(FormatDurationRoundedMs(0), "0ms");
+}
+
 TEST(FormatDurationMsTest, RoundTripsThroughParse) {
   for (int64_t ms : {1, 999, 1000, 1234, 61'000, 3'600'000, 90'061'001}) {
     EXPECT_EQ(ParseDurationMs(FormatDurationMs(ms)).value(), ms) << FormatDurationMs(ms);
