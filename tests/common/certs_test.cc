@@ -21,6 +21,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/dsse.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -329,6 +330,60 @@ TEST(IssueClientCertTest, RefusesBadIdentitiesAndBadCas) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(IssueServerCert(ca.cert_pem, ca.key_pem, {"ok.lan", ""}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// DSSE envelopes (common/dsse.h), signed with a coordinator certificate `certs init` would make.
+class DsseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(ca_, CreateCa("test CA"));
+    ASSERT_OK_AND_ASSIGN(server_, IssueServerCert(ca_.cert_pem, ca_.key_pem, {"localhost"}));
+    ASSERT_OK_AND_ASSIGN(other_ca_, CreateCa("another CA"));
+  }
+  // The envelope with its payload replaced (base64 of `payload`).
+  static std::string WithPayload(const std::string& envelope, const std::string& payload) {
+    const std::string old = absl::Base64Escape(R"({"_type":"x","n":1})");
+    std::string out = envelope;
+    out.replace(out.find(old), old.size(), absl::Base64Escape(payload));
+    return out;
+  }
+  CertAndKey ca_, server_, other_ca_;
+};
+
+TEST_F(DsseTest, PaeIsTheSpecifiedEncoding) {
+  EXPECT_EQ(Pae("http://example.com/HelloWorld", "hello world"),
+            "DSSEv1 29 http://example.com/HelloWorld 11 hello world");
+}
+
+TEST_F(DsseTest, ASignedEnvelopeOpensUnderItsCaOnly) {
+  const std::string payload = R"({"_type":"x","n":1})";
+  ASSERT_OK_AND_ASSIGN(std::string env, SignEnvelope(kInTotoPayloadType, payload, server_.key_pem,
+                                                     server_.cert_pem));
+  ASSERT_OK_AND_ASSIGN(OpenedEnvelope opened, OpenEnvelope(env, ca_.cert_pem));
+  EXPECT_EQ(opened.payload, payload);
+  EXPECT_EQ(opened.type, kInTotoPayloadType);
+  EXPECT_EQ(opened.signatures, 1);
+  EXPECT_EQ(opened.signer, "/O=farm/CN=farm coordinator");
+  EXPECT_THAT(OpenEnvelope(env, other_ca_.cert_pem),
+              StatusIsWithMessage(absl::StatusCode::kPermissionDenied,
+                                  HasSubstr("does not lead to a trusted CA")));
+  // One byte of the payload changed: the signature no longer matches.
+  EXPECT_THAT(OpenEnvelope(WithPayload(env, R"({"_type":"x","n":2})"), ca_.cert_pem),
+              StatusIsWithMessage(absl::StatusCode::kPermissionDenied,
+                                  HasSubstr("does not match the payload")));
+}
+
+TEST_F(DsseTest, UnsignedOrMalformedEnvelopesAreRefused) {
+  const std::string env = UnsignedEnvelope(kInTotoPayloadType, "{}");
+  ASSERT_OK_AND_ASSIGN(OpenedEnvelope opened, OpenEnvelope(env, ""));
+  EXPECT_EQ(opened.signatures, 0);
+  EXPECT_THAT(OpenEnvelope(env, ca_.cert_pem),
+              StatusIsWithMessage(absl::StatusCode::kPermissionDenied, HasSubstr("not signed")));
+  EXPECT_THAT(OpenEnvelope("[1, 2]", ca_.cert_pem),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("JSON object")));
+  EXPECT_THAT(SignEnvelope(kInTotoPayloadType, "{}", other_ca_.key_pem, server_.cert_pem),
+              StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
+                                  HasSubstr("does not belong to its certificate")));
 }
 
 }  // namespace
