@@ -1,5 +1,8 @@
 #include "coordinator/scheduler/label_sets.h"
 
+#include "absl/strings/str_cat.h"
+#include "common/job_limits.h"
+#include "common/text.h"
 #include "coordinator/store/keys.h"
 
 namespace farm::coordinator {
@@ -53,6 +56,30 @@ std::vector<uint64_t> LabelSets::Ids() const {
 const Labels* LabelSets::Find(uint64_t id) const {
   auto it = sets_.find(id);
   return it == sets_.end() ? nullptr : &it->second;
+}
+
+absl::Status ValidateSelector(const Labels& selector) {
+  if (selector.empty()) {
+    return absl::InvalidArgumentError("labels: give at least one k=v (e.g. os=linux)");
+  }
+  if (selector.size() > static_cast<size_t>(common::kMaxLabels)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels: ", selector.size(), " labels; the limit is ", common::kMaxLabels));
+  }
+  for (const auto& [k, v] : selector) {
+    if (k.empty() || k.size() > static_cast<size_t>(common::kMaxLabelBytes) ||
+        v.size() > static_cast<size_t>(common::kMaxLabelBytes)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "labels: ", common::Quote(k), " must be a non-empty key, and key and value at most ",
+          common::kMaxLabelBytes, " bytes"));
+    }
+    if (k.find_first_of("=,\n") != std::string::npos ||
+        v.find_first_of(",\n") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels: ", common::Quote(k), " may not contain '=' or ','"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace farm::coordinator

@@ -23,6 +23,10 @@ using Labels = std::map<std::string, std::string>;
 Labels ToLabels(const google::protobuf::Map<std::string, std::string>& labels);
 // Whether an agent with `agent` labels may run a job requiring `required`.
 bool LabelsMatch(const Labels& agent, const Labels& required);
+// A selector an operator gives (`--labels=k=v,...`): at least one label, each key non-empty,
+// keys and values within common::kMaxLabelBytes, no '=' in keys, no ',' or newline.
+// INVALID_ARGUMENT naming the label.
+absl::Status ValidateSelector(const Labels& selector);
 
 class LabelSets {
  public:

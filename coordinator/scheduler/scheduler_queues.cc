@@ -25,30 +25,6 @@ void AnswerQueues(Txn& txn, const Done<T>& done, absl::StatusOr<T> r) {
   done(s);
 }
 
-absl::Status ValidateSelector(const Labels& selector) {
-  if (selector.empty()) {
-    return absl::InvalidArgumentError("labels: give at least one k=v (e.g. os=linux)");
-  }
-  if (selector.size() > static_cast<size_t>(common::kMaxLabels)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("labels: ", selector.size(), " labels; the limit is ", common::kMaxLabels));
-  }
-  for (const auto& [k, v] : selector) {
-    if (k.empty() || k.size() > static_cast<size_t>(common::kMaxLabelBytes) ||
-        v.size() > static_cast<size_t>(common::kMaxLabelBytes)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "labels: ", common::Quote(k), " must be a non-empty key, and key and value at most ",
-          common::kMaxLabelBytes, " bytes"));
-    }
-    if (k.find_first_of("=,\n") != std::string::npos ||
-        v.find_first_of(",\n") != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("labels: ", common::Quote(k), " may not contain '=' or ','"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 std::string SelectorText(const Labels& selector) {
   std::string out;
   for (const auto& [k, v] : selector) absl::StrAppend(&out, out.empty() ? "" : ",", k, "=", v);
