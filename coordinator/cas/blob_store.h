@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,25 @@ class BlobStore {
   virtual absl::Status PinArtifacts(const std::vector<Digest>& digests, int64_t until_ms) = 0;
 
   virtual BlobStoreStats Stats() = 0;
+
+  // When a stored blob was written and last used (read, uploaded again, or found by
+  // FindMissing; a use not yet flushed counts). nullopt when it is not stored.
+  struct Use {
+    int64_t size = 0;
+    int64_t created_ms = 0;
+    int64_t accessed_ms = 0;
+  };
+  virtual absl::StatusOr<std::optional<Use>> UseOf(absl::string_view hash) = 0;
+
+  // The stored blobs by the time since their last use, at `now_ms`: entry i counts those last
+  // used less than bounds_ms[i] ago (and not less than bounds_ms[i-1]); one more entry counts
+  // the rest. `bounds_ms` ascending. Reads every blob's metadata (about 1 s per million).
+  struct AgeCount {
+    int64_t blobs = 0;
+    int64_t bytes = 0;
+  };
+  virtual absl::StatusOr<std::vector<AgeCount>> CountByAge(const std::vector<int64_t>& bounds_ms,
+                                                           int64_t now_ms) = 0;
 };
 
 }  // namespace farm::coordinator

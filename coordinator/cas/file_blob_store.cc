@@ -344,6 +344,39 @@ absl::StatusOr<std::vector<Digest>> FileBlobStore::FindMissing(const std::vector
   return missing;
 }
 
+absl::StatusOr<std::optional<BlobStore::Use>> FileBlobStore::UseOf(absl::string_view hash) {
+  FARM_ASSIGN_OR_RETURN(std::optional<Meta> meta, GetMeta(hash));
+  if (!meta.has_value()) return std::optional<Use>();
+  Use use{meta->size, meta->created_ms, meta->accessed_ms};
+  absl::MutexLock lock(&touch_mu_);
+  if (auto it = touches_.find(hash); it != touches_.end()) {
+    use.accessed_ms = std::max(use.accessed_ms, it->second);
+  }
+  return std::optional<Use>(use);
+}
+
+absl::StatusOr<std::vector<BlobStore::AgeCount>> FileBlobStore::CountByAge(
+    const std::vector<int64_t>& bounds_ms, int64_t now_ms) {
+  std::vector<AgeCount> out(bounds_ms.size() + 1);
+  absl::Status bad;
+  FARM_RETURN_IF_ERROR(
+      store_->Scan(Cf::kCasBlobs, "", "", [&](absl::string_view hash, absl::string_view raw) {
+        if (raw.size() != kMetaBytes) {
+          bad = absl::InternalError(absl::StrCat("CAS metadata of ", hash, " is ", raw.size(),
+                                                 " bytes, not ", kMetaBytes));
+          return false;
+        }
+        const int64_t age = now_ms - static_cast<int64_t>(keys::ReadU64(raw, 16));
+        const size_t i = static_cast<size_t>(
+            std::upper_bound(bounds_ms.begin(), bounds_ms.end(), age) - bounds_ms.begin());
+        ++out[i].blobs;
+        out[i].bytes += static_cast<int64_t>(keys::ReadU64(raw, 0));
+        return true;
+      }));
+  FARM_RETURN_IF_ERROR(bad);
+  return out;
+}
+
 BlobStoreStats FileBlobStore::Stats() {
   BlobStoreStats s;
   s.blobs = blobs_.load();

@@ -122,6 +122,9 @@ class FileBlobStore final : public BlobStore {
   // errors as they come (then nothing is pinned either).
   absl::Status PinArtifacts(const std::vector<Digest>& digests, int64_t until_ms) override;
   BlobStoreStats Stats() override;
+  absl::StatusOr<std::optional<Use>> UseOf(absl::string_view hash) override;
+  absl::StatusOr<std::vector<AgeCount>> CountByAge(const std::vector<int64_t>& bounds_ms,
+                                                   int64_t now_ms) override;
 
   // PinArtifacts run on the CAS's own IoPool, for callers that must not block or take the
   // CAS's locks (the scheduler's engine thread). Returns at once; `done` is called exactly

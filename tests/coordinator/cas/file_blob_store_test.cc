@@ -534,6 +534,36 @@ TEST_F(FileBlobStoreTest, ReadsCountAsUses) {
   EXPECT_TRUE(Has(d));
 }
 
+TEST_F(FileBlobStoreTest, UsesAndAgesAreWhatTheFactoryReportReads) {
+  const int64_t written = clock_.NowMs();
+  const Digest old_blob = PutRandom(1000, 40);
+  clock_.AdvanceMs(2 * 86'400'000LL);
+  PutRandom(3000, 41);
+  ASSERT_OK_AND_ASSIGN(std::optional<BlobStore::Use> use, blobs_->UseOf(old_blob.hash));
+  ASSERT_TRUE(use.has_value());
+  EXPECT_EQ(use->size, 1000);
+  EXPECT_EQ(use->created_ms, written);
+  EXPECT_EQ(use->accessed_ms, written);
+  // A read counts as a use at once, before maintenance flushes it.
+  clock_.AdvanceMs(1000);
+  ASSERT_OK(blobs_->Read(old_blob).status());
+  ASSERT_OK_AND_ASSIGN(use, blobs_->UseOf(old_blob.hash));
+  EXPECT_EQ(use->accessed_ms, clock_.NowMs());
+  ASSERT_OK_AND_ASSIGN(use, blobs_->UseOf(RandomDigest(3).hash));
+  EXPECT_FALSE(use.has_value());
+  // By age (as flushed): the new blob under a day, the old one (before its read) over a day.
+  ASSERT_OK_AND_ASSIGN(std::vector<BlobStore::AgeCount> ages,
+                       blobs_->CountByAge({86'400'000LL, 7 * 86'400'000LL}, clock_.NowMs()));
+  ASSERT_EQ(ages.size(), 3u);
+  EXPECT_EQ(ages[0].blobs, 1);
+  EXPECT_EQ(ages[0].bytes, 3000);
+  EXPECT_EQ(ages[1].bytes, 1000);
+  EXPECT_EQ(ages[2].blobs, 0);
+  ASSERT_OK(blobs_->RunMaintenance());
+  ASSERT_OK_AND_ASSIGN(ages, blobs_->CountByAge({86'400'000LL}, clock_.NowMs()));
+  EXPECT_EQ(ages[0].bytes, 4000);
+}
+
 TEST_F(FileBlobStoreTest, RecentlyUsedBlobsAreNotEvicted) {
   for (int i = 0; i < 4; ++i) PutRandom(300 << 10, 30 + i);
   clock_.AdvanceMs(options_.min_age_ms - 1000);
