@@ -317,6 +317,8 @@ absl::Status Coordinator::Init() {
   gc_ = std::make_unique<GarbageCollector>(gc, scheduler_.get(), store_.get(), action_cache_.get(),
                                            blob_store_.get());
   admin_service_->SetGarbageCollector([gc = gc_.get()](bool dry_run) { return gc->Run(dry_run); });
+  targets_ = std::make_unique<factory::TargetStore>(store_.get());
+  admin_service_->SetFactoryTargets(targets_.get());
   metrics_.AddCollectors(
       {common::FarmVersion(), started_ms, scheduler_.get(), store_.get(), blob_store_.get()});
   return absl::OkStatus();
@@ -341,6 +343,15 @@ absl::Status Coordinator::InitSecrets() {
 absl::Status Coordinator::Start() {
   // The certificates first: a bad file stops the start before anything runs.
   FARM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials());
+  // The factory report's sources; provenance is signed with the TLS key (issue 14).
+  char host[256] = {0};
+  if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = 0;
+  job_service_->SetFactorySources(
+      {targets_.get(),
+       {&scheduler_->reads(), blob_store_.get(), store_.get(),
+        [gc = gc_.get()](bool dry_run) { return gc->Run(dry_run); }},
+       tls_ != nullptr ? tls_->material() : nullptr,
+       absl::StrCat("farm://coordinator/", host[0] != 0 ? host : "localhost")});
   scheduler_->Start();
   blob_store_->StartMaintenance();
   gc_->Start();

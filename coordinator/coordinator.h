@@ -17,6 +17,7 @@
 #include "coordinator/cas/action_cache.h"
 #include "coordinator/cas/file_blob_store.h"
 #include "coordinator/events/event_reader.h"
+#include "coordinator/factory/targets.h"
 #include "coordinator/http/coordinator_metrics.h"
 #include "coordinator/http/http_port.h"
 #include "coordinator/logs/follower_hub.h"
@@ -184,7 +185,8 @@ class Coordinator {
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<FileBlobStore> blob_store_;
-  std::unique_ptr<BackupMaker> backups_;  // issue 13
+  std::unique_ptr<BackupMaker> backups_;           // issue 13
+  std::unique_ptr<factory::TargetStore> targets_;  // issue 14
   std::unique_ptr<ActionCache> action_cache_;
   std::unique_ptr<GarbageCollector> gc_;  // before the parts it cleans: it goes first
   std::unique_ptr<ReapiServices> reapi_services_;

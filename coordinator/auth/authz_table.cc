@@ -42,6 +42,7 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.JobService/CancelPipeline", kSubmit),
       Entry("/farm.v1.JobService/ListEvents", kUserRead),
       Entry("/farm.v1.JobService/GetFactoryReport", kUserRead),
+      Entry("/farm.v1.JobService/GetProvenance", kUserRead),
       // farm.v1: agents (and, for each call about a lease, only the agent that holds it).
       Entry("/farm.v1.AgentService/Register", kAgentOnly),
       Entry("/farm.v1.AgentService/Lease", kAgentOnly),
@@ -80,6 +81,10 @@ std::vector<AuthzEntry> BuildTable() {
       // Issue 13: backup and status.
       Entry("/farm.v1.AdminService/Backup", kAdminOnly),
       Entry("/farm.v1.AdminService/GetStatus", kAdminOnly),
+      // Issue 14: the factory report's targets, recorded by admins and read by every person.
+      Entry("/farm.v1.AdminService/SetFactoryTarget", kAdminOnly),
+      Entry("/farm.v1.AdminService/ListFactoryTargets", kUserRead),
+      Entry("/farm.v1.AdminService/DeleteFactoryTarget", kAdminOnly),
       // The REAPI store: artifacts are read by people and agents, written by agents and builds.
       Entry("/build.bazel.remote.execution.v2.Capabilities/GetCapabilities", kRead),
       Entry("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs", kRead),

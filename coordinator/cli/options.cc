@@ -21,6 +21,7 @@
 #include "coordinator/cli/admin_agents_options.h"
 #include "coordinator/cli/admin_queue_options.h"
 #include "coordinator/cli/command_table.h"
+#include "coordinator/cli/factory_options.h"
 #include "coordinator/cli/flags.h"
 #include "coordinator/cli/parse_util.h"
 
@@ -261,35 +262,6 @@ absl::StatusOr<bool> ParseBool(absl::string_view flag, absl::string_view value,
   return UsageError(absl::StrCat(Spelling(flag), " takes true or false, not \"", value, "\""), cmd);
 }
 
-absl::StatusOr<TimeArg> ParseTimeArg(absl::string_view flag, const std::string& value,
-                                     absl::string_view cmd) {
-  if (absl::StatusOr<int64_t> ago = common::ParseDurationMs(value); ago.ok()) {
-    return TimeArg{*ago, /*ago=*/true};
-  }
-  absl::Time time;
-  std::string error;
-  if (absl::ParseTime(absl::RFC3339_full, value, &time, &error)) {
-    return TimeArg{absl::ToUnixMillis(time), /*ago=*/false};
-  }
-  return UsageError(absl::StrCat("--", flag,
-                                 " takes a duration back from now (1h, 30m) or a time "
-                                 "(2026-11-29T10:00:00Z), not \"",
-                                 value, "\""),
-                    cmd);
-}
-
-// A positive duration flag (--ttl, --p95-wait); `examples` as "12h or 90d".
-absl::StatusOr<int64_t> ParseDurationFlag(absl::string_view flag, const std::string& value,
-                                          absl::string_view examples, absl::string_view cmd) {
-  absl::StatusOr<int64_t> ms = common::ParseDurationMs(value);
-  if (!ms.ok() || *ms == 0) {
-    return UsageError(
-        absl::StrCat("--", flag, " takes a duration such as ", examples, ", not \"", value, "\""),
-        cmd);
-  }
-  return *ms;
-}
-
 // Sets one of the token commands' flags (--role, --name, --ttl, --labels), checked.
 absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
                             absl::string_view cmd, CliOptions& options) {
@@ -303,18 +275,6 @@ absl::Status ApplyTokenFlag(const std::string& name, const std::string& value,
     FARM_ASSIGN_OR_RETURN(options.labels, ParseLabelList(value, "--labels", cmd));
   } else if (name == "ttl") {
     FARM_ASSIGN_OR_RETURN(options.token_ttl_ms, ParseDurationFlag(name, value, "12h or 90d", cmd));
-  }
-  return absl::OkStatus();
-}
-
-// Sets one of factory's own flags (--pipeline, --p95-wait), checked.
-absl::Status ApplyFactoryFlag(const std::string& name, const std::string& value,
-                              absl::string_view cmd, CliOptions& options) {
-  if (name == "pipeline") {
-    if (value.empty()) return UsageError("--pipeline needs a pipeline's name", cmd);
-    options.pipeline_name = value;
-  } else {
-    FARM_ASSIGN_OR_RETURN(options.p95_wait_ms, ParseDurationFlag(name, value, "30s or 2m", cmd));
   }
   return absl::OkStatus();
 }
@@ -382,7 +342,8 @@ absl::Status ApplyFlag(const std::string& name, const std::string& value, absl::
   } else if (name == "since" || name == "until") {
     FARM_ASSIGN_OR_RETURN(TimeArg time, ParseTimeArg(name, value, cmd));
     (name == "since" ? options.since : options.until) = time;
-  } else if (name == "pipeline" || name == "p95-wait") {
+  } else if (name == "pipeline" || name == "p95-wait" || name == "p95-lead" ||
+             name == "first-pass-yield" || name == "compare") {
     return ApplyFactoryFlag(name, value, cmd, options);
   } else if (name == "dir") {
     if (value.empty()) return UsageError("--dir needs a directory", cmd);
@@ -493,6 +454,9 @@ absl::Status ApplyOperands(const CommandDef& def, const std::vector<std::string>
       options.paths.assign(rest.begin() + 1, rest.end());
       options.job_id = rest[0];
       break;
+    case Command::kFactory:
+    case Command::kProvenance:
+      return ApplyFactoryOperands(def, rest, options);
     default:
       if (!rest.empty()) options.job_id = rest[0];
       break;

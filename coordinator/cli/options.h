@@ -30,6 +30,7 @@ namespace farm::cli {
 inline constexpr int kExitSucceeded = 0;
 inline constexpr int kExitJobFailed = 1;
 inline constexpr int kExitBlobMissing = 1;
+inline constexpr int kExitNotVerified = 1;  // provenance verify: the statement does not hold
 inline constexpr int kExitJobCancelled = 2;
 inline constexpr int kExitWaitTimedOut = 3;
 inline constexpr int kExitError = 4;
@@ -83,7 +84,8 @@ enum class Command {
   // Issue 13: backup and status.
   kAdminBackup,
   kAdminStatus,
-  kFactory,  // issue 14: the factory report
+  kFactory,     // issue 14: the factory report, and `factory target set|list|rm`
+  kProvenance,  // issue 14: `provenance JOB`, `provenance verify FILE`
 };
 enum class OutputFormat { kText, kJson };
 
@@ -141,6 +143,14 @@ struct CliOptions {
   // coordinator's default, 30 s). Its --labels are in `labels`.
   std::string pipeline_name;
   int64_t p95_wait_ms = 0;
+  // factory target set|list|rm (empty: the report); set's figures besides --p95-wait; the
+  // report's --compare=FROM,TO window.
+  std::string factory_action;
+  int64_t p95_lead_ms = 0;
+  double first_pass_yield = 0;
+  std::optional<std::pair<TimeArg, TimeArg>> compare;
+  // provenance: JOB (in job_id), or verify FILE (in file).
+  bool verify = false;
   // Retention and GC (issue 13, part 3): admin gc --dry-run.
   bool dry_run = false;
 

@@ -1,5 +1,6 @@
 // What farmctl's argument checks share: the one-line usage error that points at `farmctl help
-// COMMAND`, and the k=v,... label list of --labels and of the admin commands' LABELS operand.
+// COMMAND`, the k=v,... label list of --labels and of the admin commands' LABELS operand, and the
+// times and durations flags take.
 #pragma once
 
 #include <map>
@@ -8,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/cli/options.h"
 
 namespace farm::cli {
 
@@ -20,5 +22,12 @@ absl::Status UsageError(absl::string_view message, absl::string_view command = "
 absl::StatusOr<std::map<std::string, std::string>> ParseLabelList(absl::string_view text,
                                                                   absl::string_view what,
                                                                   absl::string_view cmd);
+
+// A moment: a duration back from now (1h) or an RFC 3339 time; the usage error names --`flag`.
+absl::StatusOr<TimeArg> ParseTimeArg(absl::string_view flag, const std::string& value,
+                                     absl::string_view cmd);
+// A positive duration flag (--ttl, --p95-wait); `examples` as "12h or 90d".
+absl::StatusOr<int64_t> ParseDurationFlag(absl::string_view flag, const std::string& value,
+                                          absl::string_view examples, absl::string_view cmd);
 
 }  // namespace farm::cli

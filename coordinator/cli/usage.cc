@@ -136,7 +136,14 @@ const std::vector<FlagDef>& Flags() {
       {"dir", false, "--dir=DIR                the directory to write into (made if missing)"},
       {"pipeline", false, "--pipeline=NAME          only the jobs of pipelines with this name"},
       {"p95-wait", false,
-       "--p95-wait=D             the p95 queue wait capacity advice aims for (default 30s)"},
+       "--p95-wait=D             the p95 queue wait capacity advice aims for (default 30s); "
+       "target set: the target"},
+      {"p95-lead", false, "--p95-lead=D             target set: the p95 lead time target"},
+      {"first-pass-yield", false,
+       "--first-pass-yield=X     target set: the first-pass yield target, a share (0.95)"},
+      {"compare", false,
+       "--compare=FROM,TO        the window the targets' trend compares with (default: the "
+       "same window a week earlier); each end as --since"},
       {"dry-run", true, "--dry-run                report what would be removed; change nothing"},
       {"hosts", false,
        "--hosts=NAMES            the coordinator's host names and IPs (default "

@@ -4,11 +4,13 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/duration.h"
 #include "coordinator/factory/capacity.h"
 #include "coordinator/factory/flow_report.h"
+#include "coordinator/factory/targets.h"
 #include "coordinator/scheduler/flow_metrics.h"
 #include "coordinator/scheduler/label_sets.h"
 
@@ -158,10 +160,18 @@ std::optional<farm::v1::CapacityAdvice> Advise(const FlowFigures& pool, int64_t 
 
 }  // namespace
 
+// What one pipeline stage adds up.
+struct StageAcc {
+  std::vector<int64_t> blocked, waits, runs;
+  int64_t jobs = 0;
+};
+
 struct FlowReportBuilder::Scopes {
   Acc all;
   std::map<uint64_t, Acc> pools;
   std::map<std::string, Acc> pipelines;
+  std::map<std::pair<std::string, std::string>, StageAcc> stages;  // (pipeline, stage)
+  std::vector<Acc> targets;                                        // of in_.targets
 };
 
 const Labels& FlowReportBuilder::LabelsOf(uint64_t labelset) {
@@ -186,12 +196,24 @@ bool FlowReportBuilder::Wanted(const Job& job) {
 }
 
 void FlowReportBuilder::AddJob(const Job& job, Scopes& scopes) {
-  Acc* in[3] = {&scopes.all, &scopes.pools[job.labelset], nullptr};
-  if (job.pipeline != 0) in[2] = &scopes.pipelines[PipelineOf(pipeline_ids_[job.pipeline])];
-  auto add = [&](auto&& fn) {
-    for (Acc* a : in) {
-      if (a != nullptr) fn(*a);
+  absl::InlinedVector<Acc*, 4> in;
+  if (Wanted(job)) {
+    in.push_back(&scopes.all);
+    in.push_back(&scopes.pools[job.labelset]);
+    if (job.pipeline != 0) in.push_back(&scopes.pipelines[PipelineOf(pipeline_ids_[job.pipeline])]);
+    AddStage(job, scopes);
+  }
+  for (size_t i = 0; i < in_.targets.size(); ++i) {
+    const farm::v1::FactoryTarget& t = in_.targets[i];
+    if (!t.pipeline().empty() &&
+        (job.pipeline == 0 || PipelineOf(pipeline_ids_[job.pipeline]) != t.pipeline())) {
+      continue;
     }
+    if (LabelsMatch(LabelsOf(job.labelset), target_labels_[i])) in.push_back(&scopes.targets[i]);
+  }
+  if (in.empty()) return;
+  auto add = [&](auto&& fn) {
+    for (Acc* a : in) fn(*a);
   };
   int64_t run_sum = 0;
   bool runs_known =
@@ -233,6 +255,55 @@ void FlowReportBuilder::AddJob(const Job& job, Scopes& scopes) {
     a.cancelled += job.state == farm::v1::CANCELLED;
     a.first_pass += job.state == farm::v1::SUCCEEDED && job.last_attempt <= 1;
   });
+}
+
+void FlowReportBuilder::AddStage(const Job& job, Scopes& scopes) {
+  if (job.pipeline == 0 || job.name == 0) return;
+  // "build (amd64)" is the stage "build": a matrix job's expansions are one station.
+  const std::string& name = names_[job.name];
+  StageAcc& s =
+      scopes.stages[{PipelineOf(pipeline_ids_[job.pipeline]), name.substr(0, name.find(" ("))}];
+  s.jobs += job.ended >= since_ && job.ended < until_;
+  if (!job.attempts.empty()) {
+    const Attempt& first = job.attempts.front();
+    if (job.submitted >= 0 && first.queued >= since_ && first.queued < until_) {
+      s.blocked.push_back(first.queued - job.submitted);
+    }
+  }
+  for (const Attempt& at : job.attempts) {
+    if (at.leased >= since_ && at.leased < until_ && at.queued >= 0) {
+      s.waits.push_back(at.leased - at.queued);
+    }
+    if (at.ended >= since_ && at.ended < until_) s.runs.push_back(at.ended - at.leased);
+  }
+}
+
+void FlowReportBuilder::AddStages(Scopes& scopes, farm::v1::FactoryReport& report) {
+  // (pipeline, stage) -> mean wait + mean run: the stage's own time per job.
+  std::map<std::string, std::pair<int64_t, int>> slowest;  // pipeline -> (time, index)
+  for (auto& [key, acc] : scopes.stages) {
+    if (acc.jobs == 0 && acc.waits.empty() && acc.runs.empty()) continue;
+    farm::v1::StageFigures* f = report.add_stages();
+    f->set_pipeline(key.first);
+    f->set_stage(key.second);
+    f->set_jobs(acc.jobs);
+    *f->mutable_blocked() = SpreadOf(acc.blocked);
+    *f->mutable_queue_wait() = SpreadOf(acc.waits);
+    *f->mutable_run() = SpreadOf(acc.runs);
+    const int64_t own = f->queue_wait().mean_ms() + f->run().mean_ms();
+    auto [it, is_new] = slowest.try_emplace(key.first, own, report.stages_size() - 1);
+    if (!is_new && own > it->second.first) it->second = {own, report.stages_size() - 1};
+  }
+  for (const auto& [pipeline, best] : slowest)
+    report.mutable_stages(best.second)->set_bottleneck(true);
+  // Each pipeline's stages, its bottleneck first, then by their own time.
+  std::stable_sort(report.mutable_stages()->begin(), report.mutable_stages()->end(),
+                   [](const farm::v1::StageFigures& a, const farm::v1::StageFigures& b) {
+                     if (a.pipeline() != b.pipeline()) return a.pipeline() < b.pipeline();
+                     if (a.bottleneck() != b.bottleneck()) return a.bottleneck();
+                     return a.queue_wait().mean_ms() + a.run().mean_ms() >
+                            b.queue_wait().mean_ms() + b.run().mean_ms();
+                   });
 }
 
 FlowReportBuilder::Capacity FlowReportBuilder::CapacityFor(const Labels* required) const {
@@ -327,9 +398,8 @@ farm::v1::FactoryReport FlowReportBuilder::Finish() {
   report.set_events(events_);
   const int64_t window = until_ - since_;
   Scopes scopes;
-  for (const auto& [id, job] : jobs_) {
-    if (Wanted(job)) AddJob(job, scopes);
-  }
+  scopes.targets.resize(in_.targets.size());
+  for (const auto& [id, job] : jobs_) AddJob(job, scopes);
   const Capacity all = CapacityFor(nullptr);
   FlowFigures* totals = report.mutable_farm();
   *totals = Figures("farm", scopes.all, window, all.slot_ms);
@@ -350,7 +420,12 @@ farm::v1::FactoryReport FlowReportBuilder::Finish() {
   for (auto& [name, acc] : scopes.pipelines) {
     *report.add_pipelines() = Figures(absl::StrCat("pipeline ", name), acc, window, 0);
   }
+  AddStages(scopes, report);
   AddFlakySteps(report);
+  target_figures_.clear();
+  for (size_t i = 0; i < in_.targets.size(); ++i) {
+    target_figures_.push_back(Figures(TargetScope(in_.targets[i]), scopes.targets[i], window, 0));
+  }
   if (!totals->littles_holds()) {
     report.add_notes(absl::StrFormat(
         "Little's law does not hold within 10%%: average WIP %.2f, throughput x lead time %.2f "

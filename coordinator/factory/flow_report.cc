@@ -3,6 +3,7 @@
 #include "coordinator/factory/flow_report.h"
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "coordinator/store/keys.h"
@@ -42,7 +43,26 @@ FlowReportBuilder::FlowReportBuilder(FlowInputs inputs)
     : in_(std::move(inputs)),
       since_(in_.request.since_ms()),
       until_(in_.request.until_ms()),
-      filter_(ToLabels(in_.request.labels())) {}
+      filter_(ToLabels(in_.request.labels())) {
+  for (const farm::v1::FactoryTarget& t : in_.targets)
+    target_labels_.push_back(ToLabels(t.labels()));
+}
+
+std::vector<std::string> FlowReportBuilder::EndedJobs(size_t limit, size_t* total) {
+  std::vector<std::pair<int64_t, uint64_t>> ended;  // (end, seq)
+  for (const auto& [seq, job] : jobs_) {
+    if (job.ended >= since_ && job.ended < until_ && Wanted(job))
+      ended.emplace_back(job.ended, seq);
+  }
+  *total = ended.size();
+  const size_t n = std::min(limit, ended.size());
+  std::partial_sort(ended.begin(), ended.begin() + static_cast<std::ptrdiff_t>(n), ended.end(),
+                    std::greater<>());
+  std::vector<std::string> ids;
+  ids.reserve(n);
+  for (size_t i = 0; i < n; ++i) ids.push_back(keys::JobId(ended[i].second));
+  return ids;
+}
 
 void FlowReportBuilder::Add(const farm::v1::Event& e) {
   ++events_;

@@ -58,6 +58,9 @@ struct FlowInputs {
   std::vector<Agent> agents;                                      // known now
   std::function<Labels(uint64_t labelset)> labels_of;             // a label set's labels
   std::function<std::string(const std::string& id)> pipeline_of;  // a pipeline's name
+  // Scopes whose figures target_figures() gives after Finish, in this order, whatever the
+  // request's filters (each target is its own filter).
+  std::vector<farm::v1::FactoryTarget> targets;
 };
 
 class FlowReportBuilder {
@@ -67,6 +70,12 @@ class FlowReportBuilder {
   // The next event (oldest first) from ScanStart to until_ms.
   void Add(const farm::v1::Event& event);
   farm::v1::FactoryReport Finish();
+
+  // After Finish: the figures of each of FlowInputs::targets.
+  const std::vector<farm::v1::FlowFigures>& target_figures() const { return target_figures_; }
+  // The ids of at most `limit` jobs that passed the filters and ended in the window, the last
+  // to end first; `*total` says how many there were.
+  std::vector<std::string> EndedJobs(size_t limit, size_t* total);
 
  private:
   struct Attempt {
@@ -125,7 +134,10 @@ class FlowReportBuilder {
   void AddJob(const Job& job, Scopes& scopes);
   // The agents known now that can run jobs requiring `required` (all agents: null).
   Capacity CapacityFor(const Labels* required) const;
+  void AddTargets(const Job& job, Scopes& scopes);
+  void AddStage(const Job& job, Scopes& scopes);
   void AddPools(Scopes& scopes, farm::v1::FactoryReport& report);
+  void AddStages(Scopes& scopes, farm::v1::FactoryReport& report);
   void AddFlakySteps(farm::v1::FactoryReport& report);
 
   FlowInputs in_;
@@ -145,6 +157,8 @@ class FlowReportBuilder {
   absl::flat_hash_map<std::string, AgentTrack> agents_;
   absl::flat_hash_map<uint64_t, Labels> labels_;
   absl::flat_hash_map<std::string, std::string> pipelines_;
+  std::vector<Labels> target_labels_;  // of in_.targets
+  std::vector<farm::v1::FlowFigures> target_figures_;
 };
 
 }  // namespace farm::coordinator::factory

@@ -10,6 +10,7 @@
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/auth/token_registry.h"
 #include "coordinator/backup/backup.h"
+#include "coordinator/factory/targets.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
 #include "farm/v1/farm.grpc.pb.h"
@@ -112,6 +113,18 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
                                       const farm::v1::GetStatusRequest* req,
                                       farm::v1::GetStatusResponse* resp) override;
 
+  // Issue 14: the factory report's targets (factory_service.cc; writes synced, on the pool).
+  void SetFactoryTargets(factory::TargetStore* targets) { targets_ = targets; }
+  grpc::ServerUnaryReactor* SetFactoryTarget(grpc::CallbackServerContext* ctx,
+                                             const farm::v1::SetFactoryTargetRequest* req,
+                                             farm::v1::SetFactoryTargetResponse* resp) override;
+  grpc::ServerUnaryReactor* ListFactoryTargets(grpc::CallbackServerContext* ctx,
+                                               const farm::v1::ListFactoryTargetsRequest* req,
+                                               farm::v1::ListFactoryTargetsResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteFactoryTarget(
+      grpc::CallbackServerContext* ctx, const farm::v1::DeleteFactoryTargetRequest* req,
+      farm::v1::DeleteFactoryTargetResponse* resp) override;
+
  private:
   Scheduler* const scheduler_;
   TokenRegistry* const tokens_;
@@ -120,6 +133,7 @@ class AdminServiceImpl final : public farm::v1::AdminService::CallbackService {
   SecretRegistry* const secrets_;
   GcRunner gc_;           // set before the server starts
   StatusSources status_;  // issue 13
+  factory::TargetStore* targets_ = nullptr;
 };
 
 }  // namespace farm::coordinator

@@ -7,8 +7,11 @@
 
 #include "common/io_pool.h"
 #include "common/metrics.h"
+#include "common/tls_material.h"
 #include "coordinator/auth/secret_registry.h"
 #include "coordinator/events/event_reader.h"
+#include "coordinator/factory/overstock.h"
+#include "coordinator/factory/targets.h"
 #include "coordinator/logs/follower_hub.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/service/authenticator.h"
@@ -68,6 +71,18 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* GetFactoryReport(grpc::CallbackServerContext* ctx,
                                              const farm::v1::FactoryReportRequest* req,
                                              farm::v1::FactoryReport* resp) override;
+  // The provenance of a job's artifacts, signed with the TLS key when there is one.
+  grpc::ServerUnaryReactor* GetProvenance(grpc::CallbackServerContext* ctx,
+                                          const farm::v1::GetProvenanceRequest* req,
+                                          farm::v1::Provenance* resp) override;
+  // What the report and the provenance read besides the events (before Start).
+  struct FactorySources {
+    const factory::TargetStore* targets = nullptr;
+    factory::OverstockSources overstock;
+    std::shared_ptr<common::TlsMaterial> tls;  // null: provenance unsigned
+    std::string builder_id;                    // runDetails.builder.id
+  };
+  void SetFactorySources(FactorySources sources) { factory_ = std::move(sources); }
 
  private:
   Scheduler* const scheduler_;
@@ -78,6 +93,7 @@ class JobServiceImpl final : public farm::v1::JobService::CallbackService {
   CallCap* const watch_cap_;
   const SecretRegistry* const secrets_;
   common::metrics::Counter* log_bytes_sent_ = nullptr;
+  FactorySources factory_;
 };
 
 }  // namespace farm::coordinator

@@ -78,6 +78,10 @@ FARM_LENIENT_REQUEST(BulkCancelRequest)
 FARM_LENIENT_REQUEST(BackupRequest)
 // Issue 14: the factory report.
 FARM_LENIENT_REQUEST(FactoryReportRequest)
+FARM_LENIENT_REQUEST(GetProvenanceRequest)
+FARM_LENIENT_REQUEST(SetFactoryTargetRequest)
+FARM_LENIENT_REQUEST(DeleteFactoryTargetRequest)
+// ListFactoryTargetsRequest has no string.
 
 #undef FARM_LENIENT_REQUEST
 

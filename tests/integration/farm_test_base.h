@@ -20,10 +20,12 @@ namespace farm::testing {
 class FarmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create());
+    ASSERT_OK_AND_ASSIGN(farm_, MiniFarm::Create(FarmOptions()));
     ASSERT_OK(farm_->StartCoordinator(CoordinatorFlags()));
   }
 
+  // The farm SetUp makes (e.g. with TLS), for a fixture that needs another.
+  virtual MiniFarmOptions FarmOptions() const { return {}; }
   // Flags of the coordinator SetUp starts, for a fixture that needs other settings.
   virtual std::vector<std::string> CoordinatorFlags() const { return {}; }
 

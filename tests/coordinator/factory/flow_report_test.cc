@@ -4,7 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "coordinator/factory/factory_report.h"
 
@@ -65,8 +67,11 @@ class FlowReportTest : public ::testing::Test {
   }
   void Add(const Event& e) { events_.push_back(e); }
 
-  farm::v1::FactoryReport Build(farm::v1::FactoryReportRequest req = {}) {
+  farm::v1::FactoryReport Build(farm::v1::FactoryReportRequest req = {},
+                                std::vector<farm::v1::FactoryTarget> targets = {},
+                                std::vector<farm::v1::FlowFigures>* target_figures = nullptr) {
     FlowInputs in;
+    in.targets = std::move(targets);
     req.set_since_ms(kHour);
     req.set_until_ms(3 * kHour);
     in.request = req;
@@ -79,7 +84,36 @@ class FlowReportTest : public ::testing::Test {
     for (const Event& e : events_) {
       if (e.time_ms() >= ScanStart(kHour, 3 * kHour) && e.time_ms() < 3 * kHour) builder.Add(e);
     }
-    return builder.Finish();
+    farm::v1::FactoryReport report = builder.Finish();
+    if (target_figures != nullptr) *target_figures = builder.target_figures();
+    return report;
+  }
+
+  // A pipeline job that waits `blocked` for its needs, then `wait` queued, runs `run`.
+  void PipelineJob(int64_t t, const std::string& job, const std::string& name, int64_t blocked,
+                   int64_t wait, int64_t run, bool passed = true) {
+    auto tag = [&](Event e) {
+      e.set_pipeline_id("p1");
+      e.set_pipeline_job(name);
+      Add(e);
+    };
+    tag(JobEvent(farm::v1::JOB_SUBMITTED, t, job));
+    tag(JobEvent(farm::v1::JOB_QUEUED, t + blocked, job));
+    Event lease = JobEvent(farm::v1::JOB_LEASED, t + blocked + wait, job);
+    lease.set_attempt(1);
+    tag(lease);
+    Event end = JobEvent(farm::v1::ATTEMPT_ENDED, t + blocked + wait + run, job);
+    end.set_attempt(1);
+    end.set_outcome(passed ? farm::v1::ATTEMPT_SUCCEEDED : farm::v1::ATTEMPT_FAILED);
+    tag(end);
+    Event done = JobEvent(farm::v1::JOB_ENDED, t + blocked + wait + run, job);
+    done.set_attempt(1);
+    done.set_state(passed ? farm::v1::SUCCEEDED : farm::v1::FAILED);
+    tag(done);
+  }
+  void SortByTime() {
+    std::stable_sort(events_.begin(), events_.end(),
+                     [](const Event& a, const Event& b) { return a.time_ms() < b.time_ms(); });
   }
 
   std::vector<Event> events_;
@@ -210,6 +244,54 @@ TEST_F(FlowReportTest, AdviceForABusyPoolNamesTheAgentsThatBringTheWaitUnderTheT
   EXPECT_EQ(a.predicted_p95_wait_ms(), 0);
   EXPECT_THAT(a.text(), HasSubstr("pool os=linux: p95 wait 4m at"));
   EXPECT_THAT(a.text(), HasSubstr("bring the p95 wait under 30s"));
+}
+
+TEST_F(FlowReportTest, EachPipelineStageAndItsBottleneck) {
+  // build (two matrix jobs): run 10m each, no wait; test: blocked 10m, waits 15m, runs 20m.
+  PipelineJob(70 * kMin, "1", "build (amd64)", 0, 0, 10 * kMin);
+  PipelineJob(70 * kMin, "2", "build (arm64)", 0, 0, 10 * kMin);
+  PipelineJob(70 * kMin, "3", "test", 10 * kMin, 15 * kMin, 20 * kMin);
+  SortByTime();
+  const farm::v1::FactoryReport r = Build();
+  ASSERT_EQ(r.stages_size(), 2);
+  const farm::v1::StageFigures& test = r.stages(0);  // the bottleneck comes first
+  EXPECT_EQ(test.pipeline(), "release");
+  EXPECT_EQ(test.stage(), "test");
+  EXPECT_TRUE(test.bottleneck());
+  EXPECT_EQ(test.jobs(), 1);
+  EXPECT_EQ(test.blocked().p50_ms(), 10 * kMin);
+  EXPECT_EQ(test.queue_wait().p95_ms(), 15 * kMin);
+  EXPECT_EQ(test.run().p95_ms(), 20 * kMin);
+  const farm::v1::StageFigures& build = r.stages(1);
+  EXPECT_EQ(build.stage(), "build");  // both expansions in one stage
+  EXPECT_FALSE(build.bottleneck());
+  EXPECT_EQ(build.jobs(), 2);
+  EXPECT_EQ(build.run().count(), 2);
+  EXPECT_EQ(build.blocked().p95_ms(), 0);
+}
+
+TEST_F(FlowReportTest, TargetScopesIgnoreTheRequestsFiltersAndMatchByLabelsAndPipeline) {
+  PipelineJob(70 * kMin, "1", "build", 0, 5 * kMin, 10 * kMin, /*passed=*/false);
+  PipelineJob(80 * kMin, "2", "build", 0, 1 * kMin, 10 * kMin);
+  Submit(90 * kMin, "3", 2);  // os=mac, no pipeline
+  SortByTime();
+  farm::v1::FactoryTarget linux_target, pipeline_target, mac_target;
+  (*linux_target.mutable_labels())["os"] = "linux";
+  pipeline_target.set_pipeline("release");
+  (*mac_target.mutable_labels())["os"] = "mac";
+  farm::v1::FactoryReportRequest req;
+  (*req.mutable_labels())["os"] = "mac";  // the report's own scope: the targets keep theirs
+  std::vector<farm::v1::FlowFigures> figures;
+  Build(req, {linux_target, pipeline_target, mac_target}, &figures);
+  ASSERT_EQ(figures.size(), 3u);
+  EXPECT_EQ(figures[0].scope(), "labels os=linux");
+  EXPECT_EQ(figures[0].completions(), 2);
+  EXPECT_EQ(figures[0].queue_wait().p95_ms(), 5 * kMin);
+  EXPECT_DOUBLE_EQ(figures[0].first_pass_yield(), 0.5);
+  EXPECT_EQ(figures[1].scope(), "pipeline release");
+  EXPECT_EQ(figures[1].completions(), 2);
+  EXPECT_EQ(figures[2].arrivals(), 1);
+  EXPECT_EQ(figures[2].completions(), 0);
 }
 
 }  // namespace
