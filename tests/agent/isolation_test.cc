@@ -62,7 +62,7 @@ std::string UniqueSleep() {
   return absl::StrCat("300.", 100000 + rd() % 800000);
 }
 
-class Output {
+class IsolationOutput {
  public:
   StepRunner::OutputSink Sink() {
     return [this](int64_t, absl::string_view data) {
@@ -183,7 +183,7 @@ std::string RunEscapingStep(const Isolation& isolation, const std::string& cwd, 
   StepCommand command =
       Script(cwd, absl::StrCat("setsid sh -c 'sleep ", marker, "' & echo started; sleep 300"));
   if (!cancel) command.timeout_ms = 1'000;
-  Output output;
+  IsolationOutput output;
   std::thread stopper([&] {
     if (output.WaitForText("started") &&
         WaitFor([&] { return ProcessesWith(marker).size() >= 2; }) && cancel) {
@@ -231,7 +231,7 @@ TEST_F(IsolationTest, StepEndKillsWhatLeftTheProcessGroup) {
   }
   const std::string marker = UniqueSleep();
   StepRunner runner(nullptr, isolation.get());
-  Output output;
+  IsolationOutput output;
   const StepOutcome outcome = runner.Run(
       Script(workspace_, absl::StrCat("setsid sh -c 'sleep ", marker, "' >/dev/null 2>&1 &")),
       output.Sink());
@@ -310,7 +310,7 @@ TEST_F(IsolationTest, StepCannotReadTheAgentsCredentials) {
   ASSERT_OK(isolation->SecureWorkDir({"cache"}));
   ASSERT_OK(isolation->HandOver(workspace_));
   StepRunner runner(nullptr, isolation.get());
-  Output output;
+  IsolationOutput output;
   const StepOutcome outcome = runner.Run(
       Script(workspace_, absl::StrCat("cat ", credential, " ", token_file, "; ls ", work_dir_,
                                       "; ls ", work_dir_, "/cache; id -un; echo made > mine")),
@@ -355,7 +355,7 @@ TEST_F(IsolationTest, ResourceLimitsApply) {
   ASSERT_OK_AND_ASSIGN(options.rlimits, ParseStepRlimits("nofile=77,fsize=1M"));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Isolation> isolation, Isolation::Create(options, work_dir_));
   StepRunner runner(nullptr, isolation.get());
-  Output output;
+  IsolationOutput output;
   const StepOutcome outcome =
       runner.Run(Script(workspace_, "ulimit -n; ulimit -Hn; ulimit -f"), output.Sink());
   EXPECT_TRUE(outcome.ok()) << outcome.message;
@@ -384,7 +384,7 @@ class SandboxTest : public IsolationTest {
     ASSERT_OK(isolation_->HandOver(workspace_));
   }
 
-  StepOutcome RunSandboxed(const std::string& script, bool network, Output* output) {
+  StepOutcome RunSandboxed(const std::string& script, bool network, IsolationOutput* output) {
     StepCommand command = Script(workspace_, script);
     command.argv = isolation_->Wrap(std::move(command.argv), workspace_, network);
     StepRunner runner(nullptr, isolation_.get());
@@ -400,7 +400,7 @@ TEST_F(SandboxTest, WritesOnlyItsWorkspace) {
   const std::string outside = absl::StrCat("/var/tmp/farm-sandbox-", UniqueSleep());
   ASSERT_EQ(::mkdir(outside.c_str(), 0777), 0);
   ::chmod(outside.c_str(), 0777);
-  Output output;
+  IsolationOutput output;
   const StepOutcome outcome = RunSandboxed(
       absl::StrCat("echo in > inside && echo ok-inside; echo x > ", outside,
                    "/x || echo refused-outside; echo x > /usr/farm-x || echo refused-usr; ls ",
@@ -423,7 +423,7 @@ TEST_F(SandboxTest, HasAPrivateTmp) {
   const std::string host_file = absl::StrCat("/tmp/farm-sandbox-host-", UniqueSleep());
   std::ofstream(host_file) << "host\n";
   const std::string step_file = absl::StrCat("/tmp/farm-sandbox-step-", UniqueSleep());
-  Output output;
+  IsolationOutput output;
   const StepOutcome outcome = RunSandboxed(
       absl::StrCat("test -e ", host_file, " && echo sees-host || echo private; echo s > ",
                    step_file, " && echo wrote-tmp"),
@@ -448,10 +448,10 @@ TEST_F(SandboxTest, NetworkOffCannotReachALoopbackServer) {
   const std::string script =
       absl::StrCat("bash -c 'exec 3<>/dev/tcp/127.0.0.1/", ntohs(addr.sin_port),
                    "' && echo connected || echo no-connection");
-  Output on;
+  IsolationOutput on;
   EXPECT_TRUE(RunSandboxed(script, /*network=*/true, &on).ok());
   EXPECT_THAT(on.all(), HasSubstr("connected"));  // the control: the server is reachable
-  Output off;
+  IsolationOutput off;
   EXPECT_TRUE(RunSandboxed(script, /*network=*/false, &off).ok());
   EXPECT_THAT(off.all(), HasSubstr("no-connection"));
   ::close(listener);

@@ -102,7 +102,7 @@ mode_t ModeOf(const std::string& path) {
   return st.st_mode & 07777;
 }
 
-std::vector<std::string> ListDir(const std::string& dir) {
+std::vector<std::string> ListCertDir(const std::string& dir) {
   std::vector<std::string> names;
   if (DIR* d = opendir(dir.c_str())) {
     while (const dirent* entry = readdir(d)) {
@@ -143,7 +143,7 @@ TEST_F(InitCertsTest, WritesEveryFileWithItsMode) {
   EXPECT_EQ(ModeOf(temp_->Join("tls")), 0700u);
   std::vector<std::string> sorted = AllFiles();
   std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(ListDir(dir_), sorted) << "no temporary file is left behind";
+  EXPECT_EQ(ListCertDir(dir_), sorted) << "no temporary file is left behind";
   for (const char* name : {kCaKeyFile, kCoordinatorKeyFile, kAdminKeyFile, kSecretsKeyFile}) {
     EXPECT_EQ(ModeOf(dir_ + "/" + name), 0600u) << name;
   }
@@ -243,14 +243,14 @@ TEST_F(InitCertsTest, ASecondRunRefusesAndChangesNothing) {
   EXPECT_THAT(InitCerts({dir_}), StatusIsWithMessage(absl::StatusCode::kAlreadyExists,
                                                      HasSubstr(dir_ + "/ca.crt already exists")));
   EXPECT_EQ(ReadAll(dir_), before);
-  EXPECT_EQ(ListDir(dir_).size(), AllFiles().size());
+  EXPECT_EQ(ListCertDir(dir_).size(), AllFiles().size());
 }
 
 TEST_F(InitCertsTest, AnyOneExistingFileStopsEverything) {
   ASSERT_OK(farm::testing::WriteFile(temp_->Join("secrets.key"), "mine\n"));
   EXPECT_THAT(InitCerts({temp_->path()}),
               StatusIsWithMessage(absl::StatusCode::kAlreadyExists, HasSubstr("secrets.key")));
-  EXPECT_THAT(ListDir(temp_->path()), ElementsAre("secrets.key"));
+  EXPECT_THAT(ListCertDir(temp_->path()), ElementsAre("secrets.key"));
   EXPECT_EQ(ReadFile(temp_->Join("secrets.key")).value_or(""), "mine\n");
 }
 
@@ -258,7 +258,7 @@ TEST_F(InitCertsTest, ADirectoryThatCannotBeMadeIsAnErrorNamingIt) {
   ASSERT_OK(farm::testing::WriteFile(temp_->Join("file"), "x"));
   EXPECT_THAT(InitCerts({temp_->Join("file/tls")}),
               StatusIsWithMessage(absl::StatusCode::kFailedPrecondition, HasSubstr("file/tls")));
-  EXPECT_THAT(ListDir(temp_->path()), ElementsAre("file"));
+  EXPECT_THAT(ListCertDir(temp_->path()), ElementsAre("file"));
 }
 
 TEST(CheckHostNameTest, RefusesWhatNoCertificateShouldName) {
@@ -293,7 +293,7 @@ TEST_F(InitCertsTest, BadHostsWriteNothing) {
   EXPECT_THAT(InitCerts({dir_, {"localhost", "bad name"}}),
               StatusIsWithMessage(absl::StatusCode::kInvalidArgument, HasSubstr("bad name")));
   EXPECT_THAT(InitCerts({dir_, {}}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ListDir(temp_->path()), ::testing::IsEmpty());
+  EXPECT_THAT(ListCertDir(temp_->path()), ::testing::IsEmpty());
 }
 
 TEST(IssueClientCertTest, CarriesTheIdentityAndVerifies) {

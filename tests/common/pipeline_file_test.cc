@@ -52,8 +52,8 @@ jobs:
 
 // Asserts that parsing `text` as "ci.yaml" fails with INVALID_ARGUMENT and a message that
 // starts with `position` ("ci.yaml:3:5: ") and contains `fragment`.
-void ExpectError(const std::string& text, const std::string& position,
-                 const std::string& fragment) {
+void ExpectPipelineError(const std::string& text, const std::string& position,
+                         const std::string& fragment) {
   EXPECT_THAT(ParsePipelineFile(text, "ci.yaml"),
               StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
                                   ::testing::AllOf(StartsWith(position), HasSubstr(fragment))))
@@ -231,28 +231,28 @@ TEST(ParsePipelineFileTest, APipelineWithoutANameIsNamedAfterItsFile) {
 }
 
 TEST(ParsePipelineFileErrorTest, AJobFileStillNeedsSteps) {
-  ExpectError("name: x\nsteps: []\n", "ci.yaml:2:8: ", "a job needs at least one step");
-  ExpectError("name: x\nsteps: [{run: \"\"}]\n", "ci.yaml: ", "run is empty");
+  ExpectPipelineError("name: x\nsteps: []\n", "ci.yaml:2:8: ", "a job needs at least one step");
+  ExpectPipelineError("name: x\nsteps: [{run: \"\"}]\n", "ci.yaml: ", "run is empty");
 }
 
 TEST(ParsePipelineFileErrorTest, NotAPipeline) {
-  ExpectError("", "ci.yaml: ", "the file is empty; expected a pipeline");
-  ExpectError("- a\n", "ci.yaml:1:1: ", "expected a pipeline: a mapping with \"jobs\"");
-  ExpectError("name: x\nenv: {A: b}\n", "ci.yaml:1:1: ", "missing \"jobs\"");
-  ExpectError("jobs: {a: {}}\n---\njobs: {b: {}}\n",
-              "ci.yaml:3:1: ", "a pipeline file holds exactly one pipeline");
-  ExpectError("name: x\njobs: [a, b]\n",
-              "ci.yaml:2:7: ", "jobs: expected a mapping of job names to jobs, found a list");
-  ExpectError("name: x\njobs:\n", "ci.yaml:2:1: ", "found nothing");
-  ExpectError("name: x\njobs: {}\n", "ci.yaml:2:1: ", "the pipeline has no jobs");
-  ExpectError("jobs: {a: {}}\nlabels: {os: linux}\n", "ci.yaml:2:1: ",
-              "unknown key \"labels\" in the pipeline (expected one of: name, env, jobs)");
-  ExpectError("jobs: {a: {steps: [{run: x}]\n", "ci.yaml:", "malformed YAML/JSON");
+  ExpectPipelineError("", "ci.yaml: ", "the file is empty; expected a pipeline");
+  ExpectPipelineError("- a\n", "ci.yaml:1:1: ", "expected a pipeline: a mapping with \"jobs\"");
+  ExpectPipelineError("name: x\nenv: {A: b}\n", "ci.yaml:1:1: ", "missing \"jobs\"");
+  ExpectPipelineError("jobs: {a: {}}\n---\njobs: {b: {}}\n",
+                      "ci.yaml:3:1: ", "a pipeline file holds exactly one pipeline");
+  ExpectPipelineError("name: x\njobs: [a, b]\n", "ci.yaml:2:7: ",
+                      "jobs: expected a mapping of job names to jobs, found a list");
+  ExpectPipelineError("name: x\njobs:\n", "ci.yaml:2:1: ", "found nothing");
+  ExpectPipelineError("name: x\njobs: {}\n", "ci.yaml:2:1: ", "the pipeline has no jobs");
+  ExpectPipelineError("jobs: {a: {}}\nlabels: {os: linux}\n", "ci.yaml:2:1: ",
+                      "unknown key \"labels\" in the pipeline (expected one of: name, env, jobs)");
+  ExpectPipelineError("jobs: {a: {steps: [{run: x}]\n", "ci.yaml:", "malformed YAML/JSON");
 }
 
 TEST(ParsePipelineFileErrorTest, DuplicateJobNamesPointAtTheSecond) {
-  ExpectError("jobs:\n  build: {}\n  test: {}\n  build: {}\n",
-              "ci.yaml:4:3: ", "duplicate key \"build\" in jobs (first given on line 2)");
+  ExpectPipelineError("jobs:\n  build: {}\n  test: {}\n  build: {}\n",
+                      "ci.yaml:4:3: ", "duplicate key \"build\" in jobs (first given on line 2)");
 }
 
 TEST(ParsePipelineFileErrorTest, AnUnknownNeedPointsAtTheEntry) {
@@ -267,9 +267,9 @@ TEST(ParsePipelineFileErrorTest, AnUnknownNeedPointsAtTheEntry) {
               StatusIsWithMessage(
                   absl::StatusCode::kInvalidArgument,
                   "ci.yaml:6:9: job \"test\" needs \"buld\", which is not a job of this pipeline"));
-  ExpectError("jobs:\n  test: {needs: buld}\n", "ci.yaml:2:17: ", "needs \"buld\"");
-  ExpectError("jobs:\n  b: {}\n  test: {needs: [b, b]}\n",
-              "ci.yaml:3:21: ", "job \"test\" needs \"b\" twice");
+  ExpectPipelineError("jobs:\n  test: {needs: buld}\n", "ci.yaml:2:17: ", "needs \"buld\"");
+  ExpectPipelineError("jobs:\n  b: {}\n  test: {needs: [b, b]}\n",
+                      "ci.yaml:3:21: ", "job \"test\" needs \"b\" twice");
 }
 
 TEST(ParsePipelineFileErrorTest, ACycleIsReportedWithItsPath) {
@@ -283,76 +283,82 @@ TEST(ParsePipelineFileErrorTest, ACycleIsReportedWithItsPath) {
                                 "ci.yaml"),
               StatusIsWithMessage(absl::StatusCode::kInvalidArgument,
                                   "ci.yaml:4:20: jobs form a cycle: a → b → c → a"));
-  ExpectError("jobs:\n  a:\n    needs: [a]\n", "ci.yaml:3:13: ", "jobs form a cycle: a → a");
+  ExpectPipelineError("jobs:\n  a:\n    needs: [a]\n",
+                      "ci.yaml:3:13: ", "jobs form a cycle: a → a");
 }
 
 TEST(ParsePipelineFileErrorTest, BadNeeds) {
-  ExpectError("jobs:\n  a: {needs: {b: c}}\n", "ci.yaml:2:14: ",
-              "jobs.a.needs: expected a job name or a list of job names, found a mapping");
-  ExpectError("jobs:\n  a: {needs: [[b]]}\n",
-              "ci.yaml:2:15: ", "jobs.a.needs[0]: expected a job name, found a list");
+  ExpectPipelineError("jobs:\n  a: {needs: {b: c}}\n", "ci.yaml:2:14: ",
+                      "jobs.a.needs: expected a job name or a list of job names, found a mapping");
+  ExpectPipelineError("jobs:\n  a: {needs: [[b]]}\n",
+                      "ci.yaml:2:15: ", "jobs.a.needs[0]: expected a job name, found a list");
 }
 
 TEST(ParsePipelineFileErrorTest, ErrorsInsideAJobNameItsPath) {
-  ExpectError("jobs:\n  build:\n    name: b\n", "ci.yaml:3:5: ",
-              "\"name\" is not allowed in a pipeline's job (jobs.build): its key under \"jobs\" "
-              "is its name");
-  ExpectError("jobs:\n  build:\n    need: [x]\n",
-              "ci.yaml:3:5: ", "unknown key \"need\" in jobs.build; did you mean \"needs\"?");
-  ExpectError("jobs:\n  build:\n    steps:\n      - run: x\n        when: sometimes\n",
-              "ci.yaml:5:15: ",
-              "jobs.build.steps[0].when: expected on_success (run only while every earlier step "
-              "succeeded), on_failure (only once one failed) or always; found \"sometimes\"");
-  ExpectError("jobs:\n  build:\n    steps:\n      - nur: x\n",
-              "ci.yaml:4:9: ", "unknown key \"nur\" in jobs.build.steps[0]");
-  ExpectError("jobs:\n  build:\n    retry: {max_attempts: 11}\n",
-              "ci.yaml:3:27: ", "jobs.build.retry.max_attempts: 11 is out of range");
-  ExpectError("jobs:\n  build:\n    concurrency: 3\n",
-              "ci.yaml:3:5: ", "jobs.build.concurrency: a limit needs a \"concurrency_group\"");
-  ExpectError("jobs:\n  build: [x]\n", "ci.yaml:2:10: ",
-              "jobs.build: expected a job: a mapping with keys such as labels, steps; found a "
-              "list");
-  ExpectError("jobs:\n  build:\n  test: {}\n", "ci.yaml:2:3: ",
-              "jobs.build: expected a job: a mapping with keys such as needs, steps (write {} for "
-              "a job that does nothing); found nothing");
+  ExpectPipelineError(
+      "jobs:\n  build:\n    name: b\n", "ci.yaml:3:5: ",
+      "\"name\" is not allowed in a pipeline's job (jobs.build): its key under \"jobs\" "
+      "is its name");
+  ExpectPipelineError("jobs:\n  build:\n    need: [x]\n", "ci.yaml:3:5: ",
+                      "unknown key \"need\" in jobs.build; did you mean \"needs\"?");
+  ExpectPipelineError(
+      "jobs:\n  build:\n    steps:\n      - run: x\n        when: sometimes\n", "ci.yaml:5:15: ",
+      "jobs.build.steps[0].when: expected on_success (run only while every earlier step "
+      "succeeded), on_failure (only once one failed) or always; found \"sometimes\"");
+  ExpectPipelineError("jobs:\n  build:\n    steps:\n      - nur: x\n",
+                      "ci.yaml:4:9: ", "unknown key \"nur\" in jobs.build.steps[0]");
+  ExpectPipelineError("jobs:\n  build:\n    retry: {max_attempts: 11}\n",
+                      "ci.yaml:3:27: ", "jobs.build.retry.max_attempts: 11 is out of range");
+  ExpectPipelineError("jobs:\n  build:\n    concurrency: 3\n", "ci.yaml:3:5: ",
+                      "jobs.build.concurrency: a limit needs a \"concurrency_group\"");
+  ExpectPipelineError(
+      "jobs:\n  build: [x]\n", "ci.yaml:2:10: ",
+      "jobs.build: expected a job: a mapping with keys such as labels, steps; found a "
+      "list");
+  ExpectPipelineError(
+      "jobs:\n  build:\n  test: {}\n", "ci.yaml:2:3: ",
+      "jobs.build: expected a job: a mapping with keys such as needs, steps (write {} for "
+      "a job that does nothing); found nothing");
 }
 
 TEST(ParsePipelineFileErrorTest, BadJobNamesPointAtTheKey) {
-  ExpectError("jobs:\n  ok: {}\n  \"a b\": {}\n", "ci.yaml:3:3: ",
-              "job name \"a b\" is not valid: use 1 to 200 bytes of letters, digits, '.', '_' "
-              "and '-', not \".\" or \"..\"");
-  ExpectError("jobs:\n  ..: {}\n", "ci.yaml:2:3: ", "job name \"..\" is not valid");
+  ExpectPipelineError(
+      "jobs:\n  ok: {}\n  \"a b\": {}\n", "ci.yaml:3:3: ",
+      "job name \"a b\" is not valid: use 1 to 200 bytes of letters, digits, '.', '_' "
+      "and '-', not \".\" or \"..\"");
+  ExpectPipelineError("jobs:\n  ..: {}\n", "ci.yaml:2:3: ", "job name \"..\" is not valid");
 }
 
 TEST(ParsePipelineFileErrorTest, JobSpecLimitsPointAtTheJob) {
-  ExpectError("jobs:\n  ok: {}\n  build:\n    matrix: {arch: [x]}\n    env: {1BAD: y}\n",
-              "ci.yaml:3:3: ", "job \"build (x)\": env name \"1BAD\"");
-  ExpectError("env: {1BAD: y}\njobs: {a: {}}\n", "ci.yaml:1:6: ", "env name \"1BAD\"");
+  ExpectPipelineError("jobs:\n  ok: {}\n  build:\n    matrix: {arch: [x]}\n    env: {1BAD: y}\n",
+                      "ci.yaml:3:3: ", "job \"build (x)\": env name \"1BAD\"");
+  ExpectPipelineError("env: {1BAD: y}\njobs: {a: {}}\n", "ci.yaml:1:6: ", "env name \"1BAD\"");
 }
 
 TEST(ParsePipelineFileErrorTest, BadMatrices) {
-  ExpectError("jobs:\n  b:\n    matrix: [amd64]\n", "ci.yaml:3:13: ",
-              "jobs.b.matrix: expected a mapping of axis names to lists of values");
-  ExpectError("jobs:\n  b:\n    matrix: {arch: amd64}\n", "ci.yaml:3:20: ",
-              "jobs.b.matrix.arch: expected a list of values such as [amd64, arm64], found "
-              "\"amd64\"");
-  ExpectError("jobs:\n  b:\n    matrix: {arch: [amd64, [x]]}\n",
-              "ci.yaml:3:28: ", "jobs.b.matrix.arch[1]: expected a value (a string), found a list");
-  ExpectError("jobs:\n  b:\n    matrix:\n      arch: [x]\n      1arch: [y]\n", "ci.yaml:5:7: ",
-              "job \"b\" has a matrix axis named \"1arch\"; axis names are environment variable "
-              "names ([A-Za-z_][A-Za-z0-9_]*)");
-  ExpectError("jobs:\n  b:\n    matrix: {arch: []}\n",
-              "ci.yaml:3:14: ", "job \"b\" has a matrix axis \"arch\" with no values");
-  ExpectError(
+  ExpectPipelineError("jobs:\n  b:\n    matrix: [amd64]\n", "ci.yaml:3:13: ",
+                      "jobs.b.matrix: expected a mapping of axis names to lists of values");
+  ExpectPipelineError("jobs:\n  b:\n    matrix: {arch: amd64}\n", "ci.yaml:3:20: ",
+                      "jobs.b.matrix.arch: expected a list of values such as [amd64, arm64], found "
+                      "\"amd64\"");
+  ExpectPipelineError("jobs:\n  b:\n    matrix: {arch: [amd64, [x]]}\n", "ci.yaml:3:28: ",
+                      "jobs.b.matrix.arch[1]: expected a value (a string), found a list");
+  ExpectPipelineError(
+      "jobs:\n  b:\n    matrix:\n      arch: [x]\n      1arch: [y]\n", "ci.yaml:5:7: ",
+      "job \"b\" has a matrix axis named \"1arch\"; axis names are environment variable "
+      "names ([A-Za-z_][A-Za-z0-9_]*)");
+  ExpectPipelineError("jobs:\n  b:\n    matrix: {arch: []}\n",
+                      "ci.yaml:3:14: ", "job \"b\" has a matrix axis \"arch\" with no values");
+  ExpectPipelineError(
       "jobs:\n  b:\n    matrix: {arch: [amd64, a/b]}\n", "ci.yaml:3:28: ",
       "job \"b\" has the matrix value \"a/b\" in axis \"arch\"; values are 1 to 64 bytes of "
       "letters, digits, '.', '_', '+' and '-', not \".\" or \"..\"");
-  ExpectError("jobs:\n  b:\n    matrix: {arch: [\"..\"]}\n",
-              "ci.yaml:3:21: ", "the matrix value \"..\"");
-  ExpectError("jobs:\n  b:\n    matrix: {arch: [x, y, x]}\n",
-              "ci.yaml:3:27: ", "job \"b\" has the value \"x\" twice in matrix axis \"arch\"");
-  ExpectError("jobs:\n  b:\n    matrix: {arch: [x], arch: [y]}\n",
-              "ci.yaml:3:25: ", "duplicate key \"arch\" in jobs.b.matrix");
+  ExpectPipelineError("jobs:\n  b:\n    matrix: {arch: [\"..\"]}\n",
+                      "ci.yaml:3:21: ", "the matrix value \"..\"");
+  ExpectPipelineError("jobs:\n  b:\n    matrix: {arch: [x, y, x]}\n", "ci.yaml:3:27: ",
+                      "job \"b\" has the value \"x\" twice in matrix axis \"arch\"");
+  ExpectPipelineError("jobs:\n  b:\n    matrix: {arch: [x], arch: [y]}\n",
+                      "ci.yaml:3:25: ", "duplicate key \"arch\" in jobs.b.matrix");
 }
 
 TEST(ParsePipelineFileErrorTest, Limits) {
@@ -361,21 +367,22 @@ TEST(ParsePipelineFileErrorTest, Limits) {
   for (int i = 0; i <= kMaxNeeds; ++i) absl::StrAppend(&text, "  j", i, ": {}\n");
   text += "  last:\n    needs:\n";
   for (int i = 0; i <= kMaxNeeds; ++i) absl::StrAppend(&text, "      - j", i, "\n");
-  ExpectError(text, absl::StrCat("ci.yaml:", kMaxNeeds + 5, ":7: "),
-              absl::StrCat("job \"last\" has ", kMaxNeeds + 1, " needs; the limit is ", kMaxNeeds));
+  ExpectPipelineError(
+      text, absl::StrCat("ci.yaml:", kMaxNeeds + 5, ":7: "),
+      absl::StrCat("job \"last\" has ", kMaxNeeds + 1, " needs; the limit is ", kMaxNeeds));
 
   // Axes and combinations: at the matrix.
   text = "jobs:\n  b:\n    matrix:\n";
   for (int i = 0; i <= kMaxMatrixAxes; ++i) absl::StrAppend(&text, "      a", i, ": [x]\n");
-  ExpectError(text, "ci.yaml:4:7: ",
-              absl::StrCat("job \"b\" has ", kMaxMatrixAxes + 1, " matrix axes; the limit is ",
-                           kMaxMatrixAxes));
+  ExpectPipelineError(text, "ci.yaml:4:7: ",
+                      absl::StrCat("job \"b\" has ", kMaxMatrixAxes + 1,
+                                   " matrix axes; the limit is ", kMaxMatrixAxes));
   text = "jobs:\n  b:\n    matrix:\n      x: [";
   for (int i = 0; i <= kMaxMatrixCombinations; ++i) absl::StrAppend(&text, i == 0 ? "" : ", ", i);
   text += "]\n";
-  ExpectError(text, "ci.yaml:4:7: ",
-              absl::StrCat("job \"b\" has a matrix of ", kMaxMatrixCombinations + 1,
-                           " combinations; the limit is ", kMaxMatrixCombinations));
+  ExpectPipelineError(text, "ci.yaml:4:7: ",
+                      absl::StrCat("job \"b\" has a matrix of ", kMaxMatrixCombinations + 1,
+                                   " combinations; the limit is ", kMaxMatrixCombinations));
 
   // Jobs after expansion: at `jobs`.
   text = "jobs:\n";
@@ -384,25 +391,27 @@ TEST(ParsePipelineFileErrorTest, Limits) {
     for (int i = 0; i < 256; ++i) absl::StrAppend(&text, i == 0 ? "" : ", ", i);
     text += "]\n";
   }
-  ExpectError(text, "ci.yaml:1:1: ",
-              absl::StrCat("the pipeline has 1024 jobs after matrix expansion; the limit is ",
-                           kMaxPipelineJobs));
+  ExpectPipelineError(
+      text, "ci.yaml:1:1: ",
+      absl::StrCat("the pipeline has 1024 jobs after matrix expansion; the limit is ",
+                   kMaxPipelineJobs));
   // And before: at `jobs` too, without reading them all.
   text = "jobs:\n";
   for (int i = 0; i <= kMaxPipelineJobs; ++i) absl::StrAppend(&text, "  j", i, ": {}\n");
-  ExpectError(
+  ExpectPipelineError(
       text, "ci.yaml:2:3: ",
       absl::StrCat("jobs: ", kMaxPipelineJobs + 1, " jobs; the limit is ", kMaxPipelineJobs));
 
   // A value too long.
-  ExpectError(absl::StrCat("jobs:\n  b:\n    matrix: {v: [", std::string(65, 'v'), "]}\n"),
-              "ci.yaml:3:18: ", "values are 1 to 64 bytes");
+  ExpectPipelineError(absl::StrCat("jobs:\n  b:\n    matrix: {v: [", std::string(65, 'v'), "]}\n"),
+                      "ci.yaml:3:18: ", "values are 1 to 64 bytes");
 }
 
 TEST(ParsePipelineFileErrorTest, AFileOverTheSizeLimitIsRejected) {
   const std::string text =
       absl::StrCat("jobs: {a: {}}\n#", std::string(kMaxPipelineFileBytes, 'x'), "\n");
-  ExpectError(text, "ci.yaml: ", absl::StrCat("the limit is ", kMaxPipelineFileBytes, " bytes"));
+  ExpectPipelineError(text,
+                      "ci.yaml: ", absl::StrCat("the limit is ", kMaxPipelineFileBytes, " bytes"));
 }
 
 // Found by the job file fuzzer (see job_file_test.cc): a ',' after a top-level flow mapping
@@ -423,8 +432,9 @@ TEST(ParsePipelineFileErrorTest, AliasesCannotInflateThePipeline) {
     text += "}\n";
   }
   ASSERT_LT(text.size(), static_cast<size_t>(kMaxPipelineFileBytes));
-  ExpectError(text, "ci.yaml:",
-              absl::StrCat("larger than the limit of ", kMaxSerializedPipelineBytes, " bytes"));
+  ExpectPipelineError(
+      text,
+      "ci.yaml:", absl::StrCat("larger than the limit of ", kMaxSerializedPipelineBytes, " bytes"));
 }
 
 class LoadPipelineFileTest : public ::testing::Test {

@@ -19,6 +19,7 @@
 #include "coordinator/cli/options.h"
 #include "tests/common/fake_cas.h"
 #include "tests/coordinator/cli/fake_farm.h"
+#include "tests/coordinator/cli/usage_error.h"
 
 namespace farm::cli {
 namespace {
@@ -30,12 +31,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "coordinator/cli/commands.h"
 #include "coordinator/cli/options.h"
+#include "tests/coordinator/cli/usage_error.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -26,12 +27,6 @@ using ::farm::testing::ReadFile;
 using ::farm::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 Result Farmctl(const std::vector<std::string>& args) {
   common::FakeClock clock;

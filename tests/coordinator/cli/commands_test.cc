@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "coordinator/cli/options.h"
 #include "tests/coordinator/cli/fake_farm.h"
+#include "tests/coordinator/cli/usage_error.h"
 
 namespace farm::cli {
 namespace {
@@ -45,12 +46,6 @@ steps:
     run: make
     timeout: 60s
 )";
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 template <typename T>
 T ParseJson(const std::string& json) {

@@ -16,6 +16,7 @@
 #include "coordinator/cli/commands.h"
 #include "coordinator/cli/options.h"
 #include "tests/coordinator/cli/fake_farm.h"
+#include "tests/coordinator/cli/usage_error.h"
 
 namespace farm::cli {
 namespace {
@@ -25,12 +26,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr int64_t kNowMs = 1'700'000'000'000;  // the FakeClock's start: 2023-11-14T22:13:20Z
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 farm::v1::Event MakeEvent(int64_t time_ms, farm::v1::EventKind kind, const std::string& job) {
   farm::v1::Event event;

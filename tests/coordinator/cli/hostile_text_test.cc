@@ -17,6 +17,7 @@
 #include "coordinator/cli/commands.h"
 #include "coordinator/cli/options.h"
 #include "tests/coordinator/cli/fake_farm.h"
+#include "tests/coordinator/cli/usage_error.h"
 
 namespace farm::cli {
 namespace {
@@ -24,12 +25,6 @@ namespace {
 using ::farm::testing::FakeFarm;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 // A pseudo-terminal's two ends: farmctl is told its stdout is the terminal side, while what it
 // writes is captured from its stream as usual.

@@ -1,4 +1,4 @@
-// A helper of farmctl's command-line tests.
+// Helpers of farmctl's command-line tests.
 #pragma once
 
 #include <gmock/gmock.h>
@@ -11,6 +11,13 @@
 #include "tests/testing/status_matchers.h"
 
 namespace farm::cli {
+
+// What one farmctl run in the test process printed, and its exit code.
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
 
 // Expects `args` to be refused as a usage error (INVALID_ARGUMENT) whose message holds
 // `fragment`.

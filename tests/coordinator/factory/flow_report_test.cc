@@ -168,7 +168,7 @@ TEST_F(FlowReportTest, EveryFigureOfAKnownHistory) {
   // Little: 2 jobs / 120m x 45m = 0.75 against 0.917: off by 18%.
   EXPECT_NEAR(f.littles_wip(), 0.75, 1e-9);
   EXPECT_FALSE(f.littles_holds());
-  EXPECT_THAT(r.notes(), testing::Contains(HasSubstr("Little's law does not hold")));
+  EXPECT_THAT(r.notes(), ::testing::Contains(HasSubstr("Little's law does not hold")));
   ASSERT_EQ(r.pools_size(), 1);
   EXPECT_EQ(r.pools(0).scope(), "pool os=linux");
   EXPECT_EQ(r.pools(0).slots(), 2);
