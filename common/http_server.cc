@@ -130,15 +130,28 @@ void Reply(const HttpServer::Response& from, httplib::Response& to) {
   to.set_content(from.body, from.content_type.c_str());
 }
 
+// The route of `path`: its exact one, else the longest "PREFIX/*" it is under.
+const HttpServer::Handler* FindRoute(const std::map<std::string, HttpServer::Handler>& routes,
+                                     const std::string& path) {
+  if (auto it = routes.find(path); it != routes.end()) return &it->second;
+  for (size_t slash = path.rfind('/'); slash != std::string::npos;
+       slash = slash == 0 ? std::string::npos : path.rfind('/', slash - 1)) {
+    if (auto it = routes.find(path.substr(0, slash + 1) + "*"); it != routes.end()) {
+      return &it->second;
+    }
+  }
+  return nullptr;
+}
+
 httplib::Server::Handler Route(std::map<std::string, HttpServer::Handler> routes) {
   return [routes = std::move(routes)](const httplib::Request& req, httplib::Response& res) {
-    auto it = routes.find(req.path);
-    if (it == routes.end()) {
+    const HttpServer::Handler* handler = FindRoute(routes, req.path);
+    if (handler == nullptr) {
       Reply({404, "text/plain; charset=utf-8", absl::StrCat("no such page: ", req.path, "\n"), {}},
             res);
       return;
     }
-    Reply(it->second(ToRequest(req)), res);
+    Reply((*handler)(ToRequest(req)), res);
   };
 }
 
@@ -174,6 +187,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {
       SSL_CTX_set_cert_cb(&ctx, &TlsState::OnCertificate, state.get());
       // A certificate is asked for and verified, not required: a token may stand in for it.
       if (verify_clients) SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER, nullptr);
+      // A browser resumes its TLS session on every further connection (a page's script and
+      // style); with client certificates asked for, OpenSSL refuses to resume a session that
+      // carries no context id, and the browser sees a protocol error.
+      static constexpr unsigned char kSessionContext[] = "farm-http";
+      SSL_CTX_set_session_id_context(&ctx, kSessionContext, sizeof(kSessionContext) - 1);
       return true;
     });
     server->tls_state_ = state;  // the context's callback uses it as long as the server lives

@@ -7,7 +7,10 @@
 // URIs the handler sees (Request::peer_uris). A client without one is let in: the handler
 // decides (a bearer token, or a public path).
 //
-// Limits: requests are GET or POST on exact paths; a body over kMaxBodyBytes is refused (413);
+// Routes: a path is served by its exact route, else by the longest route "PREFIX/*" it lies
+// under ("/jobs/*" serves /jobs/12 and /jobs/12/log, not /jobs); the handler reads the path.
+//
+// Limits: requests are GET or POST; a body over kMaxBodyBytes is refused (413);
 // a connection idle for 5 s is closed; at most kThreads requests are served at once, the rest
 // wait in the kernel's backlog.
 //
@@ -34,7 +37,7 @@ namespace farm::common {
 class HttpServer {
  public:
   static constexpr size_t kMaxBodyBytes = 1 << 20;
-  static constexpr int kThreads = 4;
+  static constexpr int kThreads = 8;
 
   struct Request {
     std::string method;  // GET or POST

@@ -393,8 +393,10 @@ absl::Status Coordinator::Start() {
   if (!options_.http_listen.empty()) {
     FARM_ASSIGN_OR_RETURN(
         http_, HttpPort::Start({options_.http_listen, tls_ != nullptr ? tls_->material() : nullptr,
-                                tokens_.get(), &metrics_.registry()}));
-    FARM_LOG(INFO) << "HTTP (/metrics, /healthz) on " << http_->address()
+                                tokens_.get(), &metrics_.registry(),
+                                WebApp::Sources{scheduler_.get(), store_.get(), blob_store_.get(),
+                                                event_reader_.get(), targets_.get(), nullptr}}));
+    FARM_LOG(INFO) << "HTTP (the web dashboard, /metrics, /healthz) on " << http_->address()
                    << (tls_ != nullptr ? " with TLS" : " (plain HTTP: --insecure)");
   }
   if (!options_.port_file.empty()) {

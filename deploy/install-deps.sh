@@ -34,6 +34,10 @@ test_packages=(
   python3 python3-yaml
   # The metrics tests: promtool checks the exposition, a real Prometheus scrapes the daemons.
   prometheus
+  # The web dashboard's browser test (tests/web): Debian's Chromium, driven from Node.js by
+  # playwright-core, which tests/run.sh installs from the npm registry (tests/web/package-lock.json;
+  # Node.js and npm come from Debian where the machine has none).
+  chromium
 )
 if ! $build_only; then
   packages+=("${test_packages[@]}")

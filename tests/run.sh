@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 # bazel-bootstrap: Bazel is the reference REAPI client of the CAS tests (label "bazel").
 ./deploy/install-deps.sh bazel-bootstrap
 
+# playwright-core, as tests/web/package-lock.json pins it: the browser test drives Chromium with it
+# (Node.js 18, Debian's, or later).
+command -v npm >/dev/null || ./deploy/install-deps.sh nodejs npm
+(cd tests/web && npm ci --no-audit --no-fund --loglevel=error)
+
 build_dir=${FARM_BUILD_DIR:-build}
 jobs=$(nproc)
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/farm-ccache}

@@ -31,10 +31,8 @@ AuthzEntry Entry(absl::string_view method, Access access, bool is_public = false
 std::vector<AuthzEntry> BuildTable() {
   return {
       // farm.v1: users.
-      Entry("/farm.v1.JobService/Submit", kSubmit),
-      Entry("/farm.v1.JobService/Get", kUserRead),
-      Entry("/farm.v1.JobService/List", kUserRead),
-      Entry("/farm.v1.JobService/Cancel", kSubmit),
+      Entry("/farm.v1.JobService/Submit", kSubmit), Entry("/farm.v1.JobService/Get", kUserRead),
+      Entry("/farm.v1.JobService/List", kUserRead), Entry("/farm.v1.JobService/Cancel", kSubmit),
       Entry("/farm.v1.JobService/WatchLogs", kUserRead),
       Entry("/farm.v1.JobService/SubmitPipeline", kSubmit),
       Entry("/farm.v1.JobService/GetPipeline", kUserRead),
@@ -74,7 +72,8 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/farm.v1.AdminService/ResumeQueue", kAdminOnly),
       Entry("/farm.v1.AdminService/ListQueues", kAdminOnly),
       Entry("/farm.v1.AdminService/ReprioritizeJob", kAdminOnly),
-      Entry("/farm.v1.AdminService/Retry", kAdminOnly),
+      // Retry: people who may submit may run finished work again (the web page's retry, too).
+      Entry("/farm.v1.AdminService/Retry", kSubmit),
       Entry("/farm.v1.AdminService/BulkCancel", kAdminOnly),
       // Retention and GC (issue 13, part 3).
       Entry("/farm.v1.AdminService/CollectGarbage", kAdminOnly),
@@ -102,8 +101,27 @@ std::vector<AuthzEntry> BuildTable() {
       Entry("/grpc.health.v1.Health/Watch", kRead, /*is_public=*/true),
       // The HTTP port (--http_listen; http/http_port.h), by method and path: Prometheus scrapes
       // with a token or certificate of any role; health is public, as the gRPC one is.
-      Entry("GET /metrics", kRead),
-      Entry("GET /healthz", kRead, /*is_public=*/true),
+      Entry("GET /metrics", kRead), Entry("GET /healthz", kRead, /*is_public=*/true),
+      // The web dashboard (http/web_app.h). Its pages are one public shell, script and style
+      // (they hold no data: without a credential they show the sign-in form); the data comes
+      // from the API, read by people; changes as the gRPC RPCs they make.
+      Entry("GET /", kRead, /*is_public=*/true), Entry("GET /jobs", kRead, /*is_public=*/true),
+      Entry("GET /jobs/*", kRead, /*is_public=*/true),
+      Entry("GET /pipelines", kRead, /*is_public=*/true),
+      Entry("GET /pipelines/*", kRead, /*is_public=*/true),
+      Entry("GET /agents", kRead, /*is_public=*/true),
+      Entry("GET /factory", kRead, /*is_public=*/true),
+      Entry("GET /login", kRead, /*is_public=*/true),
+      Entry("GET /static/*", kRead, /*is_public=*/true),
+      Entry("POST /login", kRead, /*is_public=*/true), Entry("POST /logout", kUserRead),
+      Entry("GET /api/whoami", kUserRead), Entry("GET /api/floor", kUserRead),
+      Entry("GET /api/jobs", kUserRead), Entry("GET /api/jobs/*", kUserRead),
+      Entry("GET /api/artifacts/*", kUserRead), Entry("GET /api/pipelines", kUserRead),
+      Entry("GET /api/pipelines/*", kUserRead), Entry("GET /api/agents", kUserRead),
+      Entry("GET /api/factory", kUserRead), Entry("POST /api/jobs/*", kSubmit),  // cancel, retry
+      Entry("POST /api/pipelines/*", kSubmit),                                   // cancel, retry
+      Entry("POST /api/agents/*", kAdminOnly),                                   // drain, resume
+      Entry("POST /api/queues/*", kAdminOnly),                                   // pause, resume
   };
 }
 

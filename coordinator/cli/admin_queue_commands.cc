@@ -185,7 +185,8 @@ void RegisterAdminQueueCommands(std::vector<CommandDef>& table) {
                    {},
                    "JOB|PIPELINE",
                    "run a finished job again as a new linked job; or a finished pipeline's "
-                   "failed, cancelled and skipped jobs and all that need them (role admin)",
+                   "failed, cancelled and skipped jobs and all that need them (roles "
+                   "submitter, admin)",
                    "A pipeline is reopened in place: `farmctl get pN` shows the new jobs' ids "
                    "and which jobs they replaced;\nits succeeded jobs keep their results and "
                    "artifacts. A job of a pipeline is retried with its pipeline.\n",

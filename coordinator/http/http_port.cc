@@ -1,6 +1,7 @@
 #include "coordinator/http/http_port.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "coordinator/auth/authz_table.h"
 #include "coordinator/auth/identify.h"
 
@@ -23,7 +24,11 @@ std::unique_ptr<Response> Refused(int status, std::string message) {
 
 }  // namespace
 
-std::vector<std::string> HttpPort::Served() { return {"GET /healthz", "GET /metrics"}; }
+std::vector<std::string> HttpPort::Served() {
+  std::vector<std::string> served = {"GET /healthz", "GET /metrics"};
+  for (std::string& entry : WebApp::Served()) served.push_back(std::move(entry));
+  return served;
+}
 
 absl::StatusOr<std::unique_ptr<HttpPort>> HttpPort::Start(Options options) {
   std::unique_ptr<HttpPort> port(new HttpPort(std::move(options)));
@@ -36,6 +41,14 @@ absl::StatusOr<std::unique_ptr<HttpPort>> HttpPort::Start(Options options) {
     return Response{200, "text/plain; charset=utf-8", "ok\n", {}};
   };
   server.get["/metrics"] = [self](const Request& req) { return self->Metrics(req); };
+  if (self->options_.web.scheduler != nullptr) {
+    self->web_auth_ = std::make_unique<WebAuth>(self->options_.tokens, common::RealClock(),
+                                                self->options_.tls == nullptr);
+    WebApp::Sources web = self->options_.web;
+    web.auth = self->web_auth_.get();
+    self->web_ = std::make_unique<WebApp>(web);
+    self->web_->Register(server);
+  }
   absl::StatusOr<std::unique_ptr<common::HttpServer>> started =
       common::HttpServer::Start(std::move(server));
   if (!started.ok()) return started.status();

@@ -1,8 +1,10 @@
-// The coordinator's HTTP port (--http_listen): the monitoring pages, served by
-// common::HttpServer with the gRPC port's TLS material and the same identities and table.
+// The coordinator's HTTP port (--http_listen): the monitoring pages and the web dashboard,
+// served by common::HttpServer with the gRPC port's TLS material and the same identities and
+// table.
 //   GET /healthz  public: "ok" while the coordinator serves;
 //   GET /metrics  the Prometheus exposition (text format 0.0.4) of the coordinator's metrics,
-//                 for any role the authorization table allows (a scraper's token, role viewer).
+//                 for any role the authorization table allows (a scraper's token, role viewer);
+//   the dashboard's pages and API (web_app.h), when `web` has a scheduler.
 // A call is identified as on the gRPC port (auth/identify.h: "Authorization: Bearer TOKEN", else
 // the client certificate's farm:// URI) and judged by the one table (auth/authz_table.h, by
 // "METHOD /path"): no credential 401, a bad one 401, a role the table refuses 403, a path that
@@ -19,6 +21,7 @@
 #include "common/metrics.h"
 #include "common/tls_material.h"
 #include "coordinator/auth/token_registry.h"
+#include "coordinator/http/web_app.h"
 
 namespace farm::coordinator {
 
@@ -29,6 +32,7 @@ class HttpPort {
     std::shared_ptr<common::TlsMaterial> tls;  // null: --insecure (plain HTTP, every caller admin)
     const TokenRegistry* tokens = nullptr;     // not owned; outlives the port
     const common::metrics::Registry* metrics = nullptr;  // not owned; outlives the port
+    WebApp::Sources web;  // its `auth` is the port's own; no scheduler: no dashboard
   };
 
   // The pages, as the authorization table names them ("GET /metrics").
@@ -48,6 +52,8 @@ class HttpPort {
   common::HttpServer::Response Metrics(const common::HttpServer::Request& req) const;
 
   const Options options_;
+  std::unique_ptr<WebAuth> web_auth_;
+  std::unique_ptr<WebApp> web_;
   std::unique_ptr<common::HttpServer> server_;
 };
 

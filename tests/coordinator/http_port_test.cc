@@ -10,9 +10,12 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/certs.h"
@@ -76,6 +79,42 @@ class HttpPortTest : public ::testing::Test {
     return client.Get(path.c_str());
   }
 
+  // A request over HTTPS with `headers` (a cookie, X-Farm-CSRF, Origin); a POST when `body` is
+  // given (a form's fields).
+  httplib::Result Send(const std::string& path, const httplib::Headers& headers,
+                       const std::optional<std::string>& body = std::nullopt) {
+    httplib::SSLClient client("127.0.0.1", http_port_);
+    client.set_ca_cert_path(dir_.Join("ca.crt").c_str());
+    client.enable_server_certificate_verification(true);
+    client.set_connection_timeout(5);
+    client.set_read_timeout(10);
+    if (!body.has_value()) return client.Get(path.c_str(), headers);
+    return client.Post(path.c_str(), headers, *body, "application/x-www-form-urlencoded");
+  }
+
+  // Signs in with `token`; the session's cookie ("farm_session=...") and its CSRF token.
+  std::pair<std::string, std::string> SignIn(const std::string& token) {
+    httplib::Result r = Send("/login", {}, "token=" + token);
+    EXPECT_TRUE(r) << httplib::to_string(r.error());
+    if (!r || r->status != 200) return {};
+    const std::string set = r->get_header_value("Set-Cookie");
+    const std::string cookie = set.substr(0, set.find(';'));
+    httplib::Result me = Send("/api/whoami", {{"Cookie", cookie}});
+    EXPECT_TRUE(me && me->status == 200);
+    const size_t at = me->body.find("\"csrf\":\"") + 8;
+    return {cookie, me->body.substr(at, me->body.find('"', at) - at)};
+  }
+
+  std::string SubmitQueuedJob() {
+    farm::v1::SubmitJobRequest submit;
+    submit.mutable_spec()->add_steps()->set_run("true");
+    (*submit.mutable_spec()->mutable_labels())["pool"] = "nobody";  // stays queued
+    farm::v1::SubmitJobResponse submitted;
+    EXPECT_TRUE(
+        farm::v1::JobService::NewStub(admin_)->Submit(Ctx().get(), submit, &submitted).ok());
+    return submitted.job_id();
+  }
+
   testing::TempDir dir_ = *testing::TempDir::Create("farm-http-test");
   common::CertAndKey ca_;
   common::CertAndKey admin_cert_;
@@ -85,8 +124,15 @@ class HttpPortTest : public ::testing::Test {
 };
 
 TEST_F(HttpPortTest, EveryPageHasAnEntryInTheAuthorizationTable) {
-  for (const std::string& page : HttpPort::Served()) {
+  const std::vector<std::string> served = HttpPort::Served();
+  for (const std::string& page : served) {
     EXPECT_NE(FindAuthz(page), nullptr) << page << " has no entry in the table";
+  }
+  // And every page the table names is served.
+  for (const AuthzEntry& e : AuthzTable()) {
+    if (e.method[0] == '/') continue;  // an RPC
+    EXPECT_NE(std::find(served.begin(), served.end(), e.method), served.end())
+        << e.method << " is in the table but not served";
   }
 }
 
@@ -200,6 +246,113 @@ TEST_F(HttpPortTest, PromtoolFindsNothingWrongWithTheExposition) {
   ASSERT_OK_AND_ASSIGN(std::string said, testing::ReadFile(out));
   EXPECT_EQ(rc, 0) << said;
   EXPECT_EQ(said, "") << "promtool's findings on the exposition";
+}
+
+TEST_F(HttpPortTest, TheDashboardsShellIsPublicAndItsDataIsNot) {
+  for (const std::string page : {"/", "/jobs", "/jobs/42", "/pipelines/p1", "/factory"}) {
+    httplib::Result r = Get(page);
+    ASSERT_TRUE(r) << page;
+    EXPECT_EQ(r->status, 200) << page;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+    EXPECT_THAT(r->body, HasSubstr("<script src=\"/static/app.js\"></script>"));
+    EXPECT_THAT(r->get_header_value("Content-Security-Policy"), HasSubstr("default-src 'self'"));
+  }
+  httplib::Result script = Get("/static/app.js");
+  ASSERT_TRUE(script);
+  EXPECT_EQ(script->status, 200);
+  EXPECT_EQ(script->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_THAT(script->body, HasSubstr("class StepLog"));
+  EXPECT_EQ(Get("/static/nothing.js")->status, 404);
+  httplib::Result data = Get("/api/jobs");
+  ASSERT_TRUE(data);
+  EXPECT_EQ(data->status, 401);
+  EXPECT_EQ(data->body, "{\"error\":\"sign in first\"}");
+}
+
+TEST_F(HttpPortTest, ASignInMakesASessionCookieThatEndsWithItsToken) {
+  std::string id;
+  const std::string token = Token("submitter", "alice", &id);
+  httplib::Result r = Send("/login", {}, "token=" + token);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const std::string cookie = r->get_header_value("Set-Cookie");
+  EXPECT_THAT(cookie, HasSubstr("farm_session="));
+  EXPECT_THAT(cookie, HasSubstr("; HttpOnly"));
+  EXPECT_THAT(cookie, HasSubstr("; Secure"));
+  EXPECT_THAT(cookie, HasSubstr("; SameSite=Strict"));
+  EXPECT_THAT(cookie, HasSubstr("; Max-Age=43200"));
+  EXPECT_THAT(cookie, Not(HasSubstr(token)));
+  const std::string session = cookie.substr(0, cookie.find(';'));
+  httplib::Result me = Send("/api/whoami", {{"Cookie", session}});
+  ASSERT_TRUE(me);
+  EXPECT_EQ(me->status, 200);
+  EXPECT_THAT(me->body, HasSubstr("\"name\":\"alice\",\"role\":\"submitter\""));
+  EXPECT_THAT(me->body, HasSubstr("\"signedIn\":true"));
+
+  EXPECT_EQ(Send("/login", {}, "token=farm_not-a-token")->status, 401);
+  EXPECT_EQ(Send("/login", {{"Origin", "https://elsewhere.example"}}, "token=" + token)->status,
+            403);
+  EXPECT_EQ(Send("/api/whoami", {{"Cookie", "farm_session=made-up"}})->status, 401);
+
+  farm::v1::RevokeTokenRequest revoke;
+  revoke.set_id(id);
+  farm::v1::RevokeTokenResponse revoked;
+  ASSERT_TRUE(
+      farm::v1::AdminService::NewStub(admin_)->RevokeToken(Ctx().get(), revoke, &revoked).ok());
+  httplib::Result after = Send("/api/whoami", {{"Cookie", session}});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 401);
+  EXPECT_THAT(after->body, HasSubstr("sign in again"));
+}
+
+TEST_F(HttpPortTest, ActionsNeedTheirRoleAndThePagesCsrfToken) {
+  const std::string job = SubmitQueuedJob();
+  const std::string cancel = "/api/jobs/" + job + "/cancel";
+  auto [viewer, viewer_csrf] = SignIn(Token("viewer", "val"));
+  auto [submitter, csrf] = SignIn(Token("submitter", "sam"));
+  ASSERT_FALSE(csrf.empty());
+  // A viewer reads the job, and may not cancel it even with its page's token.
+  httplib::Result read = Send("/api/jobs/" + job, {{"Cookie", viewer}});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->status, 200);
+  EXPECT_THAT(read->body, HasSubstr("\"state\":\"QUEUED\""));
+  httplib::Result refused = Send(cancel, {{"Cookie", viewer}, {"X-Farm-CSRF", viewer_csrf}}, "");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 403);
+  EXPECT_THAT(refused->body, HasSubstr("role viewer (val) may not POST /api/jobs/*"));
+  // A submitter's POST without the token, with another session's, or from another site: refused.
+  EXPECT_THAT(Send(cancel, {{"Cookie", submitter}}, "")->body, HasSubstr("X-Farm-CSRF"));
+  EXPECT_EQ(Send(cancel, {{"Cookie", submitter}, {"X-Farm-CSRF", viewer_csrf}}, "")->status, 403);
+  EXPECT_EQ(
+      Send(cancel,
+           {{"Cookie", submitter}, {"X-Farm-CSRF", csrf}, {"Origin", "https://elsewhere.example"}},
+           "")
+          ->status,
+      403);
+  EXPECT_THAT(Send("/api/jobs/" + job, {{"Cookie", viewer}})->body,
+              HasSubstr("\"state\":\"QUEUED\""));
+  // With it, the job is cancelled.
+  httplib::Result done = Send(cancel, {{"Cookie", submitter}, {"X-Farm-CSRF", csrf}}, "");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 200) << done->body;
+  EXPECT_THAT(Send("/api/jobs/" + job, {{"Cookie", viewer}})->body,
+              HasSubstr("\"state\":\"CANCELLED\""));
+  // A script with a bearer token needs no page token; draining an agent is for admins.
+  const std::string script = Token("submitter", "ci");
+  const std::string other = SubmitQueuedJob();
+  EXPECT_EQ(
+      Send("/api/jobs/" + other + "/cancel", {{"Authorization", "Bearer " + script}}, "")->status,
+      200);
+  EXPECT_EQ(
+      Send("/api/agents/a1/drain", {{"Cookie", submitter}, {"X-Farm-CSRF", csrf}}, "")->status,
+      403);
+  httplib::Result list = Send("/api/jobs?state=cancelled", {{"Cookie", viewer}});
+  ASSERT_TRUE(list);
+  EXPECT_THAT(list->body, HasSubstr("\"id\":\"" + job + "\""));
+  httplib::Result floor = Send("/api/floor", {{"Cookie", viewer}});
+  ASSERT_TRUE(floor);
+  EXPECT_EQ(floor->status, 200) << floor->body;
+  EXPECT_THAT(floor->body, HasSubstr("\"series\":{\"since\":"));
 }
 
 }  // namespace
