@@ -35,6 +35,7 @@ common::HttpServer::Response Json(std::string json, int status) {
   r.content_type = "application/json";
   r.body = std::move(json);
   r.headers["Cache-Control"] = "no-store";
+  r.headers["X-Content-Type-Options"] = "nosniff";
   return r;
 }
 
@@ -294,15 +295,19 @@ WebApp::Response WebApp::Log(const std::string& job_id, const Request& req) cons
   int64_t start =
       from >= 0 ? std::min(from, *length) : std::max<int64_t>(0, std::min(before, *length) - limit);
   const int64_t end = from >= 0 ? std::min(*length, start + limit) : std::min(before, *length);
+  // The whole of [start, end): ReadLog may stop at a chunk boundary short of it.
   std::string data;
-  if (end > start) {
+  while (start + static_cast<int64_t>(data.size()) < end) {
+    const int64_t at = start + static_cast<int64_t>(data.size());
     absl::StatusOr<std::vector<StoredChunk>> chunks =
-        ReadLog(src_.store, *seq, attempt, step, start, static_cast<size_t>(end - start));
+        ReadLog(src_.store, *seq, attempt, step, at, static_cast<size_t>(end - at));
     if (!chunks.ok()) return Error(chunks.status());
+    const size_t before_read = data.size();
     for (const StoredChunk& c : *chunks) {
-      if (c.offset >= end) break;
+      if (c.offset != start + static_cast<int64_t>(data.size()) || c.offset >= end) break;
       data.append(c.data, 0, static_cast<size_t>(std::min<int64_t>(c.data.size(), end - c.offset)));
     }
+    if (data.size() == before_read) break;  // nothing more stored (a gap cannot be read past)
   }
   if (before >= 0 && start > 0) {
     // Back from an offset: the page starts at a line, so that no line (nor character) is cut.
@@ -335,7 +340,13 @@ WebApp::Response WebApp::Artifact(const Request& req) const {
     absl::StatusOr<std::string> bytes = src_.blobs->Read(common::Digest{a.hash(), a.size()});
     if (!bytes.ok()) return Error(bytes.status());
     Response r{200, "application/octet-stream", *std::move(bytes), {}};
-    r.headers["Content-Disposition"] = absl::StrCat("attachment; filename=\"", parts.back(), "\"");
+    // The file's name, with nothing that could end the header's quoted string or line.
+    std::string name = parts.back();
+    for (char& c : name) {
+      if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = '_';
+    }
+    r.headers["Content-Disposition"] = absl::StrCat("attachment; filename=\"", name, "\"");
+    r.headers["X-Content-Type-Options"] = "nosniff";
     return r;
   }
   return Error(absl::NotFoundError(absl::StrCat("job ", job->id(), " has no artifact ", path)));

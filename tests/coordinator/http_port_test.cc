@@ -261,7 +261,8 @@ TEST_F(HttpPortTest, TheDashboardsShellIsPublicAndItsDataIsNot) {
   ASSERT_TRUE(script);
   EXPECT_EQ(script->status, 200);
   EXPECT_EQ(script->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
-  EXPECT_THAT(script->body, HasSubstr("class StepLog"));
+  EXPECT_THAT(script->body, HasSubstr("async function route()"));
+  EXPECT_THAT(Get("/static/pages.js")->body, HasSubstr("class StepLog"));
   EXPECT_EQ(Get("/static/nothing.js")->status, 404);
   httplib::Result data = Get("/api/jobs");
   ASSERT_TRUE(data);

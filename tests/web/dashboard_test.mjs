@@ -105,6 +105,8 @@ try {
 
   await v.goto(`${url}/factory`);
   await v.locator('h2', { hasText: 'The farm' }).waitFor();
+  await v.locator('svg.vsm text', { hasText: 'quick' }).waitFor();
+  check(!(await v.locator('main').textContent()).includes('[object'), 'the factory page draws the pipeline\'s stages');
   await v.screenshot({ path: `${shots}/factory.png`, fullPage: true });
   await v.goto(`${url}/agents`);
   await v.locator('td', { hasText: 'a1' }).waitFor();
@@ -117,7 +119,8 @@ try {
   await s.locator('h1 .state.RUNNING').waitFor();
   await s.locator('button', { hasText: 'Cancel' }).click();
   await s.locator('h1 .state.CANCELLED').waitFor();
-  ok('a submitter cancels a running job from its page');
+  await s.locator('.attempts .state.ATTEMPT_CANCELLED').waitFor();
+  ok('a submitter cancels a running job from its page, and its attempt shows it');
   await s.screenshot({ path: `${shots}/cancelled.png`, fullPage: true });
 } catch (e) {
   // The page as it was when the check failed.
