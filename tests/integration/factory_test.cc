@@ -252,14 +252,7 @@ steps: [{name: work, run: "sleep 0.2; @EXIT@"}]
 }
 
 // Provenance on a TLS farm: a chain of three jobs, each given the one before's artifact.
-class ProvenanceTest : public FarmTest {
- protected:
-  MiniFarmOptions FarmOptions() const override {
-    MiniFarmOptions options;
-    options.tls = true;
-    return options;
-  }
-};
+class ProvenanceTest : public TlsFarmTest {};
 
 google::protobuf::Struct PayloadOf(const std::string& envelope) {
   google::protobuf::Struct env, statement;

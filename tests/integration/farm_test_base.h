@@ -54,4 +54,14 @@ class FarmTest : public ::testing::Test {
   std::unique_ptr<MiniFarm> farm_;
 };
 
+// The same on a farm with TLS: certificates for the coordinator, farmctl (admin) and each agent.
+class TlsFarmTest : public FarmTest {
+ protected:
+  MiniFarmOptions FarmOptions() const override {
+    MiniFarmOptions options;
+    options.tls = true;
+    return options;
+  }
+};
+
 }  // namespace farm::testing

@@ -28,13 +28,8 @@ std::string MissingForBrowser() {
   return "";
 }
 
-class WebTest : public FarmTest {
+class WebTest : public TlsFarmTest {
  protected:
-  MiniFarmOptions FarmOptions() const override {
-    MiniFarmOptions options;
-    options.tls = true;
-    return options;
-  }
   std::vector<std::string> CoordinatorFlags() const override {
     return {"--http_listen=127.0.0.1:0", "--http_port_file=" + farm_->Path("http.port")};
   }
