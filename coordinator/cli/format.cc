@@ -238,6 +238,7 @@ std::string FormatJobText(const Job& job, const TextContext& context) {
   fields.emplace_back("labels", FormatLabels(job.spec().labels()));
   if (job.submitted_ms() > 0)
     fields.emplace_back("submitted", FormatTime(job.submitted_ms(), context));
+  if (!job.submitted_by().empty()) fields.emplace_back("submitted by", OneLine(job.submitted_by()));
   if (job.started_ms() > 0) {
     std::string started = FormatTime(job.started_ms(), context);
     if (job.submitted_ms() > 0) {
@@ -360,6 +361,9 @@ std::string FormatPipelineText(const farm::v1::Pipeline& pipeline, const TextCon
   fields.emplace_back("state", state);
   if (pipeline.submitted_ms() > 0) {
     fields.emplace_back("submitted", FormatTime(pipeline.submitted_ms(), context));
+    if (!pipeline.submitted_by().empty()) {
+      fields.emplace_back("submitted by", OneLine(pipeline.submitted_by()));
+    }
   }
   if (pipeline.finished_ms() > 0 && IsTerminal(pipeline.state())) {
     std::string finished = FormatTime(pipeline.finished_ms(), context);

@@ -37,7 +37,8 @@ absl::Status Intake::Recover(Store* store) {
 }
 
 absl::StatusOr<std::string> Intake::Submit(Txn& txn, farm::v1::JobSpec spec,
-                                           const std::string& request_id, bool* existing) {
+                                           const std::string& request_id, bool* existing,
+                                           const std::string& by) {
   FARM_ASSIGN_OR_RETURN(std::optional<uint64_t> earlier,
                         p_.request_ids->Find(txn, RequestIds::Kind::kJob, request_id));
   *existing = earlier.has_value();
@@ -48,6 +49,7 @@ absl::StatusOr<std::string> Intake::Submit(Txn& txn, farm::v1::JobSpec spec,
   job.set_seq(seq);
   *job.mutable_spec() = std::move(spec);
   job.set_submitted_ms(p_.clock->NowMs());
+  job.set_submitted_by(by);
   job.set_request_id(request_id);
   p_.request_ids->Remember(txn, RequestIds::Kind::kJob, request_id, seq, job.submitted_ms());
   FARM_RETURN_IF_ERROR(p_.lifecycle->Submit(txn, job, ""));
@@ -65,7 +67,8 @@ absl::Status Intake::FillView(Txn& txn, Pipeline& pipeline) {
 
 absl::StatusOr<Pipeline> Intake::SubmitPipeline(Txn& txn, const std::string& name,
                                                 std::vector<common::ExpandedJob> expanded,
-                                                const std::string& request_id, bool* existing) {
+                                                const std::string& request_id, bool* existing,
+                                                const std::string& by) {
   FARM_ASSIGN_OR_RETURN(std::optional<uint64_t> earlier,
                         p_.request_ids->Find(txn, RequestIds::Kind::kPipeline, request_id));
   *existing = earlier.has_value();
@@ -78,7 +81,8 @@ absl::StatusOr<Pipeline> Intake::SubmitPipeline(Txn& txn, const std::string& nam
   const int64_t now = p_.clock->NowMs();
   std::vector<Job> created;
   Pipeline pipeline = p_.pipelines->Create(
-      txn, name, request_id, now, std::move(expanded), [this] { return ++last_seq_; }, &created);
+      txn, name, request_id, now, std::move(expanded), [this] { return ++last_seq_; }, &created,
+      by);
   p_.request_ids->Remember(txn, RequestIds::Kind::kPipeline, request_id, pipeline.seq(), now);
   // Every job that waits for others is written before any is made ready: a job without steps
   // ends at once and resolves the jobs that need it, which must be there to be found.

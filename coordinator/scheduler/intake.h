@@ -44,13 +44,16 @@ class Intake {
   // meta family (kNextSeq) that whoever deletes records must leave, so that no id is reused.
   absl::Status Recover(Store* store);
 
-  // A validated spec; *existing when the request id named an earlier submit.
+  // A validated spec; *existing when the request id named an earlier submit. `by`: who submits
+  // (Job.submitted_by).
   absl::StatusOr<std::string> Submit(Txn& txn, farm::v1::JobSpec spec,
-                                     const std::string& request_id, bool* existing);
+                                     const std::string& request_id, bool* existing,
+                                     const std::string& by = "");
   // An expanded pipeline; the pipeline's view as this group leaves it.
   absl::StatusOr<farm::v1::Pipeline> SubmitPipeline(Txn& txn, const std::string& name,
                                                     std::vector<common::ExpandedJob> jobs,
-                                                    const std::string& request_id, bool* existing);
+                                                    const std::string& request_id, bool* existing,
+                                                    const std::string& by = "");
   absl::StatusOr<farm::v1::Job> Cancel(Txn& txn, uint64_t seq);
   absl::StatusOr<farm::v1::Pipeline> CancelPipeline(Txn& txn, uint64_t pseq);
 

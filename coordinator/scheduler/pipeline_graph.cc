@@ -120,7 +120,7 @@ absl::Status PipelineGraph::CheckRecordSize(const std::vector<common::ExpandedJo
 Pipeline PipelineGraph::Create(Txn& txn, const std::string& name, const std::string& request_id,
                                int64_t now_ms, std::vector<common::ExpandedJob> expanded,
                                const std::function<uint64_t()>& next_job_seq,
-                               std::vector<Job>* jobs) {
+                               std::vector<Job>* jobs, const std::string& submitted_by) {
   const uint64_t pseq = ++last_pipeline_seq_;
   txn.Put(Cf::kMeta, std::string(keys::kNextPipelineSeq), keys::U64(last_pipeline_seq_));
   Pipeline pipeline;
@@ -129,11 +129,13 @@ Pipeline PipelineGraph::Create(Txn& txn, const std::string& name, const std::str
   pipeline.set_name(name);
   pipeline.set_request_id(request_id);
   pipeline.set_submitted_ms(now_ms);
+  pipeline.set_submitted_by(submitted_by);
   jobs->assign(expanded.size(), Job());
   for (size_t i = 0; i < expanded.size(); ++i) {
     const uint64_t seq = next_job_seq();
     (*jobs)[i].set_id(keys::JobId(seq));
     (*jobs)[i].set_seq(seq);
+    (*jobs)[i].set_submitted_by(submitted_by);
     (*jobs)[i].set_pipeline_job(expanded[i].spec.name());
   }
   for (size_t i = 0; i < expanded.size(); ++i) {

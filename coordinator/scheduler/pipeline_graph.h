@@ -49,11 +49,11 @@ class PipelineGraph {
   // The size check of a pipeline's record, before anything is created. INVALID_ARGUMENT.
   static absl::Status CheckRecordSize(const std::vector<common::ExpandedJob>& jobs);
   // Creates the pipeline record and its jobs (ids from `next_job_seq`, not yet written, state
-  // unset), in expansion order.
+  // unset), in expansion order; the pipeline and each job say `submitted_by`.
   farm::v1::Pipeline Create(Txn& txn, const std::string& name, const std::string& request_id,
                             int64_t now_ms, std::vector<common::ExpandedJob> expanded,
                             const std::function<uint64_t()>& next_job_seq,
-                            std::vector<farm::v1::Job>* jobs);
+                            std::vector<farm::v1::Job>* jobs, const std::string& submitted_by = "");
   absl::StatusOr<std::optional<farm::v1::Pipeline>> Load(Txn& txn, uint64_t pseq);
   // Marks the pipeline cancelled (written in this group, before its jobs are cancelled: the
   // cascade reads it to cancel rather than skip).

@@ -156,15 +156,16 @@ bool Scheduler::Post(Engine::Command cmd, const std::function<void(absl::Status)
 // Users
 
 void Scheduler::Submit(farm::v1::JobSpec spec, std::string request_id,
-                       Done<farm::v1::SubmitJobResponse> done) {
+                       Done<farm::v1::SubmitJobResponse> done, std::string by) {
   common::ApplyJobDefaults(spec);
   if (absl::Status s = common::ValidateJobSpec(spec); !s.ok()) return done(s);
   if (absl::Status s = RequestIds::Validate(request_id); !s.ok()) return done(s);
   Post(
-      [this, spec = std::move(spec), request_id = std::move(request_id), done](Txn& txn) mutable {
+      [this, spec = std::move(spec), request_id = std::move(request_id), done,
+       by = std::move(by)](Txn& txn) mutable {
         bool existing = false;
         absl::StatusOr<std::string> id =
-            intake_.Submit(txn, std::move(spec), request_id, &existing);
+            intake_.Submit(txn, std::move(spec), request_id, &existing, by);
         if (!id.ok()) return Answer<farm::v1::SubmitJobResponse>(txn, done, id.status());
         farm::v1::SubmitJobResponse resp;
         resp.set_job_id(*id);
@@ -185,16 +186,17 @@ void Scheduler::Cancel(std::string job_id, Done<farm::v1::Job> done) {
 }
 
 void Scheduler::SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_id,
-                               Done<farm::v1::SubmitPipelineResponse> done) {
+                               Done<farm::v1::SubmitPipelineResponse> done, std::string by) {
   if (absl::Status s = RequestIds::Validate(request_id); !s.ok()) return done(s);
   absl::StatusOr<std::vector<common::ExpandedJob>> expanded = common::ExpandPipeline(spec);
   if (!expanded.ok()) return done(expanded.status());
   if (absl::Status s = PipelineGraph::CheckRecordSize(*expanded); !s.ok()) return done(s);
   Post(
-      [this, name = spec.name(), jobs = std::move(*expanded), request_id, done](Txn& txn) mutable {
+      [this, name = spec.name(), jobs = std::move(*expanded), request_id, done,
+       by = std::move(by)](Txn& txn) mutable {
         bool existing = false;
         absl::StatusOr<farm::v1::Pipeline> pipeline =
-            intake_.SubmitPipeline(txn, name, std::move(jobs), request_id, &existing);
+            intake_.SubmitPipeline(txn, name, std::move(jobs), request_id, &existing, by);
         if (!pipeline.ok()) {
           return Answer<farm::v1::SubmitPipelineResponse>(txn, done, pipeline.status());
         }

@@ -110,13 +110,14 @@ class Scheduler {
   Store* store() const { return store_; }
 
   // --- users
+  // `by`: who submits (Job.submitted_by, Pipeline.submitted_by).
   void Submit(farm::v1::JobSpec spec, std::string request_id,
-              Done<farm::v1::SubmitJobResponse> done);
+              Done<farm::v1::SubmitJobResponse> done, std::string by = "");
   void Cancel(std::string job_id, Done<farm::v1::Job> done);
   // Expands and checks the spec (common/pipeline.h), then creates the pipeline and all its
   // jobs in one write: jobs that need nothing are queued, the others wait.
   void SubmitPipeline(farm::v1::PipelineSpec spec, std::string request_id,
-                      Done<farm::v1::SubmitPipelineResponse> done);
+                      Done<farm::v1::SubmitPipelineResponse> done, std::string by = "");
   // Cancels every job that has not ended; jobs waiting for others end CANCELLED, not SKIPPED.
   void CancelPipeline(std::string pipeline_id, Done<farm::v1::Pipeline> done);
   // Committed state, read from the store on the calling thread (job_reads.h).

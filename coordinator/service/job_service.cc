@@ -21,6 +21,12 @@ absl::Status CheckSecrets(const SecretRegistry* secrets, const farm::v1::JobSpec
   return secrets->CheckExist(spec.secrets());
 }
 
+// Who submits: the caller's name (empty where nobody is identified, with --insecure).
+std::string SubmitterOf(const Authenticator* auth, const grpc::CallbackServerContext& ctx) {
+  absl::StatusOr<Principal> caller = auth->CallerOf(ctx);
+  return caller.ok() ? caller->name : "";
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ctx,
@@ -32,7 +38,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::Submit(grpc::CallbackServerContext* ct
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
-  scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp));
+  scheduler_->Submit(req->spec(), req->request_id(), FinishWith(reactor, resp),
+                     SubmitterOf(auth_, *ctx));
   return reactor;
 }
 
@@ -75,7 +82,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitPipeline(grpc::CallbackServerCon
       return reactor;
     }
   }
-  scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp));
+  scheduler_->SubmitPipeline(req->spec(), req->request_id(), FinishWith(reactor, resp),
+                             SubmitterOf(auth_, *ctx));
   return reactor;
 }
 

@@ -69,6 +69,7 @@ try {
   await v.locator('pre.log', { hasText: `line ${seen + 3}` }).waitFor();
   ok('new lines arrive without a reload');
   check(await v.locator('button', { hasText: 'Cancel' }).count() === 0, 'a viewer sees no Cancel button');
+  check((await v.locator('main p.muted').first().textContent()).includes('by admin'), 'the job says who submitted it');
   const refused = await v.evaluate(async (id) => {
     const me = await (await fetch('/api/whoami')).json();
     const r = await fetch(`/api/jobs/${id}/cancel`, { method: 'POST', headers: { 'X-Farm-CSRF': me.csrf } });

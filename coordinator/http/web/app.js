@@ -281,7 +281,7 @@ function jobRow(j) {
     h('td', {}, j.pipelineId ? h('a', { href: `/pipelines/${j.pipelineId}`, 'data-nav': true },
       `${j.pipelineId} ${j.pipelineJob || ''}`) : ''),
     h('td', { class: 'num' }, ran), h('td', { class: 'num' }, ago(j.submittedMs)),
-    h('td', {}, labelText(j.spec && j.spec.labels)));
+    h('td', {}, j.submittedBy || ''), h('td', {}, labelText(j.spec && j.spec.labels)));
 }
 
 function jobsPage() {
@@ -310,7 +310,7 @@ function jobsPage() {
     if (tokens[page]) p.set('page_token', tokens[page]);
     const r = await api(`/api/jobs?${p}`);
     tokens[page + 1] = r.nextPageToken || '';
-    table.replaceChildren(h('tr', {}, ['job', 'name', 'state', 'pipeline', 'ran', 'submitted', 'labels']
+    table.replaceChildren(h('tr', {}, ['job', 'name', 'state', 'pipeline', 'ran', 'submitted', 'by', 'labels']
       .map((t) => h('th', {}, t))), (r.jobs || []).map(jobRow));
     pager.replaceChildren(page > 0 ? h('button', { onclick: () => load(page - 1) }, 'Newer') : null, ' ',
       r.nextPageToken ? h('button', { onclick: () => load(page + 1) }, 'Older') : null);
@@ -323,12 +323,12 @@ function pipelinesPage() {
   main(h('h1', {}, 'Pipelines'), h('section', {}, table));
   every(3000, async () => {
     const r = await api('/api/pipelines?limit=50');
-    table.replaceChildren(h('tr', {}, ['pipeline', 'name', 'state', 'jobs', 'submitted'].map((t) => h('th', {}, t))),
+    table.replaceChildren(h('tr', {}, ['pipeline', 'name', 'state', 'jobs', 'submitted', 'by'].map((t) => h('th', {}, t))),
       (r.pipelines || []).map((p) => h('tr', {},
         h('td', {}, h('a', { href: `/pipelines/${p.id}`, 'data-nav': true }, p.id)), h('td', {}, p.name),
         h('td', {}, badge(p.state)),
         h('td', {}, `${(p.jobs || []).filter((j) => j.state === 'SUCCEEDED').length}/${(p.jobs || []).length}`),
-        h('td', { class: 'num' }, ago(p.submittedMs)))));
+        h('td', { class: 'num' }, ago(p.submittedMs)), h('td', {}, p.submittedBy || ''))));
   });
 }
 

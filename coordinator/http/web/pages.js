@@ -130,7 +130,8 @@ function jobPage(id) {
     header.replaceChildren(
       h('h1', {}, `Job ${j.id} ${(j.spec && j.spec.name) || ''} `, badge(j.state)),
       h('p', { class: 'muted' }, j.pipelineId ? [h('a', { href: `/pipelines/${j.pipelineId}`, 'data-nav': true }, j.pipelineId), ` ${j.pipelineJob} - `] : null,
-        `labels ${labelText(j.spec && j.spec.labels)} - submitted ${ago(j.submittedMs)}`, j.reason ? ` - ${j.reason}` : ''),
+        `labels ${labelText(j.spec && j.spec.labels)} - submitted ${ago(j.submittedMs)}`,
+        j.submittedBy ? ` by ${j.submittedBy}` : '', j.reason ? ` - ${j.reason}` : ''),
       h('p', {}, can('submit') && open ? action('Cancel', `/api/jobs/${j.id}/cancel`, draw, true) : null, ' ',
         can('submit') && !open ? action('Retry', `/api/jobs/${j.id}/retry`, draw) : null));
     const attempts = j.attempts || [];
