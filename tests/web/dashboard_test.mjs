@@ -104,6 +104,14 @@ try {
   check(after < 4 << 20, `after paging back three times the page holds ${after} characters`);
   await v.screenshot({ path: `${shots}/log.png` });
 
+  // The lists: a row per job (and pipeline), each linking to its page.
+  await v.goto(`${url}/jobs`);
+  await v.locator(`table a[href="/jobs/${env.FARM_WEB_LONG_JOB}"]`).waitFor();
+  check(!(await v.locator('main').textContent()).includes('[object'), 'the jobs list shows its rows');
+  await v.goto(`${url}/pipelines`);
+  await v.locator(`table a[href="/pipelines/${env.FARM_WEB_PIPELINE}"]`).waitFor();
+  check(!(await v.locator('main').textContent()).match(/\[object|null/), 'the pipelines list shows its rows');
+
   await v.goto(`${url}/factory`);
   await v.locator('h2', { hasText: 'The farm' }).waitFor();
   await v.locator('svg.vsm text', { hasText: 'quick' }).waitFor();

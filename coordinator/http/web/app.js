@@ -23,6 +23,12 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 
+// Replaces el's children with kids, lists flattened and empty ones (null, false) left out.
+function fill(el, ...kids) {
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+  return el;
+}
+
 function main(...kids) {
   const m = document.getElementById('main');
   m.replaceChildren(...kids);
@@ -310,9 +316,9 @@ function jobsPage() {
     if (tokens[page]) p.set('page_token', tokens[page]);
     const r = await api(`/api/jobs?${p}`);
     tokens[page + 1] = r.nextPageToken || '';
-    table.replaceChildren(h('tr', {}, ['job', 'name', 'state', 'pipeline', 'ran', 'submitted', 'by', 'labels']
+    fill(table, h('tr', {}, ['job', 'name', 'state', 'pipeline', 'ran', 'submitted', 'by', 'labels']
       .map((t) => h('th', {}, t))), (r.jobs || []).map(jobRow));
-    pager.replaceChildren(page > 0 ? h('button', { onclick: () => load(page - 1) }, 'Newer') : null, ' ',
+    fill(pager, page > 0 ? h('button', { onclick: () => load(page - 1) }, 'Newer') : null, ' ',
       r.nextPageToken ? h('button', { onclick: () => load(page + 1) }, 'Older') : null);
   };
   load(0).catch((e) => flash(e.message));
@@ -323,7 +329,7 @@ function pipelinesPage() {
   main(h('h1', {}, 'Pipelines'), h('section', {}, table));
   every(3000, async () => {
     const r = await api('/api/pipelines?limit=50');
-    table.replaceChildren(h('tr', {}, ['pipeline', 'name', 'state', 'jobs', 'submitted', 'by'].map((t) => h('th', {}, t))),
+    fill(table, h('tr', {}, ['pipeline', 'name', 'state', 'jobs', 'submitted', 'by'].map((t) => h('th', {}, t))),
       (r.pipelines || []).map((p) => h('tr', {},
         h('td', {}, h('a', { href: `/pipelines/${p.id}`, 'data-nav': true }, p.id)), h('td', {}, p.name),
         h('td', {}, badge(p.state)),
