@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "coordinator/http/web_internal.h"
 #include "coordinator/scheduler/queue_report.h"
 
 namespace farm::coordinator {
@@ -16,20 +17,13 @@ namespace {
 
 namespace metrics = common::metrics;
 
-// What a scheduler call answers through its callback (`ask` makes the call), waited for at most
-// 2 s; nullopt on an error or when the engine is too busy to answer a scrape in time.
+// What a scheduler call answers (web_internal.h's Await), waited for at most 2 s; nullopt on an
+// error or when the engine is too busy to answer a scrape in time.
 template <typename T>
 std::optional<T> Ask(const std::function<void(Done<T>)>& ask) {
-  auto answer = std::make_shared<absl::StatusOr<T>>(absl::UnavailableError("no answer"));
-  auto done = std::make_shared<absl::Notification>();
-  ask([answer, done](absl::StatusOr<T> got) {
-    *answer = std::move(got);
-    done->Notify();
-  });
-  // Unanswered: the late answer goes into `answer`, which nobody reads.
-  if (!done->WaitForNotificationWithTimeout(absl::Seconds(2))) return std::nullopt;
-  if (!answer->ok()) return std::nullopt;
-  return *std::move(*answer);
+  absl::StatusOr<T> answer = web::Await<T>(ask, absl::Seconds(2));
+  if (!answer.ok()) return std::nullopt;
+  return *std::move(answer);
 }
 
 // The agents by state ("idle", "busy", "draining", "offline"), as ListAgents reports them.

@@ -129,6 +129,15 @@ std::string PercentDecode(absl::string_view text) {
   return out;
 }
 
+std::map<std::string, std::string> LabelsParam(const common::HttpServer::Request& req) {
+  std::map<std::string, std::string> labels;
+  for (absl::string_view kv : absl::StrSplit(Param(req, "labels"), ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    labels[p.first] = p.second;
+  }
+  return labels;
+}
+
 std::string Param(const common::HttpServer::Request& req, const std::string& name) {
   auto it = req.query.find(name);
   return it == req.query.end() ? "" : it->second;
@@ -149,6 +158,17 @@ WebApp::Response WebApp::WhoAmI(const Request& /*req*/, const WebAuth::Caller& c
 }
 
 namespace {
+
+absl::StatusOr<farm::v1::ListAgentsResponse> AgentsNow(Scheduler* s) {
+  return web::Await<farm::v1::ListAgentsResponse>(
+      [s](Done<farm::v1::ListAgentsResponse> done) { s->ListAgents(std::move(done)); });
+}
+
+// The jobs waiting, queued or running now.
+int64_t OpenNow(const Scheduler& s) {
+  const auto counts = s.job_counts().Snapshot();
+  return counts[farm::v1::WAITING] + counts[farm::v1::QUEUED] + counts[farm::v1::RUNNING];
+}
 
 // Per minute of the last hour: jobs that ended, and the p95 queue wait of the leases.
 std::string MinuteSeries(EventReader* events, int64_t now_ms) {
@@ -193,16 +213,13 @@ WebApp::Response WebApp::Floor(const Request& /*req*/) const {
   if (!snapshot.ok()) return Error(snapshot.status());
   absl::StatusOr<farm::v1::ListQueuesResponse> queues = BuildQueueReport(src_.store, *snapshot);
   if (!queues.ok()) return Error(queues.status());
-  absl::StatusOr<farm::v1::ListAgentsResponse> agents = web::Await<farm::v1::ListAgentsResponse>(
-      [s](Done<farm::v1::ListAgentsResponse> done) { s->ListAgents(std::move(done)); });
+  absl::StatusOr<farm::v1::ListAgentsResponse> agents = AgentsNow(s);
   if (!agents.ok()) return Error(agents.status());
   const int64_t now = common::RealClock()->NowMs();
-  const auto counts = s->job_counts().Snapshot();
   farm::v1::FactoryReportRequest req;
   req.set_since_ms(now - 3600'000);
-  absl::StatusOr<farm::v1::FactoryReport> report = factory::BuildReport(
-      {src_.events, &s->reads(), nullptr, {}}, req, *agents,
-      counts[farm::v1::WAITING] + counts[farm::v1::QUEUED] + counts[farm::v1::RUNNING], now);
+  absl::StatusOr<farm::v1::FactoryReport> report =
+      factory::BuildReport({src_.events, &s->reads(), nullptr, {}}, req, *agents, OpenNow(*s), now);
   if (!report.ok()) return Error(report.status());
   return Json(absl::StrCat(
       "{\"queues\":", web::ToJson(*queues), ",\"agents\":", web::ToJson(*agents),
@@ -223,11 +240,7 @@ WebApp::Response WebApp::Jobs(const Request& req) const {
       !l.empty() && (!absl::SimpleAtoi(l, &limit) || limit < 1 || limit > 1000)) {
     return Error(absl::InvalidArgumentError("limit takes 1 to 1000"));
   }
-  Labels labels;
-  for (absl::string_view kv : absl::StrSplit(Param(req, "labels"), ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    labels[p.first] = p.second;
-  }
+  const Labels labels = web::LabelsParam(req);
   const std::string pipeline = Param(req, "pipeline");
   // Filters the store does not index: pages of jobs are read until `limit` match or
   // kMaxListScan were looked at; next_page_token goes on from there.
@@ -372,15 +385,13 @@ WebApp::Response WebApp::Pipelines(const Request& req) const {
 
 WebApp::Response WebApp::Agents(const Request& /*req*/) const {
   Scheduler* s = src_.scheduler;
-  absl::StatusOr<farm::v1::ListAgentsResponse> agents = web::Await<farm::v1::ListAgentsResponse>(
-      [s](Done<farm::v1::ListAgentsResponse> done) { s->ListAgents(std::move(done)); });
+  absl::StatusOr<farm::v1::ListAgentsResponse> agents = AgentsNow(s);
   return agents.ok() ? Json(*agents) : Error(agents.status());
 }
 
 WebApp::Response WebApp::Factory(const Request& req) const {
   Scheduler* s = src_.scheduler;
-  absl::StatusOr<farm::v1::ListAgentsResponse> agents = web::Await<farm::v1::ListAgentsResponse>(
-      [s](Done<farm::v1::ListAgentsResponse> done) { s->ListAgents(std::move(done)); });
+  absl::StatusOr<farm::v1::ListAgentsResponse> agents = AgentsNow(s);
   if (!agents.ok()) return Error(agents.status());
   const int64_t now = common::RealClock()->NowMs();
   int64_t hours = 24;
@@ -390,11 +401,9 @@ WebApp::Response WebApp::Factory(const Request& req) const {
   }
   farm::v1::FactoryReportRequest r;
   r.set_since_ms(now - hours * 3600'000);
-  const auto counts = s->job_counts().Snapshot();
   factory::OverstockSources overstock{&s->reads(), src_.blobs, src_.store, {}};
   absl::StatusOr<farm::v1::FactoryReport> report = factory::BuildReport(
-      {src_.events, &s->reads(), src_.targets, overstock}, r, *agents,
-      counts[farm::v1::WAITING] + counts[farm::v1::QUEUED] + counts[farm::v1::RUNNING], now);
+      {src_.events, &s->reads(), src_.targets, overstock}, r, *agents, OpenNow(*s), now);
   return report.ok() ? Json(*report) : Error(report.status());
 }
 

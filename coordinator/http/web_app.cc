@@ -200,11 +200,7 @@ WebApp::Response WebApp::AgentAction(const Request& req, const WebAuth::Caller& 
 
 WebApp::Response WebApp::QueueAction(const Request& req, const WebAuth::Caller& caller) const {
   const std::vector<std::string> parts = web::PathAfter(req.path, "/api/queues/");
-  Labels selector;
-  for (absl::string_view kv : absl::StrSplit(Param(req, "labels"), ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    selector[p.first] = p.second;
-  }
+  const Labels selector = web::LabelsParam(req);
   Scheduler* s = src_.scheduler;
   if (parts.size() == 1 && parts[0] == "pause") {
     auto paused = web::Await<farm::v1::PauseQueueResponse>(

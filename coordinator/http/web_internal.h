@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,5 +50,7 @@ std::vector<std::string> PathAfter(const std::string& path, absl::string_view pr
 std::string PercentDecode(absl::string_view text);
 // The query parameter `name`, or "".
 std::string Param(const common::HttpServer::Request& req, const std::string& name);
+// The query parameter `labels` ("k=v,k2=v2") as labels; empty when absent.
+std::map<std::string, std::string> LabelsParam(const common::HttpServer::Request& req);
 
 }  // namespace farm::coordinator::web
